@@ -1,0 +1,55 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layers, bottom up:
+//   C shims over system libraries (Open MPI, OpenBLAS, nifticlib)
+//   IFCNCompute   compute-backend interface + the CPU backend (kernels, threads)
+//   IFCNEngine    the iterative FCN: parameters, forward/backward, loss, Adam, checkpoints
+//   IFCNVolume    medical volumes: geometry, NIfTI/MetaImage IO, resampling, EDT, preprocessing
+//   IFCNDistributed  MPI communicator (allreduce, broadcast, ...)
+//   IFCNEvaluation   Dice, surface distances, instance matching
+//   IFCNSegmentation iterative instance segmentation of whole scans
+//   IFCNTraining  data-parallel training loop, sampling, augmentation
+//   ifcn          the command-line tool
+let swiftSettings: [SwiftSetting] = [
+    .unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release)),
+]
+
+let package = Package(
+    name: "ifcn",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "ifcn", targets: ["ifcn"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "COpenMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .target(name: "CMPIShim", dependencies: ["COpenMPI"]),
+        .target(name: "CNIfTI",
+                cSettings: [.unsafeFlags(["-I/usr/include/nifti"])],
+                linkerSettings: [.linkedLibrary("nifti2"), .linkedLibrary("znz"), .linkedLibrary("z")]),
+        .target(name: "IFCNCompute", dependencies: ["COpenBLAS"], swiftSettings: swiftSettings),
+        .target(name: "IFCNEngine", dependencies: ["IFCNCompute"], swiftSettings: swiftSettings),
+        .target(name: "IFCNVolume", dependencies: ["CNIfTI"], swiftSettings: swiftSettings),
+        .target(name: "IFCNDistributed", dependencies: ["CMPIShim"], swiftSettings: swiftSettings),
+        .target(name: "IFCNEvaluation", dependencies: ["IFCNVolume"], swiftSettings: swiftSettings),
+        .target(name: "IFCNSegmentation", dependencies: ["IFCNEngine", "IFCNVolume"], swiftSettings: swiftSettings),
+        .target(name: "IFCNTraining",
+                dependencies: ["IFCNEngine", "IFCNVolume", "IFCNDistributed", "IFCNSegmentation", "IFCNEvaluation"],
+                swiftSettings: swiftSettings),
+        .executableTarget(name: "ifcn",
+                          dependencies: ["IFCNEngine", "IFCNVolume", "IFCNDistributed", "IFCNTraining",
+                                         "IFCNSegmentation", "IFCNEvaluation",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          swiftSettings: swiftSettings),
+        .testTarget(name: "IFCNEngineTests", dependencies: ["IFCNEngine"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "IFCNVolumeTests", dependencies: ["IFCNVolume"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "IFCNDistributedTests", dependencies: ["IFCNDistributed"]),
+        .testTarget(name: "IFCNEvaluationTests", dependencies: ["IFCNEvaluation"], resources: [.copy("Fixtures")]),
+    ]
+)

@@ -1,0 +1,2 @@
+#pragma once
+int ifcn_mpi_placeholder(void);

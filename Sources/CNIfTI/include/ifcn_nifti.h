@@ -1,0 +1,2 @@
+#pragma once
+int ifcn_nifti_placeholder(void);

@@ -1,0 +1,2 @@
+import XCTest
+final class PlaceholderIFCNDistributedTests: XCTestCase { func testBuilds() {} }

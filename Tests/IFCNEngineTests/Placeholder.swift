@@ -1,0 +1,2 @@
+import XCTest
+final class PlaceholderIFCNEngineTests: XCTestCase { func testBuilds() {} }

@@ -1,0 +1,2 @@
+import XCTest
+final class PlaceholderIFCNEvaluationTests: XCTestCase { func testBuilds() {} }

@@ -1,0 +1,2 @@
+import XCTest
+final class PlaceholderIFCNVolumeTests: XCTestCase { func testBuilds() {} }

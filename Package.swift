@@ -51,5 +51,6 @@ let package = Package(
         .testTarget(name: "IFCNVolumeTests", dependencies: ["IFCNVolume"], resources: [.copy("Fixtures")]),
         .testTarget(name: "IFCNDistributedTests", dependencies: ["IFCNDistributed"]),
         .testTarget(name: "IFCNEvaluationTests", dependencies: ["IFCNEvaluation"], resources: [.copy("Fixtures")]),
-    ]
+    ],
+    swiftLanguageModes: [.v5]
 )

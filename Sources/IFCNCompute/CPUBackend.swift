@@ -1,0 +1,123 @@
+import COpenBLAS
+import Foundation
+
+/// The CPU backend: OpenBLAS sgemm for convolutions, hand-written loops on all cores elsewhere.
+public final class CPUBackend: ComputeBackend {
+    public let name = "cpu"
+    public let threads: Int
+    let scratch: ScratchPool
+    let weightScratch: ScratchPool
+
+    /// `threads` compute threads (default: all cores). OpenBLAS itself runs single-threaded
+    /// inside our own parallel regions.
+    public init(threads: Int? = nil) {
+        let n = threads ?? ProcessInfo.processInfo.activeProcessorCount
+        self.threads = max(1, n)
+        scratch = ScratchPool(threads: self.threads)
+        weightScratch = ScratchPool(threads: self.threads)
+        openblas_set_num_threads(1)
+    }
+
+    public func allocate(_ count: Int) -> any DeviceBuffer { CPUBuffer(count: count) }
+
+    public func upload(_ source: UnsafePointer<Float>, to destination: TensorRef) {
+        destination.host.update(from: source, count: destination.count)
+    }
+
+    public func download(_ source: TensorRef, to destination: UnsafeMutablePointer<Float>) {
+        destination.update(from: source.host, count: source.count)
+    }
+
+    public func fill(_ tensor: TensorRef, value: Float) {
+        let p = tensor.host, n = tensor.count
+        let parts = n > 1 << 16 ? threads : 1
+        parallelFor(parts) { t in
+            let r = partRange(t, of: parts, total: n)
+            if value == 0 {
+                memset(p + r.lowerBound, 0, r.count * 4)
+            } else {
+                (p + r.lowerBound).update(repeating: value, count: r.count)
+            }
+        }
+    }
+
+    public func copy(_ source: TensorRef, to destination: TensorRef) {
+        precondition(source.count == destination.count, "copy of unequal sizes")
+        memmove(destination.host, source.host, source.count * 4)
+    }
+
+    public func reluForward(_ tensor: TensorRef) {
+        let p = tensor.host, n = tensor.count
+        parallelFor(n > 1 << 15 ? threads : 1) { t in
+            for i in partRange(t, of: n > 1 << 15 ? threads : 1, total: n) { p[i] = max(p[i], 0) }
+        }
+    }
+
+    public func reluBackward(output: TensorRef, grad: TensorRef) {
+        let y = output.host, g = grad.host, n = grad.count
+        let parts = n > 1 << 15 ? threads : 1
+        parallelFor(parts) { t in
+            for i in partRange(t, of: parts, total: n) where !(y[i] > 0) { g[i] = 0 }
+        }
+    }
+
+    public func sigmoidForward(input: TensorRef, output: TensorRef) {
+        let x = input.host, y = output.host, n = input.count
+        let parts = n > 1 << 14 ? threads : 1
+        parallelFor(parts) { t in
+            for i in partRange(t, of: parts, total: n) { y[i] = 1 / (1 + expf(-x[i])) }
+        }
+    }
+
+    public func weightedSegmentationLoss(prob: TensorRef, target: TensorRef, weight: TensorRef, lambda: Float,
+                                         gradLogit: TensorRef) -> (falsePositive: Double, falseNegative: Double) {
+        let s = prob.host, tg = target.host, w = weight.host, g = gradLogit.host, n = prob.count
+        // A fixed number of pieces, summed in order: the loss does not depend on the thread count.
+        let pieces = 64
+        var fp = [Double](repeating: 0, count: pieces), fn = fp
+        fp.withUnsafeMutableBufferPointer { fpb in
+            fn.withUnsafeMutableBufferPointer { fnb in
+                let fpp = fpb.baseAddress!, fnp = fnb.baseAddress!
+                parallelFor(pieces) { k in
+                    var a = 0.0, b = 0.0
+                    for i in partRange(k, of: pieces, total: n) {
+                        let si = s[i], ti = tg[i], wi = w[i]
+                        a += Double(wi * (1 - ti) * si)
+                        b += Double(wi * ti * (1 - si))
+                        g[i] = wi * (lambda * (1 - ti) - ti) * si * (1 - si)
+                    }
+                    fpp[k] = a; fnp[k] = b
+                }
+            }
+        }
+        return (Double(lambda) * fp.reduce(0, +), fn.reduce(0, +))
+    }
+
+    public func adamStep(parameters: TensorRef, gradients: TensorRef, firstMoment: TensorRef, secondMoment: TensorRef,
+                         learningRate: Float, beta1: Float, beta2: Float, epsilon: Float, step: Int) {
+        let p = parameters.host, g = gradients.host, m = firstMoment.host, v = secondMoment.host
+        let n = parameters.count
+        let bc1 = 1 - pow(Double(beta1), Double(step))
+        let bc2 = 1 - pow(Double(beta2), Double(step))
+        let stepSize = Float(Double(learningRate) / bc1)
+        let bc2Sqrt = Float(bc2.squareRoot())
+        let parts = n > 1 << 14 ? threads : 1
+        parallelFor(parts) { t in
+            for i in partRange(t, of: parts, total: n) {
+                let gi = g[i]
+                m[i] += (gi - m[i]) * (1 - beta1)
+                v[i] = v[i] * beta2 + (1 - beta2) * gi * gi
+                let denom = v[i].squareRoot() / bc2Sqrt + epsilon
+                p[i] -= stepSize * (m[i] / denom)
+            }
+        }
+    }
+
+    public func scale(_ tensor: TensorRef, by factor: Float) {
+        let p = tensor.host, n = tensor.count
+        let parts = n > 1 << 15 ? threads : 1
+        parallelFor(parts) { t in
+            for i in partRange(t, of: parts, total: n) { p[i] *= factor }
+        }
+    }
+}

@@ -1,0 +1,189 @@
+import COpenBLAS
+import Foundation
+
+// 3x3x3 convolutions as chunked im2col + sgemm. A chunk is a run of whole output rows
+// (fixed z, y; all x) so its im2col is a few shifted row copies; each thread owns a static
+// range of rows and its own column buffer, so memory stays bounded at any patch size.
+
+extension CPUBackend {
+    /// Output columns per chunk: enough for an efficient sgemm, small enough to stay in cache.
+    @inline(__always)
+    func rowsPerChunk(_ e: Extent3, inChannels: Int) -> Int {
+        let targetColumns = inChannels >= 64 ? 512 : 1024
+        return max(1, min(e.d * e.h, targetColumns / max(1, e.w)))
+    }
+
+    /// im2col of output rows [r0, r1): col[(ci*27 + k), (r - r0)*W + x].
+    @inline(__always)
+    func im2col(_ src: UnsafePointer<Float>, inChannels cin: Int, extent e: Extent3,
+                rows r0: Int, _ r1: Int, into col: UnsafeMutablePointer<Float>) {
+        let W = e.w, H = e.h, D = e.d, V = e.voxels
+        let n = (r1 - r0) * W
+        for ci in 0..<cin {
+            let sc = src + ci * V
+            for kz in 0..<3 {
+                for ky in 0..<3 {
+                    let base = col + (ci * 27 + kz * 9 + ky * 3) * n
+                    for r in r0..<r1 {
+                        let z = r / H, y = r - (r / H) * H
+                        let sz = z + kz - 1, sy = y + ky - 1
+                        let d0 = base + (r - r0) * W
+                        let d1 = d0 + n, d2 = d1 + n
+                        if sz < 0 || sz >= D || sy < 0 || sy >= H {
+                            memset(d0, 0, W * 4); memset(d1, 0, W * 4); memset(d2, 0, W * 4)
+                            continue
+                        }
+                        let s = sc + (sz * H + sy) * W
+                        d0[0] = 0
+                        if W > 1 { memcpy(d0 + 1, s, (W - 1) * 4) }
+                        memcpy(d1, s, W * 4)
+                        if W > 1 { memcpy(d2, s + 1, (W - 1) * 4) }
+                        d2[W - 1] = 0
+                    }
+                }
+            }
+        }
+    }
+
+    /// out[co, :] = beta * out[co, :] + sum_k weight[co, k] * im2col(input)[k, :] (+ bias).
+    func conv3(input: UnsafePointer<Float>, cin: Int, extent e: Extent3, weight: UnsafePointer<Float>,
+               bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, cout: Int, beta: Float) {
+        let K = cin * 27, W = e.w, V = e.voxels, rows = e.d * e.h
+        let rpc = rowsPerChunk(e, inChannels: cin)
+        let parts = min(threads, rows)
+        let cols = scratch.reserve(K * rpc * W)
+        parallelFor(parts) { t in
+            let col = cols[t]
+            let range = partRange(t, of: parts, total: rows)
+            var r0 = range.lowerBound
+            while r0 < range.upperBound {
+                let r1 = min(r0 + rpc, range.upperBound)
+                let n = (r1 - r0) * W
+                im2col(input, inChannels: cin, extent: e, rows: r0, r1, into: col)
+                let out = output + r0 * W
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(cout), Int32(n), Int32(K),
+                            1, weight, Int32(K), col, Int32(n), beta, out, Int32(V))
+                if let bias {
+                    for co in 0..<cout {
+                        let b = bias[co], o = out + co * V
+                        for i in 0..<n { o[i] += b }
+                    }
+                }
+                r0 = r1
+            }
+        }
+    }
+
+    public func conv3Forward(input: TensorRef, inChannels: Int, extent: Extent3,
+                             weight: TensorRef, bias: TensorRef?, output: TensorRef, outChannels: Int) {
+        precondition(input.count == inChannels * extent.voxels && output.count == outChannels * extent.voxels)
+        conv3(input: input.host, cin: inChannels, extent: extent, weight: weight.host, bias: bias?.host,
+              output: output.host, cout: outChannels, beta: 0)
+    }
+
+    /// dX = conv(dY, W') with W'[ci][co][26 - k] = W[co][ci][k] (full correlation with the flipped kernel).
+    public func conv3BackwardData(gradOutput: TensorRef, outChannels: Int, extent: Extent3,
+                                  weight: TensorRef, gradInput: TensorRef, inChannels: Int, accumulate: Bool) {
+        let cin = inChannels, cout = outChannels
+        let flipped = weightScratch.reserve(cin * cout * 27)[0]
+        let w = weight.host
+        for co in 0..<cout {
+            for ci in 0..<cin {
+                let src = w + (co * cin + ci) * 27
+                let dst = flipped + (ci * cout + co) * 27
+                for k in 0..<27 { dst[26 - k] = src[k] }
+            }
+        }
+        conv3(input: gradOutput.host, cin: cout, extent: extent, weight: flipped, bias: nil,
+              output: gradInput.host, cout: cin, beta: accumulate ? 1 : 0)
+    }
+
+    /// dW[co][k] += sum_p dY[co, p] * im2col(X)[k, p]; per-thread partial sums added in thread order.
+    public func conv3BackwardWeight(input: TensorRef, inChannels: Int, extent e: Extent3, gradOutput: TensorRef,
+                                    outChannels: Int, gradWeight: TensorRef, gradBias: TensorRef?) {
+        let cin = inChannels, cout = outChannels
+        let K = cin * 27, W = e.w, V = e.voxels, rows = e.d * e.h
+        let rpc = rowsPerChunk(e, inChannels: cin)
+        let parts = min(threads, rows)
+        let cols = scratch.reserve(K * rpc * W)
+        let partials = weightScratch.reserve(cout * K)
+        let x = input.host, dy = gradOutput.host
+        parallelFor(parts) { t in
+            let col = cols[t], acc = partials[t]
+            memset(acc, 0, cout * K * 4)
+            let range = partRange(t, of: parts, total: rows)
+            var r0 = range.lowerBound
+            while r0 < range.upperBound {
+                let r1 = min(r0 + rpc, range.upperBound)
+                let n = (r1 - r0) * W
+                im2col(x, inChannels: cin, extent: e, rows: r0, r1, into: col)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(cout), Int32(K), Int32(n),
+                            1, dy + r0 * W, Int32(V), col, Int32(n), 1, acc, Int32(K))
+                r0 = r1
+            }
+        }
+        let gw = gradWeight.host
+        for t in 0..<parts {
+            cblas_saxpy(Int32(cout * K), 1, partials[t], 1, gw, 1)
+        }
+        if let gradBias {
+            let gb = gradBias.host
+            parallelFor(min(threads, cout)) { t in
+                for co in partRange(t, of: min(threads, cout), total: cout) {
+                    var s = 0.0
+                    let p = dy + co * V
+                    for i in 0..<V { s += Double(p[i]) }
+                    gb[co] += Float(s)
+                }
+            }
+        }
+    }
+
+    public func conv1Forward(input: TensorRef, inChannels: Int, voxels: Int,
+                             weight: TensorRef, bias: TensorRef?, output: TensorRef, outChannels: Int) {
+        let x = input.host, w = weight.host, y = output.host
+        let parts = voxels >= 4096 ? threads : 1
+        let b = bias?.host
+        parallelFor(parts) { t in
+            let r = partRange(t, of: parts, total: voxels)
+            guard !r.isEmpty else { return }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(outChannels), Int32(r.count),
+                        Int32(inChannels), 1, w, Int32(inChannels), x + r.lowerBound, Int32(voxels),
+                        0, y + r.lowerBound, Int32(voxels))
+            if let b {
+                for co in 0..<outChannels {
+                    let o = y + co * voxels
+                    for i in r { o[i] += b[co] }
+                }
+            }
+        }
+    }
+
+    public func conv1Backward(input: TensorRef, inChannels: Int, voxels: Int, weight: TensorRef,
+                              gradOutput: TensorRef, outChannels: Int,
+                              gradInput: TensorRef?, accumulate: Bool, gradWeight: TensorRef, gradBias: TensorRef?) {
+        let x = input.host, w = weight.host, dy = gradOutput.host
+        let parts = voxels >= 4096 ? threads : 1
+        if let gradInput {
+            let dx = gradInput.host
+            parallelFor(parts) { t in
+                let r = partRange(t, of: parts, total: voxels)
+                guard !r.isEmpty else { return }
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(inChannels), Int32(r.count),
+                            Int32(outChannels), 1, w, Int32(inChannels), dy + r.lowerBound, Int32(voxels),
+                            accumulate ? 1 : 0, dx + r.lowerBound, Int32(voxels))
+            }
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(outChannels), Int32(inChannels), Int32(voxels),
+                    1, dy, Int32(voxels), x, Int32(voxels), 1, gradWeight.host, Int32(inChannels))
+        if let gradBias {
+            let gb = gradBias.host
+            for co in 0..<outChannels {
+                var s = 0.0
+                let p = dy + co * voxels
+                for i in 0..<voxels { s += Double(p[i]) }
+                gb[co] += Float(s)
+            }
+        }
+    }
+}

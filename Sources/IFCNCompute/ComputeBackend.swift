@@ -1,0 +1,79 @@
+/// The kernels the network needs, on tensors that may live on a device.
+///
+/// Every volume tensor is one sample, channel-first: [C, D, H, W], W fastest.
+/// Kernels that produce a gradient take `accumulate`: false overwrites the
+/// destination, true adds to it (several consumers of one activation).
+/// Parameter gradients always accumulate (shared blocks sum over their uses).
+public protocol ComputeBackend: AnyObject {
+    var name: String { get }
+    /// Compute threads used by the kernels.
+    var threads: Int { get }
+
+    func allocate(_ count: Int) -> any DeviceBuffer
+    func upload(_ source: UnsafePointer<Float>, to destination: TensorRef)
+    func download(_ source: TensorRef, to destination: UnsafeMutablePointer<Float>)
+    func fill(_ tensor: TensorRef, value: Float)
+    func copy(_ source: TensorRef, to destination: TensorRef)
+
+    // 3x3x3 convolution, padding 1, stride 1. weight [cout, cin, 3, 3, 3], bias [cout].
+    func conv3Forward(input: TensorRef, inChannels: Int, extent: Extent3,
+                      weight: TensorRef, bias: TensorRef?, output: TensorRef, outChannels: Int)
+    func conv3BackwardData(gradOutput: TensorRef, outChannels: Int, extent: Extent3,
+                           weight: TensorRef, gradInput: TensorRef, inChannels: Int, accumulate: Bool)
+    func conv3BackwardWeight(input: TensorRef, inChannels: Int, extent: Extent3, gradOutput: TensorRef,
+                             outChannels: Int, gradWeight: TensorRef, gradBias: TensorRef?)
+
+    // 1x1x1 convolution. weight [cout, cin], bias [cout].
+    func conv1Forward(input: TensorRef, inChannels: Int, voxels: Int,
+                      weight: TensorRef, bias: TensorRef?, output: TensorRef, outChannels: Int)
+    func conv1Backward(input: TensorRef, inChannels: Int, voxels: Int, weight: TensorRef,
+                       gradOutput: TensorRef, outChannels: Int,
+                       gradInput: TensorRef?, accumulate: Bool, gradWeight: TensorRef, gradBias: TensorRef?)
+
+    /// Batch norm over the voxels of each channel, optionally followed by ReLU.
+    /// Train: batch statistics, saved mean / inverse std, running statistics updated
+    /// (PyTorch semantics: biased variance to normalise, unbiased one for running_var).
+    func batchNormTrainForward(input: TensorRef, output: TensorRef, channels: Int, voxels: Int,
+                               gamma: TensorRef, beta: TensorRef, runningMean: TensorRef, runningVar: TensorRef,
+                               savedMean: TensorRef, savedInvStd: TensorRef,
+                               momentum: Float, epsilon: Float, relu: Bool)
+    func batchNormEvalForward(input: TensorRef, output: TensorRef, channels: Int, voxels: Int,
+                              gamma: TensorRef, beta: TensorRef, runningMean: TensorRef, runningVar: TensorRef,
+                              epsilon: Float, relu: Bool)
+    /// `output` is the forward result (its sign masks the gradient when `relu`).
+    func batchNormBackward(input: TensorRef, output: TensorRef, gradOutput: TensorRef, gradInput: TensorRef,
+                           channels: Int, voxels: Int, gamma: TensorRef, savedMean: TensorRef, savedInvStd: TensorRef,
+                           gradGamma: TensorRef, gradBeta: TensorRef, relu: Bool, accumulate: Bool)
+
+    /// In-place ReLU and its backward (mask by the forward output).
+    func reluForward(_ tensor: TensorRef)
+    func reluBackward(output: TensorRef, grad: TensorRef)
+
+    /// 2x2x2 max pooling; `extent` is the input's. Backward routes to the first maximum.
+    func maxPool2Forward(input: TensorRef, output: TensorRef, channels: Int, extent: Extent3)
+    func maxPool2Backward(input: TensorRef, output: TensorRef, gradOutput: TensorRef, gradInput: TensorRef,
+                          channels: Int, extent: Extent3, accumulate: Bool)
+
+    /// Nearest x2 upsampling; `extent` is the input's (low resolution).
+    func upsample2Forward(input: TensorRef, output: TensorRef, channels: Int, extent: Extent3)
+    func upsample2Backward(gradOutput: TensorRef, gradInput: TensorRef, channels: Int, extent: Extent3, accumulate: Bool)
+
+    /// Per-channel maximum over all voxels; backward splits the gradient evenly among ties.
+    func globalMaxForward(input: TensorRef, output: TensorRef, channels: Int, voxels: Int)
+    func globalMaxBackward(input: TensorRef, output: TensorRef, gradOutput: TensorRef, gradInput: TensorRef,
+                           channels: Int, voxels: Int, accumulate: Bool)
+
+    func sigmoidForward(input: TensorRef, output: TensorRef)
+
+    /// seg = lambda * sum(w (1-t) s) + sum(w t (1-s)) with s = prob; writes d seg / d logit
+    /// (through the sigmoid). Returns (lambda * fp, fn) in float64.
+    func weightedSegmentationLoss(prob: TensorRef, target: TensorRef, weight: TensorRef, lambda: Float,
+                                  gradLogit: TensorRef) -> (falsePositive: Double, falseNegative: Double)
+
+    /// Adam (PyTorch semantics, no weight decay) over a flat parameter buffer; `step` counts from 1.
+    func adamStep(parameters: TensorRef, gradients: TensorRef, firstMoment: TensorRef, secondMoment: TensorRef,
+                  learningRate: Float, beta1: Float, beta2: Float, epsilon: Float, step: Int)
+
+    /// Scale in place (gradient averaging after an allreduce).
+    func scale(_ tensor: TensorRef, by factor: Float)
+}

@@ -1,0 +1,41 @@
+import CMPIShim
+
+/// An MPI call that failed: which operation, the MPI (or shim) error code and its message.
+public struct MPIError: Error, CustomStringConvertible, Sendable {
+    /// The operation that failed, e.g. "allreduce(sum, float)".
+    public let operation: String
+    /// The MPI error code, or one of the shim's negative IFCN_MPI_ERR_* codes.
+    public let code: Int32
+    /// Human-readable message for `code` (from MPI_Error_string for MPI codes).
+    public let message: String
+
+    /// Builds an error for `code`, looking up its message.
+    public init(operation: String, code: Int32) {
+        self.operation = operation
+        self.code = code
+        self.message = MPIError.message(for: code)
+    }
+
+    /// Builds an error with an explicit message (for failures detected above MPI, e.g. size mismatches).
+    public init(operation: String, message: String) {
+        self.operation = operation
+        self.code = IFCN_MPI_ERR_ARGUMENT
+        self.message = message
+    }
+
+    public var description: String { "MPI \(operation) failed (code \(code)): \(message)" }
+
+    /// The message MPI (or the shim) gives for an error code.
+    public static func message(for code: Int32) -> String {
+        var buffer = [CChar](repeating: 0, count: 1024)
+        let capacity = Int32(buffer.count)
+        buffer.withUnsafeMutableBufferPointer { ifcn_mpi_error_string(code, $0.baseAddress, capacity) }
+        let bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Throws an `MPIError` unless `code` is success.
+    static func check(_ code: Int32, _ operation: @autoclosure () -> String) throws {
+        if code != IFCN_MPI_SUCCESS { throw MPIError(operation: operation(), code: code) }
+    }
+}

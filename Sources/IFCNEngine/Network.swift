@@ -1,0 +1,310 @@
+import Foundation
+import IFCNCompute
+
+/// Losses of one training step (sums over voxels, like the reference).
+public struct Loss: Sendable {
+    public var total: Double
+    public var segmentation: Double
+    public var classification: Double
+    /// Completeness probability the network predicted.
+    public var completeness: Double
+}
+
+/// The iterative FCN on a compute backend: all parameters in one flat buffer, all their
+/// gradients in another, batch-norm running statistics in a third, and every activation in one
+/// arena allocated once for the configuration.
+public final class Network {
+    public let config: NetworkConfig
+    public let backend: any ComputeBackend
+    let graph: Graph
+
+    /// Parameter names/shapes/offsets (PyTorch state_dict names).
+    public var parameterTable: TensorTable { graph.parameters }
+    /// Running statistics names/shapes/offsets.
+    public var bufferTable: TensorTable { graph.buffers }
+
+    public let parameters: TensorRef
+    public let gradients: TensorRef
+    public let buffers: TensorRef
+    let arena: TensorRef
+    private var gradientArenaStorage: TensorRef?
+    let savedStats: TensorRef
+    let targetTensor: TensorRef
+    let weightTensor: TensorRef
+    private let backwardPlan: [(op: Int, mode: GradientMode)]
+
+    /// Forward uses of each batch-norm module in training mode (PyTorch's num_batches_tracked).
+    public internal(set) var batchesTracked: [String: Int]
+
+    public static let batchNormMomentum: Float = 0.1
+    public static let batchNormEpsilon: Float = 1e-5
+    public static let falsePositiveWeight: Float = 0.1
+
+    public init(config: NetworkConfig, backend: any ComputeBackend, seed: UInt64 = 0) {
+        self.config = config
+        self.backend = backend
+        graph = Graph.build(config)
+        parameters = TensorRef(buffer: backend.allocate(graph.parameters.total))
+        gradients = TensorRef(buffer: backend.allocate(graph.parameters.total))
+        buffers = TensorRef(buffer: backend.allocate(graph.buffers.total))
+        arena = TensorRef(buffer: backend.allocate(graph.arenaSize))
+        savedStats = TensorRef(buffer: backend.allocate(max(graph.savedStatsSize, 1)))
+        targetTensor = TensorRef(buffer: backend.allocate(config.voxels))
+        weightTensor = TensorRef(buffer: backend.allocate(config.voxels))
+        backwardPlan = Network.planBackward(graph)
+        batchesTracked = Dictionary(uniqueKeysWithValues: graph.batchNorms.map { ($0.prefix, 0) })
+        initialise(seed: seed)
+    }
+
+    /// PyTorch's default initialisation, drawn from a seeded stream in registration order.
+    public func initialise(seed: UInt64) {
+        var rng = SeededGenerator(seed: seed, stream: 0x1F_C0DE)
+        var host = [Float](repeating: 0, count: graph.parameters.total)
+        for t in graph.parameters.entries {
+            switch graph.initialisation[t.name] ?? .constant(0) {
+            case .constant(let v):
+                for i in 0..<t.count { host[t.offset + i] = v }
+            case .uniformFanIn(let fanIn):
+                let bound = 1 / Double(fanIn).squareRoot()
+                for i in 0..<t.count { host[t.offset + i] = Float(rng.uniform(-bound, bound)) }
+            }
+        }
+        var stats = [Float](repeating: 0, count: graph.buffers.total)
+        for t in graph.buffers.entries where t.name.hasSuffix("running_var") {
+            for i in 0..<t.count { stats[t.offset + i] = 1 }
+        }
+        loadParameters(host)
+        loadBuffers(stats)
+        for k in batchesTracked.keys { batchesTracked[k] = 0 }
+    }
+
+    // MARK: host access
+
+    public func readParameters() -> [Float] { read(parameters) }
+    public func readGradients() -> [Float] { read(gradients) }
+    public func readBuffers() -> [Float] { read(buffers) }
+    public func loadParameters(_ values: [Float]) { write(values, to: parameters) }
+    public func loadGradients(_ values: [Float]) { write(values, to: gradients) }
+    public func loadBuffers(_ values: [Float]) { write(values, to: buffers) }
+
+    func read(_ t: TensorRef) -> [Float] {
+        [Float](unsafeUninitializedCapacity: t.count) { b, n in
+            backend.download(t, to: b.baseAddress!)
+            n = t.count
+        }
+    }
+
+    func write(_ values: [Float], to t: TensorRef) {
+        precondition(values.count == t.count, "expected \(t.count) values, got \(values.count)")
+        values.withUnsafeBufferPointer { backend.upload($0.baseAddress!, to: t) }
+    }
+
+    // MARK: forward
+
+    func tensor(_ a: Activation) -> TensorRef { arena.slice(a.offset, a.count) }
+    func grad(_ a: Activation) -> TensorRef { gradientArena.slice(a.offset, a.count) }
+    func param(_ offset: Int, _ count: Int) -> TensorRef { parameters.slice(offset, count) }
+    func paramGrad(_ offset: Int, _ count: Int) -> TensorRef { gradients.slice(offset, count) }
+
+    var gradientArena: TensorRef {
+        if let g = gradientArenaStorage { return g }
+        let g = TensorRef(buffer: backend.allocate(graph.arenaSize))
+        gradientArenaStorage = g
+        return g
+    }
+
+    /// Sets the input patch: channel 0 the normalised image, channel 1 the instance memory (0/1).
+    public func setInput(image: UnsafePointer<Float>, memory: UnsafePointer<Float>) {
+        let v = config.voxels
+        backend.upload(image, to: arena.slice(graph.input.offset, v))
+        backend.upload(memory, to: arena.slice(graph.input.offset + v, v))
+    }
+
+    /// Sets the input from one [2, P, P, P] array.
+    public func setInput(_ input: UnsafePointer<Float>) {
+        setInput(image: input, memory: input + config.voxels)
+    }
+
+    /// Runs the network. Training mode normalises with batch statistics and updates the
+    /// running statistics; eval mode uses the running statistics.
+    public func forward(training: Bool) {
+        let b = backend
+        for op in graph.ops {
+            switch op {
+            case let .conv3(x, y, w, bias):
+                b.conv3Forward(input: tensor(x), inChannels: x.channels, extent: x.extent,
+                               weight: param(w, y.channels * x.channels * 27),
+                               bias: bias.map { param($0, y.channels) }, output: tensor(y), outChannels: y.channels)
+            case let .batchNorm(x, y, m, saved, relu):
+                let bn = graph.batchNorms[m], c = x.channels
+                if training {
+                    b.batchNormTrainForward(
+                        input: tensor(x), output: tensor(y), channels: c, voxels: x.extent.voxels,
+                        gamma: param(bn.gamma, c), beta: param(bn.beta, c),
+                        runningMean: buffers.slice(bn.mean, c), runningVar: buffers.slice(bn.variance, c),
+                        savedMean: savedStats.slice(saved, c), savedInvStd: savedStats.slice(saved + c, c),
+                        momentum: Network.batchNormMomentum, epsilon: Network.batchNormEpsilon, relu: relu)
+                    batchesTracked[bn.prefix, default: 0] += 1
+                } else {
+                    b.batchNormEvalForward(
+                        input: tensor(x), output: tensor(y), channels: c, voxels: x.extent.voxels,
+                        gamma: param(bn.gamma, c), beta: param(bn.beta, c),
+                        runningMean: buffers.slice(bn.mean, c), runningVar: buffers.slice(bn.variance, c),
+                        epsilon: Network.batchNormEpsilon, relu: relu)
+                }
+            case let .relu(x):
+                b.reluForward(tensor(x))
+            case let .maxPool(x, y):
+                b.maxPool2Forward(input: tensor(x), output: tensor(y), channels: x.channels, extent: x.extent)
+            case let .upsample(x, y):
+                b.upsample2Forward(input: tensor(x), output: tensor(y), channels: x.channels, extent: x.extent)
+            case let .conv1(x, y, w, bias):
+                b.conv1Forward(input: tensor(x), inChannels: x.channels, voxels: x.extent.voxels,
+                               weight: param(w, y.channels * x.channels), bias: bias.map { param($0, y.channels) },
+                               output: tensor(y), outChannels: y.channels)
+            case let .globalMax(x, y):
+                b.globalMaxForward(input: tensor(x), output: tensor(y), channels: x.channels, voxels: x.extent.voxels)
+            case let .sigmoid(x, y):
+                b.sigmoidForward(input: tensor(x), output: tensor(y))
+            }
+        }
+    }
+
+    /// Copies the segmentation probabilities [P, P, P] of the last forward pass.
+    public func readSegmentation(into destination: UnsafeMutablePointer<Float>) {
+        backend.download(tensor(graph.segProb), to: destination)
+    }
+
+    public func readSegmentation() -> [Float] { read(tensor(graph.segProb)) }
+
+    /// Completeness probability of the last forward pass.
+    public var completeness: Double {
+        var logit: Float = 0
+        backend.download(tensor(graph.clsLogit), to: &logit)
+        return 1 / (1 + exp(-Double(logit)))
+    }
+
+    // MARK: loss and backward
+
+    public func zeroGradients() { backend.fill(gradients, value: 0) }
+
+    /// Loss of the last training forward pass and its gradients, added to `gradients`.
+    /// target, weight: [P, P, P]; completenessLabel: 0 or 1.
+    @discardableResult
+    public func backward(target: UnsafePointer<Float>, weight: UnsafePointer<Float>, completenessLabel: Float) -> Loss {
+        backend.upload(target, to: targetTensor)
+        backend.upload(weight, to: weightTensor)
+        let (fp, fn) = backend.weightedSegmentationLoss(
+            prob: tensor(graph.segProb), target: targetTensor, weight: weightTensor,
+            lambda: Network.falsePositiveWeight, gradLogit: grad(graph.segLogit))
+        let c = completeness
+        let y = Double(completenessLabel)
+        let cls = -(y * max(log(c), -100) + (1 - y) * max(log(1 - c), -100))
+        var dLogit = Float(c - y)
+        backend.upload(&dLogit, to: grad(graph.clsLogit))
+        runBackward()
+        return Loss(total: fp + fn + cls, segmentation: fp + fn, classification: cls, completeness: c)
+    }
+
+    enum GradientMode { case overwrite, accumulate, zeroThenAccumulate, none }
+
+    /// Decides, once, whether each op's input gradient overwrites, adds to, or must first clear
+    /// its destination, so the gradient arena never needs clearing as a whole.
+    static func planBackward(_ g: Graph) -> [(op: Int, mode: GradientMode)] {
+        var written: [Range<Int>] = [g.segLogit.offset..<(g.segLogit.offset + g.segLogit.count),
+                                     g.clsLogit.offset..<(g.clsLogit.offset + g.clsLogit.count)]
+        let inputRange = g.input.offset..<(g.input.offset + g.input.count)
+        func covered(_ r: Range<Int>) -> Int {
+            written.reduce(0) { $0 + ($1.clamped(to: r)).count }  // written ranges never overlap
+        }
+        var plan: [(Int, GradientMode)] = []
+        for (i, op) in g.ops.enumerated().reversed() {
+            let target: Activation?
+            switch op {
+            case let .conv3(x, _, _, _), let .batchNorm(x, _, _, _, _), let .maxPool(x, _),
+                 let .upsample(x, _), let .conv1(x, _, _, _), let .globalMax(x, _):
+                target = x
+            case .relu, .sigmoid:
+                target = nil
+            }
+            guard let x = target else { plan.append((i, .none)); continue }
+            let r = x.offset..<(x.offset + x.count)
+            if r.overlaps(inputRange) { plan.append((i, .none)); continue }
+            let c = covered(r)
+            let mode: GradientMode = c == 0 ? .overwrite : (c == r.count ? .accumulate : .zeroThenAccumulate)
+            plan.append((i, mode))
+            if mode != .accumulate {
+                // replace the written pieces inside r by r itself
+                written = written.flatMap { w -> [Range<Int>] in
+                    guard w.overlaps(r) else { return [w] }
+                    var rest: [Range<Int>] = []
+                    if w.lowerBound < r.lowerBound { rest.append(w.lowerBound..<r.lowerBound) }
+                    if w.upperBound > r.upperBound { rest.append(r.upperBound..<w.upperBound) }
+                    return rest
+                } + [r]
+            }
+        }
+        return plan
+    }
+
+    func runBackward() {
+        let b = backend
+        for (index, mode) in backwardPlan {
+            let op = graph.ops[index]
+            let hasInputGrad = mode != .none
+            if mode == .zeroThenAccumulate {
+                switch op {
+                case let .conv3(x, _, _, _), let .batchNorm(x, _, _, _, _), let .maxPool(x, _),
+                     let .upsample(x, _), let .conv1(x, _, _, _), let .globalMax(x, _):
+                    b.fill(grad(x), value: 0)
+                default: break
+                }
+            }
+            let accumulate = mode == .accumulate || mode == .zeroThenAccumulate
+            switch op {
+            case let .conv3(x, y, w, bias):
+                let wc = y.channels * x.channels * 27
+                b.conv3BackwardWeight(input: tensor(x), inChannels: x.channels, extent: x.extent,
+                                      gradOutput: grad(y), outChannels: y.channels,
+                                      gradWeight: paramGrad(w, wc), gradBias: bias.map { paramGrad($0, y.channels) })
+                if hasInputGrad {
+                    b.conv3BackwardData(gradOutput: grad(y), outChannels: y.channels, extent: x.extent,
+                                        weight: param(w, wc), gradInput: grad(x), inChannels: x.channels,
+                                        accumulate: accumulate)
+                }
+            case let .batchNorm(x, y, m, saved, relu):
+                let bn = graph.batchNorms[m], c = x.channels
+                b.batchNormBackward(input: tensor(x), output: tensor(y), gradOutput: grad(y), gradInput: grad(x),
+                                    channels: c, voxels: x.extent.voxels, gamma: param(bn.gamma, c),
+                                    savedMean: savedStats.slice(saved, c), savedInvStd: savedStats.slice(saved + c, c),
+                                    gradGamma: paramGrad(bn.gamma, c), gradBeta: paramGrad(bn.beta, c),
+                                    relu: relu, accumulate: accumulate)
+            case let .relu(x):
+                b.reluBackward(output: tensor(x), grad: grad(x))
+            case let .maxPool(x, y):
+                b.maxPool2Backward(input: tensor(x), output: tensor(y), gradOutput: grad(y), gradInput: grad(x),
+                                   channels: x.channels, extent: x.extent, accumulate: accumulate)
+            case let .upsample(x, y):
+                b.upsample2Backward(gradOutput: grad(y), gradInput: grad(x), channels: x.channels,
+                                    extent: x.extent, accumulate: accumulate)
+            case let .conv1(x, y, w, bias):
+                b.conv1Backward(input: tensor(x), inChannels: x.channels, voxels: x.extent.voxels,
+                                weight: param(w, y.channels * x.channels), gradOutput: grad(y), outChannels: y.channels,
+                                gradInput: hasInputGrad ? grad(x) : nil, accumulate: accumulate,
+                                gradWeight: paramGrad(w, y.channels * x.channels),
+                                gradBias: bias.map { paramGrad($0, y.channels) })
+            case let .globalMax(x, y):
+                b.globalMaxBackward(input: tensor(x), output: tensor(y), gradOutput: grad(y), gradInput: grad(x),
+                                    channels: x.channels, voxels: x.extent.voxels, accumulate: accumulate)
+            case .sigmoid:
+                break  // folded into the loss, which writes the gradient of the logits
+            }
+        }
+    }
+
+    /// Bytes of float32 storage the network holds (parameters, gradients, statistics, activations).
+    public var allocatedBytes: Int {
+        4 * (3 * graph.parameters.total + graph.buffers.total + graph.arenaSize * (gradientArenaStorage == nil ? 1 : 2)
+             + graph.savedStatsSize + 2 * config.voxels)
+    }
+}

@@ -1,2 +1,0 @@
-import XCTest
-final class PlaceholderIFCNDistributedTests: XCTestCase { func testBuilds() {} }

@@ -1,2 +1,0 @@
-import XCTest
-final class PlaceholderIFCNEngineTests: XCTestCase { func testBuilds() {} }

@@ -1,0 +1,51 @@
+import Foundation
+import IFCNCompute
+import IFCNEngine
+import XCTest
+
+func fixturePath(_ name: String) -> String {
+    Bundle.module.path(forResource: name, ofType: nil, inDirectory: "Fixtures")!
+}
+
+/// Host <-> backend helpers for kernel tests.
+struct Host {
+    let backend: CPUBackend
+    func tensor(_ values: [Float]) -> TensorRef {
+        let t = TensorRef(buffer: backend.allocate(values.count))
+        values.withUnsafeBufferPointer { backend.upload($0.baseAddress!, to: t) }
+        return t
+    }
+    func zeros(_ n: Int) -> TensorRef { TensorRef(buffer: backend.allocate(n)) }
+    func read(_ t: TensorRef) -> [Float] {
+        var out = [Float](repeating: 0, count: t.count)
+        out.withUnsafeMutableBufferPointer { backend.download(t, to: $0.baseAddress!) }
+        return out
+    }
+}
+
+func randomValues(_ n: Int, _ rng: inout SeededGenerator, scale: Double = 1) -> [Float] {
+    (0..<n).map { _ in Float(rng.normal() * scale) }
+}
+
+/// Central finite differences of L(x) = sum(r * f(x)) at a sample of coordinates, in float64
+/// accumulation, compared with the analytic gradient.
+func assertGradient(_ name: String, at x: [Float], analytic: [Float], samples: Int = 40, eps: Float = 1e-2,
+                    tolerance: Double = 1e-2, _ loss: ([Float]) -> Double,
+                    file: StaticString = #filePath, line: UInt = #line) {
+    var rng = SeededGenerator(seed: 99)
+    var num = 0.0, den = 0.0
+    let picks = x.count <= samples ? Array(0..<x.count) : (0..<samples).map { _ in rng.int(below: x.count) }
+    for i in picks {
+        var xp = x, xm = x
+        xp[i] += eps; xm[i] -= eps
+        let fd = (loss(xp) - loss(xm)) / (2 * Double(eps))
+        num += (fd - Double(analytic[i])) * (fd - Double(analytic[i]))
+        den += fd * fd
+    }
+    let rel = den > 0 ? (num / den).squareRoot() : num.squareRoot()
+    XCTAssertLessThanOrEqual(rel, tolerance, "\(name): finite-difference relative error \(rel)", file: file, line: line)
+}
+
+func dot(_ a: [Float], _ b: [Float]) -> Double {
+    zip(a, b).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+}

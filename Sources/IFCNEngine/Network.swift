@@ -308,3 +308,21 @@ public final class Network {
              + graph.savedStatsSize + 2 * config.voxels)
     }
 }
+
+extension Network {
+    /// Multiply-add FLOPs (2 per MAC) of the convolutions and the linear layer in one forward pass.
+    public var forwardFLOPs: Double {
+        var f = 0.0
+        for op in graph.ops {
+            switch op {
+            case let .conv3(x, y, _, _): f += 2 * 27 * Double(x.channels * y.channels) * Double(x.extent.voxels)
+            case let .conv1(x, y, _, _): f += 2 * Double(x.channels * y.channels) * Double(x.extent.voxels)
+            default: break
+            }
+        }
+        return f
+    }
+
+    /// A training step costs about three forward passes (forward, data and weight gradients).
+    public var trainingStepFLOPs: Double { 3 * forwardFLOPs }
+}

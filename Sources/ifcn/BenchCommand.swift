@@ -1,7 +1,86 @@
 import ArgumentParser
+import Foundation
+import IFCNCompute
+import IFCNEngine
 
-// Placeholder until the owning module lands; replaced by the real command.
 struct BenchCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "bench")
-    func run() throws { throw ValidationError("bench is not built yet") }
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Time training steps (forward, loss, backward, Adam) and forward passes of the engine.")
+
+    @Option(help: "paper or seed.") var variant: String = "paper"
+    @Option(help: "Channels C.") var channels: Int = 16
+    @Option(help: "Patch size P (power of two >= 16).") var patch: Int = 64
+    @Option(help: "Timed training steps (after one warm-up step).") var steps: Int = 5
+    @Option(help: "Compute threads (default: all cores).") var threads: Int?
+    @Flag(help: "Print one JSON line.") var json = false
+
+    func run() throws {
+        guard let v = Variant(rawValue: variant) else { throw ValidationError("--variant must be paper or seed") }
+        guard steps >= 1 else { throw ValidationError("--steps must be >= 1") }
+        let config = try NetworkConfig(variant: v, channels: channels, patch: patch)
+        let backend = CPUBackend(threads: threads)
+        let net = Network(config: config, backend: backend, seed: 1)
+        let adam = Adam(network: net)
+        var rng = SeededGenerator(seed: 2)
+        let V = config.voxels
+        let image = (0..<V).map { _ in Float(rng.normal()) }
+        let memory = (0..<V).map { _ in Float(rng.uniform() < 0.2 ? 1 : 0) }
+        let target = (0..<V).map { _ in Float(rng.uniform() < 0.3 ? 1 : 0) }
+        let weight = (0..<V).map { _ in Float(1 + 8 * rng.uniform()) }
+        image.withUnsafeBufferPointer { i in memory.withUnsafeBufferPointer { net.setInput(image: i.baseAddress!, memory: $0.baseAddress!) } }
+
+        func step() -> (Double, Double, Double) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            net.forward(training: true)
+            let t1 = DispatchTime.now().uptimeNanoseconds
+            net.zeroGradients()
+            target.withUnsafeBufferPointer { t in weight.withUnsafeBufferPointer { _ = net.backward(target: t.baseAddress!, weight: $0.baseAddress!, completenessLabel: 1) } }
+            adam.update()
+            let t2 = DispatchTime.now().uptimeNanoseconds
+            return (Double(t2 - t0) / 1e9, Double(t1 - t0) / 1e9, Double(t2 - t1) / 1e9)
+        }
+        func forward() -> Double {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            net.forward(training: false)
+            return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        }
+        _ = step()
+        var stepTimes: [Double] = [], fwdTrain: [Double] = [], bwd: [Double] = []
+        for i in 0..<steps {
+            let (s, f, b) = step()
+            stepTimes.append(s); fwdTrain.append(f); bwd.append(b)
+            if !json { FileHandle.standardError.write("step \(i + 1)/\(steps): \(String(format: "%.3f", s)) s\n".data(using: .utf8)!) }
+        }
+        _ = forward()
+        let forwardTimes = (0..<steps).map { _ in forward() }
+        func median(_ a: [Double]) -> Double { let s = a.sorted(); return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2 }
+        let ms = median(stepTimes), mf = median(forwardTimes)
+        let rss = peakRSSBytes()
+        let stepGflops = net.trainingStepFLOPs / ms / 1e9, fwdGflops = net.forwardFLOPs / mf / 1e9
+        if json {
+            let obj: [String: Any] = [
+                "engine": "ifcn", "variant": variant, "channels": channels, "patch": patch, "threads": backend.threads,
+                "steps": steps, "step_seconds_median": ms, "forward_seconds_median": mf,
+                "train_forward_seconds_median": median(fwdTrain), "backward_adam_seconds_median": median(bwd),
+                "step_gflops": stepGflops, "forward_gflops": fwdGflops, "peak_rss_bytes": rss,
+                "parameters": net.parameters.count,
+            ]
+            let d = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
+            print(String(decoding: d, as: UTF8.self))
+        } else {
+            print("\(config), \(backend.threads) threads, \(net.parameters.count) parameters")
+            print(String(format: "training step  median %.3f s  (forward %.3f s, backward+Adam %.3f s)  %.1f GFLOP/s",
+                         ms, median(fwdTrain), median(bwd), stepGflops))
+            print(String(format: "forward (eval) median %.3f s  %.1f GFLOP/s", mf, fwdGflops))
+            print(String(format: "peak RSS %.0f MiB", Double(rss) / 1048576))
+        }
+    }
+}
+
+/// Peak resident set size of this process in bytes.
+func peakRSSBytes() -> Int {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return u.ru_maxrss * 1024
 }

@@ -1,2 +1,0 @@
-import XCTest
-final class PlaceholderIFCNEvaluationTests: XCTestCase { func testBuilds() {} }

@@ -28,6 +28,10 @@ public final class CPUBackend: ComputeBackend {
         destination.update(from: source.host, count: source.count)
     }
 
+    public func withHostMemory<R>(_ tensor: TensorRef, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
+        try body(tensor.host)
+    }
+
     public func fill(_ tensor: TensorRef, value: Float) {
         let p = tensor.host, n = tensor.count
         let parts = n > 1 << 16 ? threads : 1

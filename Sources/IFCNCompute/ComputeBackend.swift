@@ -12,6 +12,9 @@ public protocol ComputeBackend: AnyObject {
     func allocate(_ count: Int) -> any DeviceBuffer
     func upload(_ source: UnsafePointer<Float>, to destination: TensorRef)
     func download(_ source: TensorRef, to destination: UnsafeMutablePointer<Float>)
+    /// Lends host memory holding the tensor (the tensor itself on the CPU; a device backend
+    /// would stage through host memory and copy changes back). Used for MPI allreduce.
+    func withHostMemory<R>(_ tensor: TensorRef, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R
     func fill(_ tensor: TensorRef, value: Float)
     func copy(_ source: TensorRef, to destination: TensorRef)
 

@@ -190,8 +190,8 @@ public struct SafeTensorsWriter {
 }
 
 /// Whole-file writes that never leave a half-written file under the final name.
-public enum AtomicFile {
-    public static func write(_ data: Data, to path: String) throws {
+enum AtomicFile {
+    static func write(_ data: Data, to path: String) throws {
         let url = URL(fileURLWithPath: path)
         let dir = url.deletingLastPathComponent().path
         let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"

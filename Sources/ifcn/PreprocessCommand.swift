@@ -1,7 +1,61 @@
 import ArgumentParser
+import Foundation
+import IFCNVolume
 
-// Placeholder until the owning module lands; replaced by the real command.
+/// `ifcn preprocess`: scans + vertebra masks -> canonical isotropic images, labels, weight maps, dataset.json.
 struct PreprocessCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "preprocess")
-    func run() throws { throw ValidationError("preprocess is not built yet") }
+    static let configuration = CommandConfiguration(
+        commandName: "preprocess",
+        abstract: "Resample labelled CT scans to canonical isotropic grids, compute weight maps, write dataset.json.",
+        discussion: """
+            Pairs <case>.<ext> with <case>_label.<ext> or <case>_seg.<ext> (CSI), and <case>_ct.<ext> with
+            <case>_seg-vert_msk.<ext> (VerSe); ext is .nii, .nii.gz, .mhd or .mha. Writes images/, labels/,
+            weights/ (all .nii.gz) and dataset.json into the output folder.
+            """)
+
+    @Option(help: "Folder with the scans and label maps.")
+    var input: String
+    @Option(help: "Output folder.")
+    var output: String
+    @Option(help: "Isotropic output spacing in mm.")
+    var spacing: Double = 1
+    @Option(help: "Crop along z: 'mid' keeps the slab between the first and last vertebra centroids, 'none' keeps all.")
+    var crop: String = "none"
+    @Option(help: "Added to stored values to get HU (e.g. -1024 for data stored as HU+1024).")
+    var intensityOffset: Double = 0
+    @Option(help: "Fraction of cases held out for validation.")
+    var valFraction: Double = 0.2
+    @Option(help: "Seed of the train/validation split.")
+    var seed: UInt64 = 0
+    @Option(help: "Voxel type of the written images: float32 or int16.")
+    var imageType: String = "float32"
+
+    func validate() throws {
+        guard spacing.isFinite, spacing > 0 else { throw ValidationError("--spacing must be positive") }
+        guard crop == "mid" || crop == "none" else { throw ValidationError("--crop must be 'mid' or 'none'") }
+        guard valFraction >= 0, valFraction < 1 else { throw ValidationError("--val-fraction must be in [0, 1)") }
+        guard imageType == "float32" || imageType == "int16" else {
+            throw ValidationError("--image-type must be float32 or int16")
+        }
+    }
+
+    func run() throws {
+        var options = PreprocessOptions()
+        options.spacing = spacing
+        options.crop = crop
+        options.intensityOffset = intensityOffset
+        options.validationFraction = valFraction
+        options.seed = seed
+        options.imageType = imageType == "int16" ? .int16 : .float32
+        let start = Date()
+        // Errors (VolumeError names the file and the problem) propagate: ArgumentParser prints them, exit 1.
+        let manifest = try Preprocessor.run(input: input, output: output, options: options) { line in
+            print(line)
+            fflush(nil)
+        }
+        let nVal = manifest.cases(in: "validation").count
+        print(String(format: "preprocessed %d cases (%d train, %d validation) in %.1f s -> %@",
+                     manifest.cases.count, manifest.cases.count - nVal, nVal, Date().timeIntervalSince(start),
+                     output + "/" + DatasetManifest.fileName))
+    }
 }

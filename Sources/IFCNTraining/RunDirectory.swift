@@ -1,0 +1,69 @@
+import Foundation
+import IFCNEngine
+
+/// A training run's folder: checkpoints/{latest,best,iter-N}.safetensors and metrics.jsonl.
+public struct RunDirectory: Sendable {
+    public let path: String
+    public var checkpoints: String { path + "/checkpoints" }
+    public var latest: String { checkpoints + "/latest.safetensors" }
+    public var best: String { checkpoints + "/best.safetensors" }
+    public var metrics: String { path + "/metrics.jsonl" }
+    public func iterationCheckpoint(_ i: Int) -> String { checkpoints + String(format: "/iter-%07d.safetensors", i) }
+
+    public init(path: String) { self.path = path }
+
+    /// Creates the folders and proves they are writable with room for `neededBytes`;
+    /// errors say what is wrong before any training starts.
+    public func prepare(neededBytes: Int) throws {
+        let fm = FileManager.default
+        do {
+            try fm.createDirectory(atPath: checkpoints, withIntermediateDirectories: true)
+        } catch {
+            throw TrainingError("\(path): cannot create the output folder (\(error.localizedDescription))")
+        }
+        let probe = checkpoints + "/.write-probe-\(getpid())"
+        guard fm.createFile(atPath: probe, contents: Data(count: 4096)) else {
+            throw TrainingError("\(checkpoints): output folder is not writable")
+        }
+        try? fm.removeItem(atPath: probe)
+        var st = statvfs()
+        if statvfs(checkpoints, &st) == 0 {
+            let free = Int(st.f_bavail) * Int(st.f_frsize)
+            if free < neededBytes {
+                throw TrainingError("\(checkpoints): only \(free / 1_048_576) MiB free, checkpoints need about \(neededBytes / 1_048_576) MiB")
+            }
+        }
+    }
+
+    /// After `latest` was written: keep it as iter-N too (a hard link, no copy), prune old ones,
+    /// and make it `best` when it is the best so far. Every name flips atomically.
+    public func archiveLatest(iteration: Int, isBest: Bool, keep: Int) throws {
+        let fm = FileManager.default
+        let named = iterationCheckpoint(iteration)
+        try? fm.removeItem(atPath: named)
+        try fm.linkItem(atPath: latest, toPath: named)
+        if isBest {
+            let tmp = checkpoints + "/.best.tmp-\(getpid())"
+            try? fm.removeItem(atPath: tmp)
+            try fm.linkItem(atPath: latest, toPath: tmp)
+            guard rename(tmp, best) == 0 else { throw TrainingError("\(best): rename failed: \(String(cString: strerror(errno)))") }
+        }
+        let old = (try fm.contentsOfDirectory(atPath: checkpoints)).filter { $0.hasPrefix("iter-") && $0.hasSuffix(".safetensors") }.sorted()
+        for name in old.dropLast(max(keep, 1)) { try? fm.removeItem(atPath: checkpoints + "/" + name) }
+    }
+
+    /// Appends one JSON object as a line, flushed to disk.
+    public func appendMetrics(_ object: [String: Any]) throws {
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) + Data("\n".utf8)
+        let fd = open(metrics, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        guard fd >= 0 else { throw TrainingError("\(metrics): cannot open: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let ok = data.withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) == $0.count }
+        guard ok, fsync(fd) == 0 else { throw TrainingError("\(metrics): write failed: \(String(cString: strerror(errno)))") }
+    }
+}
+
+public struct TrainingError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}

@@ -1,0 +1,34 @@
+import IFCNEngine
+
+/// Everything `ifcn train` is told.
+public struct TrainingOptions: Sendable {
+    public var dataDir: String
+    public var outputDir: String
+    public var variant: Variant = .paper
+    public var channels = 64
+    public var patch = 128
+    public var iterations = 25_000
+    public var iterationsPerEpoch = 500
+    public var learningRate: Float = 1e-3
+    /// Iterations after which the learning rate drops tenfold.
+    public var learningRateSteps: [Int] = []
+    public var seed: UInt64 = 0
+    public var threads: Int?
+    public var validationCases: Int?
+    public var resume = false
+    public var augment = true
+    public var keepCheckpoints = 3
+    /// Seconds between progress lines.
+    public var progressInterval = 10.0
+    /// Fault injection for tests: this rank exits at this iteration.
+    public var dieAt: (rank: Int, iteration: Int)?
+
+    public init(dataDir: String, outputDir: String) {
+        self.dataDir = dataDir
+        self.outputDir = outputDir
+    }
+
+    public func learningRate(at iteration: Int) -> Float {
+        learningRateSteps.filter { iteration > $0 }.reduce(learningRate) { lr, _ in lr * 0.1 }
+    }
+}

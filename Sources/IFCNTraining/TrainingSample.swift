@@ -1,0 +1,124 @@
+import Foundation
+import IFCNEngine
+import IFCNVolume
+
+/// One training example: network input channels and the targets, each [P, P, P], x fastest.
+public struct TrainingSample: Sendable {
+    public var image: [Float]          // normalised intensities
+    public var memory: [Float]         // 0/1
+    public var target: [Float]         // 0/1
+    public var weight: [Float]
+    public var completeness: Float     // 0/1
+    public var isEmptyExample: Bool
+    public var caseName: String
+    public var targetLabel: Int?
+}
+
+/// Draws the training samples of METHOD.md. Sample `iteration` of `rank` depends only on
+/// (seed, rank, iteration): a counter-based stream, so a resumed run draws the same samples.
+public struct PatchSampler: Sendable {
+    public let cases: [TrainingCase]
+    public let patch: Int
+    public let intensity: IntensityNormaliser
+    public let seed: UInt64
+    public let rank: Int
+    public var augment: Bool = true
+    public static let paddingHU: Float = -1000
+    public static let completeFraction = 0.98
+
+    public init(cases: [TrainingCase], patch: Int, intensity: IntensityNormaliser, seed: UInt64, rank: Int, augment: Bool = true) {
+        self.cases = cases; self.patch = patch; self.intensity = intensity; self.seed = seed; self.rank = rank
+        self.augment = augment
+    }
+
+    /// Iterations count from 1; every 5th (divisible by 5) is an empty example.
+    public func sample(iteration: Int) -> TrainingSample {
+        var rng = SeededGenerator(seed: seed, stream: UInt64(rank) << 40 | UInt64(iteration))
+        let c = cases[rng.int(below: cases.count)]
+        let g = c.grid
+        let empty = iteration % 5 == 0
+        var centre: SIMD3<Int>
+        var targetIndex: Int? = nil
+        if empty {
+            centre = SIMD3(rng.int(below: g.size.x), rng.int(below: g.size.y), rng.int(below: g.size.z))
+        } else {
+            let k = rng.int(below: c.vertebrae.count)
+            targetIndex = k
+            let v = c.vertebrae[k]
+            centre = SIMD3(v.bboxMin.x + rng.int(below: v.bboxMax.x - v.bboxMin.x + 1),
+                           v.bboxMin.y + rng.int(below: v.bboxMax.y - v.bboxMin.y + 1),
+                           v.bboxMin.z + rng.int(below: v.bboxMax.z - v.bboxMin.z + 1))
+        }
+        let start = PatchSampler.patchStart(centre: centre, size: g.size, patch: patch)
+        let targetLabel = targetIndex.map { Float(c.vertebrae[$0].label) }
+        let memoryLabels = Set(targetIndex.map { k in c.vertebrae[..<k].map { Float($0.label) } } ?? [])
+        var p = extract(c, start: start, targetLabel: targetLabel, memoryLabels: memoryLabels, empty: empty)
+        var targetVoxelsInPatch = p.target.reduce(0, +)
+        if augment {
+            var a = Augmenter(patch: patch, rng: rng)
+            targetVoxelsInPatch = a.apply(image: &p.image, weight: &p.weight, target: &p.target, memory: &p.memory)
+            rng = a.rng
+        }
+        var complete: Float = 0
+        if let k = targetIndex {
+            complete = Double(targetVoxelsInPatch) >= PatchSampler.completeFraction * Double(c.vertebrae[k].voxels) ? 1 : 0
+        }
+        let image = p.image.map { intensity.apply($0) }
+        return TrainingSample(image: image, memory: p.memory, target: p.target, weight: p.weight, completeness: complete,
+                              isEmptyExample: empty, caseName: c.name, targetLabel: targetIndex.map { c.vertebrae[$0].label })
+    }
+
+    /// Patch origin (voxel index) for a centre: shifted to lie inside the image, centred on the
+    /// image along axes where the image is smaller than the patch.
+    public static func patchStart(centre: SIMD3<Int>, size: SIMD3<Int>, patch: Int) -> SIMD3<Int> {
+        var s = SIMD3<Int>()
+        for a in 0..<3 {
+            if size[a] >= patch {
+                s[a] = min(max(centre[a] - patch / 2, 0), size[a] - patch)
+            } else {
+                s[a] = -((patch - size[a]) / 2)
+            }
+        }
+        return s
+    }
+
+    struct RawPatch { var image: [Float]; var memory: [Float]; var target: [Float]; var weight: [Float] }
+
+    func extract(_ c: TrainingCase, start: SIMD3<Int>, targetLabel: Float?, memoryLabels: Set<Float>, empty: Bool) -> RawPatch {
+        let P = patch, n = P * P * P, g = c.grid
+        var r = RawPatch(image: [Float](repeating: PatchSampler.paddingHU, count: n), memory: [Float](repeating: 0, count: n),
+                         target: [Float](repeating: 0, count: n), weight: [Float](repeating: 1, count: n))
+        c.image.voxels.withUnsafeBufferPointer { im in
+            c.labels.voxels.withUnsafeBufferPointer { lb in
+                c.weights.voxels.withUnsafeBufferPointer { wt in
+                    for z in 0..<P {
+                        let sz = start.z + z
+                        guard sz >= 0 && sz < g.size.z else { continue }
+                        for y in 0..<P {
+                            let sy = start.y + y
+                            guard sy >= 0 && sy < g.size.y else { continue }
+                            let x0 = max(0, -start.x), x1 = min(P, g.size.x - start.x)
+                            guard x0 < x1 else { continue }
+                            let src = (sz * g.size.y + sy) * g.size.x + start.x
+                            let dst = (z * P + y) * P
+                            for x in x0..<x1 {
+                                let l = lb[src + x]
+                                r.image[dst + x] = im[src + x]
+                                if empty {
+                                    r.memory[dst + x] = l > 0 ? 1 : 0
+                                } else {
+                                    r.weight[dst + x] = wt[src + x]
+                                    if l > 0 {
+                                        if l == targetLabel { r.target[dst + x] = 1 }
+                                        else if memoryLabels.contains(l) { r.memory[dst + x] = 1 }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return r
+    }
+}

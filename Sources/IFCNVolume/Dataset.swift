@@ -1,0 +1,145 @@
+import Foundation
+
+/// One labelled vertebra of a preprocessed case.
+public struct VertebraInfo: Codable, Sendable, Equatable {
+    /// Label value in the label map.
+    public var label: Int
+    /// Number of voxels carrying the label.
+    public var voxels: Int
+    /// Centroid in world coordinates (LPS mm).
+    public var centroidMM: SIMD3<Double>
+    /// Centroid as a continuous voxel index of the preprocessed grid.
+    public var centroidIndex: SIMD3<Double>
+    /// Inclusive bounding box (voxel indices of the preprocessed grid).
+    public var bboxMin: SIMD3<Int>
+    public var bboxMax: SIMD3<Int>
+
+    public init(label: Int, voxels: Int, centroidMM: SIMD3<Double>, centroidIndex: SIMD3<Double>,
+                bboxMin: SIMD3<Int>, bboxMax: SIMD3<Int>) {
+        self.label = label
+        self.voxels = voxels
+        self.centroidMM = centroidMM
+        self.centroidIndex = centroidIndex
+        self.bboxMin = bboxMin
+        self.bboxMax = bboxMax
+    }
+
+    /// All labelled vertebrae of a label map, superior to inferior (descending centroid z; ties by label).
+    public static func collect(from labels: Volume) -> [VertebraInfo] {
+        struct Acc { var n = 0; var sum = SIMD3<Double>(repeating: 0); var lo = SIMD3<Int>(repeating: .max); var hi = SIMD3<Int>(repeating: .min) }
+        var acc: [Int: Acc] = [:]
+        let g = labels.grid
+        labels.voxels.withUnsafeBufferPointer { vox in
+            var i = 0
+            for z in 0..<g.size.z {
+                for y in 0..<g.size.y {
+                    for x in 0..<g.size.x {
+                        let v = vox[i]
+                        i += 1
+                        guard v > 0 else { continue }
+                        let label = Int(v.rounded())
+                        var a = acc[label] ?? Acc()
+                        let p = SIMD3(x, y, z)
+                        a.n += 1
+                        a.sum += SIMD3(Double(x), Double(y), Double(z))
+                        a.lo = pointwiseMin(a.lo, p)
+                        a.hi = pointwiseMax(a.hi, p)
+                        acc[label] = a
+                    }
+                }
+            }
+        }
+        let infos = acc.map { label, a -> VertebraInfo in
+            let c = a.sum / Double(a.n)
+            return VertebraInfo(label: label, voxels: a.n, centroidMM: g.world(c), centroidIndex: c, bboxMin: a.lo, bboxMax: a.hi)
+        }
+        return infos.sorted { a, b in
+            a.centroidMM.z != b.centroidMM.z ? a.centroidMM.z > b.centroidMM.z : a.label < b.label
+        }
+    }
+}
+
+/// One case of a preprocessed data set (paths relative to the data set folder).
+public struct CaseEntry: Codable, Sendable {
+    public var name: String
+    public var image: String
+    public var label: String
+    public var weight: String
+    /// "train" or "validation".
+    public var split: String
+    /// The preprocessed (canonical, isotropic) grid.
+    public var grid: Grid
+    /// Labelled vertebrae, superior to inferior.
+    public var vertebrae: [VertebraInfo]
+    /// The files the case came from.
+    public var sourceImage: String?
+    public var sourceLabel: String?
+    /// Slices [first, last] of the canonical grid kept by the crop (nil when not cropped).
+    public var cropZ: [Int]?
+
+    public init(name: String, image: String, label: String, weight: String, split: String, grid: Grid,
+                vertebrae: [VertebraInfo], sourceImage: String? = nil, sourceLabel: String? = nil, cropZ: [Int]? = nil) {
+        self.name = name
+        self.image = image
+        self.label = label
+        self.weight = weight
+        self.split = split
+        self.grid = grid
+        self.vertebrae = vertebrae
+        self.sourceImage = sourceImage
+        self.sourceLabel = sourceLabel
+        self.cropZ = cropZ
+    }
+}
+
+/// dataset.json of a preprocessed data set.
+public struct DatasetManifest: Codable, Sendable {
+    /// Isotropic voxel spacing (mm) of every case.
+    public var spacing: Double
+    /// HU = stored value + intensityOffset.
+    public var intensityOffset: Double
+    /// Seed of the train/validation split.
+    public var seed: UInt64
+    /// Fraction of cases held out for validation.
+    public var validationFraction: Double
+    /// Crop mode used ("mid" or "none").
+    public var crop: String
+    public var cases: [CaseEntry]
+
+    public init(spacing: Double, intensityOffset: Double, seed: UInt64, validationFraction: Double, crop: String,
+                cases: [CaseEntry]) {
+        self.spacing = spacing
+        self.intensityOffset = intensityOffset
+        self.seed = seed
+        self.validationFraction = validationFraction
+        self.crop = crop
+        self.cases = cases
+    }
+
+    /// File name of the manifest inside a data set folder.
+    public static let fileName = "dataset.json"
+
+    /// Loads `dir/dataset.json`.
+    public static func load(from dir: String) throws -> DatasetManifest {
+        let path = URL(fileURLWithPath: dir).appendingPathComponent(fileName).path
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw VolumeError(path: path, message: "cannot read the data set manifest")
+        }
+        do {
+            return try JSONDecoder().decode(DatasetManifest.self, from: data)
+        } catch {
+            throw VolumeError(path: path, message: "invalid data set manifest: \(error)")
+        }
+    }
+
+    /// Writes `dir/dataset.json` atomically.
+    public func save(to dir: String) throws {
+        let path = URL(fileURLWithPath: dir).appendingPathComponent(DatasetManifest.fileName).path
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(try encoder.encode(self), to: path)
+    }
+
+    /// Cases of one split ("train" or "validation").
+    public func cases(in split: String) -> [CaseEntry] { cases.filter { $0.split == split } }
+}

@@ -1,0 +1,259 @@
+import CNIfTI
+import Foundation
+
+/// MetaImage (.mhd header + data file, or .mha with the data inline), pure Swift except zlib.
+/// TransformMatrix is LPS already; its j-th triple is column j of the direction (as ITK writes it).
+enum MetaImageFormat {
+    static let maxHeaderBytes = 1 << 16
+
+    static let elementTypes: [String: VoxelType] = [
+        "MET_CHAR": .int8, "MET_UCHAR": .uint8, "MET_SHORT": .int16, "MET_USHORT": .uint16,
+        "MET_INT": .int32, "MET_UINT": .uint32, "MET_FLOAT": .float32, "MET_DOUBLE": .float64,
+    ]
+
+    static func elementTypeName(_ type: VoxelType) -> String {
+        switch type {
+        case .int8: return "MET_CHAR"
+        case .uint8: return "MET_UCHAR"
+        case .int16: return "MET_SHORT"
+        case .uint16: return "MET_USHORT"
+        case .int32: return "MET_INT"
+        case .uint32: return "MET_UINT"
+        case .float32: return "MET_FLOAT"
+        case .float64: return "MET_DOUBLE"
+        }
+    }
+
+    // MARK: reading
+
+    static func read(_ path: String) throws -> Volume {
+        let file: Data
+        do {
+            file = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+        } catch {
+            throw VolumeError(path: path, message: "cannot read: \(error.localizedDescription)")
+        }
+        let (fields, headerEnd) = try parseHeader(file, path: path)
+        func field(_ names: String...) -> String? {
+            for n in names { if let v = fields[n.lowercased()] { return v } }
+            return nil
+        }
+        func numbers(_ value: String, count: Int, key: String) throws -> [Double] {
+            let parts = value.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            let vals = parts.compactMap { Double($0) }
+            guard vals.count == count, parts.count == count, vals.allSatisfy({ $0.isFinite }) else {
+                throw VolumeError(path: path, message: "\(key) must hold \(count) finite numbers, got '\(value)'")
+            }
+            return vals
+        }
+
+        if let type = field("ObjectType"), type.lowercased() != "image" {
+            throw VolumeError(path: path, message: "ObjectType is '\(type)', expected Image")
+        }
+        guard let ndimText = field("NDims") else { throw VolumeError(path: path, message: "missing NDims") }
+        guard let ndim = Int(ndimText), ndim == 3 else {
+            throw VolumeError(path: path, message: "NDims is '\(ndimText)'; only 3-D images are supported")
+        }
+        guard let dimText = field("DimSize") else { throw VolumeError(path: path, message: "missing DimSize") }
+        let dimValues = try numbers(dimText, count: 3, key: "DimSize")
+        guard dimValues.allSatisfy({ $0 == $0.rounded() && $0 >= 1 && $0 <= Double(VolumeIO.maxDimension) }) else {
+            throw VolumeError(path: path, message: "DimSize '\(dimText)' out of range (each axis 1...\(VolumeIO.maxDimension))")
+        }
+        let size = dimValues.map { Int($0) }
+        try VolumeIO.validateSize(size, path: path)
+        let count = size[0] * size[1] * size[2]
+
+        if let channels = field("ElementNumberOfChannels"), Int(channels) != 1 {
+            throw VolumeError(path: path, message: "ElementNumberOfChannels is \(channels); only scalar images are supported")
+        }
+        guard let typeName = field("ElementType") else { throw VolumeError(path: path, message: "missing ElementType") }
+        guard let type = elementTypes[typeName.uppercased()] else {
+            throw VolumeError(path: path, message: "unsupported ElementType '\(typeName)'")
+        }
+        let spacing = try field("ElementSpacing", "ElementSize").map { try numbers($0, count: 3, key: "ElementSpacing") } ?? [1, 1, 1]
+        let origin = try field("Offset", "Position", "Origin").map { try numbers($0, count: 3, key: "Offset") } ?? [0, 0, 0]
+        let transform = try field("TransformMatrix", "Orientation", "Rotation").map {
+            try numbers($0, count: 9, key: "TransformMatrix")
+        } ?? Grid.identity
+        guard spacing.allSatisfy({ $0 > 0 }) else {
+            throw VolumeError(path: path, message: "ElementSpacing must be positive")
+        }
+        let bigEndian = isTrue(field("BinaryDataByteOrderMSB", "ElementByteOrderMSB"))
+        let compressed = isTrue(field("CompressedData"))
+        guard let dataFile = field("ElementDataFile") else {
+            throw VolumeError(path: path, message: "missing ElementDataFile")
+        }
+
+        // Geometry: index-to-world matrix, column j = triple j * spacing j.
+        var matrix = [Double](repeating: 0, count: 9)
+        for r in 0..<3 {
+            for c in 0..<3 { matrix[r * 3 + c] = transform[c * 3 + r] * spacing[c] }
+        }
+        let grid = try VolumeIO.grid(size: SIMD3(size[0], size[1], size[2]), matrix: matrix,
+                                     origin: SIMD3(origin[0], origin[1], origin[2]), path: path)
+
+        // The bytes holding the voxel data.
+        let payload: Data
+        let dataPath: String
+        if dataFile.uppercased() == "LOCAL" {
+            payload = file.subdata(in: headerEnd..<file.count)
+            dataPath = path
+        } else {
+            if dataFile.uppercased().hasPrefix("LIST") || dataFile.contains("%") {
+                throw VolumeError(path: path, message: "multi-file ElementDataFile '\(dataFile)' is not supported")
+            }
+            let dir = URL(fileURLWithPath: path).deletingLastPathComponent()
+            dataPath = dataFile.hasPrefix("/") ? dataFile : dir.appendingPathComponent(dataFile).path
+            do {
+                payload = try Data(contentsOf: URL(fileURLWithPath: dataPath), options: .alwaysMapped)
+            } catch {
+                throw VolumeError(path: path, message: "cannot read data file '\(dataFile)': \(error.localizedDescription)")
+            }
+        }
+        let needed = count * type.byteSize
+
+        var raw: Data
+        if compressed {
+            var start = 0
+            var length = payload.count
+            if let sizeText = field("CompressedDataSize") {
+                guard let declared = Int(sizeText), declared > 0 else {
+                    throw VolumeError(path: path, message: "bad CompressedDataSize '\(sizeText)'")
+                }
+                guard declared <= payload.count else {
+                    throw VolumeError(path: dataPath, message: "truncated: CompressedDataSize \(declared) but only \(payload.count) bytes")
+                }
+                length = declared
+            }
+            if let headerSize = field("HeaderSize"), let h = Int(headerSize), h > 0 {
+                guard h < payload.count else { throw VolumeError(path: dataPath, message: "HeaderSize beyond end of file") }
+                start = h
+                length = min(length, payload.count - h)
+            }
+            raw = Data(count: needed)
+            let produced: Int64 = raw.withUnsafeMutableBytes { out in
+                payload.withUnsafeBytes { inp in
+                    ifcn_zlib_inflate(inp.baseAddress!.assumingMemoryBound(to: UInt8.self) + start, length,
+                                      out.baseAddress!.assumingMemoryBound(to: UInt8.self), needed)
+                }
+            }
+            if produced == -2 {
+                throw VolumeError(path: dataPath, message: "compressed data holds more than DimSize x ElementType (\(needed) bytes)")
+            }
+            guard produced == Int64(needed) else {
+                throw VolumeError(path: dataPath, message: produced < 0
+                    ? "corrupt or truncated compressed data"
+                    : "compressed data holds \(produced) bytes, expected \(needed)")
+            }
+        } else {
+            var start = 0
+            if let headerSize = field("HeaderSize"), let h = Int(headerSize) {
+                start = h == -1 ? payload.count - needed : h
+            }
+            guard start >= 0, payload.count - start >= needed else {
+                throw VolumeError(path: dataPath, message: "data is truncated: needs \(needed) bytes, has \(max(0, payload.count - max(start, 0)))")
+            }
+            raw = payload.subdata(in: start..<(start + needed))
+        }
+        let voxels = raw.withUnsafeBytes { VoxelCoding.decode($0, count: count, as: type, bigEndian: bigEndian) }
+        return Volume(grid: grid, voxels: voxels)
+    }
+
+    private static func isTrue(_ value: String?) -> Bool {
+        guard let v = value?.lowercased() else { return false }
+        return v == "true" || v == "1" || v == "yes"
+    }
+
+    /// Parses `Key = Value` lines up to and including ElementDataFile. Returns lower-cased keys and the byte offset
+    /// just after the ElementDataFile line (where .mha data starts).
+    static func parseHeader(_ data: Data, path: String) throws -> ([String: String], Int) {
+        var fields: [String: String] = [:]
+        let limit = min(data.count, maxHeaderBytes)
+        var lineStart = 0
+        var i = 0
+        let bytes = [UInt8](data.prefix(limit))
+        while i < limit {
+            if bytes[i] == 0x0A {
+                let lineBytes = bytes[lineStart..<i]
+                guard let line = String(bytes: lineBytes, encoding: .utf8) ?? String(bytes: lineBytes, encoding: .isoLatin1) else {
+                    throw VolumeError(path: path, message: "unreadable header line")
+                }
+                let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
+                if !trimmed.isEmpty {
+                    guard let eq = trimmed.firstIndex(of: "=") else {
+                        throw VolumeError(path: path, message: "malformed header line '\(trimmed.prefix(80))' (expected Key = Value)")
+                    }
+                    let key = trimmed[..<eq].trimmingCharacters(in: .whitespaces).lowercased()
+                    let value = trimmed[trimmed.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+                    fields[key] = value
+                    if key == "elementdatafile" { return (fields, i + 1) }
+                }
+                lineStart = i + 1
+            }
+            i += 1
+        }
+        // A final line without newline (common for .mhd).
+        if limit == data.count, lineStart < limit {
+            let tail = String(decoding: bytes[lineStart..<limit], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            if let eq = tail.firstIndex(of: "=") {
+                let key = tail[..<eq].trimmingCharacters(in: .whitespaces).lowercased()
+                fields[key] = tail[tail.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+                if key == "elementdatafile" { return (fields, data.count) }
+            }
+        }
+        throw VolumeError(path: path, message: "not a MetaImage header (no ElementDataFile line in the first \(limit) bytes)")
+    }
+
+    // MARK: writing
+
+    static func write(_ volume: Volume, to path: String, as type: VoxelType, compressed: Bool) throws {
+        let grid = volume.grid
+        var payload = VoxelCoding.encode(volume.voxels, as: type)
+        if compressed {
+            let bound = ifcn_zlib_bound(payload.count)
+            var out = [UInt8](repeating: 0, count: bound)
+            let n = payload.withUnsafeBufferPointer { src in
+                out.withUnsafeMutableBufferPointer { dst in
+                    ifcn_zlib_deflate(src.baseAddress, src.count, dst.baseAddress, bound)
+                }
+            }
+            guard n > 0 else { throw VolumeError(path: path, message: "zlib compression failed") }
+            payload = Array(out.prefix(Int(n)))
+        }
+        func fmt(_ v: Double) -> String { String(format: "%.17g", v) }
+        var transform: [Double] = []
+        for c in 0..<3 { for r in 0..<3 { transform.append(grid.direction[r * 3 + c]) } }
+        let inline = path.lowercased().hasSuffix(".mha")
+        let url = URL(fileURLWithPath: path)
+        let stem = url.deletingPathExtension().lastPathComponent
+        let dataName = inline ? "LOCAL" : stem + (compressed ? ".zraw" : ".raw")
+        var header = """
+            ObjectType = Image
+            NDims = 3
+            BinaryData = True
+            BinaryDataByteOrderMSB = False
+            CompressedData = \(compressed ? "True" : "False")
+
+            """
+        if compressed { header += "CompressedDataSize = \(payload.count)\n" }
+        header += """
+            TransformMatrix = \(transform.map(fmt).joined(separator: " "))
+            Offset = \(fmt(grid.origin.x)) \(fmt(grid.origin.y)) \(fmt(grid.origin.z))
+            CenterOfRotation = 0 0 0
+            ElementSpacing = \(fmt(grid.spacing.x)) \(fmt(grid.spacing.y)) \(fmt(grid.spacing.z))
+            DimSize = \(grid.size.x) \(grid.size.y) \(grid.size.z)
+            ElementType = \(elementTypeName(type))
+            ElementDataFile = \(dataName)
+
+            """
+        if inline {
+            var data = Data(header.utf8)
+            data.append(contentsOf: payload)
+            try AtomicFile.write(data, to: path)
+        } else {
+            let dataPath = url.deletingLastPathComponent().appendingPathComponent(dataName).path
+            try AtomicFile.write(Data(payload), to: dataPath)
+            try AtomicFile.write(Data(header.utf8), to: path)
+        }
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+
+/// Interpolation used when resampling: trilinear for images, nearest neighbour for label maps.
+public enum Interpolation: Sendable {
+    case linear, nearest
+}
+
+/// The canonical (identity-direction, LPS) grid with isotropic `spacing` whose voxel centres cover the world
+/// bounding box of the voxel centres of `grid`.
+public func canonicalGrid(covering grid: Grid, spacing: Double) -> Grid {
+    var lo = SIMD3<Double>(repeating: .infinity), hi = SIMD3<Double>(repeating: -.infinity)
+    let last = SIMD3<Double>(Double(grid.size.x - 1), Double(grid.size.y - 1), Double(grid.size.z - 1))
+    for corner in 0..<8 {
+        let idx = SIMD3<Double>(corner & 1 == 0 ? 0 : last.x, corner & 2 == 0 ? 0 : last.y, corner & 4 == 0 ? 0 : last.z)
+        let w = grid.world(idx)
+        lo = pointwiseMin(lo, w)
+        hi = pointwiseMax(hi, w)
+    }
+    let extent = hi - lo
+    let size = SIMD3<Int>(Int((extent.x / spacing + 1e-6).rounded(.down)) + 1,
+                          Int((extent.y / spacing + 1e-6).rounded(.down)) + 1,
+                          Int((extent.z / spacing + 1e-6).rounded(.down)) + 1)
+    return Grid.canonical(size: size, spacing: SIMD3(repeating: spacing), origin: lo)
+}
+
+/// Reorients to canonical LPS (identity direction) and resamples isotropically onto an axis-aligned grid
+/// covering the scan (see `canonicalGrid(covering:spacing:)`).
+public func resampleToCanonical(_ v: Volume, spacing: Double, interpolation: Interpolation, fill: Float) -> Volume {
+    resample(v, onto: canonicalGrid(covering: v.grid, spacing: spacing), interpolation: interpolation, fill: fill)
+}
+
+/// Resamples `v` onto `grid`. Output voxel centres map to continuous input indices exactly as ITK does
+/// (world = origin + D*S*i; index = (D*S)^-1 (world - origin)); a point is inside when every index lies in
+/// [-0.5, n - 0.5). Nearest rounds half up (floor(c + 0.5)); linear clamps neighbours to the image.
+public func resample(_ v: Volume, onto grid: Grid, interpolation: Interpolation, fill: Float) -> Volume {
+    var out = Volume(grid: grid, fill: fill)
+    let outM = grid.indexToWorldMatrix
+    let inInv = v.grid.worldToIndexMatrix
+    let nx = grid.size.x, ny = grid.size.y, nz = grid.size.z
+    let inSize = v.grid.size
+    let inN = SIMD3<Double>(Double(inSize.x), Double(inSize.y), Double(inSize.z))
+    let sx = inSize.x, sxy = inSize.x * inSize.y
+    v.voxels.withUnsafeBufferPointer { src in
+        out.voxels.withUnsafeMutableBufferPointer { dst in
+            let dstBase = dst.baseAddress!
+            parallelFor(nz) { z in
+                for y in 0..<ny {
+                    for x in 0..<nx {
+                        // Same operation order as ITK: physical point first, then continuous index.
+                        let xi = Double(x), yi = Double(y), zi = Double(z)
+                        let p = SIMD3(outM[0] * xi + outM[1] * yi + outM[2] * zi,
+                                      outM[3] * xi + outM[4] * yi + outM[5] * zi,
+                                      outM[6] * xi + outM[7] * yi + outM[8] * zi) + grid.origin - v.grid.origin
+                        let c = SIMD3(inInv[0] * p.x + inInv[1] * p.y + inInv[2] * p.z,
+                                      inInv[3] * p.x + inInv[4] * p.y + inInv[5] * p.z,
+                                      inInv[6] * p.x + inInv[7] * p.y + inInv[8] * p.z)
+                        if !(c.x >= -0.5 && c.y >= -0.5 && c.z >= -0.5 && c.x < inN.x - 0.5 && c.y < inN.y - 0.5
+                            && c.z < inN.z - 0.5) { continue }
+                        let o = x + nx * (y + ny * z)
+                        switch interpolation {
+                        case .nearest:
+                            let ix = Int((c.x + 0.5).rounded(.down)), iy = Int((c.y + 0.5).rounded(.down))
+                            let iz = Int((c.z + 0.5).rounded(.down))
+                            dstBase[o] = src[ix + sx * iy + sxy * iz]
+                        case .linear:
+                            let cx = min(max(c.x, 0), inN.x - 1), cy = min(max(c.y, 0), inN.y - 1)
+                            let cz = min(max(c.z, 0), inN.z - 1)
+                            let x0 = Int(cx), y0 = Int(cy), z0 = Int(cz)
+                            let x1 = min(x0 + 1, inSize.x - 1), y1 = min(y0 + 1, inSize.y - 1)
+                            let z1 = min(z0 + 1, inSize.z - 1)
+                            let tx = cx - Double(x0), ty = cy - Double(y0), tz = cz - Double(z0)
+                            func at(_ i: Int, _ j: Int, _ k: Int) -> Double { Double(src[i + sx * j + sxy * k]) }
+                            let c00 = at(x0, y0, z0) + tx * (at(x1, y0, z0) - at(x0, y0, z0))
+                            let c10 = at(x0, y1, z0) + tx * (at(x1, y1, z0) - at(x0, y1, z0))
+                            let c01 = at(x0, y0, z1) + tx * (at(x1, y0, z1) - at(x0, y0, z1))
+                            let c11 = at(x0, y1, z1) + tx * (at(x1, y1, z1) - at(x0, y1, z1))
+                            let c0 = c00 + ty * (c10 - c00), c1 = c01 + ty * (c11 - c01)
+                            dstBase[o] = Float(c0 + tz * (c1 - c0))
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return out
+}

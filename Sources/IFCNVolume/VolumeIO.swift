@@ -1,0 +1,128 @@
+import Foundation
+
+/// Reading and writing volumes: NIfTI (.nii, .nii.gz; NIfTI-1 and -2) and MetaImage (.mhd + data file, .mha).
+public enum VolumeIO {
+    /// Largest size accepted along any axis.
+    public static let maxDimension = 10_000
+    /// Largest number of voxels accepted.
+    public static let maxVoxels = 1 << 31
+
+    /// Supported file formats, recognised by file name extension.
+    enum Format { case nifti, metaImage }
+
+    /// File name extensions of the supported formats (longest first).
+    public static let extensions = [".nii.gz", ".nii", ".mhd", ".mha"]
+
+    static func format(of path: String) -> Format? {
+        let lower = path.lowercased()
+        if lower.hasSuffix(".nii") || lower.hasSuffix(".nii.gz") { return .nifti }
+        if lower.hasSuffix(".mhd") || lower.hasSuffix(".mha") { return .metaImage }
+        return nil
+    }
+
+    /// Splits a file name into (stem, extension) for a supported extension, else nil.
+    public static func splitExtension(_ name: String) -> (stem: String, ext: String)? {
+        let lower = name.lowercased()
+        for ext in extensions where lower.hasSuffix(ext) && name.count > ext.count {
+            return (String(name.dropLast(ext.count)), String(name.suffix(ext.count)))
+        }
+        return nil
+    }
+
+    /// Reads a volume from .nii, .nii.gz (NIfTI-1 and -2, via nifticlib), .mhd (+ data file) or .mha.
+    public static func read(_ path: String) throws -> Volume {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw VolumeError(path: path, message: "file not found")
+        }
+        switch format(of: path) {
+        case .nifti: return try NIfTIFormat.read(path)
+        case .metaImage: return try MetaImageFormat.read(path)
+        case nil:
+            throw VolumeError(path: path, message: "unsupported file type (expected .nii, .nii.gz, .mhd or .mha)")
+        }
+    }
+
+    /// Writes a volume; the format follows the extension. The file appears atomically (temporary name, then rename).
+    public static func write(_ volume: Volume, to path: String, as type: VoxelType) throws {
+        guard volume.voxels.count == volume.grid.count else {
+            throw VolumeError(path: path, message: "voxel count does not match the grid")
+        }
+        switch format(of: path) {
+        case .nifti: try NIfTIFormat.write(volume, to: path, as: type)
+        case .metaImage: try MetaImageFormat.write(volume, to: path, as: type, compressed: false)
+        case nil:
+            throw VolumeError(path: path, message: "unsupported file type (expected .nii, .nii.gz, .mhd or .mha)")
+        }
+    }
+
+    /// Writes a MetaImage (.mhd + .raw/.zraw, or .mha), optionally zlib-compressed.
+    public static func writeMetaImage(_ volume: Volume, to path: String, as type: VoxelType, compressed: Bool) throws {
+        try MetaImageFormat.write(volume, to: path, as: type, compressed: compressed)
+    }
+
+    /// Checks sizes against the caps before anything is allocated.
+    static func validateSize(_ size: [Int], path: String) throws {
+        guard size.count == 3 else { throw VolumeError(path: path, message: "expected a 3-D image") }
+        var total = 1
+        for n in size {
+            guard n >= 1, n <= maxDimension else {
+                throw VolumeError(path: path, message: "image size \(size) out of range (each axis 1...\(maxDimension))")
+            }
+            total *= n
+        }
+        guard total <= maxVoxels else {
+            throw VolumeError(path: path, message: "image has \(total) voxels, more than the limit \(maxVoxels)")
+        }
+    }
+
+    /// Builds a grid from an index-to-world matrix (row-major 3x3, columns = direction * spacing) and origin.
+    static func grid(size: SIMD3<Int>, matrix m: [Double], origin: SIMD3<Double>, path: String) throws -> Grid {
+        var spacing = SIMD3<Double>(repeating: 0)
+        var direction = [Double](repeating: 0, count: 9)
+        for c in 0..<3 {
+            let s = (m[c] * m[c] + m[3 + c] * m[3 + c] + m[6 + c] * m[6 + c]).squareRoot()
+            guard s.isFinite, s > 0 else {
+                throw VolumeError(path: path, message: "degenerate voxel-to-world transform (zero spacing along axis \(c))")
+            }
+            spacing[c] = s
+            for r in 0..<3 { direction[r * 3 + c] = m[r * 3 + c] / s }
+        }
+        guard origin.x.isFinite, origin.y.isFinite, origin.z.isFinite,
+              invert3x3(direction) != nil else {
+            throw VolumeError(path: path, message: "invalid voxel-to-world transform (singular or not finite)")
+        }
+        return Grid(size: size, spacing: spacing, origin: origin, direction: direction)
+    }
+}
+
+/// Atomic file output: write to a temporary name in the same folder, then rename.
+enum AtomicFile {
+    /// A temporary path beside `path` that keeps the extension `ext` (so writers that look at the name still work).
+    static func temporaryPath(for path: String, keepingExtension ext: String = "") -> String {
+        let url = URL(fileURLWithPath: path)
+        let dir = url.deletingLastPathComponent().path
+        let token = UUID().uuidString.prefix(8)
+        return dir + "/." + url.lastPathComponent + ".tmp-" + token + ext
+    }
+
+    /// Moves `temp` over `path` (replacing it).
+    static func commit(_ temp: String, to path: String) throws {
+        if rename(temp, path) != 0 {
+            let reason = String(cString: strerror(errno))
+            unlink(temp)
+            throw VolumeError(path: path, message: "could not move the finished file into place: \(reason)")
+        }
+    }
+
+    /// Writes `data` atomically.
+    static func write(_ data: Data, to path: String) throws {
+        let temp = temporaryPath(for: path)
+        do {
+            try data.write(to: URL(fileURLWithPath: temp))
+        } catch {
+            unlink(temp)
+            throw VolumeError(path: path, message: "could not write: \(error.localizedDescription)")
+        }
+        try commit(temp, to: path)
+    }
+}

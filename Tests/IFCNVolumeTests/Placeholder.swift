@@ -1,2 +1,0 @@
-import XCTest
-final class PlaceholderIFCNVolumeTests: XCTestCase { func testBuilds() {} }

@@ -49,8 +49,9 @@ let package = Package(
                           swiftSettings: swiftSettings),
         .testTarget(name: "IFCNEngineTests", dependencies: ["IFCNEngine"], resources: [.copy("Fixtures")]),
         .testTarget(name: "IFCNVolumeTests", dependencies: ["IFCNVolume"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "IFCNDistributedTests", dependencies: ["IFCNDistributed"]),
+        .testTarget(name: "IFCNDistributedTests", dependencies: ["IFCNDistributed", "IFCNEngine"]),
         .testTarget(name: "IFCNEvaluationTests", dependencies: ["IFCNEvaluation"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "IFCNSegmentationTests", dependencies: ["IFCNSegmentation"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -65,5 +65,7 @@ public struct RunDirectory: Sendable {
 
 public struct TrainingError: Error, CustomStringConvertible {
     public let description: String
-    public init(_ d: String) { description = d }
+    /// Every rank raised this same error together (no rank is left waiting).
+    public var collective = false
+    public init(_ d: String, collective: Bool = false) { description = d; self.collective = collective }
 }

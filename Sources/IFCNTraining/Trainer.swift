@@ -35,20 +35,18 @@ public final class Trainer {
 
     func rootLog(_ s: String) { if comm.isRoot { log(s) } }
 
-    /// Every rank agrees on an error found by rank 0 (or by any rank) before training.
+    /// Every rank stops together on an error that any rank found (the lowest such rank's message).
     func agree(_ error: String?) throws {
-        var flag = [error == nil ? 0.0 : 1.0]
-        comm.allreduceSum(&flag)
-        if flag[0] > 0 {
-            let message = try comm.broadcast(error ?? "", root: 0)
-            throw TrainingError(error ?? (message.isEmpty ? "another rank failed to prepare (see its message)" : message))
-        }
+        let first = comm.allreduceMin(error == nil ? Double(comm.size) : Double(comm.rank))
+        guard first < Double(comm.size) else { return }
+        let message = try comm.broadcast(error ?? "", root: Int(first))
+        throw TrainingError(comm.size > 1 && Int(first) != 0 ? "rank \(Int(first)): \(message)" : message, collective: true)
     }
 
     public func run() throws {
         let o = options
         let config = try NetworkConfig(variant: o.variant, channels: o.channels, patch: o.patch)
-        guard o.iterations >= 1, o.iterationsPerEpoch >= 1 else { throw TrainingError("--iterations and --iters-per-epoch must be >= 1") }
+        guard o.iterations >= 1, o.iterationsPerEpoch >= 1 else { throw TrainingError("--iterations and --iters-per-epoch must be >= 1", collective: true) }
         let run = RunDirectory(path: o.outputDir)
         let threads = o.threads ?? ProcessInfo.processInfo.environment["IFCN_THREADS"].flatMap(Int.init)
             ?? max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, comm.localSize))
@@ -113,7 +111,7 @@ public final class Trainer {
                 + "\(comm.size) rank(s) x \(threads) thread(s); iterations \(start + 1)...\(o.iterations), epoch \(o.iterationsPerEpoch)")
 
         let sampler = PatchSampler(cases: data.training, patch: o.patch, intensity: info.intensity, seed: o.seed,
-                                   rank: comm.rank, augment: o.augment)
+                                   rank: o.sampleRank ?? comm.rank, augment: o.augment)
         let prefetcher = Prefetcher(sampler: sampler)
         prefetcher.prefetch(start + 1)
 
@@ -141,6 +139,12 @@ public final class Trainer {
             let t1 = Date()
             try backend.withHostMemory(net.gradients) { try comm.averageGradients($0, count: net.gradients.count) }
             let t2 = Date()
+            if let dump = o.dumpGradients, it == start + 1 {
+                var w = SafeTensorsWriter()
+                w.add("gradients", floats: net.readGradients(), shape: [net.gradients.count])
+                w.add("loss", floats: [Float(loss.total)], shape: [1])
+                try w.write(to: "\(dump).rank\(comm.rank).safetensors")
+            }
             adam.learningRate = o.learningRate(at: it)
             adam.update()
             let t3 = Date()
@@ -176,7 +180,7 @@ public final class Trainer {
         // Weights must be identical everywhere.
         let same = try net.backend.withHostMemory(net.parameters) { try comm.checkIdentical($0, count: net.parameters.count) }
         guard same else {
-            throw TrainingError("weights differ across ranks at iteration \(it): ranks diverged (different binaries, thread counts or hardware?)")
+            throw TrainingError("weights differ across ranks at iteration \(it): ranks diverged (different binaries, thread counts or hardware?)", collective: true)
         }
         // One model for validation and checkpoints: rank 0's running statistics everywhere.
         var stats0 = net.readBuffers()

@@ -22,6 +22,11 @@ public struct TrainingOptions: Sendable {
     public var progressInterval = 10.0
     /// Fault injection for tests: this rank exits at this iteration.
     public var dieAt: (rank: Int, iteration: Int)?
+    /// Tests: draw the samples of this rank's stream instead of the process's own rank.
+    public var sampleRank: Int?
+    /// Tests: after the first iteration's allreduce, each rank writes its averaged gradient to
+    /// `<path>.rank<r>.safetensors`.
+    public var dumpGradients: String?
 
     public init(dataDir: String, outputDir: String) {
         self.dataDir = dataDir

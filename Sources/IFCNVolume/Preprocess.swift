@@ -16,6 +16,8 @@ public struct PreprocessOptions: Sendable {
     /// HU = stored value + intensityOffset.
     public var intensityOffset: Double = 0
     public var validationFraction: Double = 0.2
+    /// Cases held out for validation by name (replaces the seeded random split when not empty).
+    public var validationCases: [String] = []
     public var seed: UInt64 = 0
     /// Voxel type of the written images (float32 or int16).
     public var imageType: VoxelType = .float32
@@ -185,7 +187,14 @@ public enum Preprocessor {
         }
         defer { try? fm.removeItem(atPath: staging) }
 
-        let splits = split(names: pairs.map(\.name), fraction: options.validationFraction, seed: options.seed)
+        var splits = split(names: pairs.map(\.name), fraction: options.validationFraction, seed: options.seed)
+        if !options.validationCases.isEmpty {
+            let names = Set(pairs.map(\.name))
+            for n in options.validationCases where !names.contains(n) {
+                throw VolumeError(path: input, message: "validation case '\(n)' not found (cases: \(names.sorted().joined(separator: ", ")))")
+            }
+            for n in names { splits[n] = options.validationCases.contains(n) ? "validation" : "train" }
+        }
         let results = ResultBox(count: pairs.count)
         let start = Date()
         DispatchQueue.concurrentPerform(iterations: pairs.count) { i in

@@ -27,6 +27,9 @@ struct PreprocessCommand: ParsableCommand {
     var valFraction: Double = 0.2
     @Option(help: "Seed of the train/validation split.")
     var seed: UInt64 = 0
+    @Option(help: "Comma-separated case names to hold out for validation (instead of the seeded random split).")
+    var validation: String?
+
     @Option(help: "Voxel type of the written images: float32 or int16.")
     var imageType: String = "float32"
 
@@ -46,6 +49,7 @@ struct PreprocessCommand: ParsableCommand {
         options.intensityOffset = intensityOffset
         options.validationFraction = valFraction
         options.seed = seed
+        options.validationCases = validation.map { $0.split(separator: ",").map { String($0) } } ?? []
         options.imageType = imageType == "int16" ? .int16 : .float32
         let start = Date()
         // Errors (VolumeError names the file and the problem) propagate: ArgumentParser prints them, exit 1.

@@ -1,7 +1,164 @@
 import ArgumentParser
+import Foundation
+import IFCNCompute
+import IFCNEngine
+import IFCNSegmentation
+import IFCNVolume
 
-// Placeholder until the owning module lands; replaced by the real command.
+/// `ifcn segment`: iterative instance segmentation of whole scans with a trained checkpoint.
 struct SegmentCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "segment")
-    func run() throws { throw ValidationError("segment is not built yet") }
+    static let configuration = CommandConfiguration(
+        commandName: "segment",
+        abstract: "Segment the vertebrae of CT scans one by one with a trained checkpoint.",
+        discussion: """
+            Each scan (a file, or every image file of a directory except label maps named *_label, *_seg, \
+            *_seg-vert_msk, *_msk) is resampled to the model's canonical grid, segmented, and its labels 1...K \
+            (superior to inferior) written back on the scan's own grid as OUTPUT/<case>.nii.gz, with \
+            OUTPUT/<case>.json describing every instance. A plain PyTorch export needs --variant, --channels \
+            and --patch.
+            """)
+
+    @Option(help: "Checkpoint (.safetensors) written by ifcn train, or a plain PyTorch export.")
+    var checkpoint: String
+
+    @Option(help: "A scan (.nii, .nii.gz, .mhd, .mha) or a directory of scans.")
+    var input: String
+
+    @Option(help: "Output directory (created if needed).")
+    var output: String
+
+    @Option(help: "n_min in voxels at the model spacing (default: 1000 mm^3).")
+    var minVoxels: Int?
+
+    @Flag(help: "Drop instances whose completeness probability is below 0.5.")
+    var dropIncomplete = false
+
+    @Option(help: "Compute threads (default: all cores).")
+    var threads: Int?
+
+    @Option(help: "Network variant (paper or seed), for plain PyTorch exports or as a check.")
+    var variant: String?
+
+    @Option(help: "Channels C, for plain PyTorch exports or as a check.")
+    var channels: Int?
+
+    @Option(help: "Patch size P, for plain PyTorch exports or as a check.")
+    var patch: Int?
+
+    @Option(help: "Voxel spacing (mm) the model works at, for plain PyTorch exports without metadata.")
+    var spacing: Double?
+
+    func validate() throws {
+        if let minVoxels, minVoxels < 1 { throw ValidationError("--min-voxels must be >= 1") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be >= 1") }
+        if let spacing, !(spacing > 0) { throw ValidationError("--spacing must be > 0") }
+        if let variant, Variant(rawValue: variant) == nil {
+            throw ValidationError("--variant must be one of: \(Variant.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+    }
+
+    func run() throws {
+        let loaded = try loadCheckpoint()
+        let info = loaded.info
+        let network = Network(config: info.config, backend: CPUBackend(threads: threads))
+        Checkpoint.apply(loaded, to: network)
+        var options = SegmentationOptions()
+        options.dropIncomplete = dropIncomplete
+        if let minVoxels { options.minVolumeMM3 = Double(minVoxels) * pow(info.spacingMM, 3) }
+        let segmenter = Segmenter(network: network, info: info, options: options)
+        log("model \(info.config) at \(info.spacingMM) mm from \(checkpoint)")
+
+        let scans = try ScanFiles.list(input)
+        do {
+            try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+        } catch {
+            throw CLIError("\(output): cannot create the output directory: \(error.localizedDescription)")
+        }
+        var failures: [String] = []
+        for (i, path) in scans.enumerated() {
+            let name = ScanFiles.caseName(path)
+            log("[\(i + 1)/\(scans.count)] \(name): \(path)")
+            do {
+                let image = try VolumeIO.read(path)
+                let result = segmenter.segmentScan(image) { log("  " + $0) }
+                let labelPath = output + "/" + name + ".nii.gz"
+                let type: VoxelType = result.instances.count <= 255 ? .uint8 : .int16
+                try VolumeIO.write(result.labels, to: labelPath, as: type)
+                let report = CaseReport(case: name, input: path, labels: labelPath, checkpoint: checkpoint,
+                                        model: info.config.description, spacingMM: info.spacingMM,
+                                        seconds: result.seconds, evaluations: result.evaluations,
+                                        instances: result.instances)
+                try writeJSON(report, to: output + "/" + name + ".json")
+                log("  wrote \(labelPath): \(result.instances.count) instances, \(result.evaluations) evaluations, "
+                    + String(format: "%.1f s", result.seconds))
+            } catch {
+                log("error: \(error)")
+                failures.append("\(error)")
+            }
+        }
+        if !failures.isEmpty {
+            throw CLIError("\(failures.count) of \(scans.count) scans failed:\n" + failures.joined(separator: "\n"))
+        }
+    }
+
+    /// Loads the checkpoint, checking any of --variant/--channels/--patch given against it.
+    func loadCheckpoint() throws -> LoadedCheckpoint {
+        guard FileManager.default.isReadableFile(atPath: checkpoint) else {
+            throw CLIError("\(checkpoint): checkpoint not found or not readable")
+        }
+        var override: NetworkConfig?
+        if let variant, let channels, let patch, let v = Variant(rawValue: variant) {
+            override = try NetworkConfig(variant: v, channels: channels, patch: patch)
+        }
+        let loaded = try Checkpoint.load(path: checkpoint, config: override, spacingMM: spacing)
+        let c = loaded.info.config
+        if let variant, variant != c.variant.rawValue {
+            throw CLIError("\(checkpoint): checkpoint holds a \(c.variant.rawValue) network, --variant \(variant) was given")
+        }
+        if let channels, channels != c.channels {
+            throw CLIError("\(checkpoint): checkpoint holds C=\(c.channels), --channels \(channels) was given")
+        }
+        if let patch, patch != c.patch {
+            throw CLIError("\(checkpoint): checkpoint holds P=\(c.patch), --patch \(patch) was given")
+        }
+        return loaded
+    }
+
+    func log(_ line: String) {
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+
+    /// Writes JSON to a temporary name beside `path`, then renames it into place.
+    func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try encoder.encode(value)
+        let url = URL(fileURLWithPath: path)
+        let temp = url.deletingLastPathComponent().appendingPathComponent(
+            "." + url.lastPathComponent + ".tmp-" + UUID().uuidString.prefix(8))
+        do {
+            try data.write(to: temp)
+        } catch {
+            try? FileManager.default.removeItem(at: temp)
+            throw CLIError("\(path): cannot write: \(error.localizedDescription)")
+        }
+        if rename(temp.path, path) != 0 {
+            let reason = String(cString: strerror(errno))
+            unlink(temp.path)
+            throw CLIError("\(path): cannot move the finished file into place: \(reason)")
+        }
+    }
+}
+
+/// OUTPUT/<case>.json.
+struct CaseReport: Encodable {
+    var `case`: String
+    var input: String
+    var labels: String
+    var checkpoint: String
+    var model: String
+    var spacingMM: Double
+    var seconds: Double
+    var evaluations: Int
+    var instances: [InstanceReport]
 }

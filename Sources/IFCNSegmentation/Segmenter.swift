@@ -1,0 +1,148 @@
+import Foundation
+import IFCNEngine
+import IFCNVolume
+
+/// Iterative instance segmentation of whole scans with a trained network: vertebrae are found one at a
+/// time, superior to inferior, and labelled 1...K.
+public final class Segmenter {
+    public let info: ModelInfo
+    public var options: SegmentationOptions
+    let model: PatchModel
+
+    /// A segmenter running `network` (whose configuration must be `info.config`).
+    public init(network: Network, info: ModelInfo, options: SegmentationOptions = .init()) {
+        precondition(network.config == info.config, "network \(network.config) does not match model \(info.config)")
+        self.info = info
+        self.options = options
+        model = NetworkPatchModel(network: network)
+    }
+
+    /// A segmenter over any patch model (tests use ground-truth stand-ins).
+    init(model: PatchModel, info: ModelInfo, options: SegmentationOptions = .init()) {
+        self.info = info
+        self.options = options
+        self.model = model
+    }
+
+    /// Segments `image` (HU) that is already on a canonical grid (identity direction) at `info.spacingMM`.
+    /// Labels and reports refer to that grid.
+    public func segmentCanonical(_ image: Volume, progress: ((String) -> Void)? = nil) -> SegmentationResult {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let g = image.grid
+        let normalised = normalise(image.voxels)
+        let walk = InstanceWalk(image: normalised, size: g.size, patch: info.config.patch, model: model,
+                                options: options, minVoxels: options.minVoxels(spacing: g.spacing),
+                                paddingValue: info.intensity.apply(-1000))
+        walk.run(progress: progress)
+
+        // Superior to inferior (high z first), optionally without incomplete instances.
+        var kept = walk.found
+        if options.dropIncomplete {
+            let before = kept.count
+            kept = kept.filter { $0.completeness >= 0.5 }
+            if kept.count < before { progress?("dropped \(before - kept.count) incomplete instances") }
+        }
+        kept.sort { a, b in a.centroid.z != b.centroid.z ? a.centroid.z > b.centroid.z : a.label < b.label }
+        var newLabel = [Float](repeating: 0, count: walk.found.count + 1)
+        for (i, f) in kept.enumerated() { newLabel[f.label] = Float(i + 1) }
+        var labels = Volume(grid: g, fill: 0)
+        walk.labels.withUnsafeBufferPointer { src in
+            labels.voxels.withUnsafeMutableBufferPointer { dst in
+                let s = src.baseAddress!, d = dst.baseAddress!
+                newLabel.withUnsafeBufferPointer { map in
+                    parallelRanges(src.count) { r in
+                        for i in r { d[i] = map[Int(s[i])] }
+                    }
+                }
+            }
+        }
+        let instances = kept.enumerated().map { i, f in
+            let c = g.world(f.centroid)
+            return InstanceReport(label: i + 1, voxels: f.voxels, centroidMM: [c.x, c.y, c.z],
+                                  completeness: f.completeness, evaluations: f.evaluations, moves: f.moves)
+        }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        progress?("\(instances.count) instances, \(walk.evaluations) evaluations, " + String(format: "%.1f s", seconds))
+        return SegmentationResult(labels: labels, instances: instances, evaluations: walk.evaluations, seconds: seconds)
+    }
+
+    /// Segments a scan on any grid: resamples it to canonical at `info.spacingMM` (linear, -1000 HU outside),
+    /// segments, and brings the labels back onto the scan's own grid (nearest). The result has exactly the
+    /// input's size, spacing, origin and direction; voxel counts and centroids refer to that grid.
+    public func segmentScan(_ image: Volume, progress: ((String) -> Void)? = nil) -> SegmentationResult {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let canonical = resampleToCanonical(image, spacing: info.spacingMM, interpolation: .linear, fill: -1000)
+        let c = canonical.grid.size
+        progress?("canonical grid \(c.x)x\(c.y)x\(c.z) at \(info.spacingMM) mm")
+        let inner = segmentCanonical(canonical, progress: progress)
+        let labels = resample(inner.labels, onto: image.grid, interpolation: .nearest, fill: 0)
+        let stats = LabelStatistics(labels, count: inner.instances.count)
+        let instances = inner.instances.map { r -> InstanceReport in
+            var r = r
+            r.voxels = stats.voxels[r.label]
+            if let c = stats.centroidMM(r.label) { r.centroidMM = [c.x, c.y, c.z] }
+            return r
+        }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        return SegmentationResult(labels: labels, instances: instances, evaluations: inner.evaluations, seconds: seconds)
+    }
+
+    /// Network input channel 0 for the whole image.
+    func normalise(_ hu: [Float]) -> [Float] {
+        let norm = info.intensity
+        return [Float](unsafeUninitializedCapacity: hu.count) { out, n in
+            let o = out.baseAddress!
+            hu.withUnsafeBufferPointer { src in
+                let s = src.baseAddress!
+                parallelRanges(hu.count) { r in
+                    for i in r { (o + i).initialize(to: norm.apply(s[i])) }
+                }
+            }
+            n = hu.count
+        }
+    }
+}
+
+/// Voxel counts and centroids of labels 1...count of a label map.
+struct LabelStatistics {
+    let grid: Grid
+    /// Indexed by label (0 unused).
+    var voxels: [Int]
+    var indexSums: [SIMD3<Double>]
+
+    init(_ labels: Volume, count: Int) {
+        grid = labels.grid
+        voxels = [Int](repeating: 0, count: count + 1)
+        indexSums = [SIMD3<Double>](repeating: .zero, count: count + 1)
+        let g = labels.grid
+        labels.voxels.withUnsafeBufferPointer { vox in
+            var i = 0
+            for z in 0..<g.size.z {
+                for y in 0..<g.size.y {
+                    for x in 0..<g.size.x {
+                        let l = Int(vox[i])
+                        i += 1
+                        guard l > 0, l <= count else { continue }
+                        voxels[l] += 1
+                        indexSums[l] += SIMD3(Double(x), Double(y), Double(z))
+                    }
+                }
+            }
+        }
+    }
+
+    /// World (LPS mm) centroid of a label, nil when it has no voxels.
+    func centroidMM(_ label: Int) -> SIMD3<Double>? {
+        guard label < voxels.count, voxels[label] > 0 else { return nil }
+        return grid.world(indexSums[label] / Double(voxels[label]))
+    }
+}
+
+/// Runs `body` over contiguous chunks of 0..<n on all cores.
+func parallelRanges(_ n: Int, _ body: (Range<Int>) -> Void) {
+    guard n > 0 else { return }
+    let chunks = n < 1 << 16 ? 1 : min(n, 4 * max(1, ProcessInfo.processInfo.activeProcessorCount))
+    if chunks == 1 { body(0..<n); return }
+    nonisolated(unsafe) let body = body
+    DispatchQueue.concurrentPerform(iterations: chunks) { c in body((n * c / chunks)..<(n * (c + 1) / chunks)) }
+}

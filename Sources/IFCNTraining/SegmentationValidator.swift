@@ -1,0 +1,28 @@
+import Foundation
+import IFCNEngine
+import IFCNEvaluation
+import IFCNSegmentation
+import IFCNVolume
+
+/// Per-epoch validation: the same iterative segmentation and the same metrics as
+/// `ifcn segment` and `ifcn evaluate`, on the preprocessed (canonical) validation scans.
+public func segmentationValidator(options: SegmentationOptions = SegmentationOptions()) -> Validator {
+    return { network, info, cases in
+        var out = ValidationOutcome()
+        let segmenter = Segmenter(network: network, info: info, options: options)
+        for c in cases {
+            let result = segmenter.segmentCanonical(c.image)
+            let g = c.grid
+            let reference = LabelMap(size: g.size, spacing: g.spacing, labels: c.labels.voxels.map { Int32($0.rounded()) })
+            let prediction = LabelMap(size: g.size, spacing: g.spacing, labels: result.labels.voxels.map { Int32($0.rounded()) })
+            let e = try evaluateCase(name: c.name, reference: reference, prediction: prediction)
+            for v in e.vertebrae {
+                out.diceSum += v.dice
+                out.vertebrae += 1
+                if let a = v.assdMM { out.assdSum += a; out.assdCount += 1 }
+            }
+            out.evaluations += result.evaluations
+        }
+        return out
+    }
+}

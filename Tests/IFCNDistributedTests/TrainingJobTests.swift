@@ -1,0 +1,127 @@
+import Foundation
+import IFCNEngine
+import XCTest
+
+/// Real `ifcn train` jobs under mpirun on tiny synthetic data (4 mm, P = 16).
+final class TrainingJobTests: XCTestCase {
+    static var dataDir: URL?
+    static let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("ifcn-train-tests-\(getpid())")
+
+    /// Synthetic spines, preprocessed once for all tests of this class.
+    func data() throws -> URL {
+        if let d = Self.dataDir { return d }
+        let ifcn = try TestPaths.ifcnBinary()
+        let raw = Self.scratch.appendingPathComponent("raw"), out = Self.scratch.appendingPathComponent("data")
+        let s = try ProcessRunner.run(ifcn, ["synth", "--output", raw.path, "--cases", "5", "--seed", "11"], timeout: 120)
+        XCTAssertEqual(s.status, 0, s.summary)
+        let p = try ProcessRunner.run(ifcn, ["preprocess", "--input", raw.path, "--output", out.path, "--spacing", "4",
+                                             "--val-fraction", "0.2", "--seed", "1"], timeout: 300)
+        XCTAssertEqual(p.status, 0, p.summary)
+        Self.dataDir = out
+        return out
+    }
+
+    override class func tearDown() {
+        try? FileManager.default.removeItem(at: scratch)
+        super.tearDown()
+    }
+
+    func run(dir: String) -> String { Self.scratch.appendingPathComponent(dir).path }
+
+    func trainArgs(_ data: URL, _ out: String, iterations: Int, epoch: Int, extra: [String] = []) -> [String] {
+        ["train", "--data", data.path, "--output", out, "--channels", "4", "--patch", "16", "--iterations", "\(iterations)",
+         "--iters-per-epoch", "\(epoch)", "--threads", "1", "--seed", "5", "--progress-seconds", "1000"] + extra
+    }
+
+    func mpirun(_ ranks: Int, _ args: [String], timeout: Int = 300) throws -> ProcessResult {
+        guard let mpirun = TestPaths.tool("mpirun") else { throw XCTSkip("mpirun is not installed") }
+        return try ProcessRunner.run(mpirun, ["-np", "\(ranks)", "--oversubscribe", "--bind-to", "none",
+                                              try TestPaths.ifcnBinary().path] + args, timeout: timeout)
+    }
+
+    func tensors(_ path: String, skipping prefix: String? = nil) throws -> [String: [Float]] {
+        let f = try SafeTensorsFile(path: path)
+        var out: [String: [Float]] = [:]
+        for (name, info) in f.tensors where info.dtype == .f32 && !(prefix.map { name.hasPrefix($0) } ?? false) {
+            out[name] = try f.floats(name)
+        }
+        return out
+    }
+
+    func testTwoRankGradientIsTheMeanOfBothRanksGradients() throws {
+        let d = try data()
+        let ifcn = try TestPaths.ifcnBinary()
+        let dump = run(dir: "grad")
+        try FileManager.default.createDirectory(atPath: dump, withIntermediateDirectories: true)
+        for r in 0..<2 {
+            let single = try ProcessRunner.run(ifcn, trainArgs(d, run(dir: "g-single\(r)"), iterations: 1, epoch: 1,
+                                                               extra: ["--sample-rank", "\(r)", "--dump-gradients", dump + "/single\(r)"]),
+                                               timeout: 120)
+            XCTAssertEqual(single.status, 0, single.summary)
+        }
+        let both = try mpirun(2, trainArgs(d, run(dir: "g-both"), iterations: 1, epoch: 1, extra: ["--dump-gradients", dump + "/both"]))
+        XCTAssertEqual(both.status, 0, both.summary)
+        let g0 = try tensors(dump + "/single0.rank0.safetensors")["gradients"]!
+        let g1 = try tensors(dump + "/single1.rank0.safetensors")["gradients"]!
+        let a0 = try tensors(dump + "/both.rank0.safetensors")["gradients"]!
+        let a1 = try tensors(dump + "/both.rank1.safetensors")["gradients"]!
+        XCTAssertEqual(a0, a1, "ranks hold different averaged gradients")
+        XCTAssertNotEqual(g0, g1, "the two ranks drew the same sample")
+        var num = 0.0, den = 0.0
+        for i in 0..<a0.count {
+            let mean = (Double(g0[i]) + Double(g1[i])) / 2
+            num += (Double(a0[i]) - mean) * (Double(a0[i]) - mean); den += mean * mean
+        }
+        XCTAssertLessThan((num / den).squareRoot(), 1e-6)
+    }
+
+    func testResumeEqualsUninterruptedRunAndRanksStayIdentical() throws {
+        let d = try data()
+        let a = run(dir: "resume-a"), b = run(dir: "resume-b")
+        let first = try mpirun(2, trainArgs(d, a, iterations: 10, epoch: 5))
+        XCTAssertEqual(first.status, 0, first.summary)
+        let resumed = try mpirun(2, trainArgs(d, a, iterations: 15, epoch: 5, extra: ["--resume"]))
+        XCTAssertEqual(resumed.status, 0, resumed.summary)
+        XCTAssertTrue(resumed.stdout.contains("resumed from"), resumed.summary)
+        let straight = try mpirun(2, trainArgs(d, b, iterations: 15, epoch: 5))
+        XCTAssertEqual(straight.status, 0, straight.summary)
+        let ta = try tensors(a + "/checkpoints/latest.safetensors"), tb = try tensors(b + "/checkpoints/latest.safetensors")
+        XCTAssertEqual(Set(ta.keys), Set(tb.keys))
+        for (k, v) in ta { XCTAssertEqual(v, tb[k], "\(k) differs between resumed and uninterrupted runs") }
+        XCTAssertEqual(try SafeTensorsFile(path: a + "/checkpoints/latest.safetensors").metadata["iteration"], "15")
+        // metrics: one line per epoch with the required keys
+        let lines = try String(contentsOfFile: b + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 3)
+        let last = try JSONSerialization.jsonObject(with: Data(lines[2].utf8)) as! [String: Any]
+        for key in ["epoch", "iteration", "train_loss", "val_dice", "seconds"] { XCTAssertNotNil(last[key], key) }
+        XCTAssertEqual(last["iteration"] as? Int, 15)
+    }
+
+    func testADeadRankEndsTheJobAndTheCheckpointStaysResumable() throws {
+        let d = try data()
+        let out = run(dir: "fault")
+        let start = Date()
+        let crashed = try mpirun(2, trainArgs(d, out, iterations: 20, epoch: 5, extra: ["--inject-failure", "1:8"]), timeout: 120)
+        XCTAssertNotEqual(crashed.status, 0, crashed.summary)
+        XCTAssertFalse(crashed.timedOut, "the job hung after a rank died: \(crashed.summary)")
+        XCTAssertLessThan(Date().timeIntervalSince(start), 60)
+        let ckpt = try SafeTensorsFile(path: out + "/checkpoints/latest.safetensors")
+        XCTAssertEqual(ckpt.metadata["iteration"], "5")
+        let resumed = try mpirun(2, trainArgs(d, out, iterations: 10, epoch: 5, extra: ["--resume"]))
+        XCTAssertEqual(resumed.status, 0, resumed.summary)
+    }
+
+    func testUnwritableOutputIsReportedBeforeTraining() throws {
+        let d = try data()
+        let ifcn = try TestPaths.ifcnBinary()
+        let blocker = run(dir: "blocker")
+        FileManager.default.createFile(atPath: blocker, contents: Data("x".utf8))
+        let r = try ProcessRunner.run(ifcn, trainArgs(d, blocker + "/run", iterations: 5, epoch: 5), timeout: 60)
+        XCTAssertEqual(r.status, 1, r.summary)
+        XCTAssertTrue(r.stderr.contains(blocker), r.summary)
+        XCTAssertFalse(r.stdout.contains("epoch 1"), r.summary)
+        let missing = try ProcessRunner.run(ifcn, trainArgs(URL(fileURLWithPath: run(dir: "nodata")), run(dir: "x"), iterations: 5, epoch: 5), timeout: 60)
+        XCTAssertEqual(missing.status, 1, missing.summary)
+        XCTAssertTrue(missing.stderr.contains("dataset.json"), missing.summary)
+    }
+}

@@ -1,0 +1,210 @@
+import XCTest
+import IFCNCompute
+import IFCNEngine
+import IFCNVolume
+@testable import IFCNSegmentation
+
+/// segmentScan on arbitrary input grids, the network-backed path, patch placement and scan listing.
+final class ScanTests: XCTestCase {
+    /// An oblique, anisotropic grid over the middle of a synthetic scan.
+    func obliqueInput(seed: UInt64) -> (image: Volume, labels: Volume) {
+        let c = SyntheticSpine.generate(seed: seed, size: SIMD3(96, 96, 80))
+        let a = 0.35, b = 0.2  // rotations about z, then about x
+        let rz: [Double] = [cos(a), -sin(a), 0, sin(a), cos(a), 0, 0, 0, 1]
+        let rx: [Double] = [1, 0, 0, 0, cos(b), -sin(b), 0, sin(b), cos(b)]
+        var d = [Double](repeating: 0, count: 9)
+        for r in 0..<3 { for k in 0..<3 { for j in 0..<3 { d[r * 3 + k] += rz[r * 3 + j] * rx[j * 3 + k] } } }
+        let size = SIMD3(50, 45, 40), spacing = SIMD3(1.3, 1.1, 2.7)
+        // Centre the new grid on the scan's centre (the synthetic scan is centred on the world origin).
+        var grid = Grid(size: size, spacing: spacing, origin: .zero, direction: d)
+        let half = SIMD3<Double>(Double(size.x - 1), Double(size.y - 1), Double(size.z - 1)) / 2
+        grid.origin = -grid.world(half)
+        return (resample(c.image, onto: grid, interpolation: .linear, fill: -1000),
+                resample(c.labels, onto: grid, interpolation: .nearest, fill: 0))
+    }
+
+    /// The labels come back on exactly the input grid, equal to the ground truth taken through the same
+    /// canonical round trip.
+    func testSegmentScanKeepsInputGeometry() throws {
+        let spacing = 2.0, patch = 32
+        let (image, labels) = obliqueInput(seed: 21)
+        XCTAssertNotEqual(image.grid.direction, Grid.identity)
+        let canonical = canonicalGrid(covering: image.grid, spacing: spacing)
+        let truthVolume = resample(labels, onto: canonical, interpolation: .nearest, fill: 0)
+        let truth = CanonicalTruth(truthVolume)
+        let nMin = SegmentationOptions().minVoxels(spacing: canonical.spacing)
+        let found = truth.labels(atLeast: nMin)
+        XCTAssertGreaterThanOrEqual(found.count, 3)
+
+        let oracle = OracleModel(truth: truth, patch: patch, ignoreBelow: nMin)
+        let result = Segmenter(model: oracle, info: try Fixture.info(patch: patch, spacing: spacing)).segmentScan(image)
+        XCTAssertEqual(result.labels.grid, image.grid)
+        XCTAssertEqual(result.instances.count, found.count)
+
+        // Expected: the found vertebrae numbered 1...K on the canonical grid, resampled back (nearest).
+        var renumber = [Float](repeating: 0, count: truth.voxels.count)
+        for (i, l) in found.enumerated() { renumber[l] = Float(i + 1) }
+        let expectedCanonical = Volume(grid: canonical, voxels: truthVolume.voxels.map { renumber[Int($0)] })
+        let expected = resample(expectedCanonical, onto: image.grid, interpolation: .nearest, fill: 0)
+        XCTAssertEqual(result.labels.voxels, expected.voxels)
+
+        // Reports count voxels and centroids on the input grid.
+        for r in result.instances {
+            XCTAssertEqual(r.voxels, expected.voxels.filter { $0 == Float(r.label) }.count)
+            var sum = SIMD3<Double>(), n = 0.0
+            let g = image.grid
+            for z in 0..<g.size.z { for y in 0..<g.size.y { for x in 0..<g.size.x
+                where expected.voxels[g.linearIndex(x, y, z)] == Float(r.label) {
+                sum += SIMD3(Double(x), Double(y), Double(z)); n += 1
+            } } }
+            let c = g.world(sum / n)
+            for a in 0..<3 { XCTAssertEqual(r.centroidMM[a], c[a], accuracy: 1e-9) }
+        }
+    }
+
+    /// The real network (random weights, C=2, P=16) through segmentScan: it runs, ends, and returns
+    /// labels on the input grid that agree with the reports.
+    func testNetworkBackedSegmentation() throws {
+        let config = try NetworkConfig(variant: .paper, channels: 2, patch: 16)
+        let network = Network(config: config, backend: CPUBackend(threads: 2), seed: 3)
+        let info = ModelInfo(config: config, spacingMM: 4, intensity: .paper)
+        // Save and load the weights as the command does.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ifcn-seg-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("model.safetensors").path
+        try Checkpoint.save(network: network, info: info, to: path)
+        let loaded = try Checkpoint.load(path: path)
+        XCTAssertEqual(loaded.info, info)
+        let reloaded = Network(config: loaded.info.config, backend: CPUBackend(threads: 2))
+        Checkpoint.apply(loaded, to: reloaded)
+
+        let (image, _) = obliqueInput(seed: 4)
+        var options = SegmentationOptions()
+        options.maxInstances = 8
+        var lines: [String] = []
+        let result = Segmenter(network: reloaded, info: loaded.info, options: options).segmentScan(image) { lines.append($0) }
+        XCTAssertEqual(result.labels.grid, image.grid)
+        XCTAssertGreaterThanOrEqual(result.evaluations, PatchGrid(size: canonicalGrid(covering: image.grid, spacing: 4).size,
+                                                                  patch: 16).walk.count)
+        XCTAssertLessThanOrEqual(result.instances.count, 8)
+        XCTAssertEqual(result.instances.map(\.label), Array(0..<result.instances.count).map { $0 + 1 })
+        let present = Set(result.labels.voxels)
+        XCTAssertTrue(present.isSubset(of: Set((0...result.instances.count).map(Float.init))))
+        for r in result.instances {
+            XCTAssertEqual(r.voxels, result.labels.voxels.filter { $0 == Float(r.label) }.count)
+            XCTAssertTrue((0...1).contains(r.completeness))
+        }
+        XCTAssertTrue(lines.contains { $0.contains("evaluations") })
+    }
+
+    /// The network made to segment everything it sees (a large segmentation bias): every patch yields a
+    /// fragment, so acceptance, memory and the superior-to-inferior renumbering run on the network path.
+    func testNetworkThatSegmentsEverything() throws {
+        let config = try NetworkConfig(variant: .paper, channels: 2, patch: 16)
+        let network = Network(config: config, backend: CPUBackend(threads: 2), seed: 5)
+        var parameters = network.readParameters()
+        let bias = try XCTUnwrap(network.parameterTable["seg.bias"])
+        for i in 0..<bias.count { parameters[bias.offset + i] = 50 }
+        network.loadParameters(parameters)
+        let info = ModelInfo(config: config, spacingMM: 4, intensity: .paper)
+        var options = SegmentationOptions()
+        options.minVolumeMM3 = 64 * 20  // 20 voxels at 4 mm
+        let (image, _) = obliqueInput(seed: 8)
+        let canonical = resampleToCanonical(image, spacing: 4, interpolation: .linear, fill: -1000)
+        let segmenter = Segmenter(network: network, info: info, options: options)
+        let result = segmenter.segmentCanonical(canonical)
+        let k = result.instances.count
+        XCTAssertGreaterThanOrEqual(k, 2)
+        XCTAssertLessThan(k, options.maxInstances)
+        XCTAssertEqual(result.instances.map(\.label), Array(1...k))
+        for r in result.instances {
+            XCTAssertGreaterThanOrEqual(r.voxels, 20)
+            XCTAssertEqual(r.voxels, result.labels.voxels.filter { $0 == Float(r.label) }.count)
+            XCTAssertEqual(r.completeness, r.completeness.clamped(0, 1))
+        }
+        XCTAssertTrue(result.labels.voxels.allSatisfy { $0 >= 0 && $0 <= Float(k) })
+        let zs = result.instances.map { $0.centroidMM[2] }
+        XCTAssertEqual(zs, zs.sorted(by: >))
+
+        let scan = segmenter.segmentScan(image)
+        XCTAssertEqual(scan.labels.grid, image.grid)
+        XCTAssertEqual(scan.instances.count, k)
+        XCTAssertEqual(scan.evaluations, result.evaluations)
+    }
+
+    func testGridCentres() {
+        XCTAssertEqual(PatchGrid.centres(along: 10, patch: 32), [5])
+        XCTAssertEqual(PatchGrid.centres(along: 32, patch: 32), [16])
+        XCTAssertEqual(PatchGrid.centres(along: 33, patch: 32), [16, 17])
+        XCTAssertEqual(PatchGrid.centres(along: 100, patch: 32), [16, 32, 48, 64, 80, 84])
+        let g = PatchGrid(size: SIMD3(10, 40, 100), patch: 32)
+        XCTAssertEqual(g.walk.count, 1 * 2 * 6)
+        XCTAssertEqual(g.walk.first, SIMD3(5, 16, 84))
+        XCTAssertEqual(g.walk.last, SIMD3(5, 24, 16))
+        XCTAssertEqual(g.clampedCentre(SIMD3(-3.2, 39.7, 50.5)), SIMD3(0, 39, 51))
+        XCTAssertEqual(g.clampedCentre(SIMD3(.nan, 1e300, -.infinity)), SIMD3(0, 39, 0))
+    }
+
+    /// Patch extraction pads with the fill value and copies the inside exactly.
+    func testExtractAndFragment() {
+        let size = SIMD3(5, 4, 3), p = 16
+        let g = PatchGrid(size: size, patch: p)
+        let image = (0..<60).map(Float.init)
+        var patch = [Float](repeating: .nan, count: p * p * p)
+        let origin = SIMD3(-6, -7, -8)
+        image.withUnsafeBufferPointer { src in
+            patch.withUnsafeMutableBufferPointer { g.extract(src.baseAddress!, origin: origin, fill: -1, into: $0.baseAddress!) }
+        }
+        for pz in 0..<p { for py in 0..<p { for px in 0..<p {
+            let x = px + origin.x, y = py + origin.y, z = pz + origin.z
+            let inside = (0..<5).contains(x) && (0..<4).contains(y) && (0..<3).contains(z)
+            XCTAssertEqual(patch[px + p * (py + p * pz)], inside ? Float(x + 5 * (y + 4 * z)) : -1)
+        } } }
+        // A fragment keeps only voxels inside the image.
+        var prob = [Float](repeating: 0.9, count: p * p * p)
+        prob[6 + p * (7 + p * 8)] = 0.5  // image voxel (0,0,0) at exactly 0.5 is not foreground
+        let f = prob.withUnsafeBufferPointer { g.fragment($0.baseAddress!, origin: origin, completeness: 0.3) }
+        XCTAssertEqual(f.count, 59)
+        XCTAssertFalse(f.indices.contains(0))
+        XCTAssertEqual(f.completeness, 0.3)
+        let mean = f.indices.reduce(SIMD3<Double>()) { $0 + SIMD3(Double($1 % 5), Double(($1 / 5) % 4), Double($1 / 20)) } / 59
+        XCTAssertEqual(f.centroid, mean)
+    }
+
+    func testMinVoxels() {
+        var o = SegmentationOptions()
+        XCTAssertEqual(o.minVoxels(spacing: SIMD3(repeating: 1)), 1000)
+        XCTAssertEqual(o.minVoxels(spacing: SIMD3(repeating: 4)), 16)
+        XCTAssertEqual(o.minVoxels(spacing: SIMD3(repeating: 2)), 125)
+        o.minVolumeMM3 = 37 * pow(1.7, 3)
+        XCTAssertEqual(o.minVoxels(spacing: SIMD3(repeating: 1.7)), 37)
+    }
+
+    func testScanFilesAndCaseNames() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ifcn-scans-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for name in ["sub-verse005_ct.nii.gz", "sub-verse005_seg-vert_msk.nii.gz", "case1.mhd", "case1.raw",
+                     "case1_label.mhd", "b_seg.nii", "c_msk.mha", ".hidden.nii", "notes.txt", "d.MHA"] {
+            XCTAssertTrue(FileManager.default.createFile(atPath: dir.appendingPathComponent(name).path, contents: Data()))
+        }
+        let files = try ScanFiles.list(dir.path).map { URL(fileURLWithPath: $0).lastPathComponent }
+        XCTAssertEqual(files, ["case1.mhd", "d.MHA", "sub-verse005_ct.nii.gz"])
+        XCTAssertEqual(ScanFiles.caseName("/x/sub-verse005_ct.nii.gz"), "sub-verse005")
+        XCTAssertEqual(ScanFiles.caseName("/x/case1.mhd"), "case1")
+        XCTAssertEqual(ScanFiles.caseName("scan.nii"), "scan")
+        let single = dir.appendingPathComponent("case1.mhd").path
+        XCTAssertEqual(try ScanFiles.list(single), [single])
+        XCTAssertThrowsError(try ScanFiles.list(dir.appendingPathComponent("missing").path)) { e in
+            XCTAssertTrue("\(e)".contains("missing"))
+        }
+        let empty = dir.appendingPathComponent("empty")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        XCTAssertThrowsError(try ScanFiles.list(empty.path)) { e in XCTAssertTrue("\(e)".contains("no scans")) }
+    }
+}
+
+extension Double {
+    func clamped(_ lo: Double, _ hi: Double) -> Double { Swift.min(Swift.max(self, lo), hi) }
+}

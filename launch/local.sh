@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs ifcn with N MPI ranks on this machine.
-#   launch/local.sh 2 train --config configs/train.json
+#   launch/local.sh 2 train --data prep --output runs/r1 --channels 64 --patch 128
 # Threads per rank default to cores / N (override with IFCN_THREADS / OMP_NUM_THREADS);
 # extra mpirun arguments can be given in IFCN_MPIRUN_EXTRA; IFCN_BIN picks the binary.
 set -euo pipefail

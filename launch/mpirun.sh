@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs ifcn with N MPI ranks spread over the hosts of a hostfile (passwordless ssh between them,
 # ifcn at the same path on every host: set IFCN_BIN to an absolute path on a shared file system).
-#   IFCN_IFACE=eth1 launch/mpirun.sh hostfiles/cluster 8 train --config configs/train.json
+#   IFCN_IFACE=eth1 launch/mpirun.sh hostfiles/cluster 8 train --data prep --output runs/r1 --channels 64 --patch 128
 # Environment:
 #   IFCN_IFACE          interface name(s) or CIDR(s) for MPI traffic, e.g. eth1 or 10.0.0.0/16;
 #                       becomes --mca btl_tcp_if_include / oob_tcp_if_include

@@ -1,4 +1,5 @@
 import Foundation
+import IFCNVolume
 
 /// Average symmetric surface distance in mm, as medpy's `assd`: the mean of (mean distance from each surface
 /// voxel of `a` to the nearest surface voxel of `b`) and (the same from `b` to `a`). Surfaces as `surface(of:size:)`,

@@ -2,17 +2,23 @@ import Foundation
 
 /// Exact Euclidean distance transform in mm: for each voxel, the distance to the nearest voxel where `mask`
 /// is false (0 there), as scipy.ndimage.distance_transform_edt(mask, sampling=spacing). Voxels with no
-/// false voxel anywhere get +infinity. Separable squared-distance passes (Felzenszwalb & Huttenlocher)
-/// along x, y, z, parallel over lines.
+/// false voxel anywhere get +infinity.
 public func distanceTransform(mask: [Bool], size: SIMD3<Int>, spacing: SIMD3<Double>) -> [Float] {
+    squaredDistanceTransform(features: mask.map { !$0 }, size: size, spacing: spacing).map { Float($0.squareRoot()) }
+}
+
+/// Squared Euclidean distance (mm^2, float64) from every voxel to the nearest `features` voxel; +infinity
+/// when there is none. Separable squared-distance passes (Felzenszwalb & Huttenlocher) along x, y, z,
+/// parallel over lines. Used for weight maps here and for surface distances in IFCNEvaluation.
+public func squaredDistanceTransform(features: [Bool], size: SIMD3<Int>, spacing: SIMD3<Double>) -> [Double] {
     let nx = size.x, ny = size.y, nz = size.z
     let count = nx * ny * nz
-    precondition(mask.count == count, "mask size does not match")
+    precondition(features.count == count, "mask size does not match")
     var sq = [Double](repeating: 0, count: count)
     sq.withUnsafeMutableBufferPointer { buf in
         let base = buf.baseAddress!
-        mask.withUnsafeBufferPointer { m in
-            for i in 0..<count { base[i] = m[i] ? .infinity : 0 }
+        features.withUnsafeBufferPointer { m in
+            for i in 0..<count { base[i] = m[i] ? 0 : .infinity }
         }
         // Pass along x (stride 1), then y (stride nx), then z (stride nx*ny).
         squaredDistancePass(base, lines: ny * nz, length: nx, stride: 1, spacing: spacing.x) { line in
@@ -25,7 +31,7 @@ public func distanceTransform(mask: [Bool], size: SIMD3<Int>, spacing: SIMD3<Dou
             line
         }
     }
-    return sq.map { Float($0.squareRoot()) }
+    return sq
 }
 
 /// One separable pass: replaces f along each line by min_q (f(q) + ((p - q) * spacing)^2).

@@ -1,5 +1,6 @@
 import XCTest
 @testable import IFCNEvaluation
+import IFCNVolume
 
 final class DistanceTransformTests: XCTestCase {
     /// Exact anisotropic EDT against scipy.ndimage.distance_transform_edt on a sparse random feature set.

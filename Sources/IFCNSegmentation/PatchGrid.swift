@@ -1,7 +1,9 @@
 /// Patch placement over a canonical image of `size` voxels for patches of `patch`^3 voxels.
 ///
 /// A patch is addressed by its centre voxel; it covers `centre - P/2 ..< centre + P/2` on each axis.
-/// Centres are kept inside the image, so a patch always lies inside the image padded by P/2 on every side.
+/// As in training (METHOD.md), a patch lies inside the image on every axis where the image is at
+/// least a patch long, and is centred on the image (padded) where it is shorter; centres are clamped
+/// to keep it so. The network never sees patches that hang out of a large image.
 struct PatchGrid {
     let size: SIMD3<Int>
     let patch: Int
@@ -9,7 +11,7 @@ struct PatchGrid {
     /// Centres along one axis of `n` voxels: patches from the start with step P/2, plus one flush with
     /// the end; a single centred patch when the axis is no longer than a patch.
     static func centres(along n: Int, patch p: Int) -> [Int] {
-        if n <= p { return [n / 2] }
+        if n <= p { return [centredCentre(n, p)] }
         var starts = Array(stride(from: 0, through: n - p, by: p / 2))
         if starts.last != n - p { starts.append(n - p) }
         return starts.map { $0 + p / 2 }
@@ -30,12 +32,21 @@ struct PatchGrid {
         return positions
     }
 
-    /// The nearest allowed centre (inside the image) to a continuous position.
+    /// Centre of the one patch along an axis of `n` <= `p` voxels: the image sits in its middle
+    /// (origin -(p - n) / 2, as the training sampler places it).
+    static func centredCentre(_ n: Int, _ p: Int) -> Int { p / 2 - (p - n) / 2 }
+
+    /// The nearest allowed centre to a continuous position: the patch inside the image, or centred on
+    /// an axis shorter than the patch.
     func clampedCentre(_ p: SIMD3<Double>) -> SIMD3<Int> {
         var c = SIMD3<Int>()
         for a in 0..<3 {
+            if size[a] <= patch {
+                c[a] = PatchGrid.centredCentre(size[a], patch)
+                continue
+            }
             let v = p[a].isFinite ? p[a].rounded() : 0
-            c[a] = Int(min(max(v, 0), Double(size[a] - 1)))
+            c[a] = Int(min(max(v, Double(patch / 2)), Double(size[a] - patch + patch / 2)))
         }
         return c
     }

@@ -142,8 +142,14 @@ final class ScanTests: XCTestCase {
         XCTAssertEqual(g.walk.count, 1 * 2 * 6)
         XCTAssertEqual(g.walk.first, SIMD3(5, 16, 84))
         XCTAssertEqual(g.walk.last, SIMD3(5, 24, 16))
-        XCTAssertEqual(g.clampedCentre(SIMD3(-3.2, 39.7, 50.5)), SIMD3(0, 39, 51))
-        XCTAssertEqual(g.clampedCentre(SIMD3(.nan, 1e300, -.infinity)), SIMD3(0, 39, 0))
+        // x (10 < P): always the centred patch; y (40): centres 16...24 keep the patch inside; z likewise 16...84
+        XCTAssertEqual(g.clampedCentre(SIMD3(-3.2, 39.7, 50.5)), SIMD3(5, 24, 51))
+        XCTAssertEqual(g.clampedCentre(SIMD3(.nan, 1e300, -.infinity)), SIMD3(5, 24, 16))
+        for p in [SIMD3(-50.0, -50, -50), SIMD3(500.0, 500, 500), SIMD3(20.0, 20, 20)] {
+            let o = g.origin(of: g.clampedCentre(p))
+            XCTAssertEqual(o.x, -11)  // centred: (32 - 10) / 2 voxels of padding before the image
+            XCTAssertTrue(o.y >= 0 && o.y + 32 <= 40 && o.z >= 0 && o.z + 32 <= 100, "\(o)")
+        }
     }
 
     /// Patch extraction pads with the fill value and copies the inside exactly.

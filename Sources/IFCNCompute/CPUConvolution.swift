@@ -9,7 +9,7 @@ extension CPUBackend {
     /// Output columns per chunk: enough for an efficient sgemm, small enough to stay in cache.
     @inline(__always)
     func rowsPerChunk(_ e: Extent3, inChannels: Int) -> Int {
-        let targetColumns = inChannels >= 64 ? 512 : 1024
+        let targetColumns = inChannels >= 64 ? 256 : 128  // measured best on 2-core Zen (docs/BENCHMARKS.md)
         return max(1, min(e.d * e.h, targetColumns / max(1, e.w)))
     }
 

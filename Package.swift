@@ -52,6 +52,7 @@ let package = Package(
         .testTarget(name: "IFCNDistributedTests", dependencies: ["IFCNDistributed", "IFCNEngine"]),
         .testTarget(name: "IFCNEvaluationTests", dependencies: ["IFCNEvaluation"], resources: [.copy("Fixtures")]),
         .testTarget(name: "IFCNSegmentationTests", dependencies: ["IFCNSegmentation"]),
+        .testTarget(name: "IFCNTrainingTests", dependencies: ["IFCNTraining"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,11 +1,19 @@
 import Foundation
 import IFCNEngine
 
+/// The training augmentations of METHOD.md.
+public enum Augmentation: String, CaseIterable, Sendable {
+    case elastic, blur, noise, crop
+}
+
 /// The training augmentations of METHOD.md, each applied with probability 0.5, on a cubic
 /// patch in HU: elastic deformation, Gaussian blur, Gaussian noise, crop along z and resize.
+/// Every coin is drawn whether or not its augmentation is enabled, so the others' randomness
+/// does not depend on the selection.
 struct Augmenter {
     let patch: Int
     var rng: SeededGenerator
+    var enabled: Set<Augmentation> = Set(Augmentation.allCases)
     static let elasticSigma = 5.0, elasticScale = 20.0, blurSigma = 1.0, noiseHU = 16.0
     /// Slices kept by the z-crop at P = 128 (scaled with P).
     static let cropSlicesAt128 = 80
@@ -14,12 +22,12 @@ struct Augmenter {
 
     /// Returns the number of target voxels the augmented patch holds (before the z-resize).
     mutating func apply(image: inout [Float], weight: inout [Float], target: inout [Float], memory: inout [Float]) -> Float {
-        if rng.uniform() < 0.5 { elastic(&image, &weight, &target, &memory) }
-        if rng.uniform() < 0.5 { image = Augmenter.smooth(image, patch, sigma: Augmenter.blurSigma) }
-        if rng.uniform() < 0.5 {
+        if rng.uniform() < 0.5 && enabled.contains(.elastic) { elastic(&image, &weight, &target, &memory) }
+        if rng.uniform() < 0.5 && enabled.contains(.blur) { image = Augmenter.smooth(image, patch, sigma: Augmenter.blurSigma) }
+        if rng.uniform() < 0.5 && enabled.contains(.noise) {
             for i in image.indices { image[i] += Float(rng.normal() * Augmenter.noiseHU) }
         }
-        if rng.uniform() < 0.5 {
+        if rng.uniform() < 0.5 && enabled.contains(.crop) {
             let n = max(2, Int((Double(patch) * Double(Augmenter.cropSlicesAt128) / 128).rounded()))
             let z0 = rng.int(below: patch - n + 1)
             let plane = patch * patch

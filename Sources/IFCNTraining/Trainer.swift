@@ -111,7 +111,7 @@ public final class Trainer {
                 + "\(comm.size) rank(s) x \(threads) thread(s); iterations \(start + 1)...\(o.iterations), epoch \(o.iterationsPerEpoch)")
 
         let sampler = PatchSampler(cases: data.training, patch: o.patch, intensity: info.intensity, seed: o.seed,
-                                   rank: o.sampleRank ?? comm.rank, augment: o.augment)
+                                   rank: o.sampleRank ?? comm.rank, augmentations: o.augmentations)
         let prefetcher = Prefetcher(sampler: sampler)
         prefetcher.prefetch(start + 1)
 

@@ -10,6 +10,10 @@ public struct TrainingCase: Sendable {
     public let weights: Volume
     public let vertebrae: [VertebraInfo]
     public var grid: Grid { image.grid }
+
+    public init(name: String, image: Volume, labels: Volume, weights: Volume, vertebrae: [VertebraInfo]) {
+        self.name = name; self.image = image; self.labels = labels; self.weights = weights; self.vertebrae = vertebrae
+    }
 }
 
 /// The cases of a preprocessed data set folder (`ifcn preprocess` output).

@@ -16,7 +16,7 @@ public struct TrainingOptions: Sendable {
     public var threads: Int?
     public var validationCases: Int?
     public var resume = false
-    public var augment = true
+    public var augmentations: Set<Augmentation> = Set(Augmentation.allCases)
     public var keepCheckpoints = 3
     /// Seconds between progress lines.
     public var progressInterval = 10.0

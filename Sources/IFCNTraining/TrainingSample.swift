@@ -12,6 +12,8 @@ public struct TrainingSample: Sendable {
     public var isEmptyExample: Bool
     public var caseName: String
     public var targetLabel: Int?
+    /// Voxel index of the patch's first voxel in its case (before augmentation).
+    public var patchOrigin: SIMD3<Int>
 }
 
 /// Draws the training samples of METHOD.md. Sample `iteration` of `rank` depends only on
@@ -22,13 +24,14 @@ public struct PatchSampler: Sendable {
     public let intensity: IntensityNormaliser
     public let seed: UInt64
     public let rank: Int
-    public var augment: Bool = true
+    public var augmentations: Set<Augmentation> = Set(Augmentation.allCases)
     public static let paddingHU: Float = -1000
     public static let completeFraction = 0.98
 
-    public init(cases: [TrainingCase], patch: Int, intensity: IntensityNormaliser, seed: UInt64, rank: Int, augment: Bool = true) {
+    public init(cases: [TrainingCase], patch: Int, intensity: IntensityNormaliser, seed: UInt64, rank: Int,
+                augmentations: Set<Augmentation> = Set(Augmentation.allCases)) {
         self.cases = cases; self.patch = patch; self.intensity = intensity; self.seed = seed; self.rank = rank
-        self.augment = augment
+        self.augmentations = augmentations
     }
 
     /// Iterations count from 1; every 5th (divisible by 5) is an empty example.
@@ -54,8 +57,9 @@ public struct PatchSampler: Sendable {
         let memoryLabels = Set(targetIndex.map { k in c.vertebrae[..<k].map { Float($0.label) } } ?? [])
         var p = extract(c, start: start, targetLabel: targetLabel, memoryLabels: memoryLabels, empty: empty)
         var targetVoxelsInPatch = p.target.reduce(0, +)
-        if augment {
+        if !augmentations.isEmpty {
             var a = Augmenter(patch: patch, rng: rng)
+            a.enabled = augmentations
             targetVoxelsInPatch = a.apply(image: &p.image, weight: &p.weight, target: &p.target, memory: &p.memory)
             rng = a.rng
         }
@@ -65,7 +69,8 @@ public struct PatchSampler: Sendable {
         }
         let image = p.image.map { intensity.apply($0) }
         return TrainingSample(image: image, memory: p.memory, target: p.target, weight: p.weight, completeness: complete,
-                              isEmptyExample: empty, caseName: c.name, targetLabel: targetIndex.map { c.vertebrae[$0].label })
+                              isEmptyExample: empty, caseName: c.name, targetLabel: targetIndex.map { c.vertebrae[$0].label },
+                              patchOrigin: start)
     }
 
     /// Patch origin (voxel index) for a centre: shifted to lie inside the image, centred on the

@@ -28,6 +28,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Compute threads per rank (default: IFCN_THREADS, else cores / ranks on the node).") var threads: Int?
     @Option(name: .customLong("val-cases"), help: "Validate on at most N validation cases.") var valCases: Int?
     @Flag(help: "Continue from RUN/checkpoints/latest.safetensors.") var resume = false
+    @Option(help: "Augmentations, comma-separated from elastic,blur,noise,crop (each with probability 0.5).")
+    var augment: String = "elastic,blur,noise,crop"
     @Flag(name: .customLong("no-augment"), help: "Disable augmentation.") var noAugment = false
     @Option(help: "Checkpoints to keep besides latest and best.") var keep: Int = 3
     @Option(name: .customLong("progress-seconds"), help: "Seconds between progress lines.") var progressSeconds: Double = 10
@@ -40,13 +42,21 @@ struct TrainCommand: ParsableCommand {
         var o = TrainingOptions(dataDir: data, outputDir: output)
         o.variant = v; o.channels = channels; o.patch = patch; o.iterations = iterations
         o.iterationsPerEpoch = itersPerEpoch; o.learningRate = lr; o.seed = seed; o.threads = threads
-        o.validationCases = valCases; o.resume = resume; o.augment = !noAugment; o.keepCheckpoints = keep
+        o.validationCases = valCases; o.resume = resume;  o.keepCheckpoints = keep
         o.progressInterval = progressSeconds
         if let s = lrSteps {
             let steps = s.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
             guard steps.allSatisfy({ $0 != nil }) else { throw ValidationError("--lr-steps must be integers like 10000,20000") }
             o.learningRateSteps = steps.compactMap { $0 }
         }
+        var chosen = Set<Augmentation>()
+        for name in augment.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !name.isEmpty {
+            guard let a = Augmentation(rawValue: name) else {
+                throw ValidationError("--augment: unknown augmentation '\(name)' (choose from elastic, blur, noise, crop)")
+            }
+            chosen.insert(a)
+        }
+        o.augmentations = noAugment ? [] : chosen
         o.sampleRank = sampleRank
         o.dumpGradients = dumpGradients
         if let f = injectFailure {

@@ -125,12 +125,16 @@ final class TrainingJobTests: XCTestCase {
         XCTAssertTrue(missing.stderr.contains("dataset.json"), missing.summary)
     }
 
-    /// Real learning: on synthetic spines the loss falls and validation Dice (full-scan iterative
-    /// segmentation of the held-out case) rises.
+    /// Real learning: on synthetic spines (6 cases at 3 mm, 2 held out) the loss falls and
+    /// validation Dice (full-scan iterative segmentation of the held-out cases) rises.
     func testLossFallsAndValidationDiceRisesOnSyntheticSpines() throws {
-        let d = try data()
-        let out = run(dir: "learn")
-        var args = trainArgs(d, out, iterations: 1500, epoch: 300, extra: ["--lr", "3e-3"])
+        let ifcn = try TestPaths.ifcnBinary()
+        let raw = run(dir: "learn-raw"), data = run(dir: "learn-data"), out = run(dir: "learn")
+        XCTAssertEqual(try ProcessRunner.run(ifcn, ["synth", "--output", raw, "--cases", "6", "--seed", "11"], timeout: 120).status, 0)
+        let p = try ProcessRunner.run(ifcn, ["preprocess", "--input", raw, "--output", data, "--spacing", "3",
+                                             "--val-fraction", "0.34", "--seed", "1"], timeout: 300)
+        XCTAssertEqual(p.status, 0, p.summary)
+        var args = trainArgs(URL(fileURLWithPath: data), out, iterations: 1500, epoch: 300, extra: ["--lr", "3e-3", "--lr-steps", "1000"])
         args[args.firstIndex(of: "--channels")! + 1] = "8"
         let r = try mpirun(2, args, timeout: 600)
         XCTAssertEqual(r.status, 0, r.summary)
@@ -138,9 +142,9 @@ final class TrainingJobTests: XCTestCase {
             .map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
         XCTAssertEqual(epochs.count, 5)
         let loss = epochs.map { $0["train_loss"] as! Double }, dice = epochs.map { $0["val_dice"] as! Double }
-        XCTAssertLessThan(loss.last!, 0.5 * loss.first!, "train loss \(loss)")
-        XCTAssertGreaterThan(dice.last!, dice.first! + 0.1, "validation Dice \(dice)")
-        XCTAssertGreaterThan(dice.max()!, 0.35, "validation Dice \(dice)")
+        XCTAssertLessThan(loss.last!, 0.4 * loss.first!, "train loss \(loss)")
+        XCTAssertGreaterThan((dice[3] + dice[4]) / 2, dice[0] + 0.15, "validation Dice \(dice)")
+        XCTAssertGreaterThan(dice.max()!, 0.5, "validation Dice \(dice)")
         XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/checkpoints/best.safetensors"))
     }
 

@@ -30,7 +30,7 @@ public struct RunDirectory: Sendable {
         if statvfs(checkpoints, &st) == 0 {
             let free = Int(st.f_bavail) * Int(st.f_frsize)
             if free < neededBytes {
-                throw TrainingError("\(checkpoints): only \(free / 1_048_576) MiB free, checkpoints need about \(neededBytes / 1_048_576) MiB")
+                throw TrainingError("\(checkpoints): disk full: only \(formatBytes(free)) free, checkpoints need about \(formatBytes(neededBytes))")
             }
         }
     }
@@ -61,6 +61,11 @@ public struct RunDirectory: Sendable {
         let ok = data.withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) == $0.count }
         guard ok, fsync(fd) == 0 else { throw TrainingError("\(metrics): write failed: \(String(cString: strerror(errno)))") }
     }
+}
+
+func formatBytes(_ n: Int) -> String {
+    n >= 1 << 30 ? String(format: "%.1f GiB", Double(n) / Double(1 << 30))
+        : n >= 1 << 20 ? String(format: "%.1f MiB", Double(n) / Double(1 << 20)) : "\(n / 1024) KiB"
 }
 
 public struct TrainingError: Error, CustomStringConvertible {

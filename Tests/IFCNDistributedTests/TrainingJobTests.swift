@@ -125,6 +125,24 @@ final class TrainingJobTests: XCTestCase {
         XCTAssertTrue(missing.stderr.contains("dataset.json"), missing.summary)
     }
 
+    /// A disk without room for the checkpoints is reported before training starts.
+    func testFullDiskIsReportedBeforeTraining() throws {
+        let d = try data()
+        let ifcn = try TestPaths.ifcnBinary()
+        guard let mount = TestPaths.tool("mount"), let umount = TestPaths.tool("umount") else { throw XCTSkip("no mount") }
+        let dir = run(dir: "tinyfs")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        guard try ProcessRunner.run(mount, ["-t", "tmpfs", "-o", "size=128k", "tmpfs", dir], timeout: 20).status == 0 else {
+            throw XCTSkip("mounting a small tmpfs is not permitted here")
+        }
+        defer { _ = try? ProcessRunner.run(umount, [dir], timeout: 20) }
+        let r = try ProcessRunner.run(ifcn, trainArgs(d, dir + "/run", iterations: 5, epoch: 5), timeout: 60)
+        XCTAssertEqual(r.status, 1, r.summary)
+        XCTAssertTrue(r.stderr.contains("disk full: only"), r.summary)
+        XCTAssertFalse(r.stdout.contains("epoch 1"), r.summary)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run/checkpoints/latest.safetensors"))
+    }
+
     /// Real learning: on synthetic spines (6 cases at 3 mm, 2 held out) the loss falls and
     /// validation Dice (full-scan iterative segmentation of the held-out cases) rises.
     func testLossFallsAndValidationDiceRisesOnSyntheticSpines() throws {

@@ -41,6 +41,8 @@ struct Graph {
     private var bnIndex: [String: Int] = [:]
     var ops: [Op] = []
     var arenaSize = 0
+    /// Start offsets of the allocated activation blocks, in allocation order (views lie inside one).
+    var blockStarts: [Int] = []
     var savedStatsSize = 0
 
     var input: Activation!
@@ -53,6 +55,7 @@ struct Graph {
 
     mutating func activation(_ channels: Int, _ extent: Extent3) -> Activation {
         let a = Activation(offset: arenaSize, channels: channels, extent: extent)
+        blockStarts.append(arenaSize)
         arenaSize += a.count
         return a
     }

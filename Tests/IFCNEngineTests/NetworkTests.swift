@@ -10,6 +10,15 @@ final class NetworkTests: XCTestCase {
         XCTAssertEqual(try NetworkConfig(variant: .paper, channels: 64, patch: 128).classificationBlocks, 3)
     }
 
+    /// Gradient memory is shared between activations whose gradients are never live together.
+    func testGradientArenaIsSmallerThanTheActivationArena() throws {
+        for v in Variant.allCases {
+            let net = Network(config: try NetworkConfig(variant: v, channels: 8, patch: 32), backend: CPUBackend(threads: 1))
+            XCTAssertLessThan(Double(net.gradientCount), 0.75 * Double(net.activationCount), "\(v)")
+            XCTAssertGreaterThan(net.gradientCount, 2 * 8 * 32 * 32 * 32)  // at least a concatenation at full size
+        }
+    }
+
     /// Same seed and threads: bit-identical training steps; a training step lowers the loss on
     /// a repeated example.
     func testDeterministicTrainingStepsReduceLoss() throws {

@@ -167,6 +167,11 @@ public final class Trainer {
                 epochStart = Date()
             }
         }
+        if let dump = o.dumpWeights {
+            var w = SafeTensorsWriter()
+            w.add("parameters", floats: net.readParameters(), shape: [net.parameters.count])
+            try w.write(to: "\(dump).rank\(comm.rank).safetensors")
+        }
     }
 
     func endEpoch(iteration it: Int, net: Network, adam: Adam, info: ModelInfo, data: TrainingData, run: RunDirectory,

@@ -27,6 +27,8 @@ public struct TrainingOptions: Sendable {
     /// Tests: after the first iteration's allreduce, each rank writes its averaged gradient to
     /// `<path>.rank<r>.safetensors`.
     public var dumpGradients: String?
+    /// Tests: after the last iteration, each rank writes its weights to `<path>.rank<r>.safetensors`.
+    public var dumpWeights: String?
 
     public init(dataDir: String, outputDir: String) {
         self.dataDir = dataDir

@@ -36,6 +36,7 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("inject-failure"), help: .hidden) var injectFailure: String?
     @Option(name: .customLong("sample-rank"), help: .hidden) var sampleRank: Int?
     @Option(name: .customLong("dump-gradients"), help: .hidden) var dumpGradients: String?
+    @Option(name: .customLong("dump-weights"), help: .hidden) var dumpWeights: String?
 
     func run() throws {
         guard let v = Variant(rawValue: variant) else { throw ValidationError("--variant must be paper or seed") }
@@ -59,6 +60,7 @@ struct TrainCommand: ParsableCommand {
         o.augmentations = noAugment ? [] : chosen
         o.sampleRank = sampleRank
         o.dumpGradients = dumpGradients
+        o.dumpWeights = dumpWeights
         if let f = injectFailure {
             let p = f.split(separator: ":").compactMap { Int($0) }
             guard p.count == 2 else { throw ValidationError("--inject-failure RANK:ITERATION") }

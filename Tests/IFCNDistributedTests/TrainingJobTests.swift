@@ -78,8 +78,14 @@ final class TrainingJobTests: XCTestCase {
     func testResumeEqualsUninterruptedRunAndRanksStayIdentical() throws {
         let d = try data()
         let a = run(dir: "resume-a"), b = run(dir: "resume-b")
-        let first = try mpirun(2, trainArgs(d, a, iterations: 10, epoch: 5))
+        let first = try mpirun(2, trainArgs(d, a, iterations: 10, epoch: 5, extra: ["--dump-weights", a + "-weights"]))
         XCTAssertEqual(first.status, 0, first.summary)
+        // every rank ends with bit-identical weights, which moved since the iteration-5 checkpoint
+        let w0 = try XCTUnwrap(try tensors(a + "-weights.rank0.safetensors")["parameters"])
+        let w1 = try XCTUnwrap(try tensors(a + "-weights.rank1.safetensors")["parameters"])
+        XCTAssertEqual(w0, w1, "ranks hold different weights")
+        let initial = try XCTUnwrap(try tensors(a + "/checkpoints/iter-0000005.safetensors")["down0.conv1.weight"])
+        XCTAssertNotEqual(Array(w0.prefix(initial.count)), initial)
         let resumed = try mpirun(2, trainArgs(d, a, iterations: 15, epoch: 5, extra: ["--resume"]))
         XCTAssertEqual(resumed.status, 0, resumed.summary)
         XCTAssertTrue(resumed.stdout.contains("resumed from"), resumed.summary)
@@ -92,7 +98,7 @@ final class TrainingJobTests: XCTestCase {
         // metrics: one line per epoch with the required keys
         let lines = try String(contentsOfFile: b + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(lines.count, 3)
-        let last = try JSONSerialization.jsonObject(with: Data(lines[2].utf8)) as! [String: Any]
+        let last = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(lines[2].utf8)) as? [String: Any])
         for key in ["epoch", "iteration", "train_loss", "val_dice", "seconds"] { XCTAssertNotNil(last[key], key) }
         XCTAssertEqual(last["iteration"] as? Int, 15)
     }
@@ -157,9 +163,10 @@ final class TrainingJobTests: XCTestCase {
         let r = try mpirun(2, args, timeout: 600)
         XCTAssertEqual(r.status, 0, r.summary)
         let epochs = try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
-            .map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+            .map { try XCTUnwrap(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
         XCTAssertEqual(epochs.count, 5)
-        let loss = epochs.map { $0["train_loss"] as! Double }, dice = epochs.map { $0["val_dice"] as! Double }
+        let loss = try epochs.map { try XCTUnwrap($0["train_loss"] as? Double) }
+        let dice = try epochs.map { try XCTUnwrap($0["val_dice"] as? Double) }
         XCTAssertLessThan(loss.last!, 0.4 * loss.first!, "train loss \(loss)")
         XCTAssertGreaterThan((dice[3] + dice[4]) / 2, dice[0] + 0.15, "validation Dice \(dice)")
         XCTAssertGreaterThan(dice.max()!, 0.5, "validation Dice \(dice)")

@@ -2,8 +2,10 @@
 import PackageDescription
 
 // Layers, bottom up:
-//   C shims over system libraries (Open MPI, OpenBLAS, nifticlib)
-//   IFCNCompute   compute-backend interface + the CPU backend (kernels, threads)
+//   C shims over system libraries (Open MPI, OpenBLAS, nifticlib) and, loaded at run time with
+//   dlopen, the NVIDIA libraries (CCUDA: CUDA driver, cuDNN, NVRTC; nothing CUDA at build time)
+//   IFCNCompute   compute-backend interface, the backend factory, the CPU backend (CPU/) and the
+//                 CUDA backend (CUDA/: cuDNN convolutions, NVRTC-compiled kernels)
 //   IFCNEngine    the iterative FCN: parameters, forward/backward, loss, Adam, checkpoints
 //   IFCNVolume    medical volumes: geometry, NIfTI/MetaImage IO, resampling, EDT, preprocessing
 //   IFCNDistributed  MPI communicator (allreduce, broadcast, ...)
@@ -33,7 +35,8 @@ let package = Package(
         .target(name: "CNIfTI",
                 cSettings: [.unsafeFlags(["-I/usr/include/nifti"])],
                 linkerSettings: [.linkedLibrary("nifti2"), .linkedLibrary("znz"), .linkedLibrary("z")]),
-        .target(name: "IFCNCompute", dependencies: ["COpenBLAS"], swiftSettings: swiftSettings),
+        .target(name: "CCUDA", linkerSettings: [.linkedLibrary("dl")]),
+        .target(name: "IFCNCompute", dependencies: ["COpenBLAS", "CCUDA"], swiftSettings: swiftSettings),
         .target(name: "IFCNEngine", dependencies: ["IFCNCompute"], swiftSettings: swiftSettings),
         .target(name: "IFCNVolume", dependencies: ["CNIfTI"], swiftSettings: swiftSettings),
         .target(name: "IFCNDistributed", dependencies: ["CMPIShim"], swiftSettings: swiftSettings),
@@ -47,7 +50,7 @@ let package = Package(
                                          "IFCNSegmentation", "IFCNEvaluation",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: swiftSettings),
-        .testTarget(name: "IFCNEngineTests", dependencies: ["IFCNEngine"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "IFCNEngineTests", dependencies: ["IFCNEngine", "IFCNCompute", "CCUDA"], resources: [.copy("Fixtures")]),
         .testTarget(name: "IFCNVolumeTests", dependencies: ["IFCNVolume"], resources: [.copy("Fixtures")]),
         .testTarget(name: "IFCNDistributedTests", dependencies: ["IFCNDistributed", "IFCNEngine"]),
         .testTarget(name: "IFCNEvaluationTests", dependencies: ["IFCNEvaluation"], resources: [.copy("Fixtures")]),

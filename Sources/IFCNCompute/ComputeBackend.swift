@@ -9,6 +9,9 @@ public protocol ComputeBackend: AnyObject {
     /// Compute threads used by the kernels.
     var threads: Int { get }
 
+    /// Waits until all queued work is done (a no-op on the CPU, which works synchronously).
+    func synchronize()
+
     func allocate(_ count: Int) -> any DeviceBuffer
     func upload(_ source: UnsafePointer<Float>, to destination: TensorRef)
     func download(_ source: TensorRef, to destination: UnsafeMutablePointer<Float>)
@@ -72,6 +75,10 @@ public protocol ComputeBackend: AnyObject {
     /// (through the sigmoid). Returns (lambda * fp, fn) in float64.
     func weightedSegmentationLoss(prob: TensorRef, target: TensorRef, weight: TensorRef, lambda: Float,
                                   gradLogit: TensorRef) -> (falsePositive: Double, falseNegative: Double)
+
+    /// Voxels with prob > 0.5, with target > 0.5, and with both (training Dice without copying
+    /// volumes to the host).
+    func overlapCounts(prob: TensorRef, target: TensorRef) -> (predicted: Int, reference: Int, intersection: Int)
 
     /// Adam (PyTorch semantics, no weight decay) over a flat parameter buffer; `step` counts from 1.
     func adamStep(parameters: TensorRef, gradients: TensorRef, firstMoment: TensorRef, secondMoment: TensorRef,

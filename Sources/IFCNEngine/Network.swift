@@ -180,6 +180,12 @@ public final class Network {
 
     public func readSegmentation() -> [Float] { read(tensor(graph.segProb)) }
 
+    /// Overlap of the last forward pass's segmentation (> 0.5) with the target of the last
+    /// `backward`, counted on the backend: three integers cross to the host, not the volume.
+    public func trainingOverlap() -> (predicted: Int, reference: Int, intersection: Int) {
+        backend.overlapCounts(prob: tensor(graph.segProb), target: targetTensor)
+    }
+
     /// Completeness probability of the last forward pass.
     public var completeness: Double {
         var logit: Float = 0

@@ -48,9 +48,16 @@ public final class Trainer {
         let config = try NetworkConfig(variant: o.variant, channels: o.channels, patch: o.patch)
         guard o.iterations >= 1, o.iterationsPerEpoch >= 1 else { throw TrainingError("--iterations and --iters-per-epoch must be >= 1", collective: true) }
         let run = RunDirectory(path: o.outputDir)
-        let threads = o.threads ?? ProcessInfo.processInfo.environment["IFCN_THREADS"].flatMap(Int.init)
-            ?? max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, comm.localSize))
-        let backend = CPUBackend(threads: threads)
+        let threads = o.threads ?? Backends.defaultThreads(ranksOnNode: comm.localSize)
+        var fallback: String?
+        let backend: any ComputeBackend
+        do {
+            backend = try Backends.make(o.backend, threads: threads, localRank: comm.localRank, gpuMath: o.gpuMath) { fallback = $0 }
+        } catch {
+            throw TrainingError("rank \(comm.rank): \(error)", collective: false)
+        }
+        if let fallback, comm.isRoot { log(fallback) }
+        log("rank \(comm.rank): \(Backends.describe(backend))")
         let net = Network(config: config, backend: backend, seed: o.seed)
         let adam = Adam(network: net, learningRate: o.learningRate)
 
@@ -108,7 +115,7 @@ public final class Trainer {
         }
 
         rootLog("training \(config) on \(data.training.count) cases (\(data.validation.count) validation) at \(spacing) mm; "
-                + "\(comm.size) rank(s) x \(threads) thread(s); iterations \(start + 1)...\(o.iterations), epoch \(o.iterationsPerEpoch)")
+                + "\(comm.size) rank(s) x \(backend is CPUBackend ? "\(threads) thread(s)" : backend.name); iterations \(start + 1)...\(o.iterations), epoch \(o.iterationsPerEpoch)")
 
         let sampler = PatchSampler(cases: data.training, patch: o.patch, intensity: info.intensity, seed: o.seed,
                                    rank: o.sampleRank ?? comm.rank, augmentations: o.augmentations)
@@ -119,8 +126,6 @@ public final class Trainer {
         var lastProgress = Date()
         let runStart = Date()
         var epochStart = Date()
-        let prob = UnsafeMutablePointer<Float>.allocate(capacity: config.voxels)
-        defer { prob.deallocate() }
 
         for it in (start + 1)...o.iterations {
             let sample = prefetcher.take(it)
@@ -149,8 +154,7 @@ public final class Trainer {
             adam.update()
             let t3 = Date()
 
-            net.readSegmentation(into: prob)
-            epoch.add(loss: loss, sample: sample, probabilities: prob, computeSeconds: t1.timeIntervalSince(t0) + t3.timeIntervalSince(t2),
+            epoch.add(loss: loss, sample: sample, overlap: net.trainingOverlap(), computeSeconds: t1.timeIntervalSince(t0) + t3.timeIntervalSince(t2),
                       allreduceSeconds: t2.timeIntervalSince(t1))
 
             if comm.isRoot && Date().timeIntervalSince(lastProgress) >= o.progressInterval {
@@ -259,18 +263,13 @@ struct EpochStats {
     var meanDice: Double? { diceCount > 0 ? diceSum / Double(diceCount) : nil }
     var completenessAccuracy: Double { Double(correct) / Double(max(samples, 1)) }
 
-    mutating func add(loss: Loss, sample: TrainingSample, probabilities p: UnsafePointer<Float>, computeSeconds: Double, allreduceSeconds: Double) {
+    mutating func add(loss: Loss, sample: TrainingSample, overlap: (predicted: Int, reference: Int, intersection: Int),
+                      computeSeconds: Double, allreduceSeconds: Double) {
         lossSum += loss.total; samples += 1
         if (loss.completeness > 0.5) == (sample.completeness > 0.5) { correct += 1 }
         if !sample.isEmptyExample {
-            var inter = 0, a = 0, b = 0
-            for i in 0..<sample.target.count {
-                let s = p[i] > 0.5, t = sample.target[i] > 0.5
-                if s { a += 1 }
-                if t { b += 1 }
-                if s && t { inter += 1 }
-            }
-            if a + b > 0 { diceSum += 2 * Double(inter) / Double(a + b); diceCount += 1 }
+            let sum = overlap.predicted + overlap.reference
+            if sum > 0 { diceSum += 2 * Double(overlap.intersection) / Double(sum); diceCount += 1 }
         }
         self.computeSeconds += computeSeconds
         self.allreduceSeconds += allreduceSeconds

@@ -1,3 +1,4 @@
+import IFCNCompute
 import IFCNEngine
 
 /// Everything `ifcn train` is told.
@@ -14,6 +15,9 @@ public struct TrainingOptions: Sendable {
     public var learningRateSteps: [Int] = []
     public var seed: UInt64 = 0
     public var threads: Int?
+    public var backend: BackendKind = .auto
+    /// Convolution math when the backend is CUDA.
+    public var gpuMath: GPUMath = .tf32
     public var validationCases: Int?
     public var resume = false
     public var augmentations: Set<Augmentation> = Set(Augmentation.allCases)

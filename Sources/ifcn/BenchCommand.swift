@@ -14,12 +14,13 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Timed training steps (after one warm-up step).") var steps: Int = 5
     @Option(help: "Compute threads (default: all cores).") var threads: Int?
     @Flag(help: "Print one JSON line.") var json = false
+    @OptionGroup var compute: BackendOptions
 
     func run() throws {
         guard let v = Variant(rawValue: variant) else { throw ValidationError("--variant must be paper or seed") }
         guard steps >= 1 else { throw ValidationError("--steps must be >= 1") }
         let config = try NetworkConfig(variant: v, channels: channels, patch: patch)
-        let backend = CPUBackend(threads: threads)
+        let backend = try compute.make(threads: threads, defaultMath: .tf32)
         let net = Network(config: config, backend: backend, seed: 1)
         let adam = Adam(network: net)
         var rng = SeededGenerator(seed: 2)
@@ -33,16 +34,19 @@ struct BenchCommand: ParsableCommand {
         func step() -> (Double, Double, Double) {
             let t0 = DispatchTime.now().uptimeNanoseconds
             net.forward(training: true)
+            backend.synchronize()
             let t1 = DispatchTime.now().uptimeNanoseconds
             net.zeroGradients()
             target.withUnsafeBufferPointer { t in weight.withUnsafeBufferPointer { _ = net.backward(target: t.baseAddress!, weight: $0.baseAddress!, completenessLabel: 1) } }
             adam.update()
+            backend.synchronize()
             let t2 = DispatchTime.now().uptimeNanoseconds
             return (Double(t2 - t0) / 1e9, Double(t1 - t0) / 1e9, Double(t2 - t1) / 1e9)
         }
         func forward() -> Double {
             let t0 = DispatchTime.now().uptimeNanoseconds
             net.forward(training: false)
+            backend.synchronize()
             return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         }
         _ = step()
@@ -64,7 +68,10 @@ struct BenchCommand: ParsableCommand {
                 "steps": steps, "step_seconds_median": ms, "forward_seconds_median": mf,
                 "train_forward_seconds_median": median(fwdTrain), "backward_adam_seconds_median": median(bwd),
                 "step_gflops": stepGflops, "forward_gflops": fwdGflops, "peak_rss_bytes": rss,
-                "parameters": net.parameters.count,
+                "parameters": net.parameters.count, "backend": backend.name,
+                "device": (backend as? CUDABackend)?.device.name ?? "cpu",
+                "gpu_math": (backend as? CUDABackend)?.math.rawValue ?? "n/a",
+                "device_peak_bytes": (backend as? CUDABackend)?.peakAllocatedBytes ?? 0,
             ]
             let d = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
             print(String(decoding: d, as: UTF8.self))
@@ -74,6 +81,9 @@ struct BenchCommand: ParsableCommand {
                          ms, median(fwdTrain), median(bwd), stepGflops))
             print(String(format: "forward (eval) median %.3f s  %.1f GFLOP/s", mf, fwdGflops))
             print(String(format: "peak RSS %.0f MiB", Double(rss) / 1048576))
+            if let cuda = backend as? CUDABackend {
+                print(String(format: "peak device memory held %.0f MiB", Double(cuda.peakAllocatedBytes) / 1048576))
+            }
         }
     }
 }

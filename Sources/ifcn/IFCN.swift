@@ -8,6 +8,6 @@ struct IFCN: ParsableCommand {
         subcommands: [
             SynthCommand.self, PreprocessCommand.self,
             TrainCommand.self, SegmentCommand.self, EvaluateCommand.self,
-            BenchCommand.self, CheckReferenceCommand.self, MPICheckCommand.self,
+            BenchCommand.self, CheckReferenceCommand.self, MPICheckCommand.self, DevicesCommand.self, CheckBackendsCommand.self,
         ])
 }

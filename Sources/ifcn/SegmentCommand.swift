@@ -48,6 +48,8 @@ struct SegmentCommand: ParsableCommand {
     @Option(help: "Voxel spacing (mm) the model works at, for plain PyTorch exports without metadata.")
     var spacing: Double?
 
+    @OptionGroup var compute: BackendOptions
+
     func validate() throws {
         if let minVoxels, minVoxels < 1 { throw ValidationError("--min-voxels must be >= 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be >= 1") }
@@ -60,7 +62,7 @@ struct SegmentCommand: ParsableCommand {
     func run() throws {
         let loaded = try loadCheckpoint()
         let info = loaded.info
-        let network = Network(config: info.config, backend: CPUBackend(threads: threads))
+        let network = Network(config: info.config, backend: try compute.make(threads: threads, defaultMath: .tf32))
         Checkpoint.apply(loaded, to: network)
         var options = SegmentationOptions()
         options.dropIncomplete = dropIncomplete

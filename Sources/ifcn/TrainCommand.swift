@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import IFCNCompute
 import IFCNDistributed
 import IFCNEngine
 import IFCNTraining
@@ -33,6 +34,7 @@ struct TrainCommand: ParsableCommand {
     @Flag(name: .customLong("no-augment"), help: "Disable augmentation.") var noAugment = false
     @Option(help: "Checkpoints to keep besides latest and best.") var keep: Int = 3
     @Option(name: .customLong("progress-seconds"), help: "Seconds between progress lines.") var progressSeconds: Double = 10
+    @OptionGroup var compute: BackendOptions
     @Option(name: .customLong("inject-failure"), help: .hidden) var injectFailure: String?
     @Option(name: .customLong("sample-rank"), help: .hidden) var sampleRank: Int?
     @Option(name: .customLong("dump-gradients"), help: .hidden) var dumpGradients: String?
@@ -45,6 +47,8 @@ struct TrainCommand: ParsableCommand {
         o.iterationsPerEpoch = itersPerEpoch; o.learningRate = lr; o.seed = seed; o.threads = threads
         o.validationCases = valCases; o.resume = resume;  o.keepCheckpoints = keep
         o.progressInterval = progressSeconds
+        do { o.backend = try Backends.resolve(compute.backend) } catch { throw CLIError("\(error)") }
+        if let m = compute.gpuMath { o.gpuMath = m }
         if let s = lrSteps {
             let steps = s.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
             guard steps.allSatisfy({ $0 != nil }) else { throw ValidationError("--lr-steps must be integers like 10000,20000") }

@@ -2,13 +2,14 @@ import IFCNCompute
 import IFCNEngine
 import XCTest
 
-/// Every layer's backward against central finite differences on small shapes.
+/// Every layer's backward against central finite differences on small shapes, once per
+/// available backend (TestBackends).
 final class LayerGradientTests: XCTestCase {
-    let b = CPUBackend(threads: 2)
+    var b: any ComputeBackend = TestBackends.available[0]
     var h: Host { Host(backend: b) }
     let e = Extent3(4, 5, 6)
 
-    func testConv3x3x3DataWeightAndBias() {
+    func checkConv3x3x3DataWeightAndBias() {
         var rng = SeededGenerator(seed: 1)
         let cin = 3, cout = 2, V = e.voxels
         let x = randomValues(cin * V, &rng), w = randomValues(cout * cin * 27, &rng, scale: 0.3)
@@ -30,7 +31,7 @@ final class LayerGradientTests: XCTestCase {
         assertGradient("conv3 bias", at: bias, analytic: h.read(gb)) { f(x, w, $0) }
     }
 
-    func testConv1x1DataWeightAndBias() {
+    func checkConv1x1DataWeightAndBias() {
         var rng = SeededGenerator(seed: 2)
         let cin = 4, cout = 3, V = e.voxels
         let x = randomValues(cin * V, &rng), w = randomValues(cout * cin, &rng)
@@ -76,10 +77,10 @@ final class LayerGradientTests: XCTestCase {
         assertGradient("bn beta", at: beta, analytic: h.read(gb), eps: 1e-3) { f(x, gamma, $0) }
     }
 
-    func testBatchNormTrain() { checkBatchNorm(relu: false) }
-    func testBatchNormTrainWithReLU() { checkBatchNorm(relu: true) }
+    func checkBatchNormTrain() { checkBatchNorm(relu: false) }
+    func checkBatchNormTrainWithReLU() { checkBatchNorm(relu: true) }
 
-    func testBatchNormRunningStatisticsFollowPyTorch() {
+    func checkBatchNormRunningStatisticsFollowPyTorch() {
         let x: [Float] = [1, 2, 3, 6]  // mean 3, biased var 3.5, unbiased 14/3
         let rm = h.tensor([0.5]), rv = h.tensor([2]), saved = h.zeros(2), y = h.zeros(4)
         b.batchNormTrainForward(input: h.tensor(x), output: y, channels: 1, voxels: 4, gamma: h.tensor([1]),
@@ -90,7 +91,7 @@ final class LayerGradientTests: XCTestCase {
         XCTAssertEqual(h.read(saved)[1], Float(1 / (3.5 + 1e-5).squareRoot()), accuracy: 1e-6)
     }
 
-    func testReLUMaxPoolUpsampleGlobalMax() {
+    func checkReLUMaxPoolUpsampleGlobalMax() {
         var rng = SeededGenerator(seed: 5)
         let c = 2, E = Extent3(4, 4, 6), V = E.voxels, H = E.halved
         let x = randomValues(c * V, &rng)
@@ -139,7 +140,7 @@ final class LayerGradientTests: XCTestCase {
         assertGradient("relu", at: x, analytic: h.read(gr), eps: 1e-3) { relu($0) }
     }
 
-    func testSigmoidAndWeightedLossGradient() {
+    func checkSigmoidAndWeightedLossGradient() {
         var rng = SeededGenerator(seed: 6)
         let n = 300
         let z = randomValues(n, &rng, scale: 2)
@@ -171,7 +172,7 @@ final class LayerGradientTests: XCTestCase {
         _ = loss
     }
 
-    func testAdamMatchesClosedForm() {
+    func checkAdamMatchesClosedForm() {
         let p = h.tensor([1, -2, 3]), g = h.tensor([0.5, -1, 0]), m = h.zeros(3), v = h.zeros(3)
         for step in 1...2 {
             b.adamStep(parameters: p, gradients: g, firstMoment: m, secondMoment: v, learningRate: 0.01,
@@ -183,4 +184,19 @@ final class LayerGradientTests: XCTestCase {
         XCTAssertEqual(out[1], -2 + 0.02, accuracy: 1e-5)
         XCTAssertEqual(out[2], 3, accuracy: 1e-7)
     }
+
+    /// Runs `body` with `b` set to each available backend in turn.
+    func forEachBackend(_ body: () -> Void) {
+        for backend in TestBackends.available { b = backend; body() }
+    }
+
+    func testConv3x3x3DataWeightAndBias() { forEachBackend(checkConv3x3x3DataWeightAndBias) }
+    func testConv1x1DataWeightAndBias() { forEachBackend(checkConv1x1DataWeightAndBias) }
+    func testBatchNormTrain() { forEachBackend(checkBatchNormTrain) }
+    func testBatchNormTrainWithReLU() { forEachBackend(checkBatchNormTrainWithReLU) }
+    func testBatchNormRunningStatisticsFollowPyTorch() { forEachBackend(checkBatchNormRunningStatisticsFollowPyTorch) }
+    func testReLUMaxPoolUpsampleGlobalMax() { forEachBackend(checkReLUMaxPoolUpsampleGlobalMax) }
+    func testSigmoidAndWeightedLossGradient() { forEachBackend(checkSigmoidAndWeightedLossGradient) }
+    func testAdamMatchesClosedForm() { forEachBackend(checkAdamMatchesClosedForm) }
+
 }

@@ -7,9 +7,19 @@ func fixturePath(_ name: String) -> String {
     Bundle.module.path(forResource: name, ofType: nil, inDirectory: "Fixtures")!
 }
 
+/// The backends the tests run on: the CPU always, CUDA where a GPU and its libraries load
+/// (fp32 math), so the reference check and the gradient tests run once per available backend.
+enum TestBackends {
+    static let available: [any ComputeBackend] = {
+        var list: [any ComputeBackend] = [CPUBackend(threads: 2)]
+        if CUDAInventory.probe().usable, let cuda = try? Backends.make(.cuda, gpuMath: .fp32) { list.append(cuda) }
+        return list
+    }()
+}
+
 /// Host <-> backend helpers for kernel tests.
 struct Host {
-    let backend: CPUBackend
+    let backend: any ComputeBackend
     func tensor(_ values: [Float]) -> TensorRef {
         let t = TensorRef(buffer: backend.allocate(values.count))
         values.withUnsafeBufferPointer { backend.upload($0.baseAddress!, to: t) }

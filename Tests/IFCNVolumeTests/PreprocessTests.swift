@@ -84,11 +84,11 @@ final class PreprocessTests: XCTestCase {
         let verse = try TestSupport.verse()
         let dir = try TestSupport.tempDir(self)
         let pairs = try Preprocessor.findPairs(in: verse)
-        XCTAssertEqual(pairs.map(\.name), ["sub-verse005", "sub-verse008"])
+        XCTAssertEqual(pairs.map(\.name), ["sub-verse005", "sub-verse008", "sub-verse012"])
         var options = PreprocessOptions()
         options.spacing = 4
         let manifest = try Preprocessor.run(input: verse, output: dir + "/out", options: options)
-        XCTAssertEqual(manifest.cases.count, 2)
+        XCTAssertEqual(manifest.cases.count, 3)
         XCTAssertEqual(manifest.cases(in: "validation").count, 1)
         for entry in manifest.cases {
             XCTAssertEqual(entry.vertebrae.map(\.label), entry.vertebrae.map(\.label).sorted())

@@ -16,16 +16,18 @@ enum TestSupport {
         return try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
     }
 
-    /// The VerSe sample folder: `../shared/data/verse` beside the package root; nil when absent.
-    static var verseDir: String? {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        let candidates = [root.appendingPathComponent("../shared/data/verse").standardized.path, "/work/shared/data/verse"]
-        return candidates.first { FileManager.default.fileExists(atPath: $0 + "/sub-verse008_ct.nii.gz") }
+    /// The VerSe sample folder the repository carries (data/verse).
+    static var verseDir: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("data/verse").standardized.path
     }
 
     static func verse() throws -> String {
-        guard let dir = verseDir else { throw XCTSkip("VerSe sample data (../shared/data/verse) not present") }
+        let dir = verseDir
+        guard FileManager.default.fileExists(atPath: dir + "/sub-verse008_ct.nii.gz") else {
+            XCTFail("VerSe sample data missing from the repository: \(dir)")
+            throw CocoaError(.fileNoSuchFile)
+        }
         return dir
     }
 

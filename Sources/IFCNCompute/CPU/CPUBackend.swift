@@ -2,7 +2,8 @@ import COpenBLAS
 import Foundation
 
 /// The CPU backend: OpenBLAS sgemm for convolutions, hand-written loops on all cores elsewhere.
-public final class CPUBackend: ComputeBackend {
+/// Open so tests can plant a faulty kernel (reluForward) and show the backend checks catch it.
+open class CPUBackend: ComputeBackend {
     public let name = "cpu"
     public let threads: Int
     let scratch: ScratchPool
@@ -19,6 +20,8 @@ public final class CPUBackend: ComputeBackend {
     }
 
     public func allocate(_ count: Int) -> any DeviceBuffer { CPUBuffer(count: count) }
+
+    public func synchronize() {}
 
     public func upload(_ source: UnsafePointer<Float>, to destination: TensorRef) {
         destination.host.update(from: source, count: destination.count)
@@ -50,7 +53,7 @@ public final class CPUBackend: ComputeBackend {
         memmove(destination.host, source.host, source.count * 4)
     }
 
-    public func reluForward(_ tensor: TensorRef) {
+    open func reluForward(_ tensor: TensorRef) {
         let p = tensor.host, n = tensor.count
         parallelFor(n > 1 << 15 ? threads : 1) { t in
             for i in partRange(t, of: n > 1 << 15 ? threads : 1, total: n) { p[i] = max(p[i], 0) }
@@ -95,6 +98,19 @@ public final class CPUBackend: ComputeBackend {
             }
         }
         return (Double(lambda) * fp.reduce(0, +), fn.reduce(0, +))
+    }
+
+    public func overlapCounts(prob: TensorRef, target: TensorRef) -> (predicted: Int, reference: Int, intersection: Int) {
+        precondition(prob.count == target.count, "overlap of unequal sizes")
+        let s = prob.host, t = target.host
+        var a = 0, b = 0, both = 0
+        for i in 0..<prob.count {
+            let si = s[i] > 0.5, ti = t[i] > 0.5
+            if si { a += 1 }
+            if ti { b += 1 }
+            if si && ti { both += 1 }
+        }
+        return (a, b, both)
     }
 
     public func adamStep(parameters: TensorRef, gradients: TensorRef, firstMoment: TensorRef, secondMoment: TensorRef,

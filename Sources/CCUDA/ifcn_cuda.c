@@ -1,0 +1,472 @@
+// See include/ifcn_cuda.h. Prototypes and constants below are declared from NVIDIA's published
+// API documentation (CUDA driver API, NVRTC, cuDNN 9 legacy convolution API); the test
+// CUDAConstantsTests checks them against pip's nvidia-* headers where those are installed.
+#define _GNU_SOURCE
+#include "ifcn_cuda.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <stddef.h>
+#include <string.h>
+
+// ---- driver API types ----
+typedef int CUresult;
+typedef int CUdevice;
+typedef void *CUcontext;
+typedef void *CUmodule;
+typedef void *CUfunction;
+typedef void *CUstream;
+typedef unsigned long long CUdeviceptr;
+
+// ---- cuDNN types and constants ----
+typedef int cudnnStatus_t;
+typedef void *cudnnHandle_t;
+typedef void *cudnnTensorDescriptor_t;
+typedef void *cudnnFilterDescriptor_t;
+typedef void *cudnnConvolutionDescriptor_t;
+enum { CUDNN_DATA_FLOAT = 0, CUDNN_TENSOR_NCHW = 0, CUDNN_CROSS_CORRELATION = 1 };
+enum { CUDNN_DEFAULT_MATH = 0, CUDNN_FMA_MATH = 3 };
+enum { CUDNN_DETERMINISTIC = 1 };
+// cudnnConvolution{Fwd,BwdData,BwdFilter}AlgoPerf_t share one layout.
+typedef struct {
+    int algo;
+    cudnnStatus_t status;
+    float time;
+    size_t memory;
+    int determinism;
+    int mathType;
+    int reserved[3];
+} ifcn_algo_perf;
+#define IFCN_MAX_ALGOS 16
+
+// ---- NVRTC types ----
+typedef int nvrtcResult;
+typedef void *nvrtcProgram;
+
+#define FN(ret, name, args) static ret(*p_##name) args
+// driver
+FN(CUresult, cuGetErrorString, (CUresult, const char **));
+FN(CUresult, cuInit, (unsigned));
+FN(CUresult, cuDriverGetVersion, (int *));
+FN(CUresult, cuDeviceGetCount, (int *));
+FN(CUresult, cuDeviceGet, (CUdevice *, int));
+FN(CUresult, cuDeviceGetName, (char *, int, CUdevice));
+FN(CUresult, cuDeviceGetAttribute, (int *, int, CUdevice));
+FN(CUresult, cuDeviceTotalMem_v2, (size_t *, CUdevice));
+FN(CUresult, cuDevicePrimaryCtxRetain, (CUcontext *, CUdevice));
+FN(CUresult, cuCtxSetCurrent, (CUcontext));
+FN(CUresult, cuMemGetInfo_v2, (size_t *, size_t *));
+FN(CUresult, cuMemAlloc_v2, (CUdeviceptr *, size_t));
+FN(CUresult, cuMemFree_v2, (CUdeviceptr));
+FN(CUresult, cuMemAllocHost_v2, (void **, size_t));
+FN(CUresult, cuMemFreeHost, (void *));
+FN(CUresult, cuMemcpyHtoDAsync_v2, (CUdeviceptr, const void *, size_t, CUstream));
+FN(CUresult, cuMemcpyDtoHAsync_v2, (void *, CUdeviceptr, size_t, CUstream));
+FN(CUresult, cuMemcpyDtoDAsync_v2, (CUdeviceptr, CUdeviceptr, size_t, CUstream));
+FN(CUresult, cuMemsetD32Async, (CUdeviceptr, unsigned, size_t, CUstream));
+FN(CUresult, cuStreamCreate, (CUstream *, unsigned));
+FN(CUresult, cuStreamSynchronize, (CUstream));
+FN(CUresult, cuModuleLoadData, (CUmodule *, const void *));
+FN(CUresult, cuModuleGetFunction, (CUfunction *, CUmodule, const char *));
+FN(CUresult, cuLaunchKernel, (CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+                              CUstream, void **, void **));
+// NVRTC
+FN(const char *, nvrtcGetErrorString, (nvrtcResult));
+FN(nvrtcResult, nvrtcVersion, (int *, int *));
+FN(nvrtcResult, nvrtcCreateProgram, (nvrtcProgram *, const char *, const char *, int, const char *const *,
+                                     const char *const *));
+FN(nvrtcResult, nvrtcCompileProgram, (nvrtcProgram, int, const char *const *));
+FN(nvrtcResult, nvrtcGetProgramLogSize, (nvrtcProgram, size_t *));
+FN(nvrtcResult, nvrtcGetProgramLog, (nvrtcProgram, char *));
+FN(nvrtcResult, nvrtcGetCUBINSize, (nvrtcProgram, size_t *));
+FN(nvrtcResult, nvrtcGetCUBIN, (nvrtcProgram, char *));
+FN(nvrtcResult, nvrtcDestroyProgram, (nvrtcProgram *));
+// cuDNN
+FN(size_t, cudnnGetVersion, (void));
+FN(const char *, cudnnGetErrorString, (cudnnStatus_t));
+FN(cudnnStatus_t, cudnnCreate, (cudnnHandle_t *));
+FN(cudnnStatus_t, cudnnSetStream, (cudnnHandle_t, CUstream));
+FN(cudnnStatus_t, cudnnCreateTensorDescriptor, (cudnnTensorDescriptor_t *));
+FN(cudnnStatus_t, cudnnSetTensorNdDescriptor, (cudnnTensorDescriptor_t, int, int, const int *, const int *));
+FN(cudnnStatus_t, cudnnDestroyTensorDescriptor, (cudnnTensorDescriptor_t));
+FN(cudnnStatus_t, cudnnCreateFilterDescriptor, (cudnnFilterDescriptor_t *));
+FN(cudnnStatus_t, cudnnSetFilterNdDescriptor, (cudnnFilterDescriptor_t, int, int, int, const int *));
+FN(cudnnStatus_t, cudnnDestroyFilterDescriptor, (cudnnFilterDescriptor_t));
+FN(cudnnStatus_t, cudnnCreateConvolutionDescriptor, (cudnnConvolutionDescriptor_t *));
+FN(cudnnStatus_t, cudnnSetConvolutionNdDescriptor, (cudnnConvolutionDescriptor_t, int, const int *, const int *,
+                                                    const int *, int, int));
+FN(cudnnStatus_t, cudnnSetConvolutionMathType, (cudnnConvolutionDescriptor_t, int));
+FN(cudnnStatus_t, cudnnDestroyConvolutionDescriptor, (cudnnConvolutionDescriptor_t));
+FN(cudnnStatus_t, cudnnFindConvolutionForwardAlgorithmEx,
+   (cudnnHandle_t, cudnnTensorDescriptor_t, const void *, cudnnFilterDescriptor_t, const void *,
+    cudnnConvolutionDescriptor_t, cudnnTensorDescriptor_t, void *, int, int *, ifcn_algo_perf *, void *, size_t));
+FN(cudnnStatus_t, cudnnFindConvolutionBackwardDataAlgorithmEx,
+   (cudnnHandle_t, cudnnFilterDescriptor_t, const void *, cudnnTensorDescriptor_t, const void *,
+    cudnnConvolutionDescriptor_t, cudnnTensorDescriptor_t, void *, int, int *, ifcn_algo_perf *, void *, size_t));
+FN(cudnnStatus_t, cudnnFindConvolutionBackwardFilterAlgorithmEx,
+   (cudnnHandle_t, cudnnTensorDescriptor_t, const void *, cudnnTensorDescriptor_t, const void *,
+    cudnnConvolutionDescriptor_t, cudnnFilterDescriptor_t, void *, int, int *, ifcn_algo_perf *, void *, size_t));
+FN(cudnnStatus_t, cudnnGetConvolutionForwardAlgorithm_v7,
+   (cudnnHandle_t, cudnnTensorDescriptor_t, cudnnFilterDescriptor_t, cudnnConvolutionDescriptor_t,
+    cudnnTensorDescriptor_t, int, int *, ifcn_algo_perf *));
+FN(cudnnStatus_t, cudnnGetConvolutionBackwardDataAlgorithm_v7,
+   (cudnnHandle_t, cudnnFilterDescriptor_t, cudnnTensorDescriptor_t, cudnnConvolutionDescriptor_t,
+    cudnnTensorDescriptor_t, int, int *, ifcn_algo_perf *));
+FN(cudnnStatus_t, cudnnGetConvolutionBackwardFilterAlgorithm_v7,
+   (cudnnHandle_t, cudnnTensorDescriptor_t, cudnnTensorDescriptor_t, cudnnConvolutionDescriptor_t,
+    cudnnFilterDescriptor_t, int, int *, ifcn_algo_perf *));
+FN(cudnnStatus_t, cudnnConvolutionForward,
+   (cudnnHandle_t, const void *, cudnnTensorDescriptor_t, const void *, cudnnFilterDescriptor_t, const void *,
+    cudnnConvolutionDescriptor_t, int, void *, size_t, const void *, cudnnTensorDescriptor_t, void *));
+FN(cudnnStatus_t, cudnnConvolutionBackwardData,
+   (cudnnHandle_t, const void *, cudnnFilterDescriptor_t, const void *, cudnnTensorDescriptor_t, const void *,
+    cudnnConvolutionDescriptor_t, int, void *, size_t, const void *, cudnnTensorDescriptor_t, void *));
+FN(cudnnStatus_t, cudnnConvolutionBackwardFilter,
+   (cudnnHandle_t, const void *, cudnnTensorDescriptor_t, const void *, cudnnTensorDescriptor_t, const void *,
+    cudnnConvolutionDescriptor_t, int, void *, size_t, const void *, cudnnFilterDescriptor_t, void *));
+#undef FN
+
+typedef struct { const char *name; void **slot; } symbol;
+#define SYM(name) { #name, (void **)&p_##name }
+
+static const symbol driver_symbols[] = {
+    SYM(cuGetErrorString), SYM(cuInit), SYM(cuDriverGetVersion), SYM(cuDeviceGetCount), SYM(cuDeviceGet),
+    SYM(cuDeviceGetName), SYM(cuDeviceGetAttribute), SYM(cuDeviceTotalMem_v2), SYM(cuDevicePrimaryCtxRetain),
+    SYM(cuCtxSetCurrent), SYM(cuMemGetInfo_v2), SYM(cuMemAlloc_v2), SYM(cuMemFree_v2), SYM(cuMemAllocHost_v2),
+    SYM(cuMemFreeHost), SYM(cuMemcpyHtoDAsync_v2), SYM(cuMemcpyDtoHAsync_v2), SYM(cuMemcpyDtoDAsync_v2),
+    SYM(cuMemsetD32Async), SYM(cuStreamCreate), SYM(cuStreamSynchronize), SYM(cuModuleLoadData),
+    SYM(cuModuleGetFunction), SYM(cuLaunchKernel),
+};
+static const symbol nvrtc_symbols[] = {
+    SYM(nvrtcGetErrorString), SYM(nvrtcVersion), SYM(nvrtcCreateProgram), SYM(nvrtcCompileProgram),
+    SYM(nvrtcGetProgramLogSize), SYM(nvrtcGetProgramLog), SYM(nvrtcGetCUBINSize), SYM(nvrtcGetCUBIN),
+    SYM(nvrtcDestroyProgram),
+};
+static const symbol cudnn_symbols[] = {
+    SYM(cudnnGetVersion), SYM(cudnnGetErrorString), SYM(cudnnCreate), SYM(cudnnSetStream),
+    SYM(cudnnCreateTensorDescriptor), SYM(cudnnSetTensorNdDescriptor), SYM(cudnnDestroyTensorDescriptor),
+    SYM(cudnnCreateFilterDescriptor), SYM(cudnnSetFilterNdDescriptor), SYM(cudnnDestroyFilterDescriptor),
+    SYM(cudnnCreateConvolutionDescriptor), SYM(cudnnSetConvolutionNdDescriptor), SYM(cudnnSetConvolutionMathType),
+    SYM(cudnnDestroyConvolutionDescriptor), SYM(cudnnFindConvolutionForwardAlgorithmEx),
+    SYM(cudnnFindConvolutionBackwardDataAlgorithmEx), SYM(cudnnFindConvolutionBackwardFilterAlgorithmEx),
+    SYM(cudnnConvolutionForward), SYM(cudnnConvolutionBackwardData), SYM(cudnnConvolutionBackwardFilter),
+    SYM(cudnnGetConvolutionForwardAlgorithm_v7), SYM(cudnnGetConvolutionBackwardDataAlgorithm_v7),
+    SYM(cudnnGetConvolutionBackwardFilterAlgorithm_v7),
+};
+#undef SYM
+
+static void *handles[3];
+static char resolved[3][4096];
+
+int ifcn_cuda_open(int library, const char *path, char *msg, int msg_len) {
+    const symbol *table;
+    size_t n;
+    switch (library) {
+    case 0: table = driver_symbols; n = sizeof driver_symbols / sizeof *table; break;
+    case 1: table = cudnn_symbols; n = sizeof cudnn_symbols / sizeof *table; break;
+    case 2: table = nvrtc_symbols; n = sizeof nvrtc_symbols / sizeof *table; break;
+    default: snprintf(msg, msg_len, "unknown library %d", library); return -1;
+    }
+    if (handles[library]) return 0;
+    void *h = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
+    if (!h) {
+        const char *e = dlerror();
+        snprintf(msg, msg_len, "%s", e ? e : "dlopen failed");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        void *f = dlsym(h, table[i].name);
+        if (!f) {
+            snprintf(msg, msg_len, "%s has no symbol %s", path, table[i].name);
+            for (size_t j = 0; j < i; j++) *table[j].slot = NULL;
+            dlclose(h);
+            return -1;
+        }
+        *table[i].slot = f;
+    }
+    Dl_info info;
+    if (dladdr(*table[0].slot, &info) && info.dli_fname) snprintf(resolved[library], sizeof resolved[library], "%s", info.dli_fname);
+    else snprintf(resolved[library], sizeof resolved[library], "%s", path);
+    handles[library] = h;
+    return 0;
+}
+
+int ifcn_cuda_is_open(int library) { return library >= 0 && library < 3 && handles[library] != NULL; }
+
+void ifcn_cuda_resolved_path(int library, char *out, int len) {
+    snprintf(out, len, "%s", ifcn_cuda_is_open(library) ? resolved[library] : "");
+}
+
+void ifcn_cuda_free(void *pointer) { free(pointer); }
+
+// ---- driver ----
+#define NEED(lib) do { if (!handles[lib]) return -1; } while (0)
+
+const char *ifcn_cu_error_string(int code) {
+    const char *s = NULL;
+    if (code == -1) return "library not loaded";
+    if (p_cuGetErrorString && p_cuGetErrorString(code, &s) == 0 && s) return s;
+    return "unknown CUDA error";
+}
+int ifcn_cu_init(void) { NEED(0); return p_cuInit(0); }
+int ifcn_cu_driver_version(int *v) { NEED(0); return p_cuDriverGetVersion(v); }
+int ifcn_cu_device_count(int *c) { NEED(0); return p_cuDeviceGetCount(c); }
+int ifcn_cu_device_name(int ordinal, char *name, int len) {
+    NEED(0);
+    CUdevice d;
+    int r = p_cuDeviceGet(&d, ordinal);
+    return r ? r : p_cuDeviceGetName(name, len, d);
+}
+int ifcn_cu_device_attribute(int attribute, int ordinal, int *value) {
+    NEED(0);
+    CUdevice d;
+    int r = p_cuDeviceGet(&d, ordinal);
+    return r ? r : p_cuDeviceGetAttribute(value, attribute, d);
+}
+int ifcn_cu_device_total_mem(int ordinal, size_t *bytes) {
+    NEED(0);
+    CUdevice d;
+    int r = p_cuDeviceGet(&d, ordinal);
+    return r ? r : p_cuDeviceTotalMem_v2(bytes, d);
+}
+static __thread void *bound_context;
+int ifcn_cu_primary_context(int ordinal, void **context) {
+    NEED(0);
+    CUdevice d;
+    int r = p_cuDeviceGet(&d, ordinal);
+    if (r) return r;
+    if ((r = p_cuDevicePrimaryCtxRetain(context, d))) return r;
+    return ifcn_cu_bind(*context);
+}
+int ifcn_cu_bind(void *context) {
+    NEED(0);
+    if (bound_context == context) return 0;
+    int r = p_cuCtxSetCurrent(context);
+    if (!r) bound_context = context;
+    return r;
+}
+int ifcn_cu_mem_get_info(size_t *f, size_t *t) { NEED(0); return p_cuMemGetInfo_v2(f, t); }
+int ifcn_cu_mem_alloc(ifcn_devptr *p, size_t bytes) { NEED(0); return p_cuMemAlloc_v2(p, bytes); }
+int ifcn_cu_mem_free(ifcn_devptr p) { NEED(0); return p_cuMemFree_v2(p); }
+int ifcn_cu_mem_alloc_host(void **p, size_t bytes) { NEED(0); return p_cuMemAllocHost_v2(p, bytes); }
+int ifcn_cu_mem_free_host(void *p) { NEED(0); return p_cuMemFreeHost(p); }
+int ifcn_cu_memcpy_htod(ifcn_devptr dst, const void *src, size_t bytes, void *stream) {
+    NEED(0); return p_cuMemcpyHtoDAsync_v2(dst, src, bytes, stream);
+}
+int ifcn_cu_memcpy_dtoh(void *dst, ifcn_devptr src, size_t bytes, void *stream) {
+    NEED(0); return p_cuMemcpyDtoHAsync_v2(dst, src, bytes, stream);
+}
+int ifcn_cu_memcpy_dtod(ifcn_devptr dst, ifcn_devptr src, size_t bytes, void *stream) {
+    NEED(0); return p_cuMemcpyDtoDAsync_v2(dst, src, bytes, stream);
+}
+int ifcn_cu_memset_d32(ifcn_devptr dst, uint32_t value, size_t count, void *stream) {
+    NEED(0); return p_cuMemsetD32Async(dst, value, count, stream);
+}
+int ifcn_cu_stream_create(void **stream) { NEED(0); return p_cuStreamCreate(stream, 0); }
+int ifcn_cu_stream_synchronize(void *stream) { NEED(0); return p_cuStreamSynchronize(stream); }
+int ifcn_cu_module_load_data(void **module, const void *image) { NEED(0); return p_cuModuleLoadData(module, image); }
+int ifcn_cu_module_get_function(void **function, void *module, const char *name) {
+    NEED(0); return p_cuModuleGetFunction(function, module, name);
+}
+int ifcn_cu_launch(void *function, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                   unsigned shared_bytes, void *stream, void **params) {
+    NEED(0); return p_cuLaunchKernel(function, gx, gy, gz, bx, by, bz, shared_bytes, stream, params, NULL);
+}
+
+// ---- NVRTC ----
+const char *ifcn_nvrtc_error_string(int code) {
+    if (code == -1) return "NVRTC not loaded";
+    return p_nvrtcGetErrorString ? p_nvrtcGetErrorString(code) : "unknown NVRTC error";
+}
+int ifcn_nvrtc_version(int *major, int *minor) { NEED(2); return p_nvrtcVersion(major, minor); }
+int ifcn_nvrtc_compile(const char *source, const char *name, const char *const *options, int option_count,
+                       void **cubin, size_t *cubin_size, char **log) {
+    *cubin = NULL; *cubin_size = 0; *log = NULL;
+    NEED(2);
+    nvrtcProgram prog;
+    int r = p_nvrtcCreateProgram(&prog, source, name, 0, NULL, NULL);
+    if (r) return r;
+    int compiled = p_nvrtcCompileProgram(prog, option_count, options);
+    size_t log_size = 0;
+    if (p_nvrtcGetProgramLogSize(prog, &log_size) == 0 && (*log = calloc(log_size + 1, 1)) != NULL && log_size > 0)
+        p_nvrtcGetProgramLog(prog, *log);
+    if (compiled == 0) {
+        if ((r = p_nvrtcGetCUBINSize(prog, cubin_size)) == 0) {
+            *cubin = malloc(*cubin_size ? *cubin_size : 1);
+            r = *cubin ? p_nvrtcGetCUBIN(prog, *cubin) : 5;  // NVRTC_ERROR_OUT_OF_MEMORY-like
+        }
+    } else {
+        r = compiled;
+    }
+    p_nvrtcDestroyProgram(&prog);
+    return r;
+}
+
+// ---- cuDNN ----
+const char *ifcn_cudnn_error_string(int code) {
+    switch (code) {
+    case -1: return "cuDNN not loaded";
+    case IFCN_CUDNN_NO_ALGORITHM: return "no deterministic algorithm succeeded within the workspace limit";
+    case IFCN_CUDNN_BAD_DIRECTION: return "unknown convolution direction";
+    case IFCN_CUDNN_HOST_OUT_OF_MEMORY: return "out of host memory";
+    default: break;
+    }
+    return p_cudnnGetErrorString ? p_cudnnGetErrorString(code) : "unknown cuDNN error";
+}
+size_t ifcn_cudnn_version(void) { return p_cudnnGetVersion ? p_cudnnGetVersion() : 0; }
+int ifcn_cudnn_create(void **handle, void *stream) {
+    NEED(1);
+    int r = p_cudnnCreate(handle);
+    return r ? r : p_cudnnSetStream(*handle, stream);
+}
+
+struct ifcn_conv3 {
+    cudnnTensorDescriptor_t x, y;
+    cudnnFilterDescriptor_t w;
+    cudnnConvolutionDescriptor_t conv;
+    int algorithm[3];
+};
+
+static int set_tensor(cudnnTensorDescriptor_t t, int c, int d, int h, int w) {
+    int dims[5] = {1, c, d, h, w};
+    int strides[5] = {c * d * h * w, d * h * w, h * w, w, 1};
+    return p_cudnnSetTensorNdDescriptor(t, CUDNN_DATA_FLOAT, 5, dims, strides);
+}
+
+int ifcn_conv3_create(ifcn_conv3 **out, int cin, int cout, int d, int h, int w, int math) {
+    NEED(1);
+    ifcn_conv3 *c = calloc(1, sizeof *c);
+    if (!c) return IFCN_CUDNN_HOST_OUT_OF_MEMORY;
+    c->algorithm[0] = c->algorithm[1] = c->algorithm[2] = -1;
+    int r;
+    int fdims[5] = {cout, cin, 3, 3, 3};
+    int pad[3] = {1, 1, 1}, stride[3] = {1, 1, 1}, dilation[3] = {1, 1, 1};
+    if ((r = p_cudnnCreateTensorDescriptor(&c->x)) || (r = p_cudnnCreateTensorDescriptor(&c->y)) ||
+        (r = p_cudnnCreateFilterDescriptor(&c->w)) || (r = p_cudnnCreateConvolutionDescriptor(&c->conv)) ||
+        (r = set_tensor(c->x, cin, d, h, w)) || (r = set_tensor(c->y, cout, d, h, w)) ||
+        (r = p_cudnnSetFilterNdDescriptor(c->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, 5, fdims)) ||
+        (r = p_cudnnSetConvolutionNdDescriptor(c->conv, 3, pad, stride, dilation, CUDNN_CROSS_CORRELATION,
+                                               CUDNN_DATA_FLOAT)) ||
+        (r = p_cudnnSetConvolutionMathType(c->conv, math ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH))) {
+        ifcn_conv3_destroy(c);
+        return r;
+    }
+    *out = c;
+    return 0;
+}
+
+void ifcn_conv3_destroy(ifcn_conv3 *c) {
+    if (!c) return;
+    if (c->x) p_cudnnDestroyTensorDescriptor(c->x);
+    if (c->y) p_cudnnDestroyTensorDescriptor(c->y);
+    if (c->w) p_cudnnDestroyFilterDescriptor(c->w);
+    if (c->conv) p_cudnnDestroyConvolutionDescriptor(c->conv);
+    free(c);
+}
+
+// Results come ranked (by measured time, or by the heuristic): the first deterministic success that fits.
+static int pick(ifcn_conv3 *c, int direction, const ifcn_algo_perf *perf, int count, size_t ws_bytes,
+                int *algorithm, size_t *needed, float *ms) {
+    for (int i = 0; i < count; i++) {
+        if (perf[i].status == 0 && perf[i].determinism == CUDNN_DETERMINISTIC && perf[i].memory <= ws_bytes) {
+            c->algorithm[direction] = perf[i].algo;
+            *algorithm = perf[i].algo;
+            *needed = perf[i].memory;
+            *ms = perf[i].time;
+            return 0;
+        }
+    }
+    return IFCN_CUDNN_NO_ALGORITHM;
+}
+
+int ifcn_conv3_find(void *handle, ifcn_conv3 *c, int direction, ifcn_devptr x, ifcn_devptr w, ifcn_devptr y,
+                    ifcn_devptr ws, size_t ws_bytes, int *algorithm, size_t *needed, float *ms) {
+    NEED(1);
+    ifcn_algo_perf perf[IFCN_MAX_ALGOS];
+    memset(perf, 0, sizeof perf);
+    int count = 0, r;
+    void *X = (void *)(uintptr_t)x, *W = (void *)(uintptr_t)w, *Y = (void *)(uintptr_t)y, *WS = (void *)(uintptr_t)ws;
+    // Direction 0 writes y from (x, w); 1 writes x (dx) from (y (dy), w); 2 writes w (dw) from (x, y (dy)).
+    switch (direction) {
+    case 0: r = p_cudnnFindConvolutionForwardAlgorithmEx(handle, c->x, X, c->w, W, c->conv, c->y, Y, IFCN_MAX_ALGOS,
+                                                         &count, perf, WS, ws_bytes); break;
+    case 1: r = p_cudnnFindConvolutionBackwardDataAlgorithmEx(handle, c->w, W, c->y, Y, c->conv, c->x, X,
+                                                              IFCN_MAX_ALGOS, &count, perf, WS, ws_bytes); break;
+    case 2: r = p_cudnnFindConvolutionBackwardFilterAlgorithmEx(handle, c->x, X, c->y, Y, c->conv, c->w, W,
+                                                                IFCN_MAX_ALGOS, &count, perf, WS, ws_bytes); break;
+    default: return IFCN_CUDNN_BAD_DIRECTION;
+    }
+    if (r) return r;
+    return pick(c, direction, perf, count, ws_bytes, algorithm, needed, ms);
+}
+
+int ifcn_conv3_heuristic(void *handle, ifcn_conv3 *c, int direction, size_t ws_bytes, int *algorithm,
+                         size_t *needed) {
+    NEED(1);
+    ifcn_algo_perf perf[IFCN_MAX_ALGOS];
+    memset(perf, 0, sizeof perf);
+    int count = 0, r;
+    switch (direction) {
+    case 0: r = p_cudnnGetConvolutionForwardAlgorithm_v7(handle, c->x, c->w, c->conv, c->y, IFCN_MAX_ALGOS, &count, perf); break;
+    case 1: r = p_cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, c->w, c->y, c->conv, c->x, IFCN_MAX_ALGOS, &count, perf); break;
+    case 2: r = p_cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, c->x, c->y, c->conv, c->w, IFCN_MAX_ALGOS, &count, perf); break;
+    default: return IFCN_CUDNN_BAD_DIRECTION;
+    }
+    if (r) return r;
+    float ms = 0;
+    return pick(c, direction, perf, count, ws_bytes, algorithm, needed, &ms);
+}
+
+int ifcn_conv3_algorithm(const ifcn_conv3 *c, int direction) {
+    return direction >= 0 && direction < 3 ? c->algorithm[direction] : -1;
+}
+
+void ifcn_conv3_set_algorithm(ifcn_conv3 *c, int direction, int algorithm) {
+    if (direction >= 0 && direction < 3) c->algorithm[direction] = algorithm;
+}
+
+int ifcn_conv3_forward(void *handle, ifcn_conv3 *c, ifcn_devptr x, ifcn_devptr w, float beta, ifcn_devptr y,
+                       ifcn_devptr ws, size_t ws_bytes) {
+    NEED(1);
+    const float alpha = 1;
+    return p_cudnnConvolutionForward(handle, &alpha, c->x, (void *)(uintptr_t)x, c->w, (void *)(uintptr_t)w, c->conv,
+                                     c->algorithm[0], (void *)(uintptr_t)ws, ws_bytes, &beta, c->y,
+                                     (void *)(uintptr_t)y);
+}
+
+int ifcn_conv3_backward_data(void *handle, ifcn_conv3 *c, ifcn_devptr dy, ifcn_devptr w, float beta, ifcn_devptr dx,
+                             ifcn_devptr ws, size_t ws_bytes) {
+    NEED(1);
+    const float alpha = 1;
+    return p_cudnnConvolutionBackwardData(handle, &alpha, c->w, (void *)(uintptr_t)w, c->y, (void *)(uintptr_t)dy,
+                                          c->conv, c->algorithm[1], (void *)(uintptr_t)ws, ws_bytes, &beta, c->x,
+                                          (void *)(uintptr_t)dx);
+}
+
+int ifcn_conv3_backward_filter(void *handle, ifcn_conv3 *c, ifcn_devptr x, ifcn_devptr dy, float beta, ifcn_devptr dw,
+                               ifcn_devptr ws, size_t ws_bytes) {
+    NEED(1);
+    const float alpha = 1;
+    return p_cudnnConvolutionBackwardFilter(handle, &alpha, c->x, (void *)(uintptr_t)x, c->y, (void *)(uintptr_t)dy,
+                                            c->conv, c->algorithm[2], (void *)(uintptr_t)ws, ws_bytes, &beta, c->w,
+                                            (void *)(uintptr_t)dw);
+}
+
+int ifcn_cuda_declared_constant(const char *name, long long *value) {
+    static const struct { const char *name; long long value; } table[] = {
+        {"CUDNN_DATA_FLOAT", CUDNN_DATA_FLOAT},
+        {"CUDNN_TENSOR_NCHW", CUDNN_TENSOR_NCHW},
+        {"CUDNN_CROSS_CORRELATION", CUDNN_CROSS_CORRELATION},
+        {"CUDNN_DEFAULT_MATH", CUDNN_DEFAULT_MATH},
+        {"CUDNN_FMA_MATH", CUDNN_FMA_MATH},
+        {"CUDNN_DETERMINISTIC", CUDNN_DETERMINISTIC},
+        {"sizeof(cudnnConvolutionFwdAlgoPerf_t)", (long long)sizeof(ifcn_algo_perf)},
+        {"offsetof(cudnnConvolutionFwdAlgoPerf_t, memory)", (long long)offsetof(ifcn_algo_perf, memory)},
+        {"offsetof(cudnnConvolutionFwdAlgoPerf_t, determinism)", (long long)offsetof(ifcn_algo_perf, determinism)},
+    };
+    for (size_t i = 0; i < sizeof table / sizeof *table; i++) {
+        if (strcmp(table[i].name, name) == 0) { *value = table[i].value; return 0; }
+    }
+    return -1;
+}

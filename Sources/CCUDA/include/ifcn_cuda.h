@@ -1,0 +1,102 @@
+// Run-time binding to the NVIDIA libraries ifcn uses: the CUDA driver (libcuda.so.1), cuDNN 9
+// (libcudnn.so.9) and NVRTC (libnvrtc.so.13 / .12). Nothing here needs CUDA headers or the toolkit
+// at build time: the few prototypes and constants are declared in ifcn_cuda.c, the libraries are
+// dlopen'ed when a CUDA backend is asked for, and every call returns the library's status code.
+#ifndef IFCN_CUDA_H
+#define IFCN_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef unsigned long long ifcn_devptr;
+
+// Libraries: 0 the CUDA driver, 1 cuDNN, 2 NVRTC.
+// dlopen's `path` (a file or a plain SONAME) and resolves every symbol ifcn needs from it.
+// 0 on success; otherwise writes the reason to msg and leaves that library unloaded.
+int ifcn_cuda_open(int library, const char *path, char *msg, int msg_len);
+int ifcn_cuda_is_open(int library);
+// Absolute path the loader resolved for a library that is open ("" if not).
+void ifcn_cuda_resolved_path(int library, char *out, int len);
+
+// ---- driver API (CUresult codes; 0 = CUDA_SUCCESS) ----
+const char *ifcn_cu_error_string(int code);
+int ifcn_cu_init(void);
+int ifcn_cu_driver_version(int *version);
+int ifcn_cu_device_count(int *count);
+int ifcn_cu_device_name(int ordinal, char *name, int len);
+int ifcn_cu_device_attribute(int attribute, int ordinal, int *value);
+int ifcn_cu_device_total_mem(int ordinal, size_t *bytes);
+// Retains the device's primary context and makes it current on the calling thread.
+int ifcn_cu_primary_context(int ordinal, void **context);
+// Makes `context` current on the calling thread (cached per thread: cheap to call often).
+int ifcn_cu_bind(void *context);
+int ifcn_cu_mem_get_info(size_t *free_bytes, size_t *total_bytes);
+int ifcn_cu_mem_alloc(ifcn_devptr *pointer, size_t bytes);
+int ifcn_cu_mem_free(ifcn_devptr pointer);
+int ifcn_cu_mem_alloc_host(void **pointer, size_t bytes);
+int ifcn_cu_mem_free_host(void *pointer);
+int ifcn_cu_memcpy_htod(ifcn_devptr dst, const void *src, size_t bytes, void *stream);
+int ifcn_cu_memcpy_dtoh(void *dst, ifcn_devptr src, size_t bytes, void *stream);
+int ifcn_cu_memcpy_dtod(ifcn_devptr dst, ifcn_devptr src, size_t bytes, void *stream);
+int ifcn_cu_memset_d32(ifcn_devptr dst, uint32_t value, size_t count, void *stream);
+int ifcn_cu_stream_create(void **stream);
+int ifcn_cu_stream_synchronize(void *stream);
+int ifcn_cu_module_load_data(void **module, const void *image);
+int ifcn_cu_module_get_function(void **function, void *module, const char *name);
+int ifcn_cu_launch(void *function, unsigned grid_x, unsigned grid_y, unsigned grid_z,
+                   unsigned block_x, unsigned block_y, unsigned block_z,
+                   unsigned shared_bytes, void *stream, void **params);
+
+// ---- NVRTC (nvrtcResult codes; 0 = NVRTC_SUCCESS) ----
+const char *ifcn_nvrtc_error_string(int code);
+int ifcn_nvrtc_version(int *major, int *minor);
+// Compiles `source` to a cubin. On return *cubin (malloc'ed, may be NULL on error) and *log
+// (malloc'ed, NUL-terminated, possibly empty) belong to the caller: free them with ifcn_cuda_free.
+int ifcn_nvrtc_compile(const char *source, const char *name, const char *const *options, int option_count,
+                       void **cubin, size_t *cubin_size, char **log);
+void ifcn_cuda_free(void *pointer);
+
+// ---- cuDNN (cudnnStatus_t codes; 0 = CUDNN_STATUS_SUCCESS; ifcn's own failures are negative) ----
+#define IFCN_CUDNN_NO_ALGORITHM (-2)
+#define IFCN_CUDNN_BAD_DIRECTION (-3)
+#define IFCN_CUDNN_HOST_OUT_OF_MEMORY (-4)
+const char *ifcn_cudnn_error_string(int code);
+size_t ifcn_cudnn_version(void);
+int ifcn_cudnn_create(void **handle, void *stream);
+
+// A 3x3x3 convolution, padding 1, stride 1, float32 tensors [1, C, D, H, W] and filters
+// [cout, cin, 3, 3, 3], with its descriptors and the algorithms chosen for it.
+typedef struct ifcn_conv3 ifcn_conv3;
+// math: 0 = float32 FMA only, 1 = TF32 tensor cores allowed.
+int ifcn_conv3_create(ifcn_conv3 **conv, int cin, int cout, int d, int h, int w, int math);
+void ifcn_conv3_destroy(ifcn_conv3 *conv);
+// Benchmarks the algorithms of one direction with cudnnFind...Ex on the given buffers (outputs
+// are scratch: they are overwritten) and keeps the fastest deterministic one whose workspace fits
+// `workspace_bytes` (IFCN_CUDNN_NO_ALGORITHM when none does). direction: 0 forward, 1 backward
+// data, 2 backward filter.
+// Reports the algorithm, its workspace need and its time in ms.
+int ifcn_conv3_find(void *handle, ifcn_conv3 *conv, int direction,
+                    ifcn_devptr x, ifcn_devptr w, ifcn_devptr y,
+                    ifcn_devptr workspace, size_t workspace_bytes,
+                    int *algorithm, size_t *needed_bytes, float *milliseconds);
+// The same choice from cuDNN's heuristics (no benchmark), for shapes where Find...Ex fails.
+int ifcn_conv3_heuristic(void *handle, ifcn_conv3 *conv, int direction, size_t workspace_bytes,
+                         int *algorithm, size_t *needed_bytes);
+// y = conv(x, w) + beta * y
+int ifcn_conv3_forward(void *handle, ifcn_conv3 *conv, ifcn_devptr x, ifcn_devptr w, float beta, ifcn_devptr y,
+                       ifcn_devptr workspace, size_t workspace_bytes);
+// dx = conv^T(dy, w) + beta * dx
+int ifcn_conv3_backward_data(void *handle, ifcn_conv3 *conv, ifcn_devptr dy, ifcn_devptr w, float beta,
+                             ifcn_devptr dx, ifcn_devptr workspace, size_t workspace_bytes);
+// dw = corr(x, dy) + beta * dw
+int ifcn_conv3_backward_filter(void *handle, ifcn_conv3 *conv, ifcn_devptr x, ifcn_devptr dy, float beta,
+                               ifcn_devptr dw, ifcn_devptr workspace, size_t workspace_bytes);
+// The algorithm chosen per direction (-1 before ifcn_conv3_find); set overrides it (a cached choice).
+int ifcn_conv3_algorithm(const ifcn_conv3 *conv, int direction);
+void ifcn_conv3_set_algorithm(ifcn_conv3 *conv, int direction, int algorithm);
+
+// The value this shim declares for an NVIDIA constant, by its name in NVIDIA's headers (for the
+// test that checks them against the headers); 0 if known, -1 if not.
+int ifcn_cuda_declared_constant(const char *name, long long *value);
+
+#endif

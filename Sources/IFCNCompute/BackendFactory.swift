@@ -1,0 +1,72 @@
+import Foundation
+
+/// Which compute backend a command runs on.
+public enum BackendKind: String, CaseIterable, Sendable {
+    /// CUDA when a GPU and the NVIDIA libraries load, otherwise the CPU (saying why).
+    case auto
+    case cpu
+    case cuda
+}
+
+/// The one place that builds a compute backend.
+public enum Backends {
+    /// The rank's index among the ranks of its node (Open MPI, Slurm, torchrun conventions), 0 alone.
+    public static var localRank: Int {
+        let env = ProcessInfo.processInfo.environment
+        for key in ["OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID", "LOCAL_RANK"] {
+            if let v = env[key].flatMap(Int.init) { return v }
+        }
+        return 0
+    }
+
+    /// `kind` from the command line, else `IFCN_BACKEND`, else auto.
+    public static func resolve(_ kind: BackendKind?) throws -> BackendKind {
+        if let kind { return kind }
+        guard let env = ProcessInfo.processInfo.environment["IFCN_BACKEND"], !env.isEmpty else { return .auto }
+        guard let k = BackendKind(rawValue: env) else {
+            throw CUDAError("IFCN_BACKEND='\(env)' is not one of \(BackendKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return k
+    }
+
+    /// Builds the backend. CPU: `threads` compute threads (default all cores). CUDA: the GPU of
+    /// index `localRank` modulo the GPUs visible (`CUDA_VISIBLE_DEVICES` is honoured by the driver),
+    /// with `gpuMath` for the convolutions. `note` receives one line when auto falls back to the CPU.
+    public static func make(_ kind: BackendKind, threads: Int? = nil, localRank: Int = Backends.localRank,
+                            gpuMath: GPUMath = .fp32, note: (String) -> Void = { _ in }) throws -> any ComputeBackend {
+        switch kind {
+        case .cpu:
+            return cpu(threads: threads)
+        case .cuda:
+            return try CUDABackend(deviceOrdinal: localRank, math: gpuMath)
+        case .auto:
+            let inventory = CUDAInventory.probe()
+            if inventory.usable {
+                return try CUDABackend(deviceOrdinal: localRank, math: gpuMath)
+            }
+            note("backend: cpu (CUDA not usable: \(inventory.problems.first ?? "no GPU"))")
+            return cpu(threads: threads)
+        }
+    }
+
+    /// The CPU backend (it cannot fail): `threads` compute threads, default all cores.
+    public static func cpu(threads: Int? = nil) -> CPUBackend { CPUBackend(threads: threads) }
+}
+
+extension Backends {
+    /// CPU threads per rank: `IFCN_THREADS`, else the node's cores shared among its ranks.
+    public static func defaultThreads(ranksOnNode: Int) -> Int {
+        if let t = ProcessInfo.processInfo.environment["IFCN_THREADS"].flatMap(Int.init), t >= 1 { return t }
+        return max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, ranksOnNode))
+    }
+
+    /// One line naming the backend and its device.
+    public static func describe(_ backend: any ComputeBackend) -> String {
+        if let cuda = backend as? CUDABackend {
+            let d = cuda.device
+            return String(format: "backend cuda on GPU %d: %@ (%@, %.0f GiB), %@ convolutions", d.ordinal, d.name,
+                          d.architecture, Double(d.memoryBytes) / 1_073_741_824, cuda.math.rawValue)
+        }
+        return "backend \(backend.name), \(backend.threads) thread(s)"
+    }
+}

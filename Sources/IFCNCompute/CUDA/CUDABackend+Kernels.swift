@@ -1,0 +1,305 @@
+import Foundation
+
+// The CUDA backend's own kernels (CUDAKernels.swift): everything but the 3x3x3 convolutions.
+// Every launch is asynchronous on the backend's stream; the only host copies are the loss's two sums
+// and the three overlap counts.
+//
+// Reductions over voxels run on a grid that depends only on the sizes (kernelReductionParts), each
+// block reducing a fixed range in double with a fixed tree, and the partials are summed by a second
+// kernel with a fixed tree: the same inputs give bit-identical results on every run.
+
+extension CUDABackend {
+    // MARK: - Launch geometry
+
+    /// Blocks for a grid-stride loop over `n` items (at least one, at most 65535).
+    fileprivate func kernelBlocks(_ n: Int) -> Int {
+        max(1, min((n + CUDAKernelSource.blockSize - 1) / CUDAKernelSource.blockSize, 65535))
+    }
+
+    /// Blocks per row of a reduction over `voxels` items in each of `rows` rows: at least 16 items
+    /// per thread, about 4096 blocks in all, at most 1024 per row. A function of the sizes only.
+    fileprivate func kernelReductionParts(_ voxels: Int, rows: Int) -> Int {
+        let byWork = (voxels + 4095) / 4096
+        let byGrid = max(1, 4096 / max(rows, 1))
+        return max(1, min(byWork, byGrid, 1024))
+    }
+
+    fileprivate func kernelArg(_ t: TensorRef) -> KernelArg { .pointer(pointer(t)) }
+
+    fileprivate func kernelFlag(_ b: Bool) -> KernelArg { .int32(b ? 1 : 0) }
+
+    /// One launch over (x: blocks, y: rows) with the backend's block size.
+    fileprivate func launchRows(_ kernel: CUDAKernel, blocks: Int, rows: Int, _ args: [KernelArg]) {
+        precondition(rows <= 65535, "\(kernel.rawValue): \(rows) rows exceed the grid's y limit")
+        launch(kernel, grid: blocks, gridY: rows, block: CUDAKernelSource.blockSize, args)
+    }
+
+    fileprivate func launch1D(_ kernel: CUDAKernel, blocks: Int, _ args: [KernelArg]) {
+        launch(kernel, grid: blocks, block: CUDAKernelSource.blockSize, args)
+    }
+
+    /// Byte offsets of consecutive regions of a workspace, each aligned to 256 bytes.
+    fileprivate func kernelLayout(_ sizes: [Int]) -> (offsets: [Int], total: Int) {
+        var offsets: [Int] = [], total = 0
+        for s in sizes {
+            offsets.append(total)
+            total += (max(s, 1) + 255) / 256 * 256
+        }
+        return (offsets, total)
+    }
+
+    // MARK: - Element-wise
+
+    public func reluForward(_ tensor: TensorRef) {
+        let n = tensor.count
+        guard n > 0 else { return }
+        launch1D(.reluForward, blocks: kernelBlocks(n), [kernelArg(tensor), .int64(Int64(n))])
+    }
+
+    public func reluBackward(output: TensorRef, grad: TensorRef) {
+        let n = grad.count
+        guard n > 0 else { return }
+        launch1D(.reluBackward, blocks: kernelBlocks(n), [kernelArg(output), kernelArg(grad), .int64(Int64(n))])
+    }
+
+    public func sigmoidForward(input: TensorRef, output: TensorRef) {
+        let n = input.count
+        guard n > 0 else { return }
+        launch1D(.sigmoidForward, blocks: kernelBlocks(n), [kernelArg(input), kernelArg(output), .int64(Int64(n))])
+    }
+
+    public func scale(_ tensor: TensorRef, by factor: Float) {
+        let n = tensor.count
+        guard n > 0 else { return }
+        launch1D(.scale, blocks: kernelBlocks(n), [kernelArg(tensor), .float(factor), .int64(Int64(n))])
+    }
+
+    public func adamStep(parameters: TensorRef, gradients: TensorRef, firstMoment: TensorRef, secondMoment: TensorRef,
+                         learningRate: Float, beta1: Float, beta2: Float, epsilon: Float, step: Int) {
+        let n = parameters.count
+        guard n > 0 else { return }
+        // As CPUBackend.adamStep: bias corrections in double on the host, rounded to float.
+        let bc1 = 1 - pow(Double(beta1), Double(step))
+        let bc2 = 1 - pow(Double(beta2), Double(step))
+        let stepSize = Float(Double(learningRate) / bc1)
+        let bc2Sqrt = Float(bc2.squareRoot())
+        launch1D(.adamStep, blocks: kernelBlocks(n),
+                 [kernelArg(parameters), kernelArg(gradients), kernelArg(firstMoment), kernelArg(secondMoment),
+                  .float(stepSize), .float(beta1), .float(beta2), .float(bc2Sqrt), .float(epsilon), .int64(Int64(n))])
+    }
+
+    // MARK: - Loss
+
+    public func weightedSegmentationLoss(prob: TensorRef, target: TensorRef, weight: TensorRef, lambda: Float,
+                                         gradLogit: TensorRef) -> (falsePositive: Double, falseNegative: Double) {
+        let n = prob.count
+        guard n > 0 else { return (0, 0) }
+        let parts = kernelReductionParts(n, rows: 1)
+        let layout = kernelLayout([2 * 8, 2 * parts * 8])
+        let base = workspace(.loss, bytes: layout.total)
+        let out = base + UInt64(layout.offsets[0]), partial = base + UInt64(layout.offsets[1])
+        launch1D(.segLossPartial, blocks: parts,
+                 [kernelArg(prob), kernelArg(target), kernelArg(weight), .float(lambda), kernelArg(gradLogit),
+                  .pointer(partial), .int64(Int64(n)), .int32(Int32(parts))])
+        launch1D(.segLossFinalize, blocks: 1, [.pointer(partial), .pointer(out), .int32(Int32(parts))])
+        let sums = readDoubles(out, count: 2)
+        return (Double(lambda) * sums[0], sums[1])
+    }
+
+    public func overlapCounts(prob: TensorRef, target: TensorRef) -> (predicted: Int, reference: Int, intersection: Int) {
+        precondition(prob.count == target.count, "overlap of unequal sizes")
+        let n = prob.count
+        guard n > 0 else { return (0, 0, 0) }
+        let parts = kernelReductionParts(n, rows: 1)
+        let layout = kernelLayout([3 * 8, 3 * parts * 8])
+        let base = workspace(.loss, bytes: layout.total)
+        let out = base + UInt64(layout.offsets[0]), partial = base + UInt64(layout.offsets[1])
+        launch1D(.overlapPartial, blocks: parts,
+                 [kernelArg(prob), kernelArg(target), .pointer(partial), .int64(Int64(n)), .int32(Int32(parts))])
+        launch1D(.overlapFinalize, blocks: 1, [.pointer(partial), .pointer(out), .int32(Int32(parts))])
+        // Integer counts converted to double on the device: exact for any count below 2^53.
+        let counts = readDoubles(out, count: 3)
+        return (Int(counts[0]), Int(counts[1]), Int(counts[2]))
+    }
+
+    // MARK: - Batch norm
+
+    public func batchNormTrainForward(input: TensorRef, output: TensorRef, channels: Int, voxels: Int,
+                                      gamma: TensorRef, beta: TensorRef, runningMean: TensorRef, runningVar: TensorRef,
+                                      savedMean: TensorRef, savedInvStd: TensorRef,
+                                      momentum: Float, epsilon: Float, relu: Bool) {
+        guard channels > 0 else { return }
+        let parts = kernelReductionParts(voxels, rows: channels)
+        let layout = kernelLayout([channels * parts * 8, channels * 2 * 8, channels * 4, channels * 4])
+        let base = workspace(.reduction, bytes: layout.total)
+        let partial = base + UInt64(layout.offsets[0]), stats = base + UInt64(layout.offsets[1])
+        let scale = base + UInt64(layout.offsets[2]), shift = base + UInt64(layout.offsets[3])
+        let n = Int64(voxels), p = Int32(parts)
+        // Two passes in double: the mean, then the sum of squared deviations from it.
+        launchRows(.channelSumPartial, blocks: parts, rows: channels,
+                   [kernelArg(input), .pointer(partial), .int64(n), .int32(p)])
+        launch1D(.batchNormMeanFinalize, blocks: channels, [.pointer(partial), .pointer(stats), .int32(p), .int64(n)])
+        launchRows(.batchNormVarPartial, blocks: parts, rows: channels,
+                   [kernelArg(input), .pointer(stats), .pointer(partial), .int64(n), .int32(p)])
+        launch1D(.batchNormTrainFinalize, blocks: channels,
+                 [.pointer(partial), .pointer(stats), kernelArg(gamma), kernelArg(beta),
+                  kernelArg(runningMean), kernelArg(runningVar), kernelArg(savedMean), kernelArg(savedInvStd),
+                  .pointer(scale), .pointer(shift), .int32(p), .int64(n), .float(momentum), .float(epsilon)])
+        launchRows(.batchNormApply, blocks: kernelBlocks(voxels), rows: channels,
+                   [kernelArg(input), kernelArg(output), kernelArg(savedMean), .pointer(scale), .pointer(shift),
+                    .int64(n), kernelFlag(relu)])
+    }
+
+    public func batchNormEvalForward(input: TensorRef, output: TensorRef, channels: Int, voxels: Int,
+                                     gamma: TensorRef, beta: TensorRef, runningMean: TensorRef, runningVar: TensorRef,
+                                     epsilon: Float, relu: Bool) {
+        guard channels > 0 else { return }
+        let layout = kernelLayout([channels * 4, channels * 4, channels * 4])
+        let base = workspace(.reduction, bytes: layout.total)
+        let mean = base + UInt64(layout.offsets[0]), scale = base + UInt64(layout.offsets[1])
+        let shift = base + UInt64(layout.offsets[2])
+        launch1D(.batchNormEvalPrepare, blocks: (channels + CUDAKernelSource.blockSize - 1) / CUDAKernelSource.blockSize,
+                 [kernelArg(gamma), kernelArg(beta), kernelArg(runningMean), kernelArg(runningVar),
+                  .pointer(mean), .pointer(scale), .pointer(shift), .int32(Int32(channels)), .float(epsilon)])
+        launchRows(.batchNormApply, blocks: kernelBlocks(voxels), rows: channels,
+                   [kernelArg(input), kernelArg(output), .pointer(mean), .pointer(scale), .pointer(shift),
+                    .int64(Int64(voxels)), kernelFlag(relu)])
+    }
+
+    public func batchNormBackward(input: TensorRef, output: TensorRef, gradOutput: TensorRef, gradInput: TensorRef,
+                                  channels: Int, voxels: Int, gamma: TensorRef, savedMean: TensorRef,
+                                  savedInvStd: TensorRef, gradGamma: TensorRef, gradBeta: TensorRef,
+                                  relu: Bool, accumulate: Bool) {
+        guard channels > 0 else { return }
+        let parts = kernelReductionParts(voxels, rows: channels)
+        let layout = kernelLayout([channels * parts * 2 * 8, channels * 2 * 8])
+        let base = workspace(.reduction, bytes: layout.total)
+        let partial = base + UInt64(layout.offsets[0]), sums = base + UInt64(layout.offsets[1])
+        let n = Int64(voxels), p = Int32(parts)
+        launchRows(.batchNormBackwardPartial, blocks: parts, rows: channels,
+                   [kernelArg(input), kernelArg(output), kernelArg(gradOutput), kernelArg(savedMean),
+                    kernelArg(savedInvStd), .pointer(partial), .int64(n), .int32(p), kernelFlag(relu)])
+        launch1D(.batchNormBackwardFinalize, blocks: channels,
+                 [.pointer(partial), kernelArg(gradGamma), kernelArg(gradBeta), .pointer(sums), .int32(p)])
+        launchRows(.batchNormBackwardApply, blocks: kernelBlocks(voxels), rows: channels,
+                   [kernelArg(input), kernelArg(output), kernelArg(gradOutput), kernelArg(gradInput),
+                    kernelArg(gamma), kernelArg(savedMean), kernelArg(savedInvStd), .pointer(sums),
+                    .int64(n), kernelFlag(relu), kernelFlag(accumulate)])
+    }
+
+    // MARK: - Pooling and upsampling
+
+    public func maxPool2Forward(input: TensorRef, output: TensorRef, channels: Int, extent e: Extent3) {
+        let outputs = channels * e.halved.voxels
+        guard outputs > 0 else { return }
+        launch1D(.maxPool2Forward, blocks: kernelBlocks(outputs),
+                 [kernelArg(input), kernelArg(output), .int64(Int64(outputs)),
+                  .int32(Int32(e.d)), .int32(Int32(e.h)), .int32(Int32(e.w))])
+    }
+
+    public func maxPool2Backward(input: TensorRef, output: TensorRef, gradOutput: TensorRef, gradInput: TensorRef,
+                                 channels: Int, extent e: Extent3, accumulate: Bool) {
+        let outputs = channels * e.halved.voxels
+        guard outputs > 0 else { return }
+        launch1D(.maxPool2Backward, blocks: kernelBlocks(outputs),
+                 [kernelArg(input), kernelArg(gradOutput), kernelArg(gradInput), .int64(Int64(outputs)),
+                  .int32(Int32(e.d)), .int32(Int32(e.h)), .int32(Int32(e.w)), kernelFlag(accumulate)])
+    }
+
+    public func upsample2Forward(input: TensorRef, output: TensorRef, channels: Int, extent e: Extent3) {
+        let outputs = channels * e.doubled.voxels
+        guard outputs > 0 else { return }
+        launch1D(.upsample2Forward, blocks: kernelBlocks(outputs),
+                 [kernelArg(input), kernelArg(output), .int64(Int64(outputs)),
+                  .int32(Int32(e.d)), .int32(Int32(e.h)), .int32(Int32(e.w))])
+    }
+
+    public func upsample2Backward(gradOutput: TensorRef, gradInput: TensorRef, channels: Int, extent e: Extent3,
+                                  accumulate: Bool) {
+        let inputs = channels * e.voxels
+        guard inputs > 0 else { return }
+        launch1D(.upsample2Backward, blocks: kernelBlocks(inputs),
+                 [kernelArg(gradOutput), kernelArg(gradInput), .int64(Int64(inputs)),
+                  .int32(Int32(e.d)), .int32(Int32(e.h)), .int32(Int32(e.w)), kernelFlag(accumulate)])
+    }
+
+    // MARK: - Global max pooling
+
+    public func globalMaxForward(input: TensorRef, output: TensorRef, channels: Int, voxels: Int) {
+        guard channels > 0 else { return }
+        let parts = kernelReductionParts(voxels, rows: channels)
+        let layout = kernelLayout([channels * parts * 4, channels * parts * 8])
+        let base = workspace(.reduction, bytes: layout.total)
+        let values = base + UInt64(layout.offsets[0]), indices = base + UInt64(layout.offsets[1])
+        launchRows(.globalMaxPartial, blocks: parts, rows: channels,
+                   [kernelArg(input), .pointer(values), .pointer(indices), .int64(Int64(voxels)), .int32(Int32(parts))])
+        launch1D(.globalMaxFinalize, blocks: channels,
+                 [.pointer(values), .pointer(indices), kernelArg(output), .int32(Int32(parts))])
+    }
+
+    public func globalMaxBackward(input: TensorRef, output: TensorRef, gradOutput: TensorRef, gradInput: TensorRef,
+                                  channels: Int, voxels: Int, accumulate: Bool) {
+        guard channels > 0, voxels > 0 else { return }
+        let parts = kernelReductionParts(voxels, rows: channels)
+        let layout = kernelLayout([channels * parts * 8, channels * 4])
+        let base = workspace(.reduction, bytes: layout.total)
+        let partial = base + UInt64(layout.offsets[0]), share = base + UInt64(layout.offsets[1])
+        let n = Int64(voxels), p = Int32(parts)
+        launchRows(.globalMaxCountPartial, blocks: parts, rows: channels,
+                   [kernelArg(input), kernelArg(output), .pointer(partial), .int64(n), .int32(p)])
+        launch1D(.globalMaxShare, blocks: channels, [.pointer(partial), kernelArg(gradOutput), .pointer(share), .int32(p)])
+        launchRows(.globalMaxBackwardApply, blocks: kernelBlocks(voxels), rows: channels,
+                   [kernelArg(input), kernelArg(output), .pointer(share), kernelArg(gradInput), .int64(n),
+                    kernelFlag(accumulate)])
+    }
+
+    // MARK: - Biases and the 1x1x1 convolution
+
+    /// output[c, v] += bias[c].
+    func addBias(_ output: TensorRef, bias: TensorRef, channels: Int, voxels: Int) {
+        guard channels > 0, voxels > 0 else { return }
+        launchRows(.addBias, blocks: kernelBlocks(voxels), rows: channels,
+                   [kernelArg(output), kernelArg(bias), .int64(Int64(voxels))])
+    }
+
+    /// gradBias[c] += sum_v gradOutput[c, v], summed in double in a fixed order.
+    func accumulateBiasGradient(gradOutput: TensorRef, channels: Int, voxels: Int, gradBias: TensorRef) {
+        guard channels > 0 else { return }
+        let parts = kernelReductionParts(voxels, rows: channels)
+        let partial = workspace(.reduction2, bytes: channels * parts * 8)
+        launchRows(.channelSumPartial, blocks: parts, rows: channels,
+                   [kernelArg(gradOutput), .pointer(partial), .int64(Int64(voxels)), .int32(Int32(parts))])
+        launch1D(.addPartialSums, blocks: channels, [.pointer(partial), kernelArg(gradBias), .int32(Int32(parts))])
+    }
+
+    public func conv1Forward(input: TensorRef, inChannels: Int, voxels: Int,
+                             weight: TensorRef, bias: TensorRef?, output: TensorRef, outChannels: Int) {
+        guard outChannels > 0, voxels > 0 else { return }
+        launchRows(.conv1Forward, blocks: kernelBlocks(voxels), rows: outChannels,
+                   [kernelArg(input), kernelArg(weight), bias.map(kernelArg) ?? .pointer(0), kernelArg(output),
+                    .int32(Int32(inChannels)), .int64(Int64(voxels)), kernelFlag(bias != nil)])
+    }
+
+    public func conv1Backward(input: TensorRef, inChannels: Int, voxels: Int, weight: TensorRef,
+                              gradOutput: TensorRef, outChannels: Int,
+                              gradInput: TensorRef?, accumulate: Bool, gradWeight: TensorRef, gradBias: TensorRef?) {
+        if let gradInput, inChannels > 0, voxels > 0 {
+            launchRows(.conv1BackwardData, blocks: kernelBlocks(voxels), rows: inChannels,
+                       [kernelArg(gradOutput), kernelArg(weight), kernelArg(gradInput), .int32(Int32(inChannels)),
+                        .int32(Int32(outChannels)), .int64(Int64(voxels)), kernelFlag(accumulate)])
+        }
+        // gradWeight[co, ci] += sum_v dy[co, v] x[ci, v]: one reduction row per weight.
+        let rows = outChannels * inChannels
+        if rows > 0 {
+            let parts = kernelReductionParts(voxels, rows: rows)
+            let partial = workspace(.reduction, bytes: rows * parts * 8)
+            launchRows(.conv1WeightPartial, blocks: parts, rows: rows,
+                       [kernelArg(input), kernelArg(gradOutput), .pointer(partial), .int32(Int32(inChannels)),
+                        .int64(Int64(voxels)), .int32(Int32(parts))])
+            launch1D(.addPartialSums, blocks: rows, [.pointer(partial), kernelArg(gradWeight), .int32(Int32(parts))])
+        }
+        if let gradBias {
+            accumulateBiasGradient(gradOutput: gradOutput, channels: outChannels, voxels: voxels, gradBias: gradBias)
+        }
+    }
+}

@@ -1,0 +1,227 @@
+import CCUDA
+import Foundation
+
+/// Device memory of the CUDA backend (float32 elements, zero-initialised like CPUBuffer).
+final class CUDABuffer: DeviceBuffer {
+    let count: Int
+    let address: UInt64
+    private let backend: CUDABackend  // strong: the memory must be freed through a live context
+
+    init(count: Int, backend: CUDABackend) {
+        self.count = count
+        self.backend = backend
+        address = backend.deviceAllocate(bytes: max(count, 1) * 4)
+        backend.check(ifcn_cu_memset_d32(address, 0, max(count, 1), backend.stream), "cuMemsetD32Async")
+    }
+
+    deinit { backend.deviceFree(address, bytes: max(count, 1) * 4) }
+}
+
+/// Argument of a kernel launch, in the order of the kernel's C parameters.
+enum KernelArg {
+    case pointer(UInt64), int32(Int32), int64(Int64), float(Float), double(Double)
+}
+
+/// Grow-only device scratch regions, one per purpose.
+enum WorkspaceSlot: Int, CaseIterable {
+    case reduction = 0, reduction2 = 1, loss = 2, convolution = 3, convolutionFind = 4
+}
+
+/// Convolution math on the GPU: float32 FMA (reference checks, tests) or TF32 tensor cores.
+public enum GPUMath: String, CaseIterable, Sendable {
+    case fp32, tf32
+}
+
+/// The CUDA backend: one GPU (the driver's primary context), one stream, cuDNN for the 3x3x3
+/// convolutions and NVRTC-compiled kernels for everything else. Work is queued asynchronously on
+/// the stream; host copies of results (`download`, the loss scalars) wait for it.
+public final class CUDABackend: ComputeBackend {
+    public let name = "cuda"
+    /// Host threads used by the kernels (the GPU does the work).
+    public let threads = 1
+    public let device: CUDADeviceInfo
+    public let math: GPUMath
+    let context: UnsafeMutableRawPointer
+    let stream: UnsafeMutableRawPointer
+    let cudnn: UnsafeMutableRawPointer
+    private var functions: [CUDAKernel: UnsafeMutableRawPointer] = [:]
+    private var workspaces: [WorkspaceSlot: (address: UInt64, bytes: Int)] = [:]
+    private var staging: (pointer: UnsafeMutableRawPointer, bytes: Int)?
+    var convolutions: [ConvolutionShape: OpaquePointer] = [:]
+    var convolutionWorkspaceBytes = CUDABackend.initialConvolutionWorkspace
+    let algorithmCache: CUDAAlgorithmCache
+    /// Bytes of device memory this backend holds now, and the most it ever held.
+    public private(set) var allocatedBytes = 0
+    public private(set) var peakAllocatedBytes = 0
+
+    /// Opens device `ordinal` (taken modulo the number of GPUs) and compiles or loads the kernels.
+    public init(deviceOrdinal: Int, math: GPUMath) throws {
+        let inventory = CUDAInventory.probe()
+        guard inventory.usable else {
+            throw CUDAError("CUDA is not usable: " + (inventory.problems.isEmpty ? "no GPU" : inventory.problems.joined(separator: "; ")))
+        }
+        device = inventory.devices[deviceOrdinal % inventory.devices.count]
+        self.math = math
+        var ctx: UnsafeMutableRawPointer?
+        try CUDAError.check(ifcn_cu_primary_context(Int32(device.ordinal), &ctx), "cuDevicePrimaryCtxRetain")
+        context = ctx!
+        var s: UnsafeMutableRawPointer?
+        try CUDAError.check(ifcn_cu_stream_create(&s), "cuStreamCreate")
+        stream = s!
+        var h: UnsafeMutableRawPointer?
+        try CUDAError.checkDNN(ifcn_cudnn_create(&h, stream), "cudnnCreate")
+        cudnn = h!
+        algorithmCache = CUDAAlgorithmCache(device: device, cudnnVersion: inventory.cudnnVersion ?? 0)
+        let module = try CUDAKernelCompiler.loadModule(architecture: device.architecture)
+        for k in CUDAKernel.allCases {
+            var f: UnsafeMutableRawPointer?
+            try CUDAError.check(ifcn_cu_module_get_function(&f, module, k.rawValue), "cuModuleGetFunction(\(k.rawValue))")
+            functions[k] = f!
+        }
+    }
+
+    deinit {
+        for c in convolutions.values { ifcn_conv3_destroy(c) }
+    }
+
+    // MARK: the device contract
+
+    /// Makes this backend's context current on the calling thread (cheap when it already is).
+    @inline(__always)
+    func bind() { check(ifcn_cu_bind(context), "cuCtxSetCurrent") }
+
+    /// A failed CUDA call inside a kernel wrapper is a broken device: stop with the call and reason.
+    @inline(__always)
+    func check(_ code: Int32, _ call: @autoclosure () -> String) {
+        if code != 0 { fatalError("CUDA: \(call()) failed: \(String(cString: ifcn_cu_error_string(code))) (\(code))") }
+    }
+
+    /// The same for cuDNN calls.
+    @inline(__always)
+    func checkDNN(_ code: Int32, _ call: @autoclosure () -> String) {
+        if code != 0 { fatalError("cuDNN: \(call()) failed: \(String(cString: ifcn_cudnn_error_string(code))) (\(code))") }
+    }
+
+    func deviceAllocate(bytes: Int) -> UInt64 {
+        bind()
+        var p: UInt64 = 0
+        let r = ifcn_cu_mem_alloc(&p, bytes)
+        if r != 0 {
+            var free = 0, total = 0
+            _ = ifcn_cu_mem_get_info(&free, &total)
+            fatalError("CUDA: out of device memory allocating \(bytes) bytes on \(device.name) "
+                       + "(\(free >> 20) MiB free of \(total >> 20) MiB): \(String(cString: ifcn_cu_error_string(r)))")
+        }
+        allocatedBytes += bytes
+        peakAllocatedBytes = max(peakAllocatedBytes, allocatedBytes)
+        return p
+    }
+
+    func deviceFree(_ address: UInt64, bytes: Int) {
+        bind()
+        _ = ifcn_cu_stream_synchronize(stream)
+        _ = ifcn_cu_mem_free(address)
+        allocatedBytes -= bytes
+    }
+
+    public func allocate(_ count: Int) -> any DeviceBuffer { CUDABuffer(count: count, backend: self) }
+
+    /// Device address of the first element of `t`.
+    @inline(__always)
+    func pointer(_ t: TensorRef) -> UInt64 {
+        unsafeDowncast(t.buffer, to: CUDABuffer.self).address + UInt64(t.offset * 4)
+    }
+
+    public func synchronize() {
+        bind()
+        check(ifcn_cu_stream_synchronize(stream), "cuStreamSynchronize")
+    }
+
+    public func upload(_ source: UnsafePointer<Float>, to destination: TensorRef) {
+        bind()
+        guard destination.count > 0 else { return }
+        // From pageable memory the call returns once the source has been staged: the caller may reuse it.
+        check(ifcn_cu_memcpy_htod(pointer(destination), source, destination.count * 4, stream), "cuMemcpyHtoDAsync")
+    }
+
+    public func download(_ source: TensorRef, to destination: UnsafeMutablePointer<Float>) {
+        bind()
+        guard source.count > 0 else { return }
+        check(ifcn_cu_memcpy_dtoh(destination, pointer(source), source.count * 4, stream), "cuMemcpyDtoHAsync")
+        synchronize()
+    }
+
+    /// Stages the tensor through pinned host memory (for MPI), copying changes back.
+    public func withHostMemory<R>(_ tensor: TensorRef, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
+        bind()
+        let bytes = max(tensor.count, 1) * 4
+        if (staging?.bytes ?? 0) < bytes {
+            if let old = staging { _ = ifcn_cu_mem_free_host(old.pointer) }
+            var p: UnsafeMutableRawPointer?
+            check(ifcn_cu_mem_alloc_host(&p, bytes), "cuMemAllocHost(\(bytes))")
+            staging = (p!, bytes)
+        }
+        let host = staging!.pointer.bindMemory(to: Float.self, capacity: tensor.count)
+        download(tensor, to: host)
+        let result = try body(host)
+        upload(host, to: tensor)
+        synchronize()
+        return result
+    }
+
+    public func fill(_ tensor: TensorRef, value: Float) {
+        bind()
+        guard tensor.count > 0 else { return }
+        check(ifcn_cu_memset_d32(pointer(tensor), value.bitPattern, tensor.count, stream), "cuMemsetD32Async")
+    }
+
+    public func copy(_ source: TensorRef, to destination: TensorRef) {
+        precondition(source.count == destination.count, "copy of unequal sizes")
+        bind()
+        guard source.count > 0 else { return }
+        check(ifcn_cu_memcpy_dtod(pointer(destination), pointer(source), source.count * 4, stream), "cuMemcpyDtoDAsync")
+    }
+
+    /// Queues `kernel` on the stream. `grid` x `gridY` blocks of `block` threads.
+    func launch(_ kernel: CUDAKernel, grid: Int, gridY: Int = 1, block: Int, sharedBytes: Int = 0, _ args: [KernelArg]) {
+        bind()
+        precondition(grid > 0 && gridY > 0 && block > 0, "empty launch of \(kernel.rawValue)")
+        let storage = UnsafeMutableRawPointer.allocate(byteCount: max(args.count, 1) * 8, alignment: 8)
+        let params = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: max(args.count, 1))
+        defer { storage.deallocate(); params.deallocate() }
+        for (i, a) in args.enumerated() {
+            let slot = storage + i * 8
+            switch a {
+            case .pointer(let v): slot.storeBytes(of: v, as: UInt64.self)
+            case .int32(let v): slot.storeBytes(of: v, as: Int32.self)
+            case .int64(let v): slot.storeBytes(of: v, as: Int64.self)
+            case .float(let v): slot.storeBytes(of: v, as: Float.self)
+            case .double(let v): slot.storeBytes(of: v, as: Double.self)
+            }
+            params[i] = slot
+        }
+        check(ifcn_cu_launch(functions[kernel]!, UInt32(grid), UInt32(gridY), 1, UInt32(block), 1, 1,
+                             UInt32(sharedBytes), stream, params), "cuLaunchKernel(\(kernel.rawValue))")
+    }
+
+    /// Grow-only device scratch memory for `slot`.
+    func workspace(_ slot: WorkspaceSlot, bytes: Int) -> UInt64 {
+        if let w = workspaces[slot], w.bytes >= bytes { return w.address }
+        if let w = workspaces[slot] { deviceFree(w.address, bytes: w.bytes) }
+        let n = max(bytes, 256)
+        let address = deviceAllocate(bytes: n)
+        workspaces[slot] = (address, n)
+        return address
+    }
+
+    /// Waits for the stream and copies `count` doubles to the host.
+    func readDoubles(_ address: UInt64, count: Int) -> [Double] {
+        bind()
+        var out = [Double](repeating: 0, count: count)
+        out.withUnsafeMutableBytes { b in
+            check(ifcn_cu_memcpy_dtoh(b.baseAddress!, address, count * 8, stream), "cuMemcpyDtoHAsync")
+        }
+        synchronize()
+        return out
+    }
+}

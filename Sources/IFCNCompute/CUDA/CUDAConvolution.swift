@@ -1,0 +1,168 @@
+import CCUDA
+import Foundation
+
+/// One 3x3x3 convolution shape on the GPU.
+struct ConvolutionShape: Hashable {
+    let inChannels: Int, outChannels: Int, extent: Extent3
+}
+
+/// Which cuDNN convolution pass.
+enum ConvolutionDirection: Int32, CaseIterable {
+    case forward = 0, backwardData = 1, backwardFilter = 2
+}
+
+/// cuDNN's algorithm choices, kept on disk so a resumed or repeated run uses the same algorithms
+/// (and so computes the same bits) as the first: `<cache folder>/cudnn-algorithms.tsv`, one line
+/// per (GPU, cuDNN version, math, shape, direction) with the algorithm and its workspace bytes.
+final class CUDAAlgorithmCache {
+    private let path: String
+    private let prefix: String
+    private var entries: [String: (algorithm: Int32, workspace: Int)] = [:]
+
+    init(device: CUDADeviceInfo, cudnnVersion: Int) {
+        path = CUDAKernelCompiler.cacheFolder + "/cudnn-algorithms.tsv"
+        prefix = "\(device.name.replacingOccurrences(of: "\t", with: " "))\tcudnn\(cudnnVersion)"
+        if let text = try? String(contentsOfFile: path, encoding: .utf8) {
+            for line in text.split(separator: "\n") {
+                let parts = line.split(separator: "\t", omittingEmptySubsequences: false)
+                if parts.count >= 3, let a = Int32(parts[parts.count - 2]), let bytes = Int(parts[parts.count - 1]) {
+                    entries[parts.dropLast(2).joined(separator: "\t")] = (a, bytes)
+                }
+            }
+        }
+    }
+
+    func key(_ s: ConvolutionShape, _ d: ConvolutionDirection, _ math: GPUMath) -> String {
+        "\(prefix)\t\(math.rawValue)\t\(s.inChannels)x\(s.outChannels)x\(s.extent)\t\(d.rawValue)"
+    }
+
+    func lookup(_ key: String) -> (algorithm: Int32, workspace: Int)? { entries[key] }
+
+    func store(_ key: String, _ algorithm: Int32, workspace: Int) {
+        entries[key] = (algorithm, workspace)
+        let text = entries.keys.sorted().map { "\($0)\t\(entries[$0]!.algorithm)\t\(entries[$0]!.workspace)" }
+            .joined(separator: "\n") + "\n"
+        try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
+                                                 withIntermediateDirectories: true)
+        let tmp = path + ".tmp.\(getpid())"
+        if FileManager.default.createFile(atPath: tmp, contents: Data(text.utf8)) { rename(tmp, path) }
+    }
+}
+
+extension CUDABackend {
+    /// cuDNN's workspace starts at this size and grows only when no deterministic algorithm of a
+    /// shape fits (measured: 64->64 backward filter at 128^3 on cuDNN 9.19 needs more).
+    static let initialConvolutionWorkspace = 256 << 20
+
+    func growConvolutionWorkspace(to bytes: Int) {
+        if bytes > convolutionWorkspaceBytes { convolutionWorkspaceBytes = (bytes + (1 << 20) - 1) & ~((1 << 20) - 1) }
+    }
+
+    /// The shared convolution workspace, at its current size.
+    var convolutionWorkspace: (address: UInt64, bytes: Int) {
+        (workspace(.convolution, bytes: convolutionWorkspaceBytes), convolutionWorkspaceBytes)
+    }
+
+    /// The convolution's descriptors, with the algorithm for `direction` chosen (first use:
+    /// cudnnFind...Ex over deterministic algorithms, or the choice cached on disk).
+    func convolution(_ shape: ConvolutionShape, _ direction: ConvolutionDirection,
+                     x: UInt64, w: UInt64, y: UInt64) -> OpaquePointer {
+        bind()
+        let conv: OpaquePointer
+        if let c = convolutions[shape] {
+            conv = c
+        } else {
+            var c: OpaquePointer?
+            let e = shape.extent
+            checkDNN(ifcn_conv3_create(&c, Int32(shape.inChannels), Int32(shape.outChannels), Int32(e.d), Int32(e.h), Int32(e.w),
+                                    math == .tf32 ? 1 : 0), "cudnn descriptors for \(shape)")
+            conv = c!
+            convolutions[shape] = conv
+        }
+        guard ifcn_conv3_algorithm(conv, direction.rawValue) < 0 else { return conv }
+        let key = algorithmCache.key(shape, direction, math)
+        if let cached = algorithmCache.lookup(key) {
+            ifcn_conv3_set_algorithm(conv, direction.rawValue, cached.algorithm)
+            growConvolutionWorkspace(to: cached.workspace)
+            return conv
+        }
+        // Find...Ex writes its output: give it scratch memory so real results and accumulated
+        // gradients are never touched.
+        let outputBytes: Int
+        switch direction {
+        case .forward: outputBytes = shape.outChannels * shape.extent.voxels * 4
+        case .backwardData: outputBytes = shape.inChannels * shape.extent.voxels * 4
+        case .backwardFilter: outputBytes = shape.outChannels * shape.inChannels * 27 * 4
+        }
+        let scratch = workspace(.convolutionFind, bytes: outputBytes)
+        var algorithm: Int32 = 0, needed = 0
+        func find() -> Int32 {
+            let ws = convolutionWorkspace
+            var ms: Float = 0
+            switch direction {
+            case .forward:
+                return ifcn_conv3_find(cudnn, conv, direction.rawValue, x, w, scratch, ws.address, ws.bytes, &algorithm, &needed, &ms)
+            case .backwardData:
+                return ifcn_conv3_find(cudnn, conv, direction.rawValue, scratch, w, y, ws.address, ws.bytes, &algorithm, &needed, &ms)
+            case .backwardFilter:
+                return ifcn_conv3_find(cudnn, conv, direction.rawValue, x, scratch, y, ws.address, ws.bytes, &algorithm, &needed, &ms)
+            }
+        }
+        var r = find()
+        if r != 0 {
+            // No deterministic algorithm fits the workspace (or Find failed): ask cuDNN's heuristics
+            // what the best deterministic one needs, within half the free device memory, grow the
+            // workspace to that and benchmark again.
+            var free = 0, total = 0
+            _ = ifcn_cu_mem_get_info(&free, &total)
+            let cap = max(convolutionWorkspaceBytes, free / 2)
+            let h = ifcn_conv3_heuristic(cudnn, conv, direction.rawValue, cap, &algorithm, &needed)
+            if h != 0 {
+                fatalError("cuDNN: no deterministic \(direction) algorithm for \(shape) (Find: \(String(cString: ifcn_cudnn_error_string(r))); "
+                           + "heuristics within \(cap >> 20) MiB: \(String(cString: ifcn_cudnn_error_string(h))))")
+            }
+            if needed > convolutionWorkspaceBytes {
+                growConvolutionWorkspace(to: needed)
+                r = find()
+            }
+            if r != 0 {  // keep the heuristic's choice
+                ifcn_conv3_set_algorithm(conv, direction.rawValue, algorithm)
+            }
+        }
+        algorithmCache.store(key, algorithm, workspace: needed)
+        return conv
+    }
+
+    public func conv3Forward(input: TensorRef, inChannels: Int, extent: Extent3,
+                             weight: TensorRef, bias: TensorRef?, output: TensorRef, outChannels: Int) {
+        precondition(input.count == inChannels * extent.voxels && output.count == outChannels * extent.voxels)
+        let shape = ConvolutionShape(inChannels: inChannels, outChannels: outChannels, extent: extent)
+        let x = pointer(input), w = pointer(weight), y = pointer(output)
+        let conv = convolution(shape, .forward, x: x, w: w, y: y)
+        let ws = convolutionWorkspace
+        checkDNN(ifcn_conv3_forward(cudnn, conv, x, w, 0, y, ws.address, ws.bytes),
+              "cudnnConvolutionForward \(shape)")
+        if let bias { addBias(output, bias: bias, channels: outChannels, voxels: extent.voxels) }
+    }
+
+    public func conv3BackwardData(gradOutput: TensorRef, outChannels: Int, extent: Extent3,
+                                  weight: TensorRef, gradInput: TensorRef, inChannels: Int, accumulate: Bool) {
+        let shape = ConvolutionShape(inChannels: inChannels, outChannels: outChannels, extent: extent)
+        let dy = pointer(gradOutput), w = pointer(weight), dx = pointer(gradInput)
+        let conv = convolution(shape, .backwardData, x: dx, w: w, y: dy)
+        let ws = convolutionWorkspace
+        checkDNN(ifcn_conv3_backward_data(cudnn, conv, dy, w, accumulate ? 1 : 0, dx, ws.address, ws.bytes),
+              "cudnnConvolutionBackwardData \(shape)")
+    }
+
+    public func conv3BackwardWeight(input: TensorRef, inChannels: Int, extent: Extent3, gradOutput: TensorRef,
+                                    outChannels: Int, gradWeight: TensorRef, gradBias: TensorRef?) {
+        let shape = ConvolutionShape(inChannels: inChannels, outChannels: outChannels, extent: extent)
+        let x = pointer(input), dy = pointer(gradOutput), dw = pointer(gradWeight)
+        let conv = convolution(shape, .backwardFilter, x: x, w: dw, y: dy)
+        let ws = convolutionWorkspace
+        checkDNN(ifcn_conv3_backward_filter(cudnn, conv, x, dy, 1, dw, ws.address, ws.bytes),
+              "cudnnConvolutionBackwardFilter \(shape)")
+        if let gradBias { accumulateBiasGradient(gradOutput: gradOutput, channels: outChannels, voxels: extent.voxels, gradBias: gradBias) }
+    }
+}

@@ -1,0 +1,687 @@
+// The CUDA kernels of the CUDA backend (everything but the 3x3x3 convolutions, which cuDNN runs).
+//
+// One CUDA C++ translation unit, compiled at run time by NVRTC with
+// `--gpu-architecture=sm_XX --std=c++17 -default-device` (no headers: builtins only).
+//
+// Rules the kernels follow, so that they reproduce CPUBackend:
+// - Every reduction over voxels is accumulated in double, deterministically: a partial kernel on a
+//   2-D grid (x: a fixed number of blocks per row, each reducing a fixed contiguous range with a
+//   fixed 256-thread tree; y: the row, e.g. the channel) writes one partial per block, and a
+//   finalize kernel (one 256-thread block per row) sums the partials with a fixed tree. The grid
+//   depends only on the tensor sizes, so the same inputs give bit-identical results on every run.
+// - Float formulas that the CPU writes as a * b + c use the _rn intrinsics, which NVRTC never
+//   contracts into an FMA (the default -fmad=true would otherwise change the rounding).
+// - Every kernel assumes blockDim.x == 256 (IFCN_BLOCK).
+// (No backslash may appear in the source below: it sits in a plain Swift string literal.)
+
+/// Kernel names: the raw value is the `extern "C" __global__` function in `CUDAKernelSource.text`.
+enum CUDAKernel: String, CaseIterable {
+    // Element-wise (1-D grid-stride).
+    case reluForward = "ifcn_relu_forward"
+    case reluBackward = "ifcn_relu_backward"
+    case sigmoidForward = "ifcn_sigmoid_forward"
+    case scale = "ifcn_scale"
+    case adamStep = "ifcn_adam_step"
+    // Segmentation loss.
+    case segLossPartial = "ifcn_seg_loss_partial"
+    case segLossFinalize = "ifcn_seg_loss_finalize"
+    // Overlap counts (training Dice).
+    case overlapPartial = "ifcn_overlap_partial"
+    case overlapFinalize = "ifcn_overlap_finalize"
+    // Generic per-row sums.
+    case channelSumPartial = "ifcn_channel_sum_partial"
+    case addPartialSums = "ifcn_add_partial_sums"
+    // Batch norm.
+    case batchNormMeanFinalize = "ifcn_bn_mean_finalize"
+    case batchNormVarPartial = "ifcn_bn_var_partial"
+    case batchNormTrainFinalize = "ifcn_bn_train_finalize"
+    case batchNormEvalPrepare = "ifcn_bn_eval_prepare"
+    case batchNormApply = "ifcn_bn_apply"
+    case batchNormBackwardPartial = "ifcn_bn_backward_partial"
+    case batchNormBackwardFinalize = "ifcn_bn_backward_finalize"
+    case batchNormBackwardApply = "ifcn_bn_backward_apply"
+    // Pooling and upsampling.
+    case maxPool2Forward = "ifcn_maxpool2_forward"
+    case maxPool2Backward = "ifcn_maxpool2_backward"
+    case upsample2Forward = "ifcn_upsample2_forward"
+    case upsample2Backward = "ifcn_upsample2_backward"
+    // Global max pooling.
+    case globalMaxPartial = "ifcn_global_max_partial"
+    case globalMaxFinalize = "ifcn_global_max_finalize"
+    case globalMaxCountPartial = "ifcn_global_max_count_partial"
+    case globalMaxShare = "ifcn_global_max_share"
+    case globalMaxBackwardApply = "ifcn_global_max_backward_apply"
+    // 1x1x1 convolution and biases.
+    case addBias = "ifcn_add_bias"
+    case conv1Forward = "ifcn_conv1_forward"
+    case conv1BackwardData = "ifcn_conv1_backward_data"
+    case conv1WeightPartial = "ifcn_conv1_weight_partial"
+}
+
+enum CUDAKernelSource {
+    /// Threads per block every kernel assumes.
+    static let blockSize = 256
+
+    static let text: String = """
+    // ifcn CUDA kernels (compiled by NVRTC; no includes).
+    #define IFCN_BLOCK 256
+
+    // ---------------------------------------------------------------- helpers
+
+    __device__ __forceinline__ float ifcn_neg_inf() { return __int_as_float((int)0xff800000u); }
+
+    // Swift's max(v, 0): `0 >= v ? 0 : v` (NaN stays NaN, -0 becomes +0).
+    __device__ __forceinline__ float ifcn_relu(float v) { return 0.0f >= v ? 0.0f : v; }
+
+    __device__ __forceinline__ long long ifcn_global_index() {
+        return (long long)blockIdx.x * IFCN_BLOCK + threadIdx.x;
+    }
+
+    __device__ __forceinline__ long long ifcn_global_stride() {
+        return (long long)gridDim.x * IFCN_BLOCK;
+    }
+
+    // Fixed-order tree sum over the block's 256 threads; every thread gets the result.
+    __device__ double ifcn_block_sum(double v, double* sh) {
+        const int t = threadIdx.x;
+        sh[t] = v;
+        __syncthreads();
+        for (int s = IFCN_BLOCK / 2; s > 0; s >>= 1) {
+            if (t < s) sh[t] = sh[t] + sh[t + s];
+            __syncthreads();
+        }
+        const double r = sh[0];
+        __syncthreads();
+        return r;
+    }
+
+    // Sum of p[i * stride] for i in 0..<parts: each thread a fixed strided subset in order,
+    // then the fixed tree.
+    __device__ double ifcn_sum_partials(const double* p, int parts, int stride, double* sh) {
+        double s = 0.0;
+        for (int i = threadIdx.x; i < parts; i += IFCN_BLOCK) s += p[(long long)i * stride];
+        return ifcn_block_sum(s, sh);
+    }
+
+    // The contiguous range [lo, hi) of `total` items that block `part` of `parts` reduces.
+    __device__ __forceinline__ void ifcn_part_range(long long total, int part, int parts,
+                                                    long long* lo, long long* hi) {
+        *lo = total * part / parts;
+        *hi = total * (part + 1) / parts;
+    }
+
+    // ---------------------------------------------------------------- element-wise
+
+    extern "C" __global__ void ifcn_relu_forward(float* x, long long n) {
+        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) x[i] = ifcn_relu(x[i]);
+    }
+
+    extern "C" __global__ void ifcn_relu_backward(const float* y, float* g, long long n) {
+        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) {
+            if (!(y[i] > 0.0f)) g[i] = 0.0f;
+        }
+    }
+
+    extern "C" __global__ void ifcn_sigmoid_forward(const float* x, float* y, long long n) {
+        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) {
+            y[i] = __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-x[i])));
+        }
+    }
+
+    extern "C" __global__ void ifcn_scale(float* x, float factor, long long n) {
+        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) x[i] = __fmul_rn(x[i], factor);
+    }
+
+    // PyTorch Adam (no weight decay) exactly as CPUBackend.adamStep; stepSize = lr / bc1 and
+    // bc2Sqrt = sqrt(bc2) are computed on the host in double and rounded to float.
+    extern "C" __global__ void ifcn_adam_step(float* p, const float* g, float* m, float* v,
+                                              float stepSize, float beta1, float beta2, float bc2Sqrt,
+                                              float epsilon, long long n) {
+        const float oneMinusBeta1 = __fsub_rn(1.0f, beta1);
+        const float oneMinusBeta2 = __fsub_rn(1.0f, beta2);
+        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) {
+            const float gi = g[i];
+            const float mi = __fadd_rn(m[i], __fmul_rn(__fsub_rn(gi, m[i]), oneMinusBeta1));
+            const float vi = __fadd_rn(__fmul_rn(v[i], beta2), __fmul_rn(__fmul_rn(oneMinusBeta2, gi), gi));
+            m[i] = mi;
+            v[i] = vi;
+            const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bc2Sqrt), epsilon);
+            p[i] = __fsub_rn(p[i], __fmul_rn(stepSize, __fdiv_rn(mi, denom)));
+        }
+    }
+
+    // ---------------------------------------------------------------- segmentation loss
+
+    // Grid: parts blocks. Writes the gradient of the logits and, per block, the partial sums
+    // fp = sum w (1-t) s and fn = sum w t (1-s) (each term rounded to float as on the CPU, summed
+    // in double) to partial[2 b], partial[2 b + 1].
+    extern "C" __global__ void ifcn_seg_loss_partial(const float* prob, const float* target, const float* weight,
+                                                     float lambda, float* gradLogit, double* partial,
+                                                     long long n, int parts) {
+        __shared__ double sh[IFCN_BLOCK];
+        long long lo, hi;
+        ifcn_part_range(n, blockIdx.x, parts, &lo, &hi);
+        double a = 0.0, b = 0.0;
+        for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
+            const float si = prob[i], ti = target[i], wi = weight[i];
+            const float oneMinusT = __fsub_rn(1.0f, ti), oneMinusS = __fsub_rn(1.0f, si);
+            a += (double)__fmul_rn(__fmul_rn(wi, oneMinusT), si);
+            b += (double)__fmul_rn(__fmul_rn(wi, ti), oneMinusS);
+            const float coefficient = __fsub_rn(__fmul_rn(lambda, oneMinusT), ti);
+            gradLogit[i] = __fmul_rn(__fmul_rn(__fmul_rn(wi, coefficient), si), oneMinusS);
+        }
+        a = ifcn_block_sum(a, sh);
+        b = ifcn_block_sum(b, sh);
+        if (threadIdx.x == 0) {
+            partial[2 * (long long)blockIdx.x] = a;
+            partial[2 * (long long)blockIdx.x + 1] = b;
+        }
+    }
+
+    // Grid: 1 block. out[0] = fp, out[1] = fn.
+    extern "C" __global__ void ifcn_seg_loss_finalize(const double* partial, double* out, int parts) {
+        __shared__ double sh[IFCN_BLOCK];
+        const double fp = ifcn_sum_partials(partial, parts, 2, sh);
+        const double fn = ifcn_sum_partials(partial + 1, parts, 2, sh);
+        if (threadIdx.x == 0) {
+            out[0] = fp;
+            out[1] = fn;
+        }
+    }
+
+    // ---------------------------------------------------------------- overlap counts
+
+    // Fixed tree sums of three counters over the block's 256 threads; sh holds 3 * IFCN_BLOCK.
+    // Every thread gets the totals in v[0..<3].
+    __device__ void ifcn_block_count3(unsigned long long* v, unsigned long long* sh) {
+        const int t = threadIdx.x;
+        for (int k = 0; k < 3; k++) sh[k * IFCN_BLOCK + t] = v[k];
+        __syncthreads();
+        for (int s = IFCN_BLOCK / 2; s > 0; s >>= 1) {
+            if (t < s) {
+                for (int k = 0; k < 3; k++) sh[k * IFCN_BLOCK + t] += sh[k * IFCN_BLOCK + t + s];
+            }
+            __syncthreads();
+        }
+        for (int k = 0; k < 3; k++) v[k] = sh[k * IFCN_BLOCK];
+        __syncthreads();
+    }
+
+    // Grid: parts blocks. partial[3 * b + k] for block b's range: k = 0 counts prob > 0.5 (NaN does
+    // not count), k = 1 target > 0.5, k = 2 both.
+    extern "C" __global__ void ifcn_overlap_partial(const float* prob, const float* target,
+                                                    unsigned long long* partial, long long n, int parts) {
+        __shared__ unsigned long long sh[3 * IFCN_BLOCK];
+        long long lo, hi;
+        ifcn_part_range(n, blockIdx.x, parts, &lo, &hi);
+        unsigned long long v[3] = {0ull, 0ull, 0ull};
+        for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
+            const bool s = prob[i] > 0.5f, t = target[i] > 0.5f;
+            v[0] += s ? 1ull : 0ull;
+            v[1] += t ? 1ull : 0ull;
+            v[2] += (s && t) ? 1ull : 0ull;
+        }
+        ifcn_block_count3(v, sh);
+        if (threadIdx.x == 0) {
+            for (int k = 0; k < 3; k++) partial[3 * (long long)blockIdx.x + k] = v[k];
+        }
+    }
+
+    // Grid: 1 block. out[k] = sum over blocks of partial[3 * b + k], as double (exact below 2^53).
+    extern "C" __global__ void ifcn_overlap_finalize(const unsigned long long* partial, double* out, int parts) {
+        __shared__ unsigned long long sh[3 * IFCN_BLOCK];
+        unsigned long long v[3] = {0ull, 0ull, 0ull};
+        for (int i = threadIdx.x; i < parts; i += IFCN_BLOCK) {
+            for (int k = 0; k < 3; k++) v[k] += partial[3 * (long long)i + k];
+        }
+        ifcn_block_count3(v, sh);
+        if (threadIdx.x == 0) {
+            for (int k = 0; k < 3; k++) out[k] = (double)v[k];
+        }
+    }
+
+    // ---------------------------------------------------------------- per-row sums
+
+    // Grid: (parts, rows). partial[row * parts + b] = sum of x[row, lo..<hi] in double.
+    extern "C" __global__ void ifcn_channel_sum_partial(const float* x, double* partial, long long voxels, int parts) {
+        __shared__ double sh[IFCN_BLOCK];
+        const float* xc = x + (long long)blockIdx.y * voxels;
+        long long lo, hi;
+        ifcn_part_range(voxels, blockIdx.x, parts, &lo, &hi);
+        double s = 0.0;
+        for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) s += (double)xc[i];
+        s = ifcn_block_sum(s, sh);
+        if (threadIdx.x == 0) partial[(long long)blockIdx.y * parts + blockIdx.x] = s;
+    }
+
+    // Grid: rows. dst[row] += float(sum of partial[row * parts ..< (row + 1) * parts]).
+    extern "C" __global__ void ifcn_add_partial_sums(const double* partial, float* dst, int parts) {
+        __shared__ double sh[IFCN_BLOCK];
+        const int row = blockIdx.x;
+        const double s = ifcn_sum_partials(partial + (long long)row * parts, parts, 1, sh);
+        if (threadIdx.x == 0) dst[row] = __fadd_rn(dst[row], (float)s);
+    }
+
+    // ---------------------------------------------------------------- batch norm
+
+    // Grid: channels. stats[2 c] = mean (double) from the partial sums of ifcn_channel_sum_partial.
+    extern "C" __global__ void ifcn_bn_mean_finalize(const double* partial, double* stats, int parts, long long voxels) {
+        __shared__ double sh[IFCN_BLOCK];
+        const int c = blockIdx.x;
+        const double s = ifcn_sum_partials(partial + (long long)c * parts, parts, 1, sh);
+        if (threadIdx.x == 0) stats[2 * c] = s / (double)voxels;
+    }
+
+    // Grid: (parts, channels). Second pass: partial sums of (x - mean)^2 in double.
+    extern "C" __global__ void ifcn_bn_var_partial(const float* x, const double* stats, double* partial,
+                                                   long long voxels, int parts) {
+        __shared__ double sh[IFCN_BLOCK];
+        const int c = blockIdx.y;
+        const float* xc = x + (long long)c * voxels;
+        const double mean = stats[2 * c];
+        long long lo, hi;
+        ifcn_part_range(voxels, blockIdx.x, parts, &lo, &hi);
+        double s = 0.0;
+        for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
+            const double d = (double)xc[i] - mean;
+            s += d * d;
+        }
+        s = ifcn_block_sum(s, sh);
+        if (threadIdx.x == 0) partial[(long long)c * parts + blockIdx.x] = s;
+    }
+
+    // Grid: channels. Biased variance to normalise, unbiased one for running_var (PyTorch),
+    // running statistics updated in double as on the CPU; stats[2 c + 1] = invStd (double).
+    // For ifcn_bn_apply, as CPUBackend: mean = savedMean = float(mean), scale = float(gamma invStd),
+    // shift = float(beta - (mean - float(mean)) gamma invStd) (the part of the mean below float
+    // resolution goes into the shift).
+    extern "C" __global__ void ifcn_bn_train_finalize(const double* partial, double* stats, const float* gamma,
+                                                      const float* beta, float* runningMean, float* runningVar,
+                                                      float* savedMean, float* savedInvStd, float* scale, float* shift,
+                                                      int parts, long long voxels, float momentum, float epsilon) {
+        __shared__ double sh[IFCN_BLOCK];
+        const int c = blockIdx.x;
+        const double m2 = ifcn_sum_partials(partial + (long long)c * parts, parts, 1, sh);
+        if (threadIdx.x != 0) return;
+        const double n = (double)voxels;
+        const double mean = stats[2 * c];
+        const double variance = m2 / n;
+        const double invStd = __ddiv_rn(1.0, __dsqrt_rn(__dadd_rn(variance, (double)epsilon)));
+        stats[2 * c + 1] = invStd;
+        const float meanF = (float)mean;
+        savedMean[c] = meanF;
+        savedInvStd[c] = (float)invStd;
+        const double unbiased = voxels > 1 ? __ddiv_rn(__dmul_rn(variance, n), (double)(voxels - 1)) : variance;
+        const double mom = (double)momentum, keep = 1.0 - mom;
+        runningMean[c] = (float)__dadd_rn(__dmul_rn(keep, (double)runningMean[c]), __dmul_rn(mom, mean));
+        runningVar[c] = (float)__dadd_rn(__dmul_rn(keep, (double)runningVar[c]), __dmul_rn(mom, unbiased));
+        const double scaleD = __dmul_rn((double)gamma[c], invStd);
+        scale[c] = (float)scaleD;
+        shift[c] = (float)__dsub_rn((double)beta[c], __dmul_rn(__dsub_rn(mean, (double)meanF), scaleD));
+    }
+
+    // Grid: ceil(channels / 256). As CPUBackend.batchNormEvalForward (folded form):
+    // scale = float(gamma / sqrt(running_var + eps)) in double, shift = beta - running_mean * scale
+    // in float, and mean = 0 for ifcn_bn_apply (x - 0 is x exactly).
+    extern "C" __global__ void ifcn_bn_eval_prepare(const float* gamma, const float* beta, const float* runningMean,
+                                                    const float* runningVar, float* mean, float* scale, float* shift,
+                                                    int channels, float epsilon) {
+        const int c = blockIdx.x * IFCN_BLOCK + threadIdx.x;
+        if (c >= channels) return;
+        const double invStd = __ddiv_rn(1.0, __dsqrt_rn(__dadd_rn((double)runningVar[c], (double)epsilon)));
+        const float k = (float)__dmul_rn((double)gamma[c], invStd);
+        mean[c] = 0.0f;
+        scale[c] = k;
+        shift[c] = __fsub_rn(beta[c], __fmul_rn(runningMean[c], k));
+    }
+
+    // Grid: (blocks, channels). y = (x - mean[c]) * scale[c] + shift[c] in float, then ReLU if
+    // relu != 0. May run in place.
+    extern "C" __global__ void ifcn_bn_apply(const float* x, float* y, const float* mean, const float* scale,
+                                             const float* shift, long long voxels, int relu) {
+        const int c = blockIdx.y;
+        const long long base = (long long)c * voxels;
+        const float m = mean[c], k = scale[c], b = shift[c];
+        for (long long i = ifcn_global_index(); i < voxels; i += ifcn_global_stride()) {
+            const float v = __fadd_rn(__fmul_rn(__fsub_rn(x[base + i], m), k), b);
+            y[base + i] = relu ? ifcn_relu(v) : v;
+        }
+    }
+
+    // Grid: (parts, channels). Partial sums of g and g * xhat in double (g masked by output > 0
+    // when relu != 0), xhat = (x - mean) * invStd in float: partial[2 (c parts + b)], [... + 1].
+    extern "C" __global__ void ifcn_bn_backward_partial(const float* x, const float* y, const float* dy,
+                                                        const float* mean, const float* invStd, double* partial,
+                                                        long long voxels, int parts, int relu) {
+        __shared__ double sh[IFCN_BLOCK];
+        const int c = blockIdx.y;
+        const long long base = (long long)c * voxels;
+        const float m = mean[c], is = invStd[c];
+        long long lo, hi;
+        ifcn_part_range(voxels, blockIdx.x, parts, &lo, &hi);
+        double sg = 0.0, sgx = 0.0;
+        for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
+            if (relu && !(y[base + i] > 0.0f)) continue;
+            const double gi = (double)dy[base + i];
+            sg += gi;
+            sgx += gi * (double)__fmul_rn(__fsub_rn(x[base + i], m), is);
+        }
+        sg = ifcn_block_sum(sg, sh);
+        sgx = ifcn_block_sum(sgx, sh);
+        if (threadIdx.x == 0) {
+            const long long k = 2 * ((long long)c * parts + blockIdx.x);
+            partial[k] = sg;
+            partial[k + 1] = sgx;
+        }
+    }
+
+    // Grid: channels. sums[2 c] = sum g, sums[2 c + 1] = sum g xhat; gradGamma += sum g xhat,
+    // gradBeta += sum g (as float).
+    extern "C" __global__ void ifcn_bn_backward_finalize(const double* partial, float* gradGamma, float* gradBeta,
+                                                         double* sums, int parts) {
+        __shared__ double sh[IFCN_BLOCK];
+        const int c = blockIdx.x;
+        const double* p = partial + 2 * (long long)c * parts;
+        const double sg = ifcn_sum_partials(p, parts, 2, sh);
+        const double sgx = ifcn_sum_partials(p + 1, parts, 2, sh);
+        if (threadIdx.x == 0) {
+            sums[2 * c] = sg;
+            sums[2 * c + 1] = sgx;
+            gradGamma[c] = __fadd_rn(gradGamma[c], (float)sgx);
+            gradBeta[c] = __fadd_rn(gradBeta[c], (float)sg);
+        }
+    }
+
+    // Grid: (blocks, channels). As CPUBackend, in float per element:
+    // dx = k (g - mean(g) - xhat mean(g xhat)), k = gamma invStd, xhat = (x - mean) invStd,
+    // mean(g) = float(sum g / n), mean(g xhat) = float(sum g xhat / n).
+    extern "C" __global__ void ifcn_bn_backward_apply(const float* x, const float* y, const float* dy, float* dx,
+                                                      const float* gamma, const float* mean, const float* invStd,
+                                                      const double* sums, long long voxels, int relu, int accumulate) {
+        const int c = blockIdx.y;
+        const long long base = (long long)c * voxels;
+        const float m = mean[c], is = invStd[c];
+        const float k = __fmul_rn(gamma[c], is);
+        const float mg = (float)(sums[2 * c] / (double)voxels);
+        const float mgx = (float)(sums[2 * c + 1] / (double)voxels);
+        for (long long i = ifcn_global_index(); i < voxels; i += ifcn_global_stride()) {
+            const long long j = base + i;
+            const float gi = relu ? (y[j] > 0.0f ? dy[j] : 0.0f) : dy[j];
+            const float xhat = __fmul_rn(__fsub_rn(x[j], m), is);
+            const float v = __fmul_rn(k, __fsub_rn(__fsub_rn(gi, mg), __fmul_rn(xhat, mgx)));
+            dx[j] = accumulate ? __fadd_rn(dx[j], v) : v;
+        }
+    }
+
+    // ---------------------------------------------------------------- pooling, upsampling
+
+    // One thread per output element; d, h, w: the input extent. NaN counts as the maximum.
+    extern "C" __global__ void ifcn_maxpool2_forward(const float* x, float* y, long long outputs, int d, int h, int w) {
+        const int od = d / 2, oh = h / 2, ow = w / 2;
+        const long long inVoxels = (long long)d * h * w;
+        for (long long o = ifcn_global_index(); o < outputs; o += ifcn_global_stride()) {
+            long long t = o;
+            const int ox = (int)(t % ow); t /= ow;
+            const int oy = (int)(t % oh); t /= oh;
+            const int oz = (int)(t % od);
+            const long long c = t / od;
+            const float* xc = x + c * inVoxels;
+            float m = ifcn_neg_inf();
+            for (int dz = 0; dz < 2; dz++) {
+                for (int dyy = 0; dyy < 2; dyy++) {
+                    const float* row = xc + ((long long)(2 * oz + dz) * h + 2 * oy + dyy) * w + 2 * ox;
+                    for (int dxx = 0; dxx < 2; dxx++) {
+                        const float v = row[dxx];
+                        if (v > m || isnan(v)) m = v;
+                    }
+                }
+            }
+            y[o] = m;
+        }
+    }
+
+    // One thread per output element (windows are disjoint: no races). The gradient goes to the
+    // first maximum in (dz, dy, dx) order (a later NaN replaces it, as on the CPU); without
+    // accumulate the whole window is zeroed first.
+    extern "C" __global__ void ifcn_maxpool2_backward(const float* x, const float* gradOutput, float* gradInput,
+                                                      long long outputs, int d, int h, int w, int accumulate) {
+        const int od = d / 2, oh = h / 2, ow = w / 2;
+        const long long inVoxels = (long long)d * h * w;
+        for (long long o = ifcn_global_index(); o < outputs; o += ifcn_global_stride()) {
+            long long t = o;
+            const int ox = (int)(t % ow); t /= ow;
+            const int oy = (int)(t % oh); t /= oh;
+            const int oz = (int)(t % od);
+            const long long c = t / od;
+            const float* xc = x + c * inVoxels;
+            float* dxc = gradInput + c * inVoxels;
+            float m = ifcn_neg_inf();
+            long long arg = -1;
+            for (int dz = 0; dz < 2; dz++) {
+                for (int dyy = 0; dyy < 2; dyy++) {
+                    const long long rowIndex = ((long long)(2 * oz + dz) * h + 2 * oy + dyy) * w + 2 * ox;
+                    for (int dxx = 0; dxx < 2; dxx++) {
+                        const float v = xc[rowIndex + dxx];
+                        if (arg < 0 || v > m || isnan(v)) {
+                            m = v;
+                            arg = rowIndex + dxx;
+                        }
+                        if (!accumulate) dxc[rowIndex + dxx] = 0.0f;
+                    }
+                }
+            }
+            dxc[arg] = __fadd_rn(dxc[arg], gradOutput[o]);
+        }
+    }
+
+    // One thread per output element; d, h, w: the input (low-resolution) extent.
+    extern "C" __global__ void ifcn_upsample2_forward(const float* x, float* y, long long outputs, int d, int h, int w) {
+        const int uh = 2 * h, uw = 2 * w, ud = 2 * d;
+        const long long inVoxels = (long long)d * h * w;
+        for (long long o = ifcn_global_index(); o < outputs; o += ifcn_global_stride()) {
+            long long t = o;
+            const int xx = (int)(t % uw); t /= uw;
+            const int yy = (int)(t % uh); t /= uh;
+            const int z = (int)(t % ud);
+            const long long c = t / ud;
+            y[o] = x[c * inVoxels + ((long long)(z / 2) * h + yy / 2) * w + xx / 2];
+        }
+    }
+
+    // One thread per input element: the sum of its 2x2x2 block of gradOutput, in the CPU's order.
+    extern "C" __global__ void ifcn_upsample2_backward(const float* gradOutput, float* gradInput, long long inputs,
+                                                       int d, int h, int w, int accumulate) {
+        const int uh = 2 * h, uw = 2 * w;
+        const long long upVoxels = 8LL * d * h * w;
+        for (long long i = ifcn_global_index(); i < inputs; i += ifcn_global_stride()) {
+            long long t = i;
+            const int xx = (int)(t % w); t /= w;
+            const int yy = (int)(t % h); t /= h;
+            const int z = (int)(t % d);
+            const long long c = t / d;
+            const float* r00 = gradOutput + c * upVoxels + ((long long)(2 * z) * uh + 2 * yy) * uw;
+            const float* r01 = r00 + uw;
+            const float* r10 = r00 + (long long)uh * uw;
+            const float* r11 = r10 + uw;
+            const float a = __fadd_rn(__fadd_rn(__fadd_rn(r00[2 * xx], r00[2 * xx + 1]), r01[2 * xx]), r01[2 * xx + 1]);
+            const float b = __fadd_rn(__fadd_rn(__fadd_rn(r10[2 * xx], r10[2 * xx + 1]), r11[2 * xx]), r11[2 * xx + 1]);
+            const float s = __fadd_rn(a, b);
+            gradInput[i] = accumulate ? __fadd_rn(gradInput[i], s) : s;
+        }
+    }
+
+    // ---------------------------------------------------------------- global max pooling
+
+    // The CPU's sequential scan (`if v > m || v.isNaN { m = v }` from -inf) ends on the last NaN if
+    // there is one, else on the first element with the largest value. Candidates (value, index)
+    // are combined with that rule, which is a strict total order, so any tree gives the CPU's
+    // element (the sign of a zero maximum and a NaN's payload included).
+    __device__ __forceinline__ bool ifcn_max_replaces(float va, long long ia, float vb, long long ib) {
+        const bool na = isnan(va), nb = isnan(vb);
+        if (na || nb) return (na && nb) ? (ib > ia) : nb;
+        if (vb > va) return true;
+        if (va > vb) return false;
+        return ib < ia;
+    }
+
+    __device__ void ifcn_block_max(float* v, long long* idx, float* sv, long long* si) {
+        const int t = threadIdx.x;
+        sv[t] = *v;
+        si[t] = *idx;
+        __syncthreads();
+        for (int s = IFCN_BLOCK / 2; s > 0; s >>= 1) {
+            if (t < s && ifcn_max_replaces(sv[t], si[t], sv[t + s], si[t + s])) {
+                sv[t] = sv[t + s];
+                si[t] = si[t + s];
+            }
+            __syncthreads();
+        }
+        *v = sv[0];
+        *idx = si[0];
+        __syncthreads();
+    }
+
+    // Grid: (parts, channels). Per block: the winning (value, index) of its range, stored in
+    // partialValue (float) and partialIndex (double, exact below 2^53). An empty range yields
+    // (-inf, voxels), which every real element beats or equals in value.
+    extern "C" __global__ void ifcn_global_max_partial(const float* x, float* partialValue, double* partialIndex,
+                                                       long long voxels, int parts) {
+        __shared__ float sv[IFCN_BLOCK];
+        __shared__ long long si[IFCN_BLOCK];
+        const int c = blockIdx.y;
+        const float* xc = x + (long long)c * voxels;
+        long long lo, hi;
+        ifcn_part_range(voxels, blockIdx.x, parts, &lo, &hi);
+        float m = ifcn_neg_inf();
+        long long arg = voxels;
+        for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
+            const float v = xc[i];
+            if (v > m || isnan(v)) {
+                m = v;
+                arg = i;
+            }
+        }
+        ifcn_block_max(&m, &arg, sv, si);
+        if (threadIdx.x == 0) {
+            const long long k = (long long)c * parts + blockIdx.x;
+            partialValue[k] = m;
+            partialIndex[k] = (double)arg;
+        }
+    }
+
+    // Grid: channels. y[c] = the winning value over the partials.
+    extern "C" __global__ void ifcn_global_max_finalize(const float* partialValue, const double* partialIndex,
+                                                        float* y, int parts) {
+        __shared__ float sv[IFCN_BLOCK];
+        __shared__ long long si[IFCN_BLOCK];
+        const int c = blockIdx.x;
+        float m = ifcn_neg_inf();
+        long long arg = 9223372036854775807LL;
+        for (int b = threadIdx.x; b < parts; b += IFCN_BLOCK) {
+            const long long k = (long long)c * parts + b;
+            const float v = partialValue[k];
+            const long long i = (long long)partialIndex[k];
+            if (ifcn_max_replaces(m, arg, v, i)) {
+                m = v;
+                arg = i;
+            }
+        }
+        ifcn_block_max(&m, &arg, sv, si);
+        if (threadIdx.x == 0) y[c] = m;
+    }
+
+    // Grid: (parts, channels). Partial counts of x == y[c] (ties), in double (exact integers).
+    extern "C" __global__ void ifcn_global_max_count_partial(const float* x, const float* y, double* partial,
+                                                             long long voxels, int parts) {
+        __shared__ double sh[IFCN_BLOCK];
+        const int c = blockIdx.y;
+        const float* xc = x + (long long)c * voxels;
+        const float yc = y[c];
+        long long lo, hi;
+        ifcn_part_range(voxels, blockIdx.x, parts, &lo, &hi);
+        double n = 0.0;
+        for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
+            if (xc[i] == yc) n += 1.0;
+        }
+        n = ifcn_block_sum(n, sh);
+        if (threadIdx.x == 0) partial[(long long)c * parts + blockIdx.x] = n;
+    }
+
+    // Grid: channels. share[c] = dy[c] / float(max(ties, 1)).
+    extern "C" __global__ void ifcn_global_max_share(const double* partial, const float* gradOutput, float* share,
+                                                     int parts) {
+        __shared__ double sh[IFCN_BLOCK];
+        const int c = blockIdx.x;
+        const double ties = ifcn_sum_partials(partial + (long long)c * parts, parts, 1, sh);
+        if (threadIdx.x == 0) share[c] = __fdiv_rn(gradOutput[c], (float)(ties > 1.0 ? ties : 1.0));
+    }
+
+    // Grid: (blocks, channels). dx = (x == y[c] ? share[c] : 0), added when accumulate != 0.
+    extern "C" __global__ void ifcn_global_max_backward_apply(const float* x, const float* y, const float* share,
+                                                              float* gradInput, long long voxels, int accumulate) {
+        const int c = blockIdx.y;
+        const long long base = (long long)c * voxels;
+        const float yc = y[c], s = share[c];
+        for (long long i = ifcn_global_index(); i < voxels; i += ifcn_global_stride()) {
+            const float v = x[base + i] == yc ? s : 0.0f;
+            gradInput[base + i] = accumulate ? __fadd_rn(gradInput[base + i], v) : v;
+        }
+    }
+
+    // ---------------------------------------------------------------- 1x1x1 convolution, bias
+
+    // Grid: (blocks, channels). y[c, v] += bias[c].
+    extern "C" __global__ void ifcn_add_bias(float* y, const float* bias, long long voxels) {
+        const int c = blockIdx.y;
+        const long long base = (long long)c * voxels;
+        const float b = bias[c];
+        for (long long i = ifcn_global_index(); i < voxels; i += ifcn_global_stride()) {
+            y[base + i] = __fadd_rn(y[base + i], b);
+        }
+    }
+
+    // Grid: (blocks, cout). y[co, v] = sum_ci w[co, ci] x[ci, v] (float, ci ascending) + bias[co].
+    extern "C" __global__ void ifcn_conv1_forward(const float* x, const float* w, const float* bias, float* y,
+                                                  int cin, long long voxels, int hasBias) {
+        const int co = blockIdx.y;
+        const float* wr = w + (long long)co * cin;
+        const float b = hasBias ? bias[co] : 0.0f;
+        for (long long v = ifcn_global_index(); v < voxels; v += ifcn_global_stride()) {
+            float acc = 0.0f;
+            for (int ci = 0; ci < cin; ci++) acc = fmaf(wr[ci], x[(long long)ci * voxels + v], acc);
+            y[(long long)co * voxels + v] = hasBias ? __fadd_rn(acc, b) : acc;
+        }
+    }
+
+    // Grid: (blocks, cin). dx[ci, v] (+)= sum_co w[co, ci] dy[co, v] (float, co ascending).
+    extern "C" __global__ void ifcn_conv1_backward_data(const float* gradOutput, const float* w, float* gradInput,
+                                                        int cin, int cout, long long voxels, int accumulate) {
+        const int ci = blockIdx.y;
+        for (long long v = ifcn_global_index(); v < voxels; v += ifcn_global_stride()) {
+            float acc = 0.0f;
+            for (int co = 0; co < cout; co++) {
+                acc = fmaf(w[(long long)co * cin + ci], gradOutput[(long long)co * voxels + v], acc);
+            }
+            const long long j = (long long)ci * voxels + v;
+            gradInput[j] = accumulate ? __fadd_rn(gradInput[j], acc) : acc;
+        }
+    }
+
+    // Grid: (parts, cout * cin); row r = co * cin + ci. partial[r * parts + b] = sum over the
+    // block's range of dy[co, v] * x[ci, v] in double (exact products).
+    extern "C" __global__ void ifcn_conv1_weight_partial(const float* x, const float* gradOutput, double* partial,
+                                                         int cin, long long voxels, int parts) {
+        __shared__ double sh[IFCN_BLOCK];
+        const int r = blockIdx.y;
+        const int co = r / cin, ci = r % cin;
+        const float* xc = x + (long long)ci * voxels;
+        const float* gc = gradOutput + (long long)co * voxels;
+        long long lo, hi;
+        ifcn_part_range(voxels, blockIdx.x, parts, &lo, &hi);
+        double s = 0.0;
+        for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) s += (double)gc[i] * (double)xc[i];
+        s = ifcn_block_sum(s, sh);
+        if (threadIdx.x == 0) partial[(long long)r * parts + blockIdx.x] = s;
+    }
+    """
+}

@@ -1,0 +1,148 @@
+import Foundation
+import IFCNCompute
+
+/// Every kernel of the compute interface run on two backends with the same random inputs, layer
+/// by layer, and compared: a device backend against the CPU (relative L2 <= 1e-5 in float32 math).
+public enum BackendAgreement {
+    public static let tolerance = 1e-5
+
+    /// Runs each kernel on `reference` and `candidate`; `extent` is a pooling-compatible (even) extent.
+    public static func run(reference: any ComputeBackend, candidate: any ComputeBackend,
+                           channels: Int = 8, extent: Extent3 = Extent3(16, 20, 24), seed: UInt64 = 11) -> [TensorComparison] {
+        var rng = SeededGenerator(seed: seed)
+        let c = channels, c2 = channels + 3, e = extent, V = e.voxels
+        func rand(_ n: Int, _ scale: Double = 1) -> [Float] { (0..<n).map { _ in Float(rng.normal() * scale) } }
+        let x = rand(c * V), x2 = rand(c2 * V), w3 = rand(c2 * c * 27, 0.2), b3 = rand(c2)
+        let dy2 = rand(c2 * V), dy = rand(c * V), w1 = rand(c2 * c, 0.3), b1 = rand(c2)
+        let gamma = (0..<c).map { _ in Float(rng.uniform(0.5, 1.5)) }, beta = rand(c, 0.3)
+        let runMean = rand(c, 0.1), runVar = (0..<c).map { _ in Float(rng.uniform(0.5, 2)) }
+        let prob = (0..<V).map { _ in Float(rng.uniform(0.01, 0.99)) }
+        let target = (0..<V).map { _ in Float(rng.uniform() < 0.3 ? 1 : 0) }
+        let weight = (0..<V).map { _ in Float(1 + 8 * rng.uniform()) }
+        let base = rand(c * V, 0.5)  // what "accumulate" adds onto
+        var out: [TensorComparison] = []
+
+        /// Runs `body` on both backends and compares the named results.
+        func agree(_ name: String, _ body: (Kit) -> [(String, TensorRef)]) {
+            let ra = Kit(reference), ca = Kit(candidate)
+            let r = body(ra), k = body(ca)
+            for ((label, a), (_, b)) in zip(r, k) {
+                let (rel, mx) = compare(ca.read(b), ra.read(a))
+                out.append(TensorComparison(name: "\(name) \(label)", relativeL2: rel, maxAbs: mx, passed: rel <= tolerance))
+            }
+        }
+        agree("conv3 forward") { k in
+            let y = k.zeros(c2 * V)
+            k.b.conv3Forward(input: k.t(x), inChannels: c, extent: e, weight: k.t(w3), bias: k.t(b3), output: y, outChannels: c2)
+            return [("output", y)]
+        }
+        agree("conv3 backward data (accumulate)") { k in
+            let g = k.t(base)
+            k.b.conv3BackwardData(gradOutput: k.t(dy2), outChannels: c2, extent: e, weight: k.t(w3), gradInput: g,
+                                  inChannels: c, accumulate: true)
+            return [("gradInput", g)]
+        }
+        agree("conv3 backward weight") { k in
+            let gb = k.zeros(c2), gw2 = k.zeros(w3.count)
+            k.b.conv3BackwardWeight(input: k.t(x), inChannels: c, extent: e, gradOutput: k.t(dy2), outChannels: c2,
+                                    gradWeight: gw2, gradBias: gb)
+            return [("gradWeight", gw2), ("gradBias", gb)]
+        }
+        agree("conv1") { k in
+            let y = k.zeros(c2 * V), gx = k.zeros(c * V), gw = k.zeros(w1.count), gb = k.zeros(c2)
+            k.b.conv1Forward(input: k.t(x), inChannels: c, voxels: V, weight: k.t(w1), bias: k.t(b1), output: y, outChannels: c2)
+            k.b.conv1Backward(input: k.t(x), inChannels: c, voxels: V, weight: k.t(w1), gradOutput: k.t(dy2), outChannels: c2,
+                              gradInput: gx, accumulate: false, gradWeight: gw, gradBias: gb)
+            return [("output", y), ("gradInput", gx), ("gradWeight", gw), ("gradBias", gb)]
+        }
+        for relu in [false, true] {
+            agree("batch norm train relu=\(relu)") { k in
+                let y = k.zeros(c * V), rm = k.t(runMean), rv = k.t(runVar), saved = k.zeros(2 * c)
+                let xt = k.t(x), g = k.t(gamma)
+                k.b.batchNormTrainForward(input: xt, output: y, channels: c, voxels: V, gamma: g, beta: k.t(beta),
+                                          runningMean: rm, runningVar: rv, savedMean: saved.slice(0, c),
+                                          savedInvStd: saved.slice(c, c), momentum: 0.1, epsilon: 1e-5, relu: relu)
+                let gx = k.zeros(c * V), gg = k.zeros(c), gb = k.zeros(c)
+                k.b.batchNormBackward(input: xt, output: y, gradOutput: k.t(dy), gradInput: gx, channels: c, voxels: V,
+                                      gamma: g, savedMean: saved.slice(0, c), savedInvStd: saved.slice(c, c),
+                                      gradGamma: gg, gradBeta: gb, relu: relu, accumulate: false)
+                return [("output", y), ("running mean", rm), ("running var", rv), ("gradInput", gx), ("gradGamma", gg), ("gradBeta", gb)]
+            }
+        }
+        agree("batch norm eval") { k in
+            let y = k.zeros(c * V)
+            k.b.batchNormEvalForward(input: k.t(x), output: y, channels: c, voxels: V, gamma: k.t(gamma), beta: k.t(beta),
+                                     runningMean: k.t(runMean), runningVar: k.t(runVar), epsilon: 1e-5, relu: true)
+            return [("output", y)]
+        }
+        agree("relu") { k in
+            let y = k.t(x), g = k.t(dy)
+            k.b.reluForward(y)
+            k.b.reluBackward(output: y, grad: g)
+            return [("output", y), ("grad", g)]
+        }
+        agree("max pool") { k in
+            let y = k.zeros(c * e.halved.voxels), g = k.t(base)
+            k.b.maxPool2Forward(input: k.t(x), output: y, channels: c, extent: e)
+            k.b.maxPool2Backward(input: k.t(x), output: y, gradOutput: k.t(Array(dy.prefix(c * e.halved.voxels))), gradInput: g,
+                                 channels: c, extent: e, accumulate: true)
+            return [("output", y), ("gradInput", g)]
+        }
+        agree("upsample") { k in
+            let small = e.halved, y = k.zeros(c * V), g = k.t(Array(base.prefix(c * small.voxels)))
+            k.b.upsample2Forward(input: k.t(Array(x.prefix(c * small.voxels))), output: y, channels: c, extent: small)
+            k.b.upsample2Backward(gradOutput: k.t(dy), gradInput: g, channels: c, extent: small, accumulate: true)
+            return [("output", y), ("gradInput", g)]
+        }
+        agree("global max") { k in
+            let y = k.zeros(c), g = k.zeros(c * V)
+            k.b.globalMaxForward(input: k.t(x), output: y, channels: c, voxels: V)
+            k.b.globalMaxBackward(input: k.t(x), output: y, gradOutput: k.t(Array(dy.prefix(c))), gradInput: g,
+                                  channels: c, voxels: V, accumulate: false)
+            return [("output", y), ("gradInput", g)]
+        }
+        agree("sigmoid") { k in
+            let y = k.zeros(c * V)
+            k.b.sigmoidForward(input: k.t(x), output: y)
+            return [("output", y)]
+        }
+        agree("loss") { k in
+            let g = k.zeros(V)
+            let (fp, fn) = k.b.weightedSegmentationLoss(prob: k.t(prob), target: k.t(target), weight: k.t(weight),
+                                                       lambda: 0.1, gradLogit: g)
+            return [("gradLogit", g), ("fp, fn", k.t([Float(fp), Float(fn)]))]
+        }
+        agree("overlap counts") { k in
+            let n = k.b.overlapCounts(prob: k.t(prob), target: k.t(target))
+            return [("predicted, reference, both", k.t([Float(n.predicted), Float(n.reference), Float(n.intersection)]))]
+        }
+        agree("adam") { k in
+            let p = k.t(x), m = k.t(Array(base)), v = k.t(base.map { $0 * $0 })
+            for step in 1...3 {
+                k.b.adamStep(parameters: p, gradients: k.t(dy), firstMoment: m, secondMoment: v,
+                             learningRate: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, step: step)
+            }
+            k.b.scale(p, by: 0.5)
+            return [("parameters", p), ("first moment", m), ("second moment", v)]
+        }
+        return out
+    }
+
+    /// Upload and read helpers over one backend.
+    struct Kit {
+        let b: any ComputeBackend
+        init(_ b: any ComputeBackend) { self.b = b }
+        func zeros(_ n: Int) -> TensorRef { TensorRef(buffer: b.allocate(n)) }
+        func t(_ v: [Float]) -> TensorRef {
+            let r = zeros(v.count)
+            v.withUnsafeBufferPointer { if let p = $0.baseAddress { b.upload(p, to: r) } }
+            return r
+        }
+        func read(_ r: TensorRef) -> [Float] {
+            [Float](unsafeUninitializedCapacity: r.count) { buf, n in
+                if r.count > 0 { b.download(r, to: buf.baseAddress!) }
+                n = r.count
+            }
+        }
+    }
+}

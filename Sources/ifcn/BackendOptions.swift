@@ -1,0 +1,29 @@
+import ArgumentParser
+import Foundation
+import IFCNCompute
+
+extension BackendKind: ExpressibleByArgument {}
+extension GPUMath: ExpressibleByArgument {}
+
+/// `--backend` and `--gpu-math`, shared by every command that computes.
+struct BackendOptions: ParsableArguments {
+    @Option(help: "Compute backend: auto (CUDA when a GPU and its libraries load, else CPU), cpu or cuda. Default: IFCN_BACKEND, else auto.")
+    var backend: BackendKind?
+
+    @Option(name: .customLong("gpu-math"), help: "Convolution math on the GPU: fp32 or tf32 (tensor cores).")
+    var gpuMath: GPUMath?
+
+    /// The backend for a single-process command; prints one line saying what runs where.
+    func make(threads: Int?, defaultMath: GPUMath) throws -> any ComputeBackend {
+        do {
+            let kind = try Backends.resolve(backend)
+            let b = try Backends.make(kind, threads: threads, gpuMath: gpuMath ?? defaultMath) { log($0) }
+            log(Backends.describe(b))
+            return b
+        } catch {
+            throw CLIError("\(error)")
+        }
+    }
+
+    func log(_ s: String) { FileHandle.standardError.write((s + "\n").data(using: .utf8)!) }
+}

@@ -1,0 +1,64 @@
+import Foundation
+import XCTest
+
+/// `ifcn devices` and `--backend` as a user meets them on a machine without a GPU (CI): a report
+/// that says why CUDA is unusable, a clear error for `--backend cuda`, and the CPU for `auto`.
+final class BackendCommandTests: XCTestCase {
+    let fixture = TestPaths.repositoryRoot.appendingPathComponent("Tests/IFCNEngineTests/Fixtures/paper_c4_p16.safetensors").path
+
+    func run(_ arguments: [String], environment: [String: String] = [:]) throws -> ProcessResult {
+        try ProcessRunner.run(try TestPaths.ifcnBinary(), arguments, timeout: 120,
+                              environment: ProcessRunner.cleanEnvironment(environment))
+    }
+
+    /// Whether this machine can run CUDA at all (then the no-GPU expectations do not apply).
+    func gpuHere() throws -> Bool {
+        let r = try run(["devices", "--json"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.summary)
+        XCTAssertNotNil(obj["libraries"] as? [[String: Any]])
+        return obj["usable"] as? Bool ?? false
+    }
+
+    func testDevicesSaysWhyCUDAIsUnusable() throws {
+        if try gpuHere() { throw XCTSkip("a GPU is usable here") }
+        let r = try run(["devices"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        XCTAssertTrue(r.stdout.contains("CUDA backend: not usable here"), r.summary)
+        XCTAssertTrue(r.stdout.contains("unusable: "), r.summary)
+        for library in ["CUDA driver", "cuDNN", "NVRTC"] { XCTAssertTrue(r.stdout.contains(library), r.summary) }
+    }
+
+    func testBackendCUDAWithoutAGPUIsAClearErrorAndAutoUsesTheCPU() throws {
+        if try gpuHere() { throw XCTSkip("a GPU is usable here") }
+        let cuda = try run(["check-reference", fixture, "--backend", "cuda", "--quiet"])
+        XCTAssertNotEqual(cuda.status, 0, cuda.summary)
+        XCTAssertTrue(cuda.stderr.contains("CUDA is not usable: "), cuda.summary)
+        let auto = try run(["check-reference", fixture, "--backend", "auto", "--quiet", "--threads", "1"])
+        XCTAssertEqual(auto.status, 0, auto.summary)
+        XCTAssertTrue(auto.stderr.contains("backend: cpu (CUDA not usable: "), auto.summary)
+        XCTAssertTrue(auto.stdout.contains("on backend cpu"), auto.summary)
+        let env = try run(["check-reference", fixture, "--quiet"], environment: ["IFCN_BACKEND": "cuda"])
+        XCTAssertNotEqual(env.status, 0, env.summary)
+        XCTAssertTrue(env.stderr.contains("CUDA is not usable: "), env.summary)
+    }
+
+    func testUnknownBackendOrMathIsAParseErrorListingTheChoices() throws {
+        let r = try run(["bench", "--backend", "gpu"])
+        XCTAssertNotEqual(r.status, 0, r.summary)
+        XCTAssertTrue(r.stderr.contains("auto") && r.stderr.contains("cpu") && r.stderr.contains("cuda"), r.summary)
+        let m = try run(["bench", "--gpu-math", "fp16"])
+        XCTAssertNotEqual(m.status, 0, m.summary)
+        XCTAssertTrue(m.stderr.contains("fp32") && m.stderr.contains("tf32"), m.summary)
+        let e = try run(["bench", "--steps", "1"], environment: ["IFCN_BACKEND": "gpu"])
+        XCTAssertNotEqual(e.status, 0, e.summary)
+        XCTAssertTrue(e.stderr.contains("IFCN_BACKEND='gpu'"), e.summary)
+    }
+
+    func testCheckBackendsOnTheCPU() throws {
+        let r = try run(["check-backends", "--backend", "cpu", "--threads", "2"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        XCTAssertTrue(r.stdout.contains(" passed, 0 failed"), r.summary)
+        XCTAssertTrue(r.stdout.contains("overlap counts"), r.summary)
+    }
+}

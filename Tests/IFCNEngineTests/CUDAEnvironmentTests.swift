@@ -1,0 +1,133 @@
+import CCUDA
+import Foundation
+@testable import IFCNCompute
+import XCTest
+
+/// The CUDA backend's seam on any machine: library search, the factory's choices and errors,
+/// NVRTC compiling every kernel (where NVRTC is installed) and the declared constants against
+/// NVIDIA's headers (where pip's nvidia-* headers are installed). Without a GPU nothing here needs one.
+final class CUDAEnvironmentTests: XCTestCase {
+    /// pip's NVIDIA library and header folders on this machine (any Python environment under /opt).
+    static func nvidiaFolders(_ leaf: String) -> [String] {
+        let fm = FileManager.default
+        var out: [String] = []
+        for env in ((try? fm.contentsOfDirectory(atPath: "/opt")) ?? []).sorted() {
+            for venv in ["", "/.venv", "/venv"] {
+                for lib in ["lib", "lib64"] {
+                    let base = "/opt/\(env)\(venv)/\(lib)"
+                    for py in ((try? fm.contentsOfDirectory(atPath: base)) ?? []) where py.hasPrefix("python3") {
+                        let root = "\(base)/\(py)/site-packages/nvidia"
+                        for pkg in ((try? fm.contentsOfDirectory(atPath: root)) ?? []) {
+                            let dir = "\(root)/\(pkg)/\(leaf)"
+                            if fm.fileExists(atPath: dir) { out.append(dir) }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    func testAutoTakesCUDAWhenUsableElseTheCPUWithAReason() throws {
+        let usable = CUDAInventory.probe().usable
+        var note: String?
+        let backend = try Backends.make(.auto, threads: 1) { note = $0 }
+        if usable {
+            XCTAssertEqual(backend.name, "cuda")
+            XCTAssertNil(note)
+        } else {
+            XCTAssertEqual(backend.name, "cpu")
+            XCTAssertTrue(note?.hasPrefix("backend: cpu (CUDA not usable: ") ?? false, note ?? "no note")
+        }
+        XCTAssertEqual(try Backends.make(.cpu, threads: 1).name, "cpu")
+    }
+
+    func testCUDAWhereNoneIsUsableIsAClearError() throws {
+        let inventory = CUDAInventory.probe()
+        if inventory.usable { throw XCTSkip("a GPU is usable here") }
+        XCTAssertFalse(inventory.problems.isEmpty)
+        XCTAssertThrowsError(try Backends.make(.cuda)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.hasPrefix("CUDA is not usable: "), text)
+            // It names what is missing: each library that did not load, or the driver's answer.
+            XCTAssertTrue(inventory.problems.allSatisfy { text.contains($0) }, text)
+        }
+    }
+
+    func testBackendFromTheEnvironment() throws {
+        XCTAssertEqual(try Backends.resolve(.cpu), .cpu)
+        setenv("IFCN_BACKEND", "gpu", 1)
+        defer { unsetenv("IFCN_BACKEND") }
+        XCTAssertThrowsError(try Backends.resolve(nil)) { XCTAssertTrue("\($0)".contains("auto, cpu, cuda"), "\($0)") }
+        setenv("IFCN_BACKEND", "cpu", 1)
+        XCTAssertEqual(try Backends.resolve(nil), .cpu)
+        unsetenv("IFCN_BACKEND")
+        XCTAssertEqual(try Backends.resolve(nil), .auto)
+    }
+
+    func testLibrarySearchOrder() throws {
+        let root = NSTemporaryDirectory() + "ifcn-cuda-search-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let site = "\(root)/venv/lib/python3.12/site-packages/nvidia"
+        for pkg in ["cudnn", "cu13"] {
+            try FileManager.default.createDirectory(atPath: "\(site)/\(pkg)/lib", withIntermediateDirectories: true)
+        }
+        let folders = CUDALoader.searchFolders(environment: ["IFCN_CUDA_LIBRARY_PATH": "/a:/b", "VIRTUAL_ENV": "\(root)/venv"])
+        XCTAssertEqual(Array(folders.prefix(4)), ["/a", "/b", "\(site)/cu13/lib", "\(site)/cudnn/lib"])
+        XCTAssertTrue(folders.contains("/usr/local/nvidia/lib64"))
+    }
+
+    func testEveryKernelCompilesWithNVRTC() throws {
+        if !CUDALoader.load(.nvrtc).loaded, let dir = Self.nvidiaFolders("lib").first(where: { dir in
+            ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).contains { $0.hasPrefix("libnvrtc.so.1") }
+        }) {
+            setenv("IFCN_CUDA_LIBRARY_PATH", dir, 1)
+        }
+        defer { unsetenv("IFCN_CUDA_LIBRARY_PATH") }
+        guard CUDALoader.load(.nvrtc).loaded else {
+            throw XCTSkip("NVRTC is not installed here (pip install nvidia-cuda-nvrtc)")
+        }
+        XCTAssertGreaterThanOrEqual(CUDAKernelCompiler.kernelNames.count, 30)
+        for arch in ["sm_80", "sm_90"] {
+            let result = try CUDAKernelCompiler.compile(architecture: arch)
+            XCTAssertGreaterThan(result.cubin.count, 10_000, arch)
+            XCTAssertEqual(result.log.trimmingCharacters(in: .whitespacesAndNewlines), "", "NVRTC warnings for \(arch)")
+            // Every kernel the backend launches is in the cubin (its symbol table holds the names).
+            let image = String(decoding: result.cubin.map { $0 == 0 ? 10 : $0 }, as: UTF8.self)
+            for name in CUDAKernelCompiler.kernelNames { XCTAssertTrue(image.contains(name), "\(name) missing for \(arch)") }
+        }
+        // A compile error is reported with NVRTC's log.
+        XCTAssertThrowsError(try CUDAKernelCompiler.compile(architecture: "sm_1"))
+    }
+
+    func testDeclaredConstantsMatchNVIDIAHeaders() throws {
+        var checked = 0
+        func value(in header: String, _ name: String) -> Int? {
+            guard let r = header.range(of: "\\b\(name)\\s*=\\s*(\\d+)", options: .regularExpression) else { return nil }
+            return Int(header[r].split(separator: "=").last!.trimmingCharacters(in: .whitespaces))
+        }
+        if let dir = Self.nvidiaFolders("include").first(where: { FileManager.default.fileExists(atPath: $0 + "/cuda.h") }) {
+            let header = try String(contentsOfFile: dir + "/cuda.h", encoding: .utf8)
+            XCTAssertEqual(value(in: header, "CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT"), Int(CUDADeviceAttribute.multiprocessorCount))
+            XCTAssertEqual(value(in: header, "CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR"), Int(CUDADeviceAttribute.computeCapabilityMajor))
+            XCTAssertEqual(value(in: header, "CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR"), Int(CUDADeviceAttribute.computeCapabilityMinor))
+            XCTAssertEqual(value(in: header, "CUDA_SUCCESS"), 0)
+            checked += 1
+        }
+        let cudnnHeaders = Self.nvidiaFolders("include").flatMap { dir in
+            ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasPrefix("cudnn") }.map { dir + "/" + $0 }
+        }
+        if !cudnnHeaders.isEmpty {
+            let text = try cudnnHeaders.map { try String(contentsOfFile: $0, encoding: .utf8) }.joined(separator: "\n")
+            for name in ["CUDNN_DATA_FLOAT", "CUDNN_TENSOR_NCHW", "CUDNN_CROSS_CORRELATION", "CUDNN_DEFAULT_MATH",
+                         "CUDNN_FMA_MATH", "CUDNN_DETERMINISTIC"] {
+                var declared: Int64 = 0
+                XCTAssertEqual(ifcn_cuda_declared_constant(name, &declared), 0, name)
+                // Enumerators without "= N" count from the previous one; the ones ifcn uses are all explicit or first.
+                if let v = value(in: text, name) { XCTAssertEqual(Int64(v), declared, name) }
+            }
+            checked += 1
+        }
+        if checked == 0 { throw XCTSkip("no NVIDIA headers here (pip install nvidia-cuda-runtime nvidia-cudnn-cu13)") }
+    }
+}

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# The device check of the CUDA backend, for a lent GPU machine (CUDA driver, cuDNN 9 and PyTorch in
+# a Python venv; no Swift, no network). Build the bundle first on a build machine:
+#   scripts/gpu_bundle.sh            -> .gpu/bundle.tar.xz (carry .gpu)
+#   OUT=results scripts/gpu_check.sh -> prints every step and a summary table; JSON in $OUT
+# Steps: ifcn devices; every fixture through check-reference on the GPU (fp32 math), with a
+# bitwise repeat and agreement with the CPU; a resumed training run against an uninterrupted one;
+# two-rank training with per-epoch validation on the VerSe scans; ifcn bench at C=64, P=128 (fp32,
+# tf32) next to bench/pytorch_step.py --device cuda (fp32, tf32, bf16, channels-last).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-gpu-check-out}
+mkdir -p "$OUT"
+root=$(pwd)
+B=/tmp/ifcn-gpu
+rm -rf "$B" && mkdir -p "$B" && tar -C "$B" -xJf .gpu/bundle.tar.xz || { echo "no bundle: run scripts/gpu_bundle.sh"; exit 1; }
+export IFCN_CACHE_DIR=$B/cache
+# ifcn's own environment: bundle libraries and a relocated Open MPI; Python keeps its own.
+run_ifcn() {
+    env LD_LIBRARY_PATH="$B/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" OPAL_PREFIX="$B" OMPI_MCA_mca_base_component_path="$B/openmpi/plugins" \
+        PMIX_MCA_mca_base_component_path="$B/openmpi/pmix" OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+        OMPI_MCA_btl_vader_single_copy_mechanism=none PATH="$B/bin:$PATH" "$@"
+}
+ifcn="$B/bin/ifcn"
+log="$OUT/gpu_check.log"
+: > "$log"
+section() { echo; echo "=== $* ($(date +%T))" | tee -a "$log"; }
+status_of() { [[ $1 == 0 ]] && echo true || echo false; }
+
+section "machine"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$log"
+python3 -c "import torch; print('torch', torch.__version__, 'cudnn', torch.backends.cudnn.version())" | tee -a "$log"
+
+section "ifcn devices"
+run_ifcn "$ifcn" devices 2>&1 | tee -a "$log"
+run_ifcn "$ifcn" devices --json > "$OUT/devices.json" 2>>"$log"
+run_ifcn "$ifcn" devices --compile-kernels 2>&1 | tail -2 | tee -a "$log"
+
+section "bench: ifcn (fp32, tf32) and PyTorch"
+run_ifcn timeout 100 "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels 16 --patch 64 --steps 10 2>&1 | tee -a "$log"
+for m in fp32 tf32; do
+    run_ifcn timeout 150 "$ifcn" bench --backend cuda --gpu-math $m --variant paper --channels 64 --patch 128 --steps 10 --json \
+        > "$OUT/bench_ifcn_$m.json" 2> "$OUT/bench_ifcn_$m.err"; echo "exit $?" >> "$OUT/bench_ifcn_$m.err"
+    cat "$OUT/bench_ifcn_$m.json" | tee -a "$log"; tail -5 "$OUT/bench_ifcn_$m.err" | tee -a "$log"
+done
+for m in fp32 tf32 bf16; do
+    timeout 120 python3 bench/pytorch_step.py --device cuda --mode $m --variant paper --channels 64 --patch 128 --steps 10 --json \
+        > "$OUT/bench_torch_$m.json" 2>>"$log"; cat "$OUT/bench_torch_$m.json" | tee -a "$log"
+done
+timeout 120 python3 bench/pytorch_step.py --device cuda --mode tf32 --channels-last --variant paper --channels 64 --patch 128 --steps 10 --json \
+    > "$OUT/bench_torch_tf32_cl.json" 2>>"$log"; cat "$OUT/bench_torch_tf32_cl.json" | tee -a "$log"
+
+section "reference fixtures on the GPU (fp32 math, bitwise repeat, agreement with the CPU)"
+fixtures=()
+for f in Tests/IFCNEngineTests/Fixtures/*.safetensors; do
+    name=$(basename "$f" .safetensors)
+    run_ifcn timeout 90 "$ifcn" check-reference "$f" --backend cuda --gpu-math fp32 --determinism --compare-cpu --threads 8 \
+        --pytorch-baseline Tests/IFCNEngineTests/Fixtures/pytorch_f32_errors.json > "$OUT/fixture_$name.txt" 2>&1
+    rc=$?
+    grep -E "FAIL|ok\*|determinism|agreement|passed" "$OUT/fixture_$name.txt" | tee -a "$log"
+    fixtures+=("$name=$rc")
+done
+run_ifcn timeout 60 "$ifcn" check-reference Tests/IFCNEngineTests/Fixtures/paper_c4_p32.safetensors --backend cuda --gpu-math tf32 --quiet 2>&1 \
+    | tail -3 | sed 's/^/tf32: /' | tee -a "$log"
+
+section "every kernel on the GPU against the CPU, layer by layer (fp32 math, relL2 <= 1e-5)"
+run_ifcn timeout 60 "$ifcn" check-backends --backend cuda --threads 8 > "$OUT/check_backends.txt" 2>&1; layers_rc=$?
+run_ifcn timeout 60 "$ifcn" check-backends --backend cuda --threads 8 --channels 16 --extent 32,32,32 >> "$OUT/check_backends.txt" 2>&1
+layers_rc=$(( layers_rc + $? ))
+grep -E "FAIL|passed" "$OUT/check_backends.txt" | tee -a "$log"
+
+section "training: resume equals an uninterrupted run (1 rank, GPU)"
+data=$B/data
+run_ifcn "$ifcn" preprocess --input data/verse --output "$data" --spacing 3 --validation sub-verse008 2>&1 | tail -1 | tee -a "$log"
+common=(--data "$data" --variant paper --channels 16 --patch 64 --iters-per-epoch 20 --backend cuda --gpu-math fp32 --val-cases 1 --progress-seconds 1000)
+run_ifcn timeout 90 "$ifcn" train "${common[@]}" --output "$B/runA" --iterations 40 --dump-weights "$B/A" > "$OUT/resume_a.txt" 2>&1
+run_ifcn timeout 90 "$ifcn" train "${common[@]}" --output "$B/runB" --iterations 20 > "$OUT/resume_b1.txt" 2>&1
+run_ifcn timeout 90 "$ifcn" train "${common[@]}" --output "$B/runB" --iterations 40 --resume --dump-weights "$B/B" > "$OUT/resume_b2.txt" 2>&1
+if cmp -s "$B/A.rank0.safetensors" "$B/B.rank0.safetensors"; then resume=true; else resume=false; fi
+tail -2 "$OUT/resume_a.txt" | tee -a "$log"; echo "resume bit-identical: $resume" | tee -a "$log"
+
+section "training: 2 ranks on one GPU, per-epoch validation on VerSe (the demo's configuration: 4 mm, C=16, P=32)"
+run_ifcn "$ifcn" preprocess --input data/verse --output "$B/data4" --spacing 4 --validation sub-verse008 2>&1 | tail -1 | tee -a "$log"
+t0=$(date +%s)
+run_ifcn timeout 180 mpirun --oversubscribe -np 2 "$ifcn" train --data "$B/data4" --output "$B/run2" --variant paper --channels 16 \
+    --patch 32 --iterations 1600 --iters-per-epoch 400 --backend cuda --augment noise,blur --progress-seconds 20 2>&1 | tee "$OUT/train_2ranks.txt" | tail -8 | tee -a "$log"
+train_seconds=$(( $(date +%s) - t0 ))
+cp "$B/run2/metrics.jsonl" "$OUT/train_metrics.jsonl" 2>/dev/null
+
+section "segmentation of the held-out scan with the 2-rank model: GPU against CPU"
+for b in cuda cpu; do
+    run_ifcn timeout 120 "$ifcn" segment --backend $b --threads 16 --checkpoint "$B/run2/checkpoints/best.safetensors" \
+        --input data/verse/sub-verse008_ct.nii.gz --output "$B/seg_$b" > "$OUT/segment_$b.txt" 2>&1
+    tail -2 "$OUT/segment_$b.txt" | tee -a "$log"
+    run_ifcn timeout 60 "$ifcn" evaluate --reference data/verse/sub-verse008_seg-vert_msk.nii.gz \
+        --prediction "$B/seg_$b/sub-verse008.nii.gz" --json "$OUT/evaluate_$b.json" 2>&1 | tail -3 | tee -a "$log"
+done
+cmp -s "$B/seg_cuda/sub-verse008.nii.gz" "$B/seg_cpu/sub-verse008.nii.gz" && echo "label maps identical" | tee -a "$log"
+
+section "summary"
+LAYERS=$layers_rc FIXTURES="${fixtures[*]}" RESUME=$resume TRAIN_SECONDS=$train_seconds python3 - "$OUT" <<'PY' | tee -a "$log"
+import json, os, sys, glob
+out = sys.argv[1]
+def load(p):
+    try:
+        return json.load(open(os.path.join(out, p)))
+    except Exception:
+        return None
+dev = load("devices.json") or {}
+gpu = (dev.get("devices") or [{}])[0]
+res = {"card": gpu.get("name"), "driver": dev.get("driver_version"), "cudnn": dev.get("cudnn_version"),
+       "nvrtc": dev.get("nvrtc_version"), "arch": gpu.get("arch"), "fixtures": {}, "ifcn": {}, "pytorch": {}}
+for kv in os.environ["FIXTURES"].split():
+    k, v = kv.split("=")
+    res["fixtures"][k] = v == "0"
+res["resume_bit_identical"] = os.environ["RESUME"] == "true"
+res["layers_agree_with_cpu"] = os.environ["LAYERS"] == "0"
+for b in ["cuda", "cpu"]:
+    e = load(f"evaluate_{b}.json")
+    if e:
+        res.setdefault("segment_sub_verse008", {})[b] = {k: v for k, v in e.items() if k != "cases"}
+for m in ["fp32", "tf32"]:
+    b = load(f"bench_ifcn_{m}.json")
+    if b:
+        res["ifcn"][m] = b["step_seconds_median"]
+        res.setdefault("ifcn_forward", {})[m] = b["forward_seconds_median"]
+        res.setdefault("ifcn_peak_bytes_by_mode", {})[m] = b.get("device_peak_bytes")
+for m in ["fp32", "tf32", "bf16", "tf32_cl"]:
+    b = load(f"bench_torch_{m}.json")
+    if b:
+        key = "tf32 channels-last" if m == "tf32_cl" else m
+        res["pytorch"][key] = b["step_seconds_median"]
+        res.setdefault("pytorch_forward", {})[key] = b["forward_seconds_median"]
+        res.setdefault("pytorch_peak_bytes_by_mode", {})[key] = b.get("peak_device_bytes")
+res["ifcn_peak_bytes"] = max([v for v in (res.get("ifcn_peak_bytes_by_mode") or {}).values() if v] or [0])
+res["pytorch_peak_bytes"] = max([v for v in (res.get("pytorch_peak_bytes_by_mode") or {}).values() if v] or [0])
+metrics = []
+try:
+    metrics = [json.loads(l) for l in open(os.path.join(out, "train_metrics.jsonl"))]
+except Exception:
+    pass
+res["training"] = {"ranks": 2, "config": "paper C=16 P=32, 4 mm, noise+blur, trained on sub-verse005 and sub-verse012, validated on sub-verse008", "wall_seconds": int(os.environ["TRAIN_SECONDS"]),
+                   "epochs": [{k: m.get(k) for k in ["epoch", "iteration", "train_loss", "train_dice", "val_dice", "samples_per_second"]} for m in metrics]}
+json.dump(res, open(os.path.join(out, "gpu_check.json"), "w"), indent=1, sort_keys=True)
+print(f"card {res['card']}  driver {res['driver']}  cuDNN {res['cudnn']}  NVRTC {res['nvrtc']}")
+print("fixtures: " + ", ".join(f"{k} {'passed' if v else 'FAILED'}" for k, v in res["fixtures"].items()))
+print(f"resume bit-identical: {res['resume_bit_identical']}  layers agree with the CPU: {res['layers_agree_with_cpu']}")
+print(f"segment sub-verse008: {res.get('segment_sub_verse008')}")
+print("| engine | mode | step (s) | forward (s) | peak device memory (MiB) |")
+print("| --- | --- | --- | --- | --- |")
+for m, v in res["ifcn"].items():
+    print(f"| ifcn | {m} | {v:.4f} | {res['ifcn_forward'][m]:.4f} | {(res['ifcn_peak_bytes_by_mode'][m] or 0) / 2**20:.0f} |")
+for m, v in res["pytorch"].items():
+    print(f"| PyTorch | {m} | {v:.4f} | {res['pytorch_forward'][m]:.4f} | {(res['pytorch_peak_bytes_by_mode'][m] or 0) / 2**20:.0f} |")
+for e in res["training"]["epochs"]:
+    print(f"epoch {e['epoch']} iter {e['iteration']} loss {e['train_loss']:.1f} train Dice {e['train_dice']} val Dice {e['val_dice']} {e['samples_per_second']:.1f} samples/s")
+PY
+tar -C "$OUT" -czf "$OUT/details.tar.gz" --exclude details.tar.gz --exclude gpu_check.json --exclude console.txt . 2>/dev/null
+find "$OUT" -maxdepth 1 -type f ! -name details.tar.gz ! -name gpu_check.json ! -name console.txt -delete

@@ -1,7 +1,7 @@
 """Measures how closely PyTorch itself, in float32, reproduces a float64 reference fixture.
 
 Usage: python tools/pytorch_f32_baseline.py OUT.json FIXTURE.safetensors [...]
-Needs torch and safetensors, and ../shared/reference/ifcn_reference.py (or IFCN_REFERENCE=path).
+Needs torch and safetensors; uses tools/ifcn_reference.py (or IFCN_REFERENCE=dir).
 Writes {fixture file name: {tensor name: relative L2 error of PyTorch float32}}; the engine tests
 hold ifcn to at least PyTorch's float32 accuracy where a fixture is too ill-conditioned for the
 README tolerance (the seed fixture: see docs/BENCHMARKS.md).
@@ -12,7 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 here = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.environ.get("IFCN_REFERENCE", os.path.join(here, "..", "..", "shared", "reference")))
+sys.path.insert(0, os.environ.get("IFCN_REFERENCE", here))
 from ifcn_reference import build, losses  # noqa: E402
 
 

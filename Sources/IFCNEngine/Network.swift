@@ -215,47 +215,6 @@ public final class Network {
         return Loss(total: fp + fn + cls, segmentation: fp + fn, classification: cls, completeness: c)
     }
 
-    enum GradientMode { case overwrite, accumulate, zeroThenAccumulate, none }
-
-    /// Decides, once, whether each op's input gradient overwrites, adds to, or must first clear
-    /// its destination, so the gradient arena never needs clearing as a whole.
-    static func planBackward(_ g: Graph) -> [(op: Int, mode: GradientMode)] {
-        var written: [Range<Int>] = [g.segLogit.offset..<(g.segLogit.offset + g.segLogit.count),
-                                     g.clsLogit.offset..<(g.clsLogit.offset + g.clsLogit.count)]
-        let inputRange = g.input.offset..<(g.input.offset + g.input.count)
-        func covered(_ r: Range<Int>) -> Int {
-            written.reduce(0) { $0 + ($1.clamped(to: r)).count }  // written ranges never overlap
-        }
-        var plan: [(Int, GradientMode)] = []
-        for (i, op) in g.ops.enumerated().reversed() {
-            let target: Activation?
-            switch op {
-            case let .conv3(x, _, _, _), let .batchNorm(x, _, _, _, _), let .maxPool(x, _),
-                 let .upsample(x, _), let .conv1(x, _, _, _), let .globalMax(x, _):
-                target = x
-            case .relu, .sigmoid:
-                target = nil
-            }
-            guard let x = target else { plan.append((i, .none)); continue }
-            let r = x.offset..<(x.offset + x.count)
-            if r.overlaps(inputRange) { plan.append((i, .none)); continue }
-            let c = covered(r)
-            let mode: GradientMode = c == 0 ? .overwrite : (c == r.count ? .accumulate : .zeroThenAccumulate)
-            plan.append((i, mode))
-            if mode != .accumulate {
-                // replace the written pieces inside r by r itself
-                written = written.flatMap { w -> [Range<Int>] in
-                    guard w.overlaps(r) else { return [w] }
-                    var rest: [Range<Int>] = []
-                    if w.lowerBound < r.lowerBound { rest.append(w.lowerBound..<r.lowerBound) }
-                    if w.upperBound > r.upperBound { rest.append(r.upperBound..<w.upperBound) }
-                    return rest
-                } + [r]
-            }
-        }
-        return plan
-    }
-
     func runBackward() {
         let b = backend
         for (index, mode) in backwardPlan {
@@ -338,71 +297,4 @@ extension Network {
 
     /// A training step costs about three forward passes (forward, data and weight gradients).
     public var trainingStepFLOPs: Double { 3 * forwardFLOPs }
-}
-
-/// Gradient storage by liveness: an activation block's gradient exists from the first backward op
-/// that touches it to the last, and blocks whose lifetimes do not overlap share memory (first fit).
-/// The backward plan's overwrite/accumulate decisions never read a gradient before it is written,
-/// so reused memory needs no clearing.
-struct GradientLayout {
-    private let starts: [Int]          // activation block starts, ascending
-    private let gradStarts: [Int]      // matching gradient-arena offsets (-1: never used)
-    let size: Int
-
-    init(graph g: Graph, plan: [(op: Int, mode: Network.GradientMode)]) {
-        let starts = g.blockStarts
-        func block(_ offset: Int) -> Int {
-            var lo = 0, hi = starts.count - 1
-            while lo < hi { let mid = (lo + hi + 1) / 2; if starts[mid] <= offset { lo = mid } else { hi = mid - 1 } }
-            return lo
-        }
-        let sizes = starts.indices.map { i in (i + 1 < starts.count ? starts[i + 1] : g.arenaSize) - starts[i] }
-        var first = [Int](repeating: Int.max, count: starts.count), last = [Int](repeating: -1, count: starts.count)
-        func touch(_ a: Activation, _ step: Int) {
-            let b = block(a.offset)
-            first[b] = min(first[b], step); last[b] = max(last[b], step)
-        }
-        // step 0: the loss writes the gradients of the two logits
-        touch(g.segLogit, 0); touch(g.clsLogit, 0)
-        for (k, entry) in plan.enumerated() {
-            let step = k + 1
-            switch g.ops[entry.op] {
-            case let .conv3(x, y, _, _), let .batchNorm(x, y, _, _, _), let .maxPool(x, y),
-                 let .upsample(x, y), let .conv1(x, y, _, _), let .globalMax(x, y):
-                touch(y, step)
-                if entry.mode != .none { touch(x, step) }
-            case let .relu(x):
-                touch(x, step)
-            case .sigmoid:
-                break
-            }
-        }
-        // first fit over blocks in order of first use; a block's memory is free after its last use
-        var gradStarts = [Int](repeating: -1, count: starts.count)
-        var live: [(start: Int, end: Int, last: Int)] = []
-        var size = 0
-        for b in starts.indices.sorted(by: { first[$0] < first[$1] }) where last[b] >= 0 {
-            live.removeAll { $0.last < first[b] }
-            live.sort { $0.start < $1.start }
-            var candidate = 0
-            for r in live {
-                if candidate + sizes[b] <= r.start { break }
-                candidate = max(candidate, r.end)
-            }
-            gradStarts[b] = candidate
-            live.append((candidate, candidate + sizes[b], last[b]))
-            size = max(size, candidate + sizes[b])
-        }
-        self.starts = starts
-        self.gradStarts = gradStarts
-        self.size = size
-    }
-
-    /// Gradient-arena offset of the activation at `offset`.
-    func offset(of offset: Int) -> Int {
-        var lo = 0, hi = starts.count - 1
-        while lo < hi { let mid = (lo + hi + 1) / 2; if starts[mid] <= offset { lo = mid } else { hi = mid - 1 } }
-        precondition(gradStarts[lo] >= 0, "gradient of an activation the backward pass never touches")
-        return gradStarts[lo] + (offset - starts[lo])
-    }
 }

@@ -9,7 +9,7 @@ public struct TensorComparison: Sendable {
     public let passed: Bool
 }
 
-/// Result of running a PyTorch fixture (../shared/reference format) through the engine.
+/// Result of running a PyTorch fixture (docs/REFERENCE_FIXTURES.md) through the engine.
 public struct ReferenceCheckReport: Sendable {
     public let config: NetworkConfig
     public var comparisons: [TensorComparison] = []
@@ -58,7 +58,7 @@ public func compare(_ a: [Float], _ b: [Float]) -> (relativeL2: Double, maxAbs: 
 }
 
 public enum ReferenceCheck {
-    /// Tolerances of ../shared/reference/README.md.
+    /// Tolerances of docs/REFERENCE_FIXTURES.md.
     public static let relativeL2Tolerance = 1e-3
     public static let probabilityMaxAbsTolerance = 1e-4
     /// Where a fixture is too ill-conditioned for float32, the fixture README's bar for an engine

@@ -1,6 +1,6 @@
 import Foundation
 
-/// The iterative instance segmentation of one canonical image (METHOD.md, "Inference"): a grid walk from
+/// The iterative instance segmentation of one canonical image (docs/METHOD.md, "Inference"): a grid walk from
 /// the superior end; at each position the fragment the model finds is followed to convergence, accepted
 /// when it adds enough unlabelled voxels, written with the next label and added to the memory, and the
 /// same patch is analysed again. Bounded by grid positions, moves and instances, so it always ends.

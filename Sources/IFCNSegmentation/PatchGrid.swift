@@ -1,7 +1,7 @@
 /// Patch placement over a canonical image of `size` voxels for patches of `patch`^3 voxels.
 ///
 /// A patch is addressed by its centre voxel; it covers `centre - P/2 ..< centre + P/2` on each axis.
-/// As in training (METHOD.md), a patch lies inside the image on every axis where the image is at
+/// As in training (docs/METHOD.md), a patch lies inside the image on every axis where the image is at
 /// least a patch long, and is centred on the image (padded) where it is shorter; centres are clamped
 /// to keep it so. The network never sees patches that hang out of a large image.
 struct PatchGrid {

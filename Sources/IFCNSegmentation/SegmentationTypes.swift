@@ -1,7 +1,7 @@
 import Foundation
 import IFCNVolume
 
-/// Parameters of the iterative instance segmentation (METHOD.md, "Inference").
+/// Parameters of the iterative instance segmentation (docs/METHOD.md, "Inference").
 public struct SegmentationOptions: Sendable {
     /// Smallest vertebra volume (mm^3) a segmentation must add to be accepted (n_min).
     public var minVolumeMM3: Double = 1000

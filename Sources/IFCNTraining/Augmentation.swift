@@ -1,12 +1,12 @@
 import Foundation
 import IFCNEngine
 
-/// The training augmentations of METHOD.md.
+/// The training augmentations of docs/METHOD.md.
 public enum Augmentation: String, CaseIterable, Sendable {
     case elastic, blur, noise, crop
 }
 
-/// The training augmentations of METHOD.md, each applied with probability 0.5, on a cubic
+/// The training augmentations of docs/METHOD.md, each applied with probability 0.5, on a cubic
 /// patch in HU: elastic deformation, Gaussian blur, Gaussian noise, crop along z and resize.
 /// Every coin is drawn whether or not its augmentation is enabled, so the others' randomness
 /// does not depend on the selection.

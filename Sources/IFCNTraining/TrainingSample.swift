@@ -16,7 +16,7 @@ public struct TrainingSample: Sendable {
     public var patchOrigin: SIMD3<Int>
 }
 
-/// Draws the training samples of METHOD.md. Sample `iteration` of `rank` depends only on
+/// Draws the training samples of docs/METHOD.md. Sample `iteration` of `rank` depends only on
 /// (seed, rank, iteration): a counter-based stream, so a resumed run draws the same samples.
 public struct PatchSampler: Sendable {
     public let cases: [TrainingCase]

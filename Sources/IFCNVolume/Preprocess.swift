@@ -24,7 +24,7 @@ public struct PreprocessOptions: Sendable {
     public init() {}
 }
 
-/// Preprocessing of a folder of labelled scans into a training data set (METHOD.md, "Preprocessing").
+/// Preprocessing of a folder of labelled scans into a training data set (docs/METHOD.md, "Preprocessing").
 public enum Preprocessor {
     static let labelSuffixes = ["_seg-vert_msk", "_label", "_seg"]
 

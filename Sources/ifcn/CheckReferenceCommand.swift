@@ -8,7 +8,7 @@ struct CheckReferenceCommand: ParsableCommand {
         commandName: "check-reference",
         abstract: "Run a PyTorch reference fixture through the engine and compare every tensor.")
 
-    @Argument(help: "Fixture .safetensors (format of shared/reference/README.md).")
+    @Argument(help: "Fixture .safetensors (format of docs/REFERENCE_FIXTURES.md).")
     var fixture: String
 
     @Option(help: "Compute threads (default: all cores).")

@@ -11,7 +11,7 @@ final class WrongReLUBackend: CPUBackend {
     }
 }
 
-/// The PyTorch fixtures of shared/reference, copied into the repo, through the whole engine.
+/// The PyTorch fixtures (docs/REFERENCE_FIXTURES.md, made by tools/ifcn_reference.py) through the whole engine.
 final class ReferenceFixtureTests: XCTestCase {
     // Each fixture test runs once per available backend (the CPU; CUDA where a GPU is present).
 

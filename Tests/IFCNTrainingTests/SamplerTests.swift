@@ -3,7 +3,7 @@ import IFCNTraining
 import IFCNVolume
 import XCTest
 
-/// The training samples of METHOD.md, drawn from a synthetic spine at 2 mm.
+/// The training samples of docs/METHOD.md, drawn from a synthetic spine at 2 mm.
 final class SamplerTests: XCTestCase {
     static let trainingCase: TrainingCase = {
         let s = SyntheticSpine.generate(seed: 4)

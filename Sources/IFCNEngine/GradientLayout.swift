@@ -1,0 +1,68 @@
+import IFCNCompute
+
+/// Gradient storage by liveness: an activation block's gradient exists from the first backward op
+/// that touches it to the last, and blocks whose lifetimes do not overlap share memory (first fit).
+/// The backward plan's overwrite/accumulate decisions never read a gradient before it is written,
+/// so reused memory needs no clearing.
+struct GradientLayout {
+    private let starts: [Int]          // activation block starts, ascending
+    private let gradStarts: [Int]      // matching gradient-arena offsets (-1: never used)
+    let size: Int
+
+    init(graph g: Graph, plan: [(op: Int, mode: Network.GradientMode)]) {
+        let starts = g.blockStarts
+        func block(_ offset: Int) -> Int {
+            var lo = 0, hi = starts.count - 1
+            while lo < hi { let mid = (lo + hi + 1) / 2; if starts[mid] <= offset { lo = mid } else { hi = mid - 1 } }
+            return lo
+        }
+        let sizes = starts.indices.map { i in (i + 1 < starts.count ? starts[i + 1] : g.arenaSize) - starts[i] }
+        var first = [Int](repeating: Int.max, count: starts.count), last = [Int](repeating: -1, count: starts.count)
+        func touch(_ a: Activation, _ step: Int) {
+            let b = block(a.offset)
+            first[b] = min(first[b], step); last[b] = max(last[b], step)
+        }
+        // step 0: the loss writes the gradients of the two logits
+        touch(g.segLogit, 0); touch(g.clsLogit, 0)
+        for (k, entry) in plan.enumerated() {
+            let step = k + 1
+            switch g.ops[entry.op] {
+            case let .conv3(x, y, _, _), let .batchNorm(x, y, _, _, _), let .maxPool(x, y),
+                 let .upsample(x, y), let .conv1(x, y, _, _), let .globalMax(x, y):
+                touch(y, step)
+                if entry.mode != .none { touch(x, step) }
+            case let .relu(x):
+                touch(x, step)
+            case .sigmoid:
+                break
+            }
+        }
+        // first fit over blocks in order of first use; a block's memory is free after its last use
+        var gradStarts = [Int](repeating: -1, count: starts.count)
+        var live: [(start: Int, end: Int, last: Int)] = []
+        var size = 0
+        for b in starts.indices.sorted(by: { first[$0] < first[$1] }) where last[b] >= 0 {
+            live.removeAll { $0.last < first[b] }
+            live.sort { $0.start < $1.start }
+            var candidate = 0
+            for r in live {
+                if candidate + sizes[b] <= r.start { break }
+                candidate = max(candidate, r.end)
+            }
+            gradStarts[b] = candidate
+            live.append((candidate, candidate + sizes[b], last[b]))
+            size = max(size, candidate + sizes[b])
+        }
+        self.starts = starts
+        self.gradStarts = gradStarts
+        self.size = size
+    }
+
+    /// Gradient-arena offset of the activation at `offset`.
+    func offset(of offset: Int) -> Int {
+        var lo = 0, hi = starts.count - 1
+        while lo < hi { let mid = (lo + hi + 1) / 2; if starts[mid] <= offset { lo = mid } else { hi = mid - 1 } }
+        precondition(gradStarts[lo] >= 0, "gradient of an activation the backward pass never touches")
+        return gradStarts[lo] + (offset - starts[lo])
+    }
+}

@@ -52,9 +52,9 @@ public struct RunDirectory: Sendable {
         for name in old.dropLast(max(keep, 1)) { try? fm.removeItem(atPath: checkpoints + "/" + name) }
     }
 
-    /// Appends one JSON object as a line, flushed to disk.
-    public func appendMetrics(_ object: [String: Any]) throws {
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) + Data("\n".utf8)
+    /// Appends one epoch's metrics as a JSON line, flushed to disk.
+    public func appendMetrics(_ epoch: EpochMetrics) throws {
+        let data = try epoch.jsonLine() + Data("\n".utf8)
         let fd = open(metrics, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         guard fd >= 0 else { throw TrainingError("\(metrics): cannot open: \(String(cString: strerror(errno)))") }
         defer { close(fd) }

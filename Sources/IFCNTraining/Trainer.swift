@@ -224,18 +224,13 @@ public final class Trainer {
             let epochIndex = (it + o.iterationsPerEpoch - 1) / o.iterationsPerEpoch
             let samplesPerSecond = Double(pooled.samples) / max(epochSeconds, 1e-9)
             let allreduceShare = pooled.allreduceSeconds / max(pooled.allreduceSeconds + pooled.computeSeconds, 1e-12)
-            var obj: [String: Any] = [
-                "epoch": epochIndex, "iteration": it, "train_loss": pooled.meanLoss,
-                "train_dice": pooled.meanDice as Any, "completeness_accuracy": pooled.completenessAccuracy,
-                "val_dice": valDice as Any, "val_assd_mm": valASSD as Any, "val_evaluations": Int(vv[4]),
-                "seconds": epochSeconds, "validation_seconds": valSeconds, "samples_per_second": samplesPerSecond,
-                "allreduce_share": allreduceShare, "ranks": comm.size, "learning_rate": Double(o.learningRate(at: it)),
-            ]
-            obj = obj.mapValues { ($0 as Any?) ?? NSNull() }
-            if valDice == nil { obj["val_dice"] = NSNull() }
-            if valASSD == nil { obj["val_assd_mm"] = NSNull() }
-            if pooled.meanDice == nil { obj["train_dice"] = NSNull() }
-            try run.appendMetrics(obj)
+            let metrics = EpochMetrics(
+                epoch: epochIndex, iteration: it, trainLoss: pooled.meanLoss, trainDice: pooled.meanDice,
+                completenessAccuracy: pooled.completenessAccuracy, valDice: valDice, valASSDmm: valASSD,
+                valEvaluations: Int(vv[4]), seconds: epochSeconds, validationSeconds: valSeconds,
+                samplesPerSecond: samplesPerSecond, allreduceShare: allreduceShare, ranks: comm.size,
+                learningRate: Double(o.learningRate(at: it)))
+            try run.appendMetrics(metrics)
             func f(_ x: Double?, _ fmt: String = "%.4f") -> String { x.map { String(format: fmt, $0) } ?? "n/a" }
             log("epoch \(epochIndex)  iter \(it)  loss \(f(pooled.meanLoss, "%.2f"))  train Dice \(f(pooled.meanDice))  "
                 + "compl. acc \(f(pooled.completenessAccuracy, "%.3f"))  val Dice \(f(valDice))  val ASSD \(f(valASSD, "%.2f")) mm  "

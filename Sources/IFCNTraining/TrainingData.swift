@@ -38,8 +38,8 @@ public struct TrainingData: Sendable {
             }
             return TrainingCase(name: e.name, image: image, labels: labels, weights: weights, vertebrae: e.vertebrae)
         }
-        let train = try manifest.cases(in: "train").map(load)
-        var valEntries = manifest.cases(in: "validation")
+        let train = try manifest.cases(in: .train).map(load)
+        var valEntries = manifest.cases(in: .validation)
         if let n = maxValidationCases { valEntries = Array(valEntries.prefix(max(0, n))) }
         let val = try valEntries.map(load)
         guard !train.isEmpty else {

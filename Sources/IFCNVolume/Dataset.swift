@@ -1,5 +1,18 @@
 import Foundation
 
+/// Which part of a data set a case belongs to (stored as "train" or "validation" in dataset.json).
+public enum DatasetSplit: String, Codable, Sendable, CaseIterable {
+    case train, validation
+}
+
+/// Crop along z applied by preprocessing (stored as "mid" or "none" in dataset.json).
+public enum CropMode: String, Codable, Sendable, CaseIterable {
+    /// Keep the slab between the centroid planes of the first and last vertebra.
+    case mid
+    /// Keep all slices.
+    case none
+}
+
 /// One labelled vertebra of a preprocessed case.
 public struct VertebraInfo: Codable, Sendable, Equatable {
     /// Label value in the label map.
@@ -65,8 +78,7 @@ public struct CaseEntry: Codable, Sendable {
     public var image: String
     public var label: String
     public var weight: String
-    /// "train" or "validation".
-    public var split: String
+    public var split: DatasetSplit
     /// The preprocessed (canonical, isotropic) grid.
     public var grid: Grid
     /// Labelled vertebrae, superior to inferior.
@@ -77,7 +89,7 @@ public struct CaseEntry: Codable, Sendable {
     /// Slices [first, last] of the canonical grid kept by the crop (nil when not cropped).
     public var cropZ: [Int]?
 
-    public init(name: String, image: String, label: String, weight: String, split: String, grid: Grid,
+    public init(name: String, image: String, label: String, weight: String, split: DatasetSplit, grid: Grid,
                 vertebrae: [VertebraInfo], sourceImage: String? = nil, sourceLabel: String? = nil, cropZ: [Int]? = nil) {
         self.name = name
         self.image = image
@@ -102,11 +114,11 @@ public struct DatasetManifest: Codable, Sendable {
     public var seed: UInt64
     /// Fraction of cases held out for validation.
     public var validationFraction: Double
-    /// Crop mode used ("mid" or "none").
-    public var crop: String
+    /// Crop mode used.
+    public var crop: CropMode
     public var cases: [CaseEntry]
 
-    public init(spacing: Double, intensityOffset: Double, seed: UInt64, validationFraction: Double, crop: String,
+    public init(spacing: Double, intensityOffset: Double, seed: UInt64, validationFraction: Double, crop: CropMode,
                 cases: [CaseEntry]) {
         self.spacing = spacing
         self.intensityOffset = intensityOffset
@@ -140,6 +152,6 @@ public struct DatasetManifest: Codable, Sendable {
         try AtomicFile.write(try encoder.encode(self), to: path)
     }
 
-    /// Cases of one split ("train" or "validation").
-    public func cases(in split: String) -> [CaseEntry] { cases.filter { $0.split == split } }
+    /// Cases of one split.
+    public func cases(in split: DatasetSplit) -> [CaseEntry] { cases.filter { $0.split == split } }
 }

@@ -11,8 +11,8 @@ public struct CasePair: Sendable, Equatable {
 public struct PreprocessOptions: Sendable {
     /// Isotropic output spacing (mm).
     public var spacing: Double = 1
-    /// "mid": keep the slab between the centroid planes of the first and last vertebra; "none": keep all.
-    public var crop: String = "none"
+    /// Crop along z: the slab between the centroid planes of the first and last vertebra, or nothing.
+    public var crop: CropMode = .none
     /// HU = stored value + intensityOffset.
     public var intensityOffset: Double = 0
     public var validationFraction: Double = 0.2
@@ -67,7 +67,7 @@ public enum Preprocessor {
 
     /// Deterministic train/validation split: seeded shuffle of the sorted names; at least one validation case
     /// when there are two or more cases and the fraction is positive; never all cases.
-    public static func split(names: [String], fraction: Double, seed: UInt64) -> [String: String] {
+    public static func split(names: [String], fraction: Double, seed: UInt64) -> [String: DatasetSplit] {
         let sorted = names.sorted()
         var rng = SplitMix64(seed: seed)
         var order = sorted
@@ -80,8 +80,8 @@ public enum Preprocessor {
         var nVal = Int((Double(order.count) * fraction).rounded())
         if fraction > 0, order.count >= 2 { nVal = max(nVal, 1) }
         nVal = min(nVal, max(order.count - 1, 0))
-        var result: [String: String] = [:]
-        for (i, name) in order.enumerated() { result[name] = i < nVal ? "validation" : "train" }
+        var result: [String: DatasetSplit] = [:]
+        for (i, name) in order.enumerated() { result[name] = i < nVal ? .validation : .train }
         return result
     }
 
@@ -126,7 +126,7 @@ public enum Preprocessor {
             throw VolumeError(path: pair.label, message: "no vertebra survives resampling to \(options.spacing) mm")
         }
         var cropZ: [Int]?
-        if options.crop == "mid" {
+        if options.crop == .mid {
             let zs = vertebrae.map { $0.centroidIndex.z }
             let lo = max(0, Int(zs.min()!.rounded(.down)))
             let hi = min(target.size.z - 1, Int(zs.max()!.rounded(.up)))
@@ -165,9 +165,6 @@ public enum Preprocessor {
         guard options.spacing.isFinite, options.spacing > 0 else {
             throw VolumeError(path: input, message: "spacing must be positive")
         }
-        guard options.crop == "mid" || options.crop == "none" else {
-            throw VolumeError(path: input, message: "crop must be 'mid' or 'none'")
-        }
         guard options.validationFraction >= 0, options.validationFraction < 1 else {
             throw VolumeError(path: input, message: "validation fraction must be in [0, 1)")
         }
@@ -193,7 +190,7 @@ public enum Preprocessor {
             for n in options.validationCases where !names.contains(n) {
                 throw VolumeError(path: input, message: "validation case '\(n)' not found (cases: \(names.sorted().joined(separator: ", ")))")
             }
-            for n in names { splits[n] = options.validationCases.contains(n) ? "validation" : "train" }
+            for n in names { splits[n] = options.validationCases.contains(n) ? .validation : .train }
         }
         let results = ResultBox(count: pairs.count)
         let start = Date()
@@ -208,7 +205,7 @@ public enum Preprocessor {
                 try VolumeIO.write(p.labels, to: staging + "/labels/" + file, as: (p.labels.voxels.max() ?? 0) <= 255 ? .uint8 : .int16)
                 try VolumeIO.write(p.weights, to: staging + "/weights/" + file, as: .float32)
                 let entry = CaseEntry(name: pair.name, image: "images/" + file, label: "labels/" + file,
-                                      weight: "weights/" + file, split: splits[pair.name] ?? "train",
+                                      weight: "weights/" + file, split: splits[pair.name] ?? .train,
                                       grid: p.image.grid, vertebrae: p.vertebrae,
                                       sourceImage: URL(fileURLWithPath: pair.image).lastPathComponent,
                                       sourceLabel: URL(fileURLWithPath: pair.label).lastPathComponent, cropZ: p.cropZ)

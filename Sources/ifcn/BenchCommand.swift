@@ -8,7 +8,7 @@ struct BenchCommand: ParsableCommand {
         commandName: "bench",
         abstract: "Time training steps (forward, loss, backward, Adam) and forward passes of the engine.")
 
-    @Option(help: "paper or seed.") var variant: String = "paper"
+    @Option(help: "Network variant.") var variant: Variant = .paper
     @Option(help: "Channels C.") var channels: Int = 16
     @Option(help: "Patch size P (power of two >= 16).") var patch: Int = 64
     @Option(help: "Timed training steps (after one warm-up step).") var steps: Int = 5
@@ -17,9 +17,8 @@ struct BenchCommand: ParsableCommand {
     @OptionGroup var compute: BackendOptions
 
     func run() throws {
-        guard let v = Variant(rawValue: variant) else { throw ValidationError("--variant must be paper or seed") }
         guard steps >= 1 else { throw ValidationError("--steps must be >= 1") }
-        let config = try NetworkConfig(variant: v, channels: channels, patch: patch)
+        let config = try NetworkConfig(variant: variant, channels: channels, patch: patch)
         let backend = try compute.make(threads: threads, defaultMath: .tf32)
         let net = Network(config: config, backend: backend, seed: 1)
         let adam = Adam(network: net)
@@ -64,7 +63,7 @@ struct BenchCommand: ParsableCommand {
         let stepGflops = net.trainingStepFLOPs / ms / 1e9, fwdGflops = net.forwardFLOPs / mf / 1e9
         if json {
             let obj: [String: Any] = [
-                "engine": "ifcn", "variant": variant, "channels": channels, "patch": patch, "threads": backend.threads,
+                "engine": "ifcn", "variant": variant.rawValue, "channels": channels, "patch": patch, "threads": backend.threads,
                 "steps": steps, "step_seconds_median": ms, "forward_seconds_median": mf,
                 "train_forward_seconds_median": median(fwdTrain), "backward_adam_seconds_median": median(bwd),
                 "step_gflops": stepGflops, "forward_gflops": fwdGflops, "peak_rss_bytes": rss,

@@ -20,7 +20,7 @@ struct PreprocessCommand: ParsableCommand {
     @Option(help: "Isotropic output spacing in mm.")
     var spacing: Double = 1
     @Option(help: "Crop along z: 'mid' keeps the slab between the first and last vertebra centroids, 'none' keeps all.")
-    var crop: String = "none"
+    var crop: CropMode = .none
     @Option(help: "Added to stored values to get HU (e.g. -1024 for data stored as HU+1024).")
     var intensityOffset: Double = 0
     @Option(help: "Fraction of cases held out for validation.")
@@ -30,16 +30,12 @@ struct PreprocessCommand: ParsableCommand {
     @Option(help: "Comma-separated case names to hold out for validation (instead of the seeded random split).")
     var validation: String?
 
-    @Option(help: "Voxel type of the written images: float32 or int16.")
-    var imageType: String = "float32"
+    @Option(help: "Voxel type of the written images.")
+    var imageType: ImageType = .float32
 
     func validate() throws {
         guard spacing.isFinite, spacing > 0 else { throw ValidationError("--spacing must be positive") }
-        guard crop == "mid" || crop == "none" else { throw ValidationError("--crop must be 'mid' or 'none'") }
         guard valFraction >= 0, valFraction < 1 else { throw ValidationError("--val-fraction must be in [0, 1)") }
-        guard imageType == "float32" || imageType == "int16" else {
-            throw ValidationError("--image-type must be float32 or int16")
-        }
     }
 
     func run() throws {
@@ -50,14 +46,14 @@ struct PreprocessCommand: ParsableCommand {
         options.validationFraction = valFraction
         options.seed = seed
         options.validationCases = validation.map { $0.split(separator: ",").map { String($0) } } ?? []
-        options.imageType = imageType == "int16" ? .int16 : .float32
+        options.imageType = imageType.voxelType
         let start = Date()
         // Errors (VolumeError names the file and the problem) propagate: ArgumentParser prints them, exit 1.
         let manifest = try Preprocessor.run(input: input, output: output, options: options) { line in
             print(line)
             fflush(nil)
         }
-        let nVal = manifest.cases(in: "validation").count
+        let nVal = manifest.cases(in: .validation).count
         print(String(format: "preprocessed %d cases (%d train, %d validation) in %.1f s -> %@",
                      manifest.cases.count, manifest.cases.count - nVal, nVal, Date().timeIntervalSince(start),
                      output + "/" + DatasetManifest.fileName))

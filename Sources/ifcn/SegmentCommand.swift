@@ -36,8 +36,8 @@ struct SegmentCommand: ParsableCommand {
     @Option(help: "Compute threads (default: all cores).")
     var threads: Int?
 
-    @Option(help: "Network variant (paper or seed), for plain PyTorch exports or as a check.")
-    var variant: String?
+    @Option(help: "Network variant, for plain PyTorch exports or as a check.")
+    var variant: Variant?
 
     @Option(help: "Channels C, for plain PyTorch exports or as a check.")
     var channels: Int?
@@ -54,9 +54,6 @@ struct SegmentCommand: ParsableCommand {
         if let minVoxels, minVoxels < 1 { throw ValidationError("--min-voxels must be >= 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be >= 1") }
         if let spacing, !(spacing > 0) { throw ValidationError("--spacing must be > 0") }
-        if let variant, Variant(rawValue: variant) == nil {
-            throw ValidationError("--variant must be one of: \(Variant.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
     }
 
     func run() throws {
@@ -109,13 +106,13 @@ struct SegmentCommand: ParsableCommand {
             throw CLIError("\(checkpoint): checkpoint not found or not readable")
         }
         var override: NetworkConfig?
-        if let variant, let channels, let patch, let v = Variant(rawValue: variant) {
-            override = try NetworkConfig(variant: v, channels: channels, patch: patch)
+        if let variant, let channels, let patch {
+            override = try NetworkConfig(variant: variant, channels: channels, patch: patch)
         }
         let loaded = try Checkpoint.load(path: checkpoint, config: override, spacingMM: spacing)
         let c = loaded.info.config
-        if let variant, variant != c.variant.rawValue {
-            throw CLIError("\(checkpoint): checkpoint holds a \(c.variant.rawValue) network, --variant \(variant) was given")
+        if let variant, variant != c.variant {
+            throw CLIError("\(checkpoint): checkpoint holds a \(c.variant.rawValue) network, --variant \(variant.rawValue) was given")
         }
         if let channels, channels != c.channels {
             throw CLIError("\(checkpoint): checkpoint holds C=\(c.channels), --channels \(channels) was given")

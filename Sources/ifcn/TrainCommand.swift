@@ -18,7 +18,7 @@ struct TrainCommand: ParsableCommand {
 
     @Option(help: "Preprocessed data set folder (ifcn preprocess output).") var data: String
     @Option(help: "Run folder for checkpoints and metrics.") var output: String
-    @Option(help: "paper or seed.") var variant: String = "paper"
+    @Option(help: "Network variant.") var variant: Variant = .paper
     @Option(help: "Channels C.") var channels: Int = 64
     @Option(help: "Patch size P (power of two >= 16).") var patch: Int = 128
     @Option(help: "Total iterations.") var iterations: Int = 25_000
@@ -29,8 +29,9 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Compute threads per rank (default: IFCN_THREADS, else cores / ranks on the node).") var threads: Int?
     @Option(name: .customLong("val-cases"), help: "Validate on at most N validation cases.") var valCases: Int?
     @Flag(help: "Continue from RUN/checkpoints/latest.safetensors.") var resume = false
-    @Option(help: "Augmentations, comma-separated from elastic,blur,noise,crop (each with probability 0.5).")
-    var augment: String = "elastic,blur,noise,crop"
+    @Option(help: "Augmentations, comma-separated from elastic,blur,noise,crop (each with probability 0.5). (default: elastic,blur,noise,crop)",
+            transform: AugmentationList.init(parsing:))
+    var augment: AugmentationList = .all
     @Flag(name: .customLong("no-augment"), help: "Disable augmentation.") var noAugment = false
     @Option(help: "Checkpoints to keep besides latest and best.") var keep: Int = 3
     @Option(name: .customLong("progress-seconds"), help: "Seconds between progress lines.") var progressSeconds: Double = 10
@@ -41,9 +42,8 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("dump-weights"), help: .hidden) var dumpWeights: String?
 
     func run() throws {
-        guard let v = Variant(rawValue: variant) else { throw ValidationError("--variant must be paper or seed") }
         var o = TrainingOptions(dataDir: data, outputDir: output)
-        o.variant = v; o.channels = channels; o.patch = patch; o.iterations = iterations
+        o.variant = variant; o.channels = channels; o.patch = patch; o.iterations = iterations
         o.iterationsPerEpoch = itersPerEpoch; o.learningRate = lr; o.seed = seed; o.threads = threads
         o.validationCases = valCases; o.resume = resume;  o.keepCheckpoints = keep
         o.progressInterval = progressSeconds
@@ -54,14 +54,7 @@ struct TrainCommand: ParsableCommand {
             guard steps.allSatisfy({ $0 != nil }) else { throw ValidationError("--lr-steps must be integers like 10000,20000") }
             o.learningRateSteps = steps.compactMap { $0 }
         }
-        var chosen = Set<Augmentation>()
-        for name in augment.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !name.isEmpty {
-            guard let a = Augmentation(rawValue: name) else {
-                throw ValidationError("--augment: unknown augmentation '\(name)' (choose from elastic, blur, noise, crop)")
-            }
-            chosen.insert(a)
-        }
-        o.augmentations = noAugment ? [] : chosen
+        o.augmentations = noAugment ? [] : augment.augmentations
         o.sampleRank = sampleRank
         o.dumpGradients = dumpGradients
         o.dumpWeights = dumpWeights

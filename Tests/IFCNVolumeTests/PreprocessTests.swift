@@ -33,15 +33,15 @@ final class PreprocessTests: XCTestCase {
         try VolumeIO.writeMetaImage(c.labels, to: input + "/meta_seg.mhd", as: .uint8, compressed: false)
         var options = PreprocessOptions()
         options.spacing = 2
-        options.crop = "mid"
+        options.crop = .mid
         options.seed = 5
         let manifest = try Preprocessor.run(input: input, output: output, options: options)
         XCTAssertEqual(manifest.cases.map(\.name), ["meta", "synth000", "synth001", "synth002"])
-        XCTAssertEqual(manifest.cases(in: "validation").count, 1)
+        XCTAssertEqual(manifest.cases(in: .validation).count, 1)
         let loaded = try DatasetManifest.load(from: output)
         XCTAssertEqual(loaded.cases.map(\.split), manifest.cases.map(\.split))
         XCTAssertEqual(loaded.spacing, 2)
-        XCTAssertEqual(loaded.crop, "mid")
+        XCTAssertEqual(loaded.crop, .mid)
         for entry in loaded.cases {
             let image = try VolumeIO.read(output + "/" + entry.image)
             let labels = try VolumeIO.read(output + "/" + entry.label)
@@ -72,8 +72,8 @@ final class PreprocessTests: XCTestCase {
         // Split is deterministic for a seed.
         XCTAssertEqual(Preprocessor.split(names: ["a", "b", "c", "d", "e"], fraction: 0.4, seed: 3),
                        Preprocessor.split(names: ["e", "d", "c", "b", "a"], fraction: 0.4, seed: 3))
-        XCTAssertEqual(Preprocessor.split(names: ["a", "b"], fraction: 0.2, seed: 0).values.filter { $0 == "validation" }.count, 1)
-        XCTAssertEqual(Preprocessor.split(names: ["a"], fraction: 0.2, seed: 0), ["a": "train"])
+        XCTAssertEqual(Preprocessor.split(names: ["a", "b"], fraction: 0.2, seed: 0).values.filter { $0 == .validation }.count, 1)
+        XCTAssertEqual(Preprocessor.split(names: ["a"], fraction: 0.2, seed: 0), ["a": .train])
         // No staging folder left behind.
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: output).sorted(),
                        ["dataset.json", "images", "labels", "weights"])
@@ -89,7 +89,7 @@ final class PreprocessTests: XCTestCase {
         options.spacing = 4
         let manifest = try Preprocessor.run(input: verse, output: dir + "/out", options: options)
         XCTAssertEqual(manifest.cases.count, 3)
-        XCTAssertEqual(manifest.cases(in: "validation").count, 1)
+        XCTAssertEqual(manifest.cases(in: .validation).count, 1)
         for entry in manifest.cases {
             XCTAssertEqual(entry.vertebrae.map(\.label), entry.vertebrae.map(\.label).sorted())
             XCTAssertGreaterThanOrEqual(entry.vertebrae.count, 5)
@@ -100,10 +100,10 @@ final class PreprocessTests: XCTestCase {
     func testManifestCoding() throws {
         let dir = try TestSupport.tempDir(self)
         let entry = CaseEntry(name: "a", image: "images/a.nii.gz", label: "labels/a.nii.gz", weight: "weights/a.nii.gz",
-                              split: "train", grid: TestSupport.obliqueGrid,
+                              split: .train, grid: TestSupport.obliqueGrid,
                               vertebrae: [VertebraInfo(label: 3, voxels: 10, centroidMM: SIMD3(1, 2, 3), centroidIndex: SIMD3(0.5, 1, 2),
                                                        bboxMin: SIMD3(0, 0, 0), bboxMax: SIMD3(1, 2, 3))])
-        let m = DatasetManifest(spacing: 1.5, intensityOffset: -1024, seed: 9, validationFraction: 0.2, crop: "none", cases: [entry])
+        let m = DatasetManifest(spacing: 1.5, intensityOffset: -1024, seed: 9, validationFraction: 0.2, crop: CropMode.none, cases: [entry])
         try m.save(to: dir)
         let back = try DatasetManifest.load(from: dir)
         XCTAssertEqual(back.cases.first?.grid, entry.grid)
@@ -111,6 +111,9 @@ final class PreprocessTests: XCTestCase {
         XCTAssertEqual(back.intensityOffset, -1024)
         XCTAssertEqual(back.seed, 9)
         let text = try String(contentsOfFile: dir + "/dataset.json", encoding: .utf8)
+        // the split and the crop stay plain strings in the file
+        XCTAssertTrue(text.contains("\"split\" : \"train\""), text)
+        XCTAssertTrue(text.contains("\"crop\" : \"none\""), text)
         try text.replacingOccurrences(of: "\"direction\" : [", with: "\"direction\" : [7, ")
             .write(toFile: dir + "/dataset.json", atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try DatasetManifest.load(from: dir)) { error in

@@ -1,0 +1,46 @@
+import ArgumentParser
+import IFCNEngine
+import IFCNTraining
+import IFCNVolume
+
+// Values of the command line that are parsed into types: a typo fails while the arguments are
+// parsed, with the valid values in the message.
+
+extension Variant: ExpressibleByArgument {}
+extension CropMode: ExpressibleByArgument {}
+
+/// `preprocess --image-type`: the voxel types images may be written as.
+enum ImageType: String, CaseIterable, ExpressibleByArgument {
+    case float32, int16
+
+    var voxelType: VoxelType {
+        switch self {
+        case .float32: return .float32
+        case .int16: return .int16
+        }
+    }
+}
+
+/// `train --augment elastic,blur`: a comma-separated set of augmentations. Read through
+/// `@Option(transform: AugmentationList.init(parsing:))` rather than `ExpressibleByArgument`, whose
+/// failable `init?(argument:)` cannot say which item is wrong.
+struct AugmentationList: Sendable, Equatable {
+    var augmentations: Set<Augmentation>
+
+    static let all = AugmentationList(augmentations: Set(Augmentation.allCases))
+
+    init(augmentations: Set<Augmentation>) { self.augmentations = augmentations }
+
+    /// Parses a comma-separated list; blanks around names and empty items are ignored, so "" is no augmentation.
+    init(parsing text: String) throws {
+        var chosen = Set<Augmentation>()
+        for name in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !name.isEmpty {
+            guard let a = Augmentation(rawValue: name) else {
+                throw ValidationError("unknown augmentation '\(name)' (choose comma-separated from "
+                                      + Augmentation.allCases.map(\.rawValue).joined(separator: ", ") + ")")
+            }
+            chosen.insert(a)
+        }
+        augmentations = chosen
+    }
+}

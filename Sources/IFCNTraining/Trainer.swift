@@ -19,6 +19,9 @@ public typealias Validator = (_ network: Network, _ info: ModelInfo, _ cases: [T
 
 /// Data-parallel training: every rank draws its own sample, gradients are averaged by one
 /// allreduce of the flat gradient buffer, and every rank applies the same Adam step.
+///
+/// `run` is the loop; each named step is a short method: prepare, resume, step, and at the end of
+/// every epoch validate, checkpoint, log.
 public final class Trainer {
     let options: TrainingOptions
     let comm: Communicator
@@ -33,21 +36,73 @@ public final class Trainer {
         self.log = log
     }
 
-    func rootLog(_ s: String) { if comm.isRoot { log(s) } }
-
-    /// Every rank stops together on an error that any rank found (the lowest such rank's message).
-    func agree(_ error: String?) throws {
-        let first = comm.allreduceMin(error == nil ? Double(comm.size) : Double(comm.rank))
-        guard first < Double(comm.size) else { return }
-        let message = try comm.broadcast(error ?? "", root: Int(first))
-        throw TrainingError(comm.size > 1 && Int(first) != 0 ? "rank \(Int(first)): \(message)" : message, collective: true)
+    /// What a run works with once prepared.
+    final class Session {
+        let config: NetworkConfig
+        let backend: any ComputeBackend
+        let threads: Int
+        let net: Network
+        let adam: Adam
+        let run: RunDirectory
+        let data: TrainingData
+        let info: ModelInfo
+        var bestDice = -1.0
+        init(config: NetworkConfig, backend: any ComputeBackend, threads: Int, net: Network, adam: Adam,
+             run: RunDirectory, data: TrainingData, info: ModelInfo) {
+            self.config = config; self.backend = backend; self.threads = threads; self.net = net; self.adam = adam
+            self.run = run; self.data = data; self.info = info
+        }
     }
 
     public func run() throws {
+        let session = try prepare()
+        guard let start = try resume(session) else { return }
+        let o = options
+        rootLog("training \(session.config) on \(session.data.training.count) cases (\(session.data.validation.count) validation) "
+                + "at \(session.info.spacingMM) mm; \(comm.size) rank(s) x "
+                + "\(session.backend is CPUBackend ? "\(session.threads) thread(s)" : session.backend.name); "
+                + "iterations \(start + 1)...\(o.iterations), epoch \(o.iterationsPerEpoch)")
+        let sampler = PatchSampler(cases: session.data.training, patch: o.patch, intensity: session.info.intensity, seed: o.seed,
+                                   rank: o.testHooks.sampleRank ?? comm.rank, augmentations: o.augmentations)
+        let prefetcher = Prefetcher(sampler: sampler)
+        prefetcher.prefetch(start + 1)
+        var epoch = EpochStats()
+        var lastProgress = Date()
+        let runStart = Date()
+        var epochStart = Date()
+        for it in (start + 1)...o.iterations {
+            let sample = prefetcher.take(it)
+            if it < o.iterations { prefetcher.prefetch(it + 1) }
+            try step(session, sample: sample, iteration: it, first: it == start + 1, stats: &epoch)
+            if comm.isRoot && Date().timeIntervalSince(lastProgress) >= o.progressInterval {
+                lastProgress = Date()
+                let rate = Double(it - start) / Date().timeIntervalSince(runStart)
+                log(String(format: "  iter %d/%d  loss %.1f  %.2f it/s  ETA %@", it, o.iterations, epoch.meanLoss, rate,
+                           formatDuration(Double(o.iterations - it) / max(rate, 1e-9))))
+            }
+            if it % o.iterationsPerEpoch == 0 || it == o.iterations {
+                try endEpoch(session, iteration: it, stats: epoch, epochSeconds: Date().timeIntervalSince(epochStart))
+                epoch = EpochStats()
+                epochStart = Date()
+            }
+        }
+        if let dump = o.testHooks.dumpWeights {
+            var w = SafeTensorsWriter()
+            w.add("parameters", floats: session.net.readParameters(), shape: [session.net.parameters.count])
+            try w.write(to: "\(dump).rank\(comm.rank).safetensors")
+        }
+    }
+
+    // MARK: steps
+
+    /// Backend, network and optimiser; the output folder and the data, checked on every rank
+    /// before anything is trained.
+    func prepare() throws -> Session {
         let o = options
         let config = try NetworkConfig(variant: o.variant, channels: o.channels, patch: o.patch)
-        guard o.iterations >= 1, o.iterationsPerEpoch >= 1 else { throw TrainingError("--iterations and --iters-per-epoch must be >= 1", collective: true) }
-        let run = RunDirectory(path: o.outputDir)
+        guard o.iterations >= 1, o.iterationsPerEpoch >= 1 else {
+            throw TrainingError("--iterations and --iters-per-epoch must be >= 1", collective: true)
+        }
         let threads = o.threads ?? Backends.defaultThreads(ranksOnNode: comm.localSize)
         var fallback: String?
         let backend: any ComputeBackend
@@ -59,40 +114,32 @@ public final class Trainer {
         if let fallback, comm.isRoot { log(fallback) }
         log("rank \(comm.rank): \(Backends.describe(backend))")
         let net = Network(config: config, backend: backend, seed: o.seed)
-        let adam = Adam(network: net, learningRate: o.learningRate)
-
-        // Output folder and data, checked before anything is trained.
-        var prepError: String?
-        if comm.isRoot {
-            let ckptBytes = 4 * (3 * net.parameters.count + net.buffers.count) + 65536
-            do { try run.prepare(neededBytes: (o.keepCheckpoints + 3) * ckptBytes) } catch { prepError = "\(error)" }
+        let run = RunDirectory(path: o.outputDir)
+        try collectively(onlyRoot: true) {
+            let checkpointBytes = 4 * (3 * net.parameters.count + net.buffers.count) + 65536
+            try run.prepare(neededBytes: (o.keepCheckpoints + 3) * checkpointBytes)
         }
-        try agree(prepError)
-        var data: TrainingData?
-        var loadError: String?
-        do { data = try TrainingData.load(from: o.dataDir, maxValidationCases: o.validationCases) } catch { loadError = "\(error)" }
-        try agree(loadError)
-        guard let data else { throw TrainingError("no data") }
-        let spacing = data.manifest.spacing
-        let info = ModelInfo(config: config, spacingMM: spacing, intensity: .paper)
+        guard let data = try collectively(body: { try TrainingData.load(from: o.dataDir, maxValidationCases: o.validationCases) })
+        else { throw TrainingError("no data") }
+        let info = ModelInfo(config: config, spacingMM: data.manifest.spacing, intensity: .paper)
+        return Session(config: config, backend: backend, threads: threads, net: net,
+                       adam: Adam(network: net, learningRate: o.learningRate), run: run, data: data, info: info)
+    }
 
-        // Resume: rank 0 reads the checkpoint and broadcasts it, so nodes need no shared disk.
+    /// The iteration to continue after: rank 0 reads `latest` and broadcasts it (no shared disk
+    /// needed), or everyone starts from rank 0's initial weights. nil when there is nothing to do.
+    func resume(_ s: Session) throws -> Int? {
+        let o = options
         var start = 0
-        var bestDice = -1.0
-        var resumeError: String?
-        var loaded: LoadedCheckpoint?
-        if o.resume && comm.isRoot {
-            if FileManager.default.fileExists(atPath: run.latest) {
-                do {
-                    loaded = try Checkpoint.load(path: run.latest, config: config)
-                    if loaded?.training == nil { resumeError = "\(run.latest): holds no training state" }
-                } catch { resumeError = "\(error)" }
-            } else {
-                resumeError = "\(run.latest): --resume given but no checkpoint exists"
-            }
-        }
-        try agree(resumeError)
         if o.resume {
+            let loaded = try collectively(onlyRoot: true) { () -> LoadedCheckpoint in
+                guard FileManager.default.fileExists(atPath: s.run.latest) else {
+                    throw TrainingError("\(s.run.latest): --resume given but no checkpoint exists")
+                }
+                let l = try Checkpoint.load(path: s.run.latest, config: s.config)
+                guard l.training != nil else { throw TrainingError("\(s.run.latest): holds no training state") }
+                return l
+            }
             var params = loaded?.parameters ?? [], stats = loaded?.buffers ?? []
             var m = loaded?.training?.firstMoment ?? [], v = loaded?.training?.secondMoment ?? []
             var header = [Double(loaded?.training?.iteration ?? 0), Double(loaded?.training?.adamStep ?? 0),
@@ -100,145 +147,154 @@ public final class Trainer {
             try comm.broadcast(&header, root: 0)
             try comm.broadcast(&params, root: 0); try comm.broadcast(&stats, root: 0)
             try comm.broadcast(&m, root: 0); try comm.broadcast(&v, root: 0)
-            net.loadParameters(params); net.loadBuffers(stats)
-            adam.restore(step: Int(header[1]), firstMoment: m, secondMoment: v)
-            start = Int(header[0]); bestDice = header[2]
-            rootLog("resumed from \(run.latest) at iteration \(start)")
+            s.net.loadParameters(params); s.net.loadBuffers(stats)
+            s.adam.restore(step: Int(header[1]), firstMoment: m, secondMoment: v)
+            start = Int(header[0]); s.bestDice = header[2]
+            rootLog("resumed from \(s.run.latest) at iteration \(start)")
         } else {
-            var params = net.readParameters()
+            var params = s.net.readParameters()
             try comm.broadcast(&params, root: 0)
-            net.loadParameters(params)
+            s.net.loadParameters(params)
         }
         guard start < o.iterations else {
             rootLog("nothing to do: checkpoint is at iteration \(start), --iterations is \(o.iterations)")
-            return
+            return nil
         }
-
-        rootLog("training \(config) on \(data.training.count) cases (\(data.validation.count) validation) at \(spacing) mm; "
-                + "\(comm.size) rank(s) x \(backend is CPUBackend ? "\(threads) thread(s)" : backend.name); iterations \(start + 1)...\(o.iterations), epoch \(o.iterationsPerEpoch)")
-
-        let sampler = PatchSampler(cases: data.training, patch: o.patch, intensity: info.intensity, seed: o.seed,
-                                   rank: o.sampleRank ?? comm.rank, augmentations: o.augmentations)
-        let prefetcher = Prefetcher(sampler: sampler)
-        prefetcher.prefetch(start + 1)
-
-        var epoch = EpochStats()
-        var lastProgress = Date()
-        let runStart = Date()
-        var epochStart = Date()
-
-        for it in (start + 1)...o.iterations {
-            let sample = prefetcher.take(it)
-            if it < o.iterations { prefetcher.prefetch(it + 1) }
-            if let d = o.dieAt, d.rank == comm.rank, d.iteration == it {
-                FileHandle.standardError.write("rank \(comm.rank): injected failure at iteration \(it)\n".data(using: .utf8)!)
-                exit(3)
-            }
-            let t0 = Date()
-            sample.image.withUnsafeBufferPointer { im in sample.memory.withUnsafeBufferPointer { net.setInput(image: im.baseAddress!, memory: $0.baseAddress!) } }
-            net.forward(training: true)
-            net.zeroGradients()
-            let loss = sample.target.withUnsafeBufferPointer { t in
-                sample.weight.withUnsafeBufferPointer { net.backward(target: t.baseAddress!, weight: $0.baseAddress!, completenessLabel: sample.completeness) }
-            }
-            let t1 = Date()
-            try backend.withHostMemory(net.gradients) { try comm.averageGradients($0, count: net.gradients.count) }
-            let t2 = Date()
-            if let dump = o.dumpGradients, it == start + 1 {
-                var w = SafeTensorsWriter()
-                w.add("gradients", floats: net.readGradients(), shape: [net.gradients.count])
-                w.add("loss", floats: [Float(loss.total)], shape: [1])
-                try w.write(to: "\(dump).rank\(comm.rank).safetensors")
-            }
-            adam.learningRate = o.learningRate(at: it)
-            adam.update()
-            let t3 = Date()
-
-            epoch.add(loss: loss, sample: sample, overlap: net.trainingOverlap(), computeSeconds: t1.timeIntervalSince(t0) + t3.timeIntervalSince(t2),
-                      allreduceSeconds: t2.timeIntervalSince(t1))
-
-            if comm.isRoot && Date().timeIntervalSince(lastProgress) >= o.progressInterval {
-                lastProgress = Date()
-                let done = it - start, rate = Double(done) / Date().timeIntervalSince(runStart)
-                let eta = Double(o.iterations - it) / max(rate, 1e-9)
-                log(String(format: "  iter %d/%d  loss %.1f  %.2f it/s  ETA %@", it, o.iterations, epoch.meanLoss, rate, formatDuration(eta)))
-            }
-
-            if it % o.iterationsPerEpoch == 0 || it == o.iterations {
-                try endEpoch(iteration: it, net: net, adam: adam, info: info, data: data, run: run, stats: &epoch,
-                             epochSeconds: Date().timeIntervalSince(epochStart), bestDice: &bestDice)
-                epoch = EpochStats()
-                epochStart = Date()
-            }
-        }
-        if let dump = o.dumpWeights {
-            var w = SafeTensorsWriter()
-            w.add("parameters", floats: net.readParameters(), shape: [net.parameters.count])
-            try w.write(to: "\(dump).rank\(comm.rank).safetensors")
-        }
+        return start
     }
 
-    func endEpoch(iteration it: Int, net: Network, adam: Adam, info: ModelInfo, data: TrainingData, run: RunDirectory,
-                  stats: inout EpochStats, epochSeconds: Double, bestDice: inout Double) throws {
-        let o = options
-        // Pool the epoch's statistics over ranks.
-        var s = stats.vector
-        comm.allreduceSum(&s)
-        let pooled = EpochStats(vector: s)
-
-        // Weights must be identical everywhere.
-        let same = try net.backend.withHostMemory(net.parameters) { try comm.checkIdentical($0, count: net.parameters.count) }
-        guard same else {
-            throw TrainingError("weights differ across ranks at iteration \(it): ranks diverged (different binaries, thread counts or hardware?)", collective: true)
+    /// One iteration: forward, loss and backward on this rank's sample, the gradient allreduce,
+    /// the Adam step; the sample's statistics go into `stats`.
+    func step(_ s: Session, sample: TrainingSample, iteration it: Int, first: Bool, stats: inout EpochStats) throws {
+        let o = options, net = s.net
+        if let d = o.testHooks.dieAt, d.rank == comm.rank, d.iteration == it {
+            FileHandle.standardError.write("rank \(comm.rank): injected failure at iteration \(it)\n".data(using: .utf8)!)
+            exit(3)
         }
-        // One model for validation and checkpoints: rank 0's running statistics everywhere.
-        var stats0 = net.readBuffers()
-        try comm.broadcast(&stats0, root: 0)
-        net.loadBuffers(stats0)
+        let t0 = Date()
+        sample.image.withUnsafeBufferPointer { im in sample.memory.withUnsafeBufferPointer { net.setInput(image: im.baseAddress!, memory: $0.baseAddress!) } }
+        net.forward(training: true)
+        net.zeroGradients()
+        let loss = sample.target.withUnsafeBufferPointer { t in
+            sample.weight.withUnsafeBufferPointer { net.backward(target: t.baseAddress!, weight: $0.baseAddress!, completenessLabel: sample.completeness) }
+        }
+        s.backend.synchronize()  // a device backend queues the backward pass: time it as compute
+        let t1 = Date()
+        try s.backend.withHostMemory(net.gradients) { try comm.averageGradients($0, count: net.gradients.count) }
+        let t2 = Date()
+        if let dump = o.testHooks.dumpGradients, first {
+            var w = SafeTensorsWriter()
+            w.add("gradients", floats: net.readGradients(), shape: [net.gradients.count])
+            w.add("loss", floats: [Float(loss.total)], shape: [1])
+            try w.write(to: "\(dump).rank\(comm.rank).safetensors")
+        }
+        s.adam.learningRate = o.learningRate(at: it)
+        s.adam.update()
+        let overlap = net.trainingOverlap()
+        let t3 = Date()
+        stats.add(loss: loss, sample: sample, overlap: overlap, computeSeconds: t1.timeIntervalSince(t0) + t3.timeIntervalSince(t2),
+                  allreduceSeconds: t2.timeIntervalSince(t1))
+    }
 
-        // Validation: cases shared round-robin among ranks, results summed.
-        let vStart = Date()
-        let mine = data.validation.enumerated().filter { $0.offset % comm.size == comm.rank }.map(\.element)
-        var v = ValidationOutcome()
-        var vError: String?
-        do { if !mine.isEmpty { v = try validator(net, info, mine) } } catch { vError = "validation failed: \(error)" }
-        try agree(vError)
-        var vv = [v.diceSum, Double(v.vertebrae), v.assdSum, Double(v.assdCount), Double(v.evaluations)]
-        comm.allreduceSum(&vv)
-        let valDice: Double? = vv[1] > 0 ? vv[0] / vv[1] : nil
-        let valASSD: Double? = vv[3] > 0 ? vv[2] / vv[3] : nil
-        let valSeconds = Date().timeIntervalSince(vStart)
-
+    /// Pools the epoch's statistics, checks the ranks agree, validates, checkpoints and logs.
+    func endEpoch(_ s: Session, iteration it: Int, stats: EpochStats, epochSeconds: Double) throws {
+        var vector = stats.vector
+        comm.allreduceSum(&vector)
+        let pooled = EpochStats(vector: vector)
+        try synchroniseModel(s, iteration: it)
+        let validation = try validate(s)
         if comm.isRoot {
-            let isBest = (valDice ?? -pooled.meanLoss) > bestDice
-            if isBest { bestDice = valDice ?? -pooled.meanLoss }
-            let st = adam.readState()
-            try Checkpoint.save(network: net, info: info,
-                                training: TrainingState(iteration: it, adamStep: st.step, firstMoment: st.firstMoment,
-                                                        secondMoment: st.secondMoment,
-                                                        metadata: ["seed": String(o.seed), "ranks": String(comm.size),
-                                                                   "best_val_dice": String(bestDice),
-                                                                   "rng": "counter-based: stream(seed, rank, iteration)"]),
-                                to: run.latest)
-            try run.archiveLatest(iteration: it, isBest: isBest, keep: o.keepCheckpoints)
-            let epochIndex = (it + o.iterationsPerEpoch - 1) / o.iterationsPerEpoch
-            let samplesPerSecond = Double(pooled.samples) / max(epochSeconds, 1e-9)
-            let allreduceShare = pooled.allreduceSeconds / max(pooled.allreduceSeconds + pooled.computeSeconds, 1e-12)
-            let metrics = EpochMetrics(
-                epoch: epochIndex, iteration: it, trainLoss: pooled.meanLoss, trainDice: pooled.meanDice,
-                completenessAccuracy: pooled.completenessAccuracy, valDice: valDice, valASSDmm: valASSD,
-                valEvaluations: Int(vv[4]), seconds: epochSeconds, validationSeconds: valSeconds,
-                samplesPerSecond: samplesPerSecond, allreduceShare: allreduceShare, ranks: comm.size,
-                learningRate: Double(o.learningRate(at: it)))
-            try run.appendMetrics(metrics)
-            func f(_ x: Double?, _ fmt: String = "%.4f") -> String { x.map { String(format: fmt, $0) } ?? "n/a" }
-            log("epoch \(epochIndex)  iter \(it)  loss \(f(pooled.meanLoss, "%.2f"))  train Dice \(f(pooled.meanDice))  "
-                + "compl. acc \(f(pooled.completenessAccuracy, "%.3f"))  val Dice \(f(valDice))  val ASSD \(f(valASSD, "%.2f")) mm  "
-                + String(format: "%.1f s  %.2f samples/s  allreduce %.1f%%", epochSeconds, samplesPerSecond, 100 * allreduceShare)
-                + (isBest ? "  *best" : ""))
+            let isBest = (validation.dice ?? -pooled.meanLoss) > s.bestDice
+            if isBest { s.bestDice = validation.dice ?? -pooled.meanLoss }
+            try checkpoint(s, iteration: it, isBest: isBest)
+            try logEpoch(iteration: it, pooled: pooled, validation: validation, epochSeconds: epochSeconds, isBest: isBest, run: s.run)
         }
         // Everyone leaves the epoch together (the checkpoint is complete before anyone goes on).
         comm.barrier()
+    }
+
+    /// Weights must be identical everywhere; rank 0's running statistics become everyone's, so
+    /// validation and checkpoints use one model.
+    func synchroniseModel(_ s: Session, iteration it: Int) throws {
+        let same = try s.backend.withHostMemory(s.net.parameters) { try comm.checkIdentical($0, count: s.net.parameters.count) }
+        guard same else {
+            throw TrainingError("weights differ across ranks at iteration \(it): ranks diverged (different binaries, thread counts or hardware?)", collective: true)
+        }
+        var stats0 = s.net.readBuffers()
+        try comm.broadcast(&stats0, root: 0)
+        s.net.loadBuffers(stats0)
+    }
+
+    struct ValidationSummary {
+        let dice: Double?
+        let assd: Double?
+        let evaluations: Int
+        let seconds: Double
+    }
+
+    /// Validation cases shared round-robin among the ranks, segmented and scored, results summed.
+    func validate(_ s: Session) throws -> ValidationSummary {
+        let start = Date()
+        let mine = s.data.validation.enumerated().filter { $0.offset % comm.size == comm.rank }.map(\.element)
+        let v = try collectively(context: "validation failed") { mine.isEmpty ? ValidationOutcome() : try validator(s.net, s.info, mine) }
+            ?? ValidationOutcome()
+        var sums = [v.diceSum, Double(v.vertebrae), v.assdSum, Double(v.assdCount), Double(v.evaluations)]
+        comm.allreduceSum(&sums)
+        return ValidationSummary(dice: sums[1] > 0 ? sums[0] / sums[1] : nil, assd: sums[3] > 0 ? sums[2] / sums[3] : nil,
+                                 evaluations: Int(sums[4]), seconds: Date().timeIntervalSince(start))
+    }
+
+    /// Rank 0 writes `latest` atomically, then the iteration and best links.
+    func checkpoint(_ s: Session, iteration it: Int, isBest: Bool) throws {
+        let o = options, st = s.adam.readState()
+        try Checkpoint.save(network: s.net, info: s.info,
+                            training: TrainingState(iteration: it, adamStep: st.step, firstMoment: st.firstMoment,
+                                                    secondMoment: st.secondMoment,
+                                                    metadata: ["seed": String(o.seed), "ranks": String(comm.size),
+                                                               "best_val_dice": String(s.bestDice),
+                                                               "rng": "counter-based: stream(seed, rank, iteration)"]),
+                            to: s.run.latest)
+        try s.run.archiveLatest(iteration: it, isBest: isBest, keep: o.keepCheckpoints)
+    }
+
+    /// One line of metrics.jsonl and one human-readable epoch line.
+    func logEpoch(iteration it: Int, pooled: EpochStats, validation v: ValidationSummary, epochSeconds: Double,
+                  isBest: Bool, run: RunDirectory) throws {
+        let o = options
+        let epochIndex = (it + o.iterationsPerEpoch - 1) / o.iterationsPerEpoch
+        let samplesPerSecond = Double(pooled.samples) / max(epochSeconds, 1e-9)
+        let allreduceShare = pooled.allreduceSeconds / max(pooled.allreduceSeconds + pooled.computeSeconds, 1e-12)
+        let metrics = EpochMetrics(
+            epoch: epochIndex, iteration: it, trainLoss: pooled.meanLoss, trainDice: pooled.meanDice,
+            completenessAccuracy: pooled.completenessAccuracy, valDice: v.dice, valASSDmm: v.assd,
+            valEvaluations: v.evaluations, seconds: epochSeconds, validationSeconds: v.seconds,
+            samplesPerSecond: samplesPerSecond, allreduceShare: allreduceShare, ranks: comm.size,
+            learningRate: Double(o.learningRate(at: it)))
+        try run.appendMetrics(metrics)
+        func f(_ x: Double?, _ fmt: String = "%.4f") -> String { x.map { String(format: fmt, $0) } ?? "n/a" }
+        log("epoch \(epochIndex)  iter \(it)  loss \(f(pooled.meanLoss, "%.2f"))  train Dice \(f(pooled.meanDice))  "
+            + "compl. acc \(f(pooled.completenessAccuracy, "%.3f"))  val Dice \(f(v.dice))  val ASSD \(f(v.assd, "%.2f")) mm  "
+            + String(format: "%.1f s  %.2f samples/s  allreduce %.1f%%", epochSeconds, samplesPerSecond, 100 * allreduceShare)
+            + (isBest ? "  *best" : ""))
+    }
+
+    // MARK: helpers
+
+    func rootLog(_ s: String) { if comm.isRoot { log(s) } }
+
+    /// Runs `body` (on rank 0 only when `onlyRoot`), then every rank stops together if any rank
+    /// failed, with the lowest failing rank's message. Returns the body's value (nil where it did not run).
+    @discardableResult
+    func collectively<T>(onlyRoot: Bool = false, context: String? = nil, body: () throws -> T) throws -> T? {
+        var value: T?
+        var failure: String?
+        if !onlyRoot || comm.isRoot {
+            do { value = try body() } catch { failure = context.map { "\($0): \(error)" } ?? "\(error)" }
+        }
+        let first = comm.allreduceMin(failure == nil ? Double(comm.size) : Double(comm.rank))
+        guard first < Double(comm.size) else { return value }
+        let message = try comm.broadcast(failure ?? "", root: Int(first))
+        throw TrainingError(comm.size > 1 && Int(first) != 0 ? "rank \(Int(first)): \(message)" : message, collective: true)
     }
 }
 

@@ -24,15 +24,8 @@ public struct TrainingOptions: Sendable {
     public var keepCheckpoints = 3
     /// Seconds between progress lines.
     public var progressInterval = 10.0
-    /// Fault injection for tests: this rank exits at this iteration.
-    public var dieAt: (rank: Int, iteration: Int)?
-    /// Tests: draw the samples of this rank's stream instead of the process's own rank.
-    public var sampleRank: Int?
-    /// Tests: after the first iteration's allreduce, each rank writes its averaged gradient to
-    /// `<path>.rank<r>.safetensors`.
-    public var dumpGradients: String?
-    /// Tests: after the last iteration, each rank writes its weights to `<path>.rank<r>.safetensors`.
-    public var dumpWeights: String?
+    /// Hooks for tests (fault injection, gradient and weight dumps); none in normal use.
+    public var testHooks = TrainingTestHooks()
 
     public init(dataDir: String, outputDir: String) {
         self.dataDir = dataDir
@@ -42,4 +35,18 @@ public struct TrainingOptions: Sendable {
     public func learningRate(at iteration: Int) -> Float {
         learningRateSteps.filter { iteration > $0 }.reduce(learningRate) { lr, _ in lr * 0.1 }
     }
+}
+
+/// Test-only hooks of a training run, kept apart from the options users set.
+public struct TrainingTestHooks: Sendable {
+    /// This rank exits at this iteration.
+    public var dieAt: (rank: Int, iteration: Int)?
+    /// Draw the samples of this rank's stream instead of the process's own rank.
+    public var sampleRank: Int?
+    /// After the first iteration's allreduce, each rank writes its averaged gradient to
+    /// `<path>.rank<r>.safetensors`.
+    public var dumpGradients: String?
+    /// After the last iteration, each rank writes its weights to `<path>.rank<r>.safetensors`.
+    public var dumpWeights: String?
+    public init() {}
 }

@@ -55,13 +55,13 @@ struct TrainCommand: ParsableCommand {
             o.learningRateSteps = steps.compactMap { $0 }
         }
         o.augmentations = noAugment ? [] : augment.augmentations
-        o.sampleRank = sampleRank
-        o.dumpGradients = dumpGradients
-        o.dumpWeights = dumpWeights
+        o.testHooks.sampleRank = sampleRank
+        o.testHooks.dumpGradients = dumpGradients
+        o.testHooks.dumpWeights = dumpWeights
         if let f = injectFailure {
             let p = f.split(separator: ":").compactMap { Int($0) }
             guard p.count == 2 else { throw ValidationError("--inject-failure RANK:ITERATION") }
-            o.dieAt = (p[0], p[1])
+            o.testHooks.dieAt = (p[0], p[1])
         }
         let comm: Communicator
         do { comm = try Communicator.initialize() } catch { throw CLIError("MPI: \(error)") }

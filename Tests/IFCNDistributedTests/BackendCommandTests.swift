@@ -1,4 +1,5 @@
 import Foundation
+import IFCNTestSupport
 import XCTest
 
 /// `ifcn devices` and `--backend` as a user meets them on a machine without a GPU (CI): a report

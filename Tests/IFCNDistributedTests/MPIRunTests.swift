@@ -1,4 +1,5 @@
 import Foundation
+import IFCNTestSupport
 import XCTest
 
 /// Real multi-process tests: launch the built `ifcn` binary under `mpirun`.

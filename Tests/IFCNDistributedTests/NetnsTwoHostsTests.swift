@@ -1,4 +1,5 @@
 import Foundation
+import IFCNTestSupport
 import XCTest
 
 /// Runs a 2-rank job across two network namespaces with scripts/netns_two_hosts.sh, so the ranks

@@ -50,4 +50,34 @@ final class DistanceTransformTests: XCTestCase {
         // Next to the boundary along x (0.7 mm) the weight is close to 9.
         XCTAssertEqual(Double(w.voxels.max()!), 1 + 8 * exp(-0.49 / 36), accuracy: 1e-5)
     }
+
+    /// Brute force over all feature pairs, on a grid large enough to take the parallel path (>= 2^16 voxels).
+    func testSquaredDistancesMatchBruteForceOnLargeGrid() {
+        let size = SIMD3(48, 40, 36), spacing = SIMD3(0.7, 1.3, 3.0)
+        var features = [Bool](repeating: false, count: size.x * size.y * size.z)
+        let points = (0..<25).map { i in SIMD3((i * 37 + 5) % size.x, (i * 53 + 11) % size.y, (i * 29 + 3) % size.z) }
+        for p in points { features[p.x + size.x * (p.y + size.y * p.z)] = true }
+        let squared = squaredDistanceTransform(features: features, size: size, spacing: spacing)
+        for index in Swift.stride(from: 0, to: features.count, by: 97) {
+            let v = SIMD3(index % size.x, (index / size.x) % size.y, index / (size.x * size.y))
+            let best = points.map { p -> Double in
+                let d = SIMD3<Double>(Double(p.x - v.x), Double(p.y - v.y), Double(p.z - v.z)) * spacing
+                return (d * d).sum()
+            }.min()!
+            XCTAssertEqual(squared[index], best, accuracy: 1e-9, "voxel \(v)")
+        }
+    }
+
+    func testSquaredDistancesOnALineByHand() {
+        // Features at x = 0 and x = 5 on a 7-voxel line with 2 mm spacing.
+        var features = [Bool](repeating: false, count: 7)
+        features[0] = true
+        features[5] = true
+        XCTAssertEqual(squaredDistanceTransform(features: features, size: SIMD3(7, 1, 1), spacing: SIMD3(2, 1, 1)),
+                       [0, 4, 16, 16, 4, 0, 4])
+        let none = squaredDistanceTransform(features: [Bool](repeating: false, count: 12), size: SIMD3(3, 2, 2),
+                                            spacing: SIMD3(1, 1, 1))
+        XCTAssertTrue(none.allSatisfy { $0 == .infinity })
+    }
+
 }

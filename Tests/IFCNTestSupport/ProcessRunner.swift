@@ -1,24 +1,25 @@
+// Shared by the test targets that run the `ifcn` executable (real mpirun jobs, CLI checks).
 import Foundation
 import XCTest
 
 /// The result of a finished (or timed-out) child process.
-struct ProcessResult {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-    var timedOut: Bool
-    var seconds: Double
+public struct ProcessResult {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+    public var timedOut: Bool
+    public var seconds: Double
 
-    var summary: String { "exit \(status)\(timedOut ? " (timed out)" : "") after \(seconds)s\n--- stdout\n\(stdout)--- stderr\n\(stderr)" }
+    public var summary: String { "exit \(status)\(timedOut ? " (timed out)" : "") after \(seconds)s\n--- stdout\n\(stdout)--- stderr\n\(stderr)" }
 }
 
-enum TestPaths {
+public enum TestPaths {
     /// The repository root (two levels above this file's directory).
-    static let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
+    public static let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     /// The `ifcn` executable built next to the test bundle (.build/<triple>/<config>/ifcn), or $IFCN_BIN.
-    static func ifcnBinary() throws -> URL {
+    public static func ifcnBinary() throws -> URL {
         let fm = FileManager.default
         if let override = ProcessInfo.processInfo.environment["IFCN_BIN"], !override.isEmpty {
             return URL(fileURLWithPath: override)
@@ -44,7 +45,7 @@ enum TestPaths {
     }
 
     /// The first executable named `name` on PATH (or in the usual system directories), if any.
-    static func tool(_ name: String) -> URL? {
+    public static func tool(_ name: String) -> URL? {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
         let directories = path.split(separator: ":").map(String.init) + ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
         for directory in directories {
@@ -55,11 +56,11 @@ enum TestPaths {
     }
 }
 
-enum ProcessRunner {
+public enum ProcessRunner {
     /// Environment for child MPI jobs: this process's environment without the variables an in-process
     /// MPI singleton may have set (they would make mpirun think it is a child of another job),
     /// plus Open MPI's permission to run as root.
-    static func cleanEnvironment(_ extra: [String: String] = [:]) -> [String: String] {
+    public static func cleanEnvironment(_ extra: [String: String] = [:]) -> [String: String] {
         var environment = ProcessInfo.processInfo.environment.filter { key, _ in
             !["OMPI_", "PMIX_", "ORTE_", "OPAL_"].contains { key.hasPrefix($0) }
         }
@@ -71,7 +72,7 @@ enum ProcessRunner {
 
     /// Runs `executable arguments` with `timeout` seconds of wall time. The command runs under
     /// coreutils `timeout`, which kills its whole process group (mpirun and every rank) on expiry.
-    static func run(_ executable: URL, _ arguments: [String], timeout: Int,
+    public static func run(_ executable: URL, _ arguments: [String], timeout: Int,
                     environment: [String: String] = cleanEnvironment(),
                     directory: URL = TestPaths.repositoryRoot) throws -> ProcessResult {
         guard let timeoutTool = TestPaths.tool("timeout") else {

@@ -1,4 +1,5 @@
 import Foundation
+import IFCNTestSupport
 import IFCNEngine
 import XCTest
 

@@ -2,6 +2,7 @@ import Foundation
 import IFCNCompute
 import IFCNDistributed
 import IFCNEngine
+import IFCNSupport
 import IFCNVolume
 
 /// Result of validating a model on whole validation scans.
@@ -131,7 +132,7 @@ public final class Trainer {
             let sample = prefetcher.take(it)
             if it < o.iterations { prefetcher.prefetch(it + 1) }
             if let d = o.dieAt, d.rank == comm.rank, d.iteration == it {
-                FileHandle.standardError.write("rank \(comm.rank): injected failure at iteration \(it)\n".data(using: .utf8)!)
+                StandardError.write("rank \(comm.rank): injected failure at iteration \(it)")
                 exit(3)
             }
             let t0 = Date()

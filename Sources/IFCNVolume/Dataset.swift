@@ -1,4 +1,5 @@
 import Foundation
+import IFCNSupport
 
 /// One labelled vertebra of a preprocessed case.
 public struct VertebraInfo: Codable, Sendable, Equatable {

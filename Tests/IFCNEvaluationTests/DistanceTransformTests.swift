@@ -1,5 +1,6 @@
 import XCTest
 @testable import IFCNEvaluation
+import IFCNSupport
 import IFCNVolume
 
 final class DistanceTransformTests: XCTestCase {
@@ -19,7 +20,7 @@ final class DistanceTransformTests: XCTestCase {
     /// Brute force over all feature pairs, on a grid large enough to take the parallel path (>= 2^16 voxels).
     func testMatchesBruteForceOnLargeGrid() {
         let size = SIMD3(48, 40, 36), spacing = SIMD3(0.7, 1.3, 3.0)
-        var generator = SplitMix(seed: 7)
+        var generator = SplitMix64(seed: 7)
         var features = [Bool](repeating: false, count: size.x * size.y * size.z)
         var points: [SIMD3<Int>] = []
         for _ in 0..<25 {
@@ -52,18 +53,5 @@ final class DistanceTransformTests: XCTestCase {
         features[5] = true
         let d = squaredDistanceTransform(features: features, size: SIMD3(7, 1, 1), spacing: SIMD3(2, 1, 1))
         XCTAssertEqual(d, [0, 4, 16, 16, 4, 0, 4])
-    }
-}
-
-/// Small deterministic random generator for tests.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -2,6 +2,8 @@
 import PackageDescription
 
 // Layers, bottom up:
+//   IFCNSupport   dependency-free helpers used by every layer: parallel loops, SplitMix64, atomic file
+//                 writes, stderr lines
 //   C shims over system libraries (Open MPI, OpenBLAS, nifticlib) and, loaded at run time with
 //   dlopen, the NVIDIA libraries (CCUDA: CUDA driver, cuDNN, NVRTC; nothing CUDA at build time)
 //   IFCNCompute   compute-backend interface, the backend factory, the CPU backend (CPU/) and the
@@ -36,17 +38,20 @@ let package = Package(
                 cSettings: [.unsafeFlags(["-I/usr/include/nifti"])],
                 linkerSettings: [.linkedLibrary("nifti2"), .linkedLibrary("znz"), .linkedLibrary("z")]),
         .target(name: "CCUDA", linkerSettings: [.linkedLibrary("dl")]),
-        .target(name: "IFCNCompute", dependencies: ["COpenBLAS", "CCUDA"], swiftSettings: swiftSettings),
-        .target(name: "IFCNEngine", dependencies: ["IFCNCompute"], swiftSettings: swiftSettings),
-        .target(name: "IFCNVolume", dependencies: ["CNIfTI"], swiftSettings: swiftSettings),
-        .target(name: "IFCNDistributed", dependencies: ["CMPIShim"], swiftSettings: swiftSettings),
-        .target(name: "IFCNEvaluation", dependencies: ["IFCNVolume"], swiftSettings: swiftSettings),
-        .target(name: "IFCNSegmentation", dependencies: ["IFCNEngine", "IFCNVolume"], swiftSettings: swiftSettings),
+        .target(name: "IFCNSupport", swiftSettings: swiftSettings),
+        .target(name: "IFCNCompute", dependencies: ["IFCNSupport", "COpenBLAS", "CCUDA"], swiftSettings: swiftSettings),
+        .target(name: "IFCNEngine", dependencies: ["IFCNSupport", "IFCNCompute"], swiftSettings: swiftSettings),
+        .target(name: "IFCNVolume", dependencies: ["IFCNSupport", "CNIfTI"], swiftSettings: swiftSettings),
+        .target(name: "IFCNDistributed", dependencies: ["IFCNSupport", "CMPIShim"], swiftSettings: swiftSettings),
+        .target(name: "IFCNEvaluation", dependencies: ["IFCNSupport", "IFCNVolume"], swiftSettings: swiftSettings),
+        .target(name: "IFCNSegmentation", dependencies: ["IFCNSupport", "IFCNEngine", "IFCNVolume"],
+                swiftSettings: swiftSettings),
         .target(name: "IFCNTraining",
-                dependencies: ["IFCNCompute", "IFCNEngine", "IFCNVolume", "IFCNDistributed", "IFCNSegmentation", "IFCNEvaluation"],
+                dependencies: ["IFCNSupport", "IFCNCompute", "IFCNEngine", "IFCNVolume", "IFCNDistributed",
+                               "IFCNSegmentation", "IFCNEvaluation"],
                 swiftSettings: swiftSettings),
         .executableTarget(name: "ifcn",
-                          dependencies: ["IFCNCompute", "IFCNEngine", "IFCNVolume", "IFCNDistributed", "IFCNTraining",
+                          dependencies: ["IFCNSupport", "IFCNCompute", "IFCNEngine", "IFCNVolume", "IFCNDistributed", "IFCNTraining",
                                          "IFCNSegmentation", "IFCNEvaluation",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: swiftSettings),
@@ -54,9 +59,10 @@ let package = Package(
         .testTarget(name: "IFCNVolumeTests", dependencies: ["IFCNVolume"], resources: [.copy("Fixtures")]),
         .target(name: "IFCNTestSupport", path: "Tests/IFCNTestSupport"),
         .testTarget(name: "IFCNDistributedTests", dependencies: ["IFCNDistributed", "IFCNEngine", "CMPIShim", "IFCNTestSupport"]),
-        .testTarget(name: "IFCNEvaluationTests", dependencies: ["IFCNEvaluation", "IFCNVolume"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "IFCNEvaluationTests", dependencies: ["IFCNEvaluation", "IFCNVolume", "IFCNSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "IFCNSegmentationTests", dependencies: ["IFCNSegmentation", "IFCNCompute", "IFCNEngine", "IFCNVolume"]),
         .testTarget(name: "IFCNTrainingTests", dependencies: ["IFCNTraining", "IFCNEngine", "IFCNVolume", "IFCNTestSupport"]),
+        .testTarget(name: "IFCNSupportTests", dependencies: ["IFCNSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,4 +1,5 @@
 import Foundation
+import IFCNSupport
 
 /// Which compute backend a command runs on.
 public enum BackendKind: String, CaseIterable, Sendable {
@@ -57,7 +58,7 @@ extension Backends {
     /// CPU threads per rank: `IFCN_THREADS`, else the node's cores shared among its ranks.
     public static func defaultThreads(ranksOnNode: Int) -> Int {
         if let t = ProcessInfo.processInfo.environment["IFCN_THREADS"].flatMap(Int.init), t >= 1 { return t }
-        return max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, ranksOnNode))
+        return max(1, activeCoreCount / max(1, ranksOnNode))
     }
 
     /// One line naming the backend and its device.

@@ -1,4 +1,5 @@
 import Foundation
+import IFCNSupport
 
 extension Communicator {
     /// Replaces `count` gradients at `buf` with their mean over all ranks (allreduce-sum, then 1/size).
@@ -6,10 +7,8 @@ extension Communicator {
         guard size > 1 else { return }
         try allreduceSum(buf, count: count)
         let scale = 1 / Float(size)
-        nonisolated(unsafe) let values = buf  // each task writes a disjoint range
-        let chunk = 1 << 16
-        DispatchQueue.concurrentPerform(iterations: (count + chunk - 1) / chunk) { c in
-            for i in (c * chunk)..<min(count, (c + 1) * chunk) { values[i] *= scale }
+        parallelBlocks(count: count, blockSize: 1 << 16) { _, range in  // each block scales its own range
+            for i in range { buf[i] *= scale }
         }
     }
 
@@ -40,31 +39,19 @@ enum WeightFingerprint {
     /// so the result does not depend on how the work is split across threads.
     static func hashes(_ buf: UnsafePointer<Float>, count: Int) -> (UInt64, UInt64) {
         guard count > 0 else { return (0, 0) }
-        let chunks = (count + chunk - 1) / chunk
-        var partial = [(UInt64, UInt64)](repeating: (0, 0), count: chunks)
-        partial.withUnsafeMutableBufferPointer { partialBuffer in
-            nonisolated(unsafe) let out = partialBuffer  // each task writes its own slot
-            nonisolated(unsafe) let buf = buf
-            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+        var partial = [(UInt64, UInt64)](repeating: (0, 0), count: (count + chunk - 1) / chunk)
+        partial.withUnsafeMutableBufferPointer { out in
+            parallelBlocks(count: count, blockSize: chunk) { c, range in  // each block writes its own slot
                 var a: UInt64 = 0, b: UInt64 = 0
-                for i in (c * chunk)..<min(count, (c + 1) * chunk) {
+                for i in range {
                     let bits = UInt64(buf[i].bitPattern)
                     let index = UInt64(i)
-                    a &+= mix(bits ^ (index &* 0x9E37_79B9_7F4A_7C15))
-                    b &+= mix((bits &+ 0x632B_E59B_D9B4_E019) &* (index | 1) ^ (index << 32 | index >> 32))
+                    a &+= mix64(bits ^ (index &* SplitMix64.golden))
+                    b &+= mix64((bits &+ 0x632B_E59B_D9B4_E019) &* (index | 1) ^ (index << 32 | index >> 32))
                 }
                 out[c] = (a, b)
             }
         }
         return partial.reduce((0, 0)) { ($0.0 &+ $1.0, $0.1 &+ $1.1) }
-    }
-
-    /// The splitmix64 finaliser: a bijective 64-bit mixer.
-    @inline(__always)
-    static func mix(_ value: UInt64) -> UInt64 {
-        var z = value
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,5 +1,6 @@
 import CMPIShim
 import Foundation
+import IFCNSupport
 
 /// The processes of one MPI job (MPI_COMM_WORLD).
 ///
@@ -131,7 +132,7 @@ public final class Communicator: @unchecked Sendable {
 
     /// Prints `message` to stderr (prefixed with the rank) and aborts every rank of the job with `code`.
     public func abort(code: Int32, message: String) -> Never {
-        FileHandle.standardError.write(Data("ifcn rank \(rank)/\(size): \(message)\n".utf8))
+        StandardError.write("ifcn rank \(rank)/\(size): \(message)")
         _ = ifcn_mpi_abort(code)
         exit(code)  // only reached if MPI_Abort itself failed
     }
@@ -144,7 +145,7 @@ public final class Communicator: @unchecked Sendable {
         let code = ifcn_mpi_finalize()
         if code != IFCN_MPI_SUCCESS {
             let error = MPIError(operation: "finalize", code: code)
-            FileHandle.standardError.write(Data("ifcn rank \(rank)/\(size): \(error)\n".utf8))
+            StandardError.write("ifcn rank \(rank)/\(size): \(error)")
         }
     }
 

@@ -1,18 +1,13 @@
+import IFCNSupport
+
 /// xoshiro256** seeded through SplitMix64: fast, deterministic, with a state that can be
 /// saved in a checkpoint and restored.
 public struct SeededGenerator: RandomNumberGenerator, Sendable {
     public private(set) var state: (UInt64, UInt64, UInt64, UInt64)
 
     public init(seed: UInt64, stream: UInt64 = 0) {
-        var x = seed ^ (stream &* 0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03
-        func splitmix(_ x: inout UInt64) -> UInt64 {
-            x &+= 0x9E37_79B9_7F4A_7C15
-            var z = x
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        state = (splitmix(&x), splitmix(&x), splitmix(&x), splitmix(&x))
+        var seeder = SplitMix64(seed: seed ^ (stream &* SplitMix64.golden) ^ 0xD1B5_4A32_D192_ED03)
+        state = (seeder.next(), seeder.next(), seeder.next(), seeder.next())
     }
 
     public init(state: [UInt64]) {

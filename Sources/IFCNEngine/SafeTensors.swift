@@ -1,4 +1,5 @@
 import Foundation
+import IFCNSupport
 
 /// Element types we read and write in safetensors files.
 public enum SafeTensorsDType: String, Sendable {
@@ -185,42 +186,11 @@ public struct SafeTensorsWriter {
 
     /// Writes to `path` through a temporary file in the same folder, fsynced, then renamed.
     public func write(to path: String) throws {
-        try AtomicFile.write(try encoded(), to: path)
-    }
-}
-
-/// Whole-file writes that never leave a half-written file under the final name.
-enum AtomicFile {
-    static func write(_ data: Data, to path: String) throws {
-        let url = URL(fileURLWithPath: path)
-        let dir = url.deletingLastPathComponent().path
-        let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else {
-            throw EngineError.checkpoint(path: path, message: "cannot create \(tmp): \(String(cString: strerror(errno)))")
+        let data = try encoded()
+        do {
+            try AtomicFile.write(data, to: path)
+        } catch let error as FileError {
+            throw EngineError.checkpoint(path: error.path, message: error.message)
         }
-        var ok = true
-        var err = ""
-        data.withUnsafeBytes { raw in
-            var done = 0
-            while done < raw.count {
-                let n = Foundation.write(fd, raw.baseAddress! + done, raw.count - done)
-                if n <= 0 { ok = false; err = String(cString: strerror(errno)); break }
-                done += n
-            }
-        }
-        if ok && fsync(fd) != 0 { ok = false; err = String(cString: strerror(errno)) }
-        close(fd)
-        guard ok else {
-            unlink(tmp)
-            throw EngineError.checkpoint(path: path, message: "write failed: \(err)")
-        }
-        guard rename(tmp, path) == 0 else {
-            let e = String(cString: strerror(errno))
-            unlink(tmp)
-            throw EngineError.checkpoint(path: path, message: "rename failed: \(e)")
-        }
-        let dfd = open(dir, O_RDONLY)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
     }
 }

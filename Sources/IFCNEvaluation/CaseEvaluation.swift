@@ -1,4 +1,5 @@
 import Foundation
+import IFCNSupport
 
 /// Result for one reference vertebra.
 public struct VertebraEvaluation: Codable, Equatable, Sendable {
@@ -151,7 +152,7 @@ public func evaluateCase(name: String = "", reference: LabelMap, prediction: Lab
     let labels = table.referenceCounts.keys.sorted()
     var results = [VertebraEvaluation?](repeating: nil, count: labels.count)
     results.withUnsafeMutableBufferPointer { out in
-        parallelFor(labels.count) { i in
+        parallelFor(parts: labels.count) { i in
             let label = labels[i]
             let box = table.referenceBoxes[label] ?? VoxelBox(lower: .zero, upper: .zero)
             let axis = reference.spineAxis

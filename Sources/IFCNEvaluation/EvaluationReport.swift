@@ -1,4 +1,5 @@
 import Foundation
+import IFCNSupport
 
 /// Text, JSON and CSV renderings of evaluation results.
 public enum EvaluationReport {
@@ -65,20 +66,12 @@ public enum EvaluationReport {
         text.count >= width ? text : String(repeating: " ", count: width - text.count) + text
     }
 
-    /// Writes `data` to a temporary file in the destination's folder and renames it to `path` once complete.
+    /// Writes `data` to a temporary file in the destination's folder, flushes it and renames it to `path`.
     public static func writeAtomically(_ data: Data, to path: String) throws {
-        let url = URL(fileURLWithPath: path)
-        let temporary = url.deletingLastPathComponent()
-            .appendingPathComponent(".\(url.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)")
         do {
-            try data.write(to: temporary)
-        } catch {
-            throw EvaluationError("\(path): cannot write (\(error.localizedDescription))")
-        }
-        guard rename(temporary.path, url.path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            try? FileManager.default.removeItem(at: temporary)
-            throw EvaluationError("\(path): cannot rename \(temporary.path) into place (\(reason))")
+            try AtomicFile.write(data, to: path)
+        } catch let error as FileError {
+            throw EvaluationError(error.description)
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import IFCNSupport
 
 /// A (reference label, predicted label) pair.
 public struct LabelPair: Hashable, Sendable {
@@ -31,15 +32,15 @@ public struct OverlapTable: Sendable {
     public init(reference: [Int32], prediction: [Int32], size: SIMD3<Int>) {
         precondition(reference.count == size.x * size.y * size.z && prediction.count == reference.count,
                      "OverlapTable: label arrays do not match size \(size)")
-        let slabs = Swift.max(1, Swift.min(size.z, coreCount * 4))
+        let slabs = Swift.max(1, Swift.min(size.z, activeCoreCount * 4))
         var partials = [OverlapTable](repeating: OverlapTable(), count: slabs)
         reference.withUnsafeBufferPointer { ref in
             prediction.withUnsafeBufferPointer { pred in
                 partials.withUnsafeMutableBufferPointer { out in
                     let results = out
-                    parallelFor(slabs) { slab in
-                        let z0 = slab * size.z / slabs, z1 = (slab + 1) * size.z / slabs
-                        results[slab] = OverlapTable.count(ref, pred, size: size, zRange: z0..<z1)
+                    parallelFor(parts: slabs) { slab in
+                        results[slab] = OverlapTable.count(ref, pred, size: size,
+                                                           zRange: partRange(slab, of: slabs, total: size.z))
                     }
                 }
             }

@@ -1,4 +1,5 @@
 import Foundation
+import IFCNSupport
 
 /// Surface of a mask: the mask minus its 6-connected erosion, with everything outside the volume counting as
 /// outside the mask (a mask voxel on the volume border is a surface voxel). Index `x + nx * (y + ny * z)`.
@@ -10,9 +11,9 @@ public func surface(of mask: [Bool], size: SIMD3<Int>) -> [Bool] {
     let nx = size.x, ny = size.y, nz = size.z, plane = nx * ny
     mask.withUnsafeBufferPointer { m in
         result.withUnsafeMutableBufferPointer { out in
-            let slabs = count >= 1 << 16 ? Swift.min(nz, coreCount * 2) : 1
-            parallelFor(slabs) { slab in
-                for z in (slab * nz / slabs)..<((slab + 1) * nz / slabs) {
+            let slabs = count >= 1 << 16 ? Swift.min(nz, activeCoreCount * 2) : 1
+            parallelChunks(count: nz, parts: slabs) { zs in
+                for z in zs {
                     for y in 0..<ny {
                         let row = nx * (y + ny * z)
                         for x in 0..<nx where m[row + x] {

@@ -1,4 +1,5 @@
 import Foundation
+import IFCNSupport
 
 /// The iterative instance segmentation of one canonical image (docs/METHOD.md, "Inference"): a grid walk from
 /// the superior end; at each position the fragment the model finds is followed to convergence, accepted
@@ -174,13 +175,8 @@ final class InstanceWalk {
 
     /// 64-bit hash of the set voxels of a 0/1 patch.
     static func hash(_ p: UnsafePointer<Float>, count: Int) -> UInt64 {
-        var h: UInt64 = 0x9E37_79B9_7F4A_7C15
-        for i in 0..<count where p[i] != 0 {
-            var x = h ^ UInt64(i)
-            x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
-            h = x ^ (x >> 31)
-        }
+        var h = SplitMix64.golden
+        for i in 0..<count where p[i] != 0 { h = mix64(h ^ UInt64(i)) }
         return h
     }
 }

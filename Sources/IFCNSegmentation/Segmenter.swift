@@ -1,5 +1,6 @@
 import Foundation
 import IFCNEngine
+import IFCNSupport
 import IFCNVolume
 
 /// Iterative instance segmentation of whole scans with a trained network: vertebrae are found one at a
@@ -50,7 +51,7 @@ public final class Segmenter {
             labels.voxels.withUnsafeMutableBufferPointer { dst in
                 let s = src.baseAddress!, d = dst.baseAddress!
                 newLabel.withUnsafeBufferPointer { map in
-                    parallelRanges(src.count) { r in
+                    parallelChunks(count: src.count, parts: voxelChunks(src.count)) { r in
                         for i in r { d[i] = map[Int(s[i])] }
                     }
                 }
@@ -94,7 +95,7 @@ public final class Segmenter {
             let o = out.baseAddress!
             hu.withUnsafeBufferPointer { src in
                 let s = src.baseAddress!
-                parallelRanges(hu.count) { r in
+                parallelChunks(count: hu.count, parts: voxelChunks(hu.count)) { r in
                     for i in r { (o + i).initialize(to: norm.apply(s[i])) }
                 }
             }
@@ -138,11 +139,5 @@ struct LabelStatistics {
     }
 }
 
-/// Runs `body` over contiguous chunks of 0..<n on all cores.
-func parallelRanges(_ n: Int, _ body: (Range<Int>) -> Void) {
-    guard n > 0 else { return }
-    let chunks = n < 1 << 16 ? 1 : min(n, 4 * max(1, ProcessInfo.processInfo.activeProcessorCount))
-    if chunks == 1 { body(0..<n); return }
-    nonisolated(unsafe) let body = body
-    DispatchQueue.concurrentPerform(iterations: chunks) { c in body((n * c / chunks)..<(n * (c + 1) / chunks)) }
-}
+/// Parts for a voxel-wise pass over `n` voxels: one (inline) below 64 Ki voxels, else four per core.
+func voxelChunks(_ n: Int) -> Int { n < 1 << 16 ? min(n, 1) : chunkCount(for: n) }

@@ -1,5 +1,6 @@
 import Foundation
 import IFCNEngine
+import IFCNSupport
 
 /// A training run's folder: checkpoints/{latest,best,iter-N}.safetensors and metrics.jsonl.
 public struct RunDirectory: Sendable {
@@ -43,10 +44,11 @@ public struct RunDirectory: Sendable {
         try? fm.removeItem(atPath: named)
         try fm.linkItem(atPath: latest, toPath: named)
         if isBest {
-            let tmp = checkpoints + "/.best.tmp-\(getpid())"
-            try? fm.removeItem(atPath: tmp)
-            try fm.linkItem(atPath: latest, toPath: tmp)
-            guard rename(tmp, best) == 0 else { throw TrainingError("\(best): rename failed: \(String(cString: strerror(errno)))") }
+            do {
+                try AtomicFile.write(to: best) { tmp in try fm.linkItem(atPath: latest, toPath: tmp) }
+            } catch let error as FileError {
+                throw TrainingError(error.description)
+            }
         }
         let old = (try fm.contentsOfDirectory(atPath: checkpoints)).filter { $0.hasPrefix("iter-") && $0.hasSuffix(".safetensors") }.sorted()
         for name in old.dropLast(max(keep, 1)) { try? fm.removeItem(atPath: checkpoints + "/" + name) }

@@ -2,6 +2,7 @@ import Foundation
 import IFCNCompute
 import IFCNDistributed
 import IFCNEngine
+import IFCNSupport
 import IFCNVolume
 
 /// Result of validating a model on whole validation scans.
@@ -168,7 +169,7 @@ public final class Trainer {
     func step(_ s: Session, sample: TrainingSample, iteration it: Int, first: Bool, stats: inout EpochStats) throws {
         let o = options, net = s.net
         if let d = o.testHooks.dieAt, d.rank == comm.rank, d.iteration == it {
-            FileHandle.standardError.write("rank \(comm.rank): injected failure at iteration \(it)\n".data(using: .utf8)!)
+            StandardError.write("rank \(comm.rank): injected failure at iteration \(it)")
             exit(3)
         }
         let t0 = Date()

@@ -1,4 +1,5 @@
 import Foundation
+import IFCNSupport
 
 /// Which part of a data set a case belongs to (stored as "train" or "validation" in dataset.json).
 public enum DatasetSplit: String, Codable, Sendable, CaseIterable {

@@ -1,4 +1,5 @@
 import Foundation
+import IFCNSupport
 
 /// Exact Euclidean distance transform in mm: for each voxel, the distance to the nearest voxel where `mask`
 /// is false (0 there), as scipy.ndimage.distance_transform_edt(mask, sampling=spacing). Voxels with no
@@ -38,7 +39,7 @@ public func squaredDistanceTransform(features: [Bool], size: SIMD3<Int>, spacing
 private func squaredDistancePass(_ data: UnsafeMutablePointer<Double>, lines: Int, length n: Int, stride: Int,
                                  spacing: Double, start: (Int) -> Int) {
     guard n > 0, lines > 0 else { return }
-    parallelChunks(lines) { range in
+    parallelChunks(count: lines, parts: chunkCount(for: lines)) { range in
         let f = UnsafeMutablePointer<Double>.allocate(capacity: n)
         let v = UnsafeMutablePointer<Int>.allocate(capacity: n)
         let z = UnsafeMutablePointer<Double>.allocate(capacity: n + 1)

@@ -1,4 +1,5 @@
 import Foundation
+import IFCNSupport
 
 /// Geometry of a 3-D voxel grid in patient world coordinates (LPS mm, as ITK).
 ///
@@ -170,12 +171,4 @@ public enum VoxelType: String, Sendable, Codable, CaseIterable {
 }
 
 /// An error reading or writing a volume file, naming the file and the problem.
-public struct VolumeError: Error, CustomStringConvertible {
-    public let path: String
-    public let message: String
-    public init(path: String, message: String) {
-        self.path = path
-        self.message = message
-    }
-    public var description: String { "\(path): \(message)" }
-}
+public typealias VolumeError = FileError

@@ -1,5 +1,6 @@
 import CNIfTI
 import Foundation
+import IFCNSupport
 
 /// MetaImage (.mhd header + data file, or .mha with the data inline), pure Swift except zlib.
 /// TransformMatrix is LPS already; its j-th triple is column j of the direction (as ITK writes it).
@@ -246,6 +247,7 @@ enum MetaImageFormat {
             ElementDataFile = \(dataName)
 
             """
+        // AtomicFile's errors are VolumeErrors (both are FileError).
         if inline {
             var data = Data(header.utf8)
             data.append(contentsOf: payload)

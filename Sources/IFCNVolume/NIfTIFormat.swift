@@ -1,5 +1,6 @@
 import CNIfTI
 import Foundation
+import IFCNSupport
 
 /// NIfTI-1/-2 reading and NIfTI-1 writing through nifticlib (the CNIfTI shim).
 /// NIfTI world coordinates are RAS; ifcn works in LPS, so x and y are negated on the way in and out.
@@ -66,17 +67,15 @@ enum NIfTIFormat {
         affine[15] = 1
         let bytes = VoxelCoding.encode(volume.voxels, as: type)
         let ext = path.lowercased().hasSuffix(".gz") ? ".nii.gz" : ".nii"
-        let temp = AtomicFile.temporaryPath(for: path, keepingExtension: ext)
-        var err = [CChar](repeating: 0, count: 512)
         let size: [Int64] = [Int64(grid.size.x), Int64(grid.size.y), Int64(grid.size.z)]
-        let rc = bytes.withUnsafeBytes { raw in
-            ifcn_nifti_write(temp, raw.baseAddress, datatype(type), size, affine, &err, err.count)
+        // nifticlib writes by name and picks the compression from it: the temporary name keeps the extension.
+        try AtomicFile.write(to: path, keepingExtension: ext) { temp in
+            var err = [CChar](repeating: 0, count: 512)
+            let rc = bytes.withUnsafeBytes { raw in
+                ifcn_nifti_write(temp, raw.baseAddress, datatype(type), size, affine, &err, err.count)
+            }
+            guard rc == 0 else { throw VolumeError(path: path, message: message(err)) }
         }
-        guard rc == 0 else {
-            unlink(temp)
-            throw VolumeError(path: path, message: message(err))
-        }
-        try AtomicFile.commit(temp, to: path)
     }
 
     static func datatype(_ type: VoxelType) -> Int32 {

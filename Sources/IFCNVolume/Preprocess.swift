@@ -1,4 +1,5 @@
 import Foundation
+import IFCNSupport
 
 /// A CT scan and its vertebra label map found in an input folder.
 public struct CasePair: Sendable, Equatable {
@@ -194,7 +195,7 @@ public enum Preprocessor {
         }
         let results = ResultBox(count: pairs.count)
         let start = Date()
-        DispatchQueue.concurrentPerform(iterations: pairs.count) { i in
+        parallelFor(parts: pairs.count) { i in
             let pair = pairs[i]
             let t0 = Date()
             do {
@@ -233,7 +234,7 @@ public enum Preprocessor {
             try? fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
             for e in entries {
                 let name = e.name + ".nii.gz"
-                try AtomicFile.commit(staging + "/" + sub + "/" + name, to: dir + "/" + name)
+                try AtomicFile.moveIntoPlace(staging + "/" + sub + "/" + name, to: dir + "/" + name)
             }
         }
         let manifest = DatasetManifest(spacing: options.spacing, intensityOffset: options.intensityOffset, seed: options.seed,

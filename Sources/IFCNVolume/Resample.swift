@@ -1,4 +1,5 @@
 import Foundation
+import IFCNSupport
 
 /// Interpolation used when resampling: trilinear for images, nearest neighbour for label maps.
 public enum Interpolation: Sendable {
@@ -43,7 +44,7 @@ public func resample(_ v: Volume, onto grid: Grid, interpolation: Interpolation,
     v.voxels.withUnsafeBufferPointer { src in
         out.voxels.withUnsafeMutableBufferPointer { dst in
             let dstBase = dst.baseAddress!
-            parallelFor(nz) { z in
+            parallelForEach(count: nz) { z in
                 for y in 0..<ny {
                     for x in 0..<nx {
                         // Same operation order as ITK: physical point first, then continuous index.

@@ -1,4 +1,5 @@
 import Foundation
+import IFCNSupport
 
 /// Synthetic CT-like spine scans with vertebra labels, for tests and demos.
 ///
@@ -69,7 +70,7 @@ public enum SyntheticSpine {
         image.voxels.withUnsafeMutableBufferPointer { img in
             labels.voxels.withUnsafeMutableBufferPointer { lab in
                 let imgBase = img.baseAddress!, labBase = lab.baseAddress!
-                parallelFor(nz) { k in
+                parallelForEach(count: nz) { k in
                     var noise = SplitMix64(seed: noiseSeed &+ UInt64(k) &* 0x9E37_79B9)
                     let wz = origin.z + Double(k) * spacing.z
                     let (cx, cy) = centre(wz)

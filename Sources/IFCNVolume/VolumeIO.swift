@@ -94,35 +94,3 @@ public enum VolumeIO {
         return Grid(size: size, spacing: spacing, origin: origin, direction: direction)
     }
 }
-
-/// Atomic file output: write to a temporary name in the same folder, then rename.
-enum AtomicFile {
-    /// A temporary path beside `path` that keeps the extension `ext` (so writers that look at the name still work).
-    static func temporaryPath(for path: String, keepingExtension ext: String = "") -> String {
-        let url = URL(fileURLWithPath: path)
-        let dir = url.deletingLastPathComponent().path
-        let token = UUID().uuidString.prefix(8)
-        return dir + "/." + url.lastPathComponent + ".tmp-" + token + ext
-    }
-
-    /// Moves `temp` over `path` (replacing it).
-    static func commit(_ temp: String, to path: String) throws {
-        if rename(temp, path) != 0 {
-            let reason = String(cString: strerror(errno))
-            unlink(temp)
-            throw VolumeError(path: path, message: "could not move the finished file into place: \(reason)")
-        }
-    }
-
-    /// Writes `data` atomically.
-    static func write(_ data: Data, to path: String) throws {
-        let temp = temporaryPath(for: path)
-        do {
-            try data.write(to: URL(fileURLWithPath: temp))
-        } catch {
-            unlink(temp)
-            throw VolumeError(path: path, message: "could not write: \(error.localizedDescription)")
-        }
-        try commit(temp, to: path)
-    }
-}

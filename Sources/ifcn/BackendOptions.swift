@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import IFCNCompute
+import IFCNSupport
 
 extension BackendKind: ExpressibleByArgument {}
 extension GPUMath: ExpressibleByArgument {}
@@ -17,13 +18,11 @@ struct BackendOptions: ParsableArguments {
     func make(threads: Int?, defaultMath: GPUMath) throws -> any ComputeBackend {
         do {
             let kind = try Backends.resolve(backend)
-            let b = try Backends.make(kind, threads: threads, gpuMath: gpuMath ?? defaultMath) { log($0) }
-            log(Backends.describe(b))
+            let b = try Backends.make(kind, threads: threads, gpuMath: gpuMath ?? defaultMath) { StandardError.write($0) }
+            StandardError.write(Backends.describe(b))
             return b
         } catch {
             throw CLIError("\(error)")
         }
     }
-
-    func log(_ s: String) { FileHandle.standardError.write((s + "\n").data(using: .utf8)!) }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import IFCNCompute
 import IFCNEngine
+import IFCNSupport
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -53,7 +54,7 @@ struct BenchCommand: ParsableCommand {
         for i in 0..<steps {
             let (s, f, b) = step()
             stepTimes.append(s); fwdTrain.append(f); bwd.append(b)
-            if !json { FileHandle.standardError.write("step \(i + 1)/\(steps): \(String(format: "%.3f", s)) s\n".data(using: .utf8)!) }
+            if !json { StandardError.write("step \(i + 1)/\(steps): \(String(format: "%.3f", s)) s") }
         }
         _ = forward()
         let forwardTimes = (0..<steps).map { _ in forward() }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import IFCNEvaluation
+import IFCNSupport
 
 /// `ifcn evaluate`: per-vertebra Dice, ASSD and completeness of predicted instance segmentations.
 struct EvaluateCommand: ParsableCommand {
@@ -30,7 +31,7 @@ struct EvaluateCommand: ParsableCommand {
         // Errors (EvaluationError, VolumeError) name the file and the problem; ArgumentParser prints them.
         let pairing = try pairCases(reference: reference, prediction: prediction)
         for file in pairing.unpairedPredictions {
-            FileHandle.standardError.write(Data("warning: \(file): no reference for this case, ignored\n".utf8))
+            StandardError.write("warning: \(file): no reference for this case, ignored")
         }
         let summary = try evaluateCases(pairing, progress: { result in print(EvaluationReport.table(result)) })
         print(EvaluationReport.summaryText(summary))

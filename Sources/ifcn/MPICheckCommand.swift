@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import IFCNDistributed
+import IFCNSupport
 
 /// `ifcn mpi-check`: a smoke test of the MPI set-up (launcher, network, collectives).
 struct MPICheckCommand: ParsableCommand {
@@ -34,7 +35,7 @@ struct MPICheckCommand: ParsableCommand {
         if let chunkElements { comm.maxElementsPerCall = chunkElements }
 
         if let dieRank, dieRank == comm.rank {
-            FileHandle.standardError.write(Data("mpi-check: rank \(comm.rank) exits with status 3 (--die-rank)\n".utf8))
+            StandardError.write("mpi-check: rank \(comm.rank) exits with status 3 (--die-rank)")
             Foundation.exit(3)
         }
 

@@ -3,6 +3,7 @@ import Foundation
 import IFCNCompute
 import IFCNEngine
 import IFCNSegmentation
+import IFCNSupport
 import IFCNVolume
 
 /// `ifcn segment`: iterative instance segmentation of whole scans with a trained checkpoint.
@@ -65,7 +66,7 @@ struct SegmentCommand: ParsableCommand {
         options.dropIncomplete = dropIncomplete
         if let minVoxels { options.minVolumeMM3 = Double(minVoxels) * pow(info.spacingMM, 3) }
         let segmenter = Segmenter(network: network, info: info, options: options)
-        log("model \(info.config) at \(info.spacingMM) mm from \(checkpoint)")
+        StandardError.write("model \(info.config) at \(info.spacingMM) mm from \(checkpoint)")
 
         let scans = try ScanFiles.list(input)
         do {
@@ -76,10 +77,10 @@ struct SegmentCommand: ParsableCommand {
         var failures: [String] = []
         for (i, path) in scans.enumerated() {
             let name = ScanFiles.caseName(path)
-            log("[\(i + 1)/\(scans.count)] \(name): \(path)")
+            StandardError.write("[\(i + 1)/\(scans.count)] \(name): \(path)")
             do {
                 let image = try VolumeIO.read(path)
-                let result = segmenter.segmentScan(image) { log("  " + $0) }
+                let result = segmenter.segmentScan(image) { StandardError.write("  " + $0) }
                 let labelPath = output + "/" + name + ".nii.gz"
                 let type: VoxelType = result.instances.count <= 255 ? .uint8 : .int16
                 try VolumeIO.write(result.labels, to: labelPath, as: type)
@@ -88,10 +89,10 @@ struct SegmentCommand: ParsableCommand {
                                         seconds: result.seconds, evaluations: result.evaluations,
                                         instances: result.instances)
                 try writeJSON(report, to: output + "/" + name + ".json")
-                log("  wrote \(labelPath): \(result.instances.count) instances, \(result.evaluations) evaluations, "
+                StandardError.write("  wrote \(labelPath): \(result.instances.count) instances, \(result.evaluations) evaluations, "
                     + String(format: "%.1f s", result.seconds))
             } catch {
-                log("error: \(error)")
+                StandardError.write("error: \(error)")
                 failures.append("\(error)")
             }
         }
@@ -123,28 +124,15 @@ struct SegmentCommand: ParsableCommand {
         return loaded
     }
 
-    func log(_ line: String) {
-        FileHandle.standardError.write(Data((line + "\n").utf8))
-    }
-
-    /// Writes JSON to a temporary name beside `path`, then renames it into place.
+    /// Writes JSON atomically (temporary name beside `path`, fsync, rename).
     func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data = try encoder.encode(value)
-        let url = URL(fileURLWithPath: path)
-        let temp = url.deletingLastPathComponent().appendingPathComponent(
-            "." + url.lastPathComponent + ".tmp-" + UUID().uuidString.prefix(8))
         do {
-            try data.write(to: temp)
-        } catch {
-            try? FileManager.default.removeItem(at: temp)
-            throw CLIError("\(path): cannot write: \(error.localizedDescription)")
-        }
-        if rename(temp.path, path) != 0 {
-            let reason = String(cString: strerror(errno))
-            unlink(temp.path)
-            throw CLIError("\(path): cannot move the finished file into place: \(reason)")
+            try AtomicFile.write(data, to: path)
+        } catch let error as FileError {
+            throw CLIError(error.description)
         }
     }
 }

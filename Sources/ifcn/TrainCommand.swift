@@ -3,6 +3,7 @@ import Foundation
 import IFCNCompute
 import IFCNDistributed
 import IFCNEngine
+import IFCNSupport
 import IFCNTraining
 
 struct TrainCommand: ParsableCommand {
@@ -71,7 +72,7 @@ struct TrainCommand: ParsableCommand {
         } catch {
             if let e = error as? TrainingError, e.collective {
                 // every rank stopped on the same error: report once, leave MPI cleanly
-                if comm.isRoot { FileHandle.standardError.write("error: \(e)\n".data(using: .utf8)!) }
+                if comm.isRoot { StandardError.write("error: \(e)") }
                 comm.finalize()
                 throw ExitCode(1)
             }

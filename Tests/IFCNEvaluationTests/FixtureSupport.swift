@@ -61,16 +61,3 @@ func labelMap(_ size: SIMD3<Int>, spacing: SIMD3<Double> = SIMD3(1, 1, 1), spine
     }
     return LabelMap(size: size, spacing: spacing, labels: labels, spineAxis: spineAxis)
 }
-
-/// Small deterministic random generator for tests.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -1,5 +1,6 @@
 import XCTest
 @testable import IFCNEvaluation
+import IFCNSupport
 
 final class MatchingTests: XCTestCase {
     /// Labels on a 1-D line of voxels.
@@ -21,7 +22,7 @@ final class MatchingTests: XCTestCase {
     /// The parallel slab pass over a large volume agrees with a plain count.
     func testParallelCountMatchesSerialCount() {
         let size = SIMD3(37, 29, 23)
-        var generator = SplitMix(seed: 3)
+        var generator = SplitMix64(seed: 3)
         let reference = (0..<size.x * size.y * size.z).map { _ in Int32(generator.next() % 4) }
         let prediction = (0..<reference.count).map { _ in Int32(generator.next() % 3) * 10 }
         let t = OverlapTable(reference: reference, prediction: prediction, size: size)

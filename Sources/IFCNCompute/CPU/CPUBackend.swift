@@ -1,5 +1,6 @@
 import COpenBLAS
 import Foundation
+import IFCNSupport
 
 /// The CPU backend: OpenBLAS sgemm for convolutions, hand-written loops on all cores elsewhere.
 /// Open so tests can plant a faulty kernel (reluForward) and show the backend checks catch it.
@@ -12,7 +13,7 @@ open class CPUBackend: ComputeBackend {
     /// `threads` compute threads (default: all cores). OpenBLAS itself runs single-threaded
     /// inside our own parallel regions.
     public init(threads: Int? = nil) {
-        let n = threads ?? ProcessInfo.processInfo.activeProcessorCount
+        let n = threads ?? activeCoreCount
         self.threads = max(1, n)
         scratch = ScratchPool(threads: self.threads)
         weightScratch = ScratchPool(threads: self.threads)
@@ -38,7 +39,7 @@ open class CPUBackend: ComputeBackend {
     public func fill(_ tensor: TensorRef, value: Float) {
         let p = tensor.host, n = tensor.count
         let parts = n > 1 << 16 ? threads : 1
-        parallelFor(parts) { t in
+        parallelFor(parts: parts) { t in
             let r = partRange(t, of: parts, total: n)
             if value == 0 {
                 memset(p + r.lowerBound, 0, r.count * 4)
@@ -55,7 +56,7 @@ open class CPUBackend: ComputeBackend {
 
     open func reluForward(_ tensor: TensorRef) {
         let p = tensor.host, n = tensor.count
-        parallelFor(n > 1 << 15 ? threads : 1) { t in
+        parallelFor(parts: n > 1 << 15 ? threads : 1) { t in
             for i in partRange(t, of: n > 1 << 15 ? threads : 1, total: n) { p[i] = max(p[i], 0) }
         }
     }
@@ -63,7 +64,7 @@ open class CPUBackend: ComputeBackend {
     public func reluBackward(output: TensorRef, grad: TensorRef) {
         let y = output.host, g = grad.host, n = grad.count
         let parts = n > 1 << 15 ? threads : 1
-        parallelFor(parts) { t in
+        parallelFor(parts: parts) { t in
             for i in partRange(t, of: parts, total: n) where !(y[i] > 0) { g[i] = 0 }
         }
     }
@@ -71,7 +72,7 @@ open class CPUBackend: ComputeBackend {
     public func sigmoidForward(input: TensorRef, output: TensorRef) {
         let x = input.host, y = output.host, n = input.count
         let parts = n > 1 << 14 ? threads : 1
-        parallelFor(parts) { t in
+        parallelFor(parts: parts) { t in
             for i in partRange(t, of: parts, total: n) { y[i] = 1 / (1 + expf(-x[i])) }
         }
     }
@@ -85,7 +86,7 @@ open class CPUBackend: ComputeBackend {
         fp.withUnsafeMutableBufferPointer { fpb in
             fn.withUnsafeMutableBufferPointer { fnb in
                 let fpp = fpb.baseAddress!, fnp = fnb.baseAddress!
-                parallelFor(pieces) { k in
+                parallelFor(parts: pieces) { k in
                     var a = 0.0, b = 0.0
                     for i in partRange(k, of: pieces, total: n) {
                         let si = s[i], ti = tg[i], wi = w[i]
@@ -122,7 +123,7 @@ open class CPUBackend: ComputeBackend {
         let stepSize = Float(Double(learningRate) / bc1)
         let bc2Sqrt = Float(bc2.squareRoot())
         let parts = n > 1 << 14 ? threads : 1
-        parallelFor(parts) { t in
+        parallelFor(parts: parts) { t in
             for i in partRange(t, of: parts, total: n) {
                 let gi = g[i]
                 m[i] += (gi - m[i]) * (1 - beta1)
@@ -136,7 +137,7 @@ open class CPUBackend: ComputeBackend {
     public func scale(_ tensor: TensorRef, by factor: Float) {
         let p = tensor.host, n = tensor.count
         let parts = n > 1 << 15 ? threads : 1
-        parallelFor(parts) { t in
+        parallelFor(parts: parts) { t in
             for i in partRange(t, of: parts, total: n) { p[i] *= factor }
         }
     }

@@ -1,5 +1,6 @@
 import COpenBLAS
 import Foundation
+import IFCNSupport
 
 // 3x3x3 convolutions as chunked im2col + sgemm. A chunk is a run of whole output rows
 // (fixed z, y; all x) so its im2col is a few shifted row copies; each thread owns a static
@@ -52,7 +53,7 @@ extension CPUBackend {
         let rpc = rowsPerChunk(e, inChannels: cin)
         let parts = min(threads, rows)
         let cols = scratch.reserve(K * rpc * W)
-        parallelFor(parts) { t in
+        parallelFor(parts: parts) { t in
             let col = cols[t]
             let range = partRange(t, of: parts, total: rows)
             var r0 = range.lowerBound
@@ -108,7 +109,7 @@ extension CPUBackend {
         let cols = scratch.reserve(K * rpc * W)
         let partials = weightScratch.reserve(cout * K)
         let x = input.host, dy = gradOutput.host
-        parallelFor(parts) { t in
+        parallelFor(parts: parts) { t in
             let col = cols[t], acc = partials[t]
             memset(acc, 0, cout * K * 4)
             let range = partRange(t, of: parts, total: rows)
@@ -128,7 +129,7 @@ extension CPUBackend {
         }
         if let gradBias {
             let gb = gradBias.host
-            parallelFor(min(threads, cout)) { t in
+            parallelFor(parts: min(threads, cout)) { t in
                 for co in partRange(t, of: min(threads, cout), total: cout) {
                     var s = 0.0
                     let p = dy + co * V
@@ -144,7 +145,7 @@ extension CPUBackend {
         let x = input.host, w = weight.host, y = output.host
         let parts = voxels >= 4096 ? threads : 1
         let b = bias?.host
-        parallelFor(parts) { t in
+        parallelFor(parts: parts) { t in
             let r = partRange(t, of: parts, total: voxels)
             guard !r.isEmpty else { return }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(outChannels), Int32(r.count),
@@ -166,7 +167,7 @@ extension CPUBackend {
         let parts = voxels >= 4096 ? threads : 1
         if let gradInput {
             let dx = gradInput.host
-            parallelFor(parts) { t in
+            parallelFor(parts: parts) { t in
                 let r = partRange(t, of: parts, total: voxels)
                 guard !r.isEmpty else { return }
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(inChannels), Int32(r.count),

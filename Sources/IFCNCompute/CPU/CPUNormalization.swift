@@ -1,4 +1,5 @@
 import Foundation
+import IFCNSupport
 
 // Batch norm over one sample: statistics per channel over its voxels. Each channel is
 // reduced by one thread in a fixed order, so results do not depend on the thread count.
@@ -12,7 +13,7 @@ extension CPUBackend {
         let rm = runningMean.host, rv = runningVar.host, sm = savedMean.host, si = savedInvStd.host
         let n = voxels
         let parts = min(threads, channels)
-        parallelFor(parts) { t in
+        parallelFor(parts: parts) { t in
             for c in partRange(t, of: parts, total: channels) {
                 let xc = x + c * n, yc = y + c * n
                 var s = 0.0, ss = 0.0
@@ -42,7 +43,7 @@ extension CPUBackend {
         let rm = runningMean.host, rv = runningVar.host
         let n = voxels
         let parts = channels * n >= 1 << 15 ? min(threads, channels) : 1
-        parallelFor(parts) { t in
+        parallelFor(parts: parts) { t in
             for c in partRange(t, of: parts, total: channels) {
                 let xc = x + c * n, yc = y + c * n
                 let invStd = 1 / (Double(rv[c]) + Double(epsilon)).squareRoot()
@@ -66,7 +67,7 @@ extension CPUBackend {
         let gg = gradGamma.host, gb = gradBeta.host
         let n = voxels
         let parts = min(threads, channels)
-        parallelFor(parts) { t in
+        parallelFor(parts: parts) { t in
             for c in partRange(t, of: parts, total: channels) {
                 let xc = x + c * n, yc = y + c * n, dyc = dy + c * n, dxc = dx + c * n
                 let mean = sm[c], invStd = si[c]

@@ -1,4 +1,5 @@
 import Foundation
+import IFCNSupport
 
 // Max pooling, nearest upsampling and global max pooling, parallel over channel slices.
 
@@ -8,7 +9,7 @@ extension CPUBackend {
         let o = e.halved, H = e.h, W = e.w, V = e.voxels, OV = o.voxels
         let jobs = channels * o.d
         let parts = min(threads, jobs)
-        parallelFor(parts) { t in
+        parallelFor(parts: parts) { t in
             for job in partRange(t, of: parts, total: jobs) {
                 let c = job / o.d, oz = job % o.d
                 let xc = x + c * V, yc = y + c * OV
@@ -37,7 +38,7 @@ extension CPUBackend {
         let o = e.halved, H = e.h, W = e.w, V = e.voxels, OV = o.voxels
         let jobs = channels * o.d
         let parts = min(threads, jobs)
-        parallelFor(parts) { t in
+        parallelFor(parts: parts) { t in
             for job in partRange(t, of: parts, total: jobs) {
                 let c = job / o.d, oz = job % o.d
                 let xc = x + c * V, dxc = dx + c * V, dyc = dy + c * OV
@@ -66,7 +67,7 @@ extension CPUBackend {
         let u = e.doubled, V = e.voxels, UV = u.voxels
         let jobs = channels * u.d
         let parts = min(threads, jobs)
-        parallelFor(parts) { t in
+        parallelFor(parts: parts) { t in
             for job in partRange(t, of: parts, total: jobs) {
                 let c = job / u.d, z = job % u.d
                 for yy in 0..<u.h {
@@ -84,7 +85,7 @@ extension CPUBackend {
         let u = e.doubled, V = e.voxels, UV = u.voxels
         let jobs = channels * e.d
         let parts = min(threads, jobs)
-        parallelFor(parts) { t in
+        parallelFor(parts: parts) { t in
             for job in partRange(t, of: parts, total: jobs) {
                 let c = job / e.d, z = job % e.d
                 for yy in 0..<e.h {

@@ -1,5 +1,6 @@
 import CCUDA
 import Foundation
+import IFCNSupport
 
 /// One 3x3x3 convolution shape on the GPU.
 struct ConvolutionShape: Hashable {
@@ -44,8 +45,7 @@ final class CUDAAlgorithmCache {
             .joined(separator: "\n") + "\n"
         try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
                                                  withIntermediateDirectories: true)
-        let tmp = path + ".tmp.\(getpid())"
-        if FileManager.default.createFile(atPath: tmp, contents: Data(text.utf8)) { rename(tmp, path) }
+        try? AtomicFile.write(Data(text.utf8), to: path)  // best effort, like the folder above
     }
 }
 

@@ -1,5 +1,6 @@
 import CCUDA
 import Foundation
+import IFCNSupport
 
 /// Compiles `CUDAKernelSource.text` with NVRTC straight to a cubin for the device's exact
 /// architecture (not PTX: PTX from a newer NVRTC does not load on an older driver) and caches the
@@ -63,8 +64,7 @@ public enum CUDAKernelCompiler {
             image = try compile(architecture: architecture).cubin
             // Cache write is best effort: a read-only home only costs a compile per run.
             try? FileManager.default.createDirectory(atPath: cacheFolder, withIntermediateDirectories: true)
-            let tmp = path + ".tmp.\(getpid())"
-            if FileManager.default.createFile(atPath: tmp, contents: Data(image)) { rename(tmp, path) }
+            try? AtomicFile.write(Data(image), to: path)
         }
         var module: UnsafeMutableRawPointer?
         let r = image.withUnsafeBytes { ifcn_cu_module_load_data(&module, $0.baseAddress!) }

@@ -2,35 +2,20 @@ import IFCNVolume
 
 extension LabelMap {
     /// Label map of a volume read from `path` (used in error messages): voxels must be whole numbers in
-    /// 0...Int32.max; the spine axis is taken from the volume's direction matrix.
+    /// 0...`LabelVolume.maxLabel`; the spine axis is taken from the volume's direction matrix.
     public init(volume: Volume, path: String) throws {
         let grid = volume.grid
         guard grid.size.x >= 0, grid.size.y >= 0, grid.size.z >= 0, volume.voxels.count == grid.count else {
             throw EvaluationError("\(path): \(volume.voxels.count) voxels for grid \(describe(grid.size))")
         }
-        var labels = [Int32](repeating: 0, count: volume.voxels.count)
-        var bad: (index: Int, value: Float)?
-        volume.voxels.withUnsafeBufferPointer { v in
-            labels.withUnsafeMutableBufferPointer { out in
-                for i in 0..<v.count {
-                    let value = v[i]
-                    // Float represents every integer up to 2^24 exactly; larger labels are not used by any data set.
-                    guard value >= 0, value <= 16_777_216, value == value.rounded() else {
-                        bad = (i, value)
-                        return
-                    }
-                    out[i] = Int32(value)
-                }
-            }
-        }
-        if let bad {
+        do {
+            self.init(try LabelVolume(volume))
+        } catch let bad as LabelVolume.NotALabel {
             let nx = grid.size.x, ny = grid.size.y
             let x = bad.index % nx, y = (bad.index / nx) % ny, z = bad.index / (nx * ny)
             throw EvaluationError("\(path): voxel (\(x), \(y), \(z)) holds \(bad.value), not a label "
-                                  + "(labels are whole numbers from 0 to 16777216)")
+                                  + "(labels are whole numbers from 0 to \(LabelVolume.maxLabel))")
         }
-        self.init(size: grid.size, spacing: grid.spacing, labels: labels,
-                  spineAxis: LabelMap.spineAxis(direction: grid.direction))
     }
 }
 

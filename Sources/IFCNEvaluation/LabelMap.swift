@@ -1,3 +1,5 @@
+import IFCNVolume
+
 /// An integer label image: 0 is background, every other value is one instance (a vertebra).
 /// Voxel (x, y, z) is at index `x + nx * (y + ny * z)`.
 public struct LabelMap: Sendable {
@@ -24,6 +26,13 @@ public struct LabelMap: Sendable {
         self.spacing = spacing
         self.labels = labels
         self.spineAxis = spineAxis
+    }
+
+    /// The label map of `labels` (its labels as they are, no conversion); the spine axis is `spineAxis`, by
+    /// default the one of the grid's direction matrix (see `spineAxis(direction:)`).
+    public init(_ labels: LabelVolume, spineAxis: Int? = nil) {
+        self.init(size: labels.grid.size, spacing: labels.grid.spacing, labels: labels.voxels,
+                  spineAxis: spineAxis ?? LabelMap.spineAxis(direction: labels.grid.direction))
     }
 
     /// The index axis whose world direction is closest to superior-inferior: the column `j` of the

@@ -51,7 +51,7 @@ public struct InstanceReport: Codable, Sendable, Equatable {
 /// Output of segmenting one scan.
 public struct SegmentationResult: Sendable {
     /// Instance labels 1...K, superior to inferior; 0 background.
-    public var labels: Volume
+    public var labels: LabelVolume
     /// One report per label, in label order.
     public var instances: [InstanceReport]
     /// Network evaluations in total.
@@ -59,7 +59,7 @@ public struct SegmentationResult: Sendable {
     /// Wall time in seconds.
     public var seconds: Double
 
-    public init(labels: Volume, instances: [InstanceReport], evaluations: Int, seconds: Double) {
+    public init(labels: LabelVolume, instances: [InstanceReport], evaluations: Int, seconds: Double) {
         self.labels = labels
         self.instances = instances
         self.evaluations = evaluations

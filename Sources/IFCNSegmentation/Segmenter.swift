@@ -44,9 +44,9 @@ public final class Segmenter {
             if kept.count < before { progress?("dropped \(before - kept.count) incomplete instances") }
         }
         kept.sort { a, b in a.centroid.z != b.centroid.z ? a.centroid.z > b.centroid.z : a.label < b.label }
-        var newLabel = [Float](repeating: 0, count: walk.found.count + 1)
-        for (i, f) in kept.enumerated() { newLabel[f.label] = Float(i + 1) }
-        var labels = Volume(grid: g, fill: 0)
+        var newLabel = [Int32](repeating: 0, count: walk.found.count + 1)
+        for (i, f) in kept.enumerated() { newLabel[f.label] = Int32(i + 1) }
+        var labels = LabelVolume(grid: g)
         walk.labels.withUnsafeBufferPointer { src in
             labels.voxels.withUnsafeMutableBufferPointer { dst in
                 let s = src.baseAddress!, d = dst.baseAddress!
@@ -76,7 +76,7 @@ public final class Segmenter {
         let c = canonical.grid.size
         progress?("canonical grid \(c.x)x\(c.y)x\(c.z) at \(info.spacingMM) mm")
         let inner = segmentCanonical(canonical, progress: progress)
-        let labels = resample(inner.labels, onto: image.grid, interpolation: .nearest, fill: 0)
+        let labels = resample(inner.labels, onto: image.grid)
         let stats = LabelStatistics(labels, count: inner.instances.count)
         let instances = inner.instances.map { r -> InstanceReport in
             var r = r
@@ -111,7 +111,7 @@ struct LabelStatistics {
     var voxels: [Int]
     var indexSums: [SIMD3<Double>]
 
-    init(_ labels: Volume, count: Int) {
+    init(_ labels: LabelVolume, count: Int) {
         grid = labels.grid
         voxels = [Int](repeating: 0, count: count + 1)
         indexSums = [SIMD3<Double>](repeating: .zero, count: count + 1)

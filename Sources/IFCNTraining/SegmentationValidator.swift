@@ -12,9 +12,8 @@ public func segmentationValidator(options: SegmentationOptions = SegmentationOpt
         let segmenter = Segmenter(network: network, info: info, options: options)
         for c in cases {
             let result = segmenter.segmentCanonical(c.image)
-            let g = c.grid
-            let reference = LabelMap(size: g.size, spacing: g.spacing, labels: c.labels.voxels.map { Int32($0.rounded()) })
-            let prediction = LabelMap(size: g.size, spacing: g.spacing, labels: result.labels.voxels.map { Int32($0.rounded()) })
+            let reference = LabelMap(c.labels, spineAxis: 2)
+            let prediction = LabelMap(result.labels, spineAxis: 2)
             let e = try evaluateCase(name: c.name, reference: reference, prediction: prediction)
             for v in e.vertebrae {
                 out.diceSum += v.dice

@@ -6,12 +6,12 @@ import IFCNVolume
 public struct TrainingCase: Sendable {
     public let name: String
     public let image: Volume
-    public let labels: Volume
+    public let labels: LabelVolume
     public let weights: Volume
     public let vertebrae: [VertebraInfo]
     public var grid: Grid { image.grid }
 
-    public init(name: String, image: Volume, labels: Volume, weights: Volume, vertebrae: [VertebraInfo]) {
+    public init(name: String, image: Volume, labels: LabelVolume, weights: Volume, vertebrae: [VertebraInfo]) {
         self.name = name; self.image = image; self.labels = labels; self.weights = weights; self.vertebrae = vertebrae
     }
 }
@@ -28,7 +28,7 @@ public struct TrainingData: Sendable {
         func path(_ rel: String) -> String { URL(fileURLWithPath: dir).appendingPathComponent(rel).path }
         func load(_ e: CaseEntry) throws -> TrainingCase {
             let image = try VolumeIO.read(path(e.image))
-            let labels = try VolumeIO.read(path(e.label))
+            let labels = try VolumeIO.readLabels(path(e.label))
             let weights = try VolumeIO.read(path(e.weight))
             guard image.grid.size == labels.grid.size, image.grid.size == weights.grid.size else {
                 throw VolumeError(path: path(e.label), message: "grid \(labels.grid.size) differs from its image \(image.grid.size)")

@@ -53,8 +53,8 @@ public struct PatchSampler: Sendable {
                            v.bboxMin.z + rng.int(below: v.bboxMax.z - v.bboxMin.z + 1))
         }
         let start = PatchSampler.patchStart(centre: centre, size: g.size, patch: patch)
-        let targetLabel = targetIndex.map { Float(c.vertebrae[$0].label) }
-        let memoryLabels = Set(targetIndex.map { k in c.vertebrae[..<k].map { Float($0.label) } } ?? [])
+        let targetLabel = targetIndex.map { Int32(c.vertebrae[$0].label) }
+        let memoryLabels = Set(targetIndex.map { k in c.vertebrae[..<k].map { Int32($0.label) } } ?? [])
         var p = extract(c, start: start, targetLabel: targetLabel, memoryLabels: memoryLabels, empty: empty)
         var targetVoxelsInPatch = p.target.reduce(0, +)
         if !augmentations.isEmpty {
@@ -89,7 +89,7 @@ public struct PatchSampler: Sendable {
 
     struct RawPatch { var image: [Float]; var memory: [Float]; var target: [Float]; var weight: [Float] }
 
-    func extract(_ c: TrainingCase, start: SIMD3<Int>, targetLabel: Float?, memoryLabels: Set<Float>, empty: Bool) -> RawPatch {
+    func extract(_ c: TrainingCase, start: SIMD3<Int>, targetLabel: Int32?, memoryLabels: Set<Int32>, empty: Bool) -> RawPatch {
         let P = patch, n = P * P * P, g = c.grid
         var r = RawPatch(image: [Float](repeating: PatchSampler.paddingHU, count: n), memory: [Float](repeating: 0, count: n),
                          target: [Float](repeating: 0, count: n), weight: [Float](repeating: 1, count: n))

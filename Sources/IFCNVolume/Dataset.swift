@@ -39,7 +39,7 @@ public struct VertebraInfo: Codable, Sendable, Equatable {
     }
 
     /// All labelled vertebrae of a label map, superior to inferior (descending centroid z; ties by label).
-    public static func collect(from labels: Volume) -> [VertebraInfo] {
+    public static func collect(from labels: LabelVolume) -> [VertebraInfo] {
         struct Acc { var n = 0; var sum = SIMD3<Double>(repeating: 0); var lo = SIMD3<Int>(repeating: .max); var hi = SIMD3<Int>(repeating: .min) }
         var acc: [Int: Acc] = [:]
         let g = labels.grid
@@ -51,7 +51,7 @@ public struct VertebraInfo: Codable, Sendable, Equatable {
                         let v = vox[i]
                         i += 1
                         guard v > 0 else { continue }
-                        let label = Int(v.rounded())
+                        let label = Int(v)
                         var a = acc[label] ?? Acc()
                         let p = SIMD3(x, y, z)
                         a.n += 1

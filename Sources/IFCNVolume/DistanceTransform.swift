@@ -81,7 +81,7 @@ private func squaredDistancePass(_ data: UnsafeMutablePointer<Double>, lines: In
 }
 
 /// The weight map of docs/METHOD.md: with B = (label > 0), d = edt(B) + edt(!B) (mm), w = 1 + 8 exp(-d^2 / 36).
-public func distanceWeights(labels: Volume) -> Volume {
+public func distanceWeights(labels: LabelVolume) -> Volume {
     let fg = labels.voxels.map { $0 > 0 }
     let bg = fg.map { !$0 }
     let g = labels.grid

@@ -89,7 +89,7 @@ public enum Preprocessor {
     /// Result of preprocessing one case (before writing).
     public struct Processed: Sendable {
         public var image: Volume
-        public var labels: Volume
+        public var labels: LabelVolume
         public var weights: Volume
         public var vertebrae: [VertebraInfo]
         public var cropZ: [Int]?
@@ -101,16 +101,14 @@ public enum Preprocessor {
     public static func process(_ pair: CasePair, options: PreprocessOptions) throws -> Processed {
         let t0 = Date()
         var image = try VolumeIO.read(pair.image)
-        let labels = try VolumeIO.read(pair.label)
-        guard image.grid.isClose(to: labels.grid) else {
-            throw VolumeError(path: pair.label, message: "label map grid (\(labels.grid.summary)) differs from the image \(pair.image) (\(image.grid.summary))")
+        let labelFile = try VolumeIO.read(pair.label)
+        guard image.grid.isClose(to: labelFile.grid) else {
+            throw VolumeError(path: pair.label, message: "label map grid (\(labelFile.grid.summary)) differs from the image \(pair.image) (\(image.grid.summary))")
         }
         if let bad = image.voxels.firstIndex(where: { !$0.isFinite }) {
             throw VolumeError(path: pair.image, message: "image holds a non-finite value (NaN or infinity) at voxel \(bad)")
         }
-        if let bad = labels.voxels.firstIndex(where: { !$0.isFinite || $0 < 0 || $0 != $0.rounded() }) {
-            throw VolumeError(path: pair.label, message: "label map holds \(labels.voxels[bad]) at voxel \(bad); labels must be non-negative integers")
-        }
+        let labels = try LabelVolume(labelFile, path: pair.label)
         guard labels.voxels.contains(where: { $0 > 0 }) else {
             throw VolumeError(path: pair.label, message: "label map holds no vertebrae (all zero)")
         }
@@ -121,7 +119,7 @@ public enum Preprocessor {
         let t1 = Date()
         let target = canonicalGrid(covering: image.grid, spacing: options.spacing)
         var outImage = resample(image, onto: target, interpolation: .linear, fill: -1000)
-        var outLabels = resample(labels, onto: target, interpolation: .nearest, fill: 0)
+        var outLabels = resample(labels, onto: target)
         var vertebrae = VertebraInfo.collect(from: outLabels)
         guard !vertebrae.isEmpty else {
             throw VolumeError(path: pair.label, message: "no vertebra survives resampling to \(options.spacing) mm")
@@ -150,11 +148,23 @@ public enum Preprocessor {
 
     /// Slices lo...hi of `v` along z (grid origin moved accordingly).
     public static func cropSlices(_ v: Volume, _ lo: Int, _ hi: Int) -> Volume {
-        var grid = v.grid
-        grid.origin = v.grid.world(SIMD3(0, 0, Double(lo)))
-        grid.size.z = hi - lo + 1
-        let slice = v.grid.size.x * v.grid.size.y
-        return Volume(grid: grid, voxels: Array(v.voxels[(lo * slice)..<((hi + 1) * slice)]))
+        let (grid, range) = cropSlices(v.grid, lo, hi)
+        return Volume(grid: grid, voxels: Array(v.voxels[range]))
+    }
+
+    /// Slices lo...hi of a label map along z (grid origin moved accordingly).
+    public static func cropSlices(_ v: LabelVolume, _ lo: Int, _ hi: Int) -> LabelVolume {
+        let (grid, range) = cropSlices(v.grid, lo, hi)
+        return LabelVolume(grid: grid, voxels: Array(v.voxels[range]))
+    }
+
+    /// The grid of slices lo...hi along z, and their linear voxel range in `grid`.
+    static func cropSlices(_ grid: Grid, _ lo: Int, _ hi: Int) -> (Grid, Range<Int>) {
+        var cropped = grid
+        cropped.origin = grid.world(SIMD3(0, 0, Double(lo)))
+        cropped.size.z = hi - lo + 1
+        let slice = grid.size.x * grid.size.y
+        return (cropped, (lo * slice)..<((hi + 1) * slice))
     }
 
     /// Preprocesses every case of `input` into `output` (images/, labels/, weights/, dataset.json).
@@ -203,7 +213,7 @@ public enum Preprocessor {
                 let tWrite = Date()
                 let file = pair.name + ".nii.gz"
                 try VolumeIO.write(p.image, to: staging + "/images/" + file, as: options.imageType)
-                try VolumeIO.write(p.labels, to: staging + "/labels/" + file, as: (p.labels.voxels.max() ?? 0) <= 255 ? .uint8 : .int16)
+                try VolumeIO.write(p.labels, to: staging + "/labels/" + file, as: p.labels.fileType)
                 try VolumeIO.write(p.weights, to: staging + "/weights/" + file, as: .float32)
                 let entry = CaseEntry(name: pair.name, image: "images/" + file, label: "labels/" + file,
                                       weight: "weights/" + file, split: splits[pair.name] ?? .train,

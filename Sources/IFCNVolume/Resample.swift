@@ -34,15 +34,68 @@ public func resampleToCanonical(_ v: Volume, spacing: Double, interpolation: Int
 /// (world = origin + D*S*i; index = (D*S)^-1 (world - origin)); a point is inside when every index lies in
 /// [-0.5, n - 0.5). Nearest rounds half up (floor(c + 0.5)); linear clamps neighbours to the image.
 public func resample(_ v: Volume, onto grid: Grid, interpolation: Interpolation, fill: Float) -> Volume {
-    var out = Volume(grid: grid, fill: fill)
-    let outM = grid.indexToWorldMatrix
-    let inInv = v.grid.worldToIndexMatrix
-    let nx = grid.size.x, ny = grid.size.y, nz = grid.size.z
     let inSize = v.grid.size
     let inN = SIMD3<Double>(Double(inSize.x), Double(inSize.y), Double(inSize.z))
     let sx = inSize.x, sxy = inSize.x * inSize.y
-    v.voxels.withUnsafeBufferPointer { src in
-        out.voxels.withUnsafeMutableBufferPointer { dst in
+    let voxels = resampleVoxels(v.voxels, from: v.grid, onto: grid, fill: fill) { src, c in
+        switch interpolation {
+        case .nearest:
+            return src[nearestIndex(c, sx: sx, sxy: sxy)]
+        case .linear:
+            let cx = min(max(c.x, 0), inN.x - 1), cy = min(max(c.y, 0), inN.y - 1)
+            let cz = min(max(c.z, 0), inN.z - 1)
+            let x0 = Int(cx), y0 = Int(cy), z0 = Int(cz)
+            let x1 = min(x0 + 1, inSize.x - 1), y1 = min(y0 + 1, inSize.y - 1)
+            let z1 = min(z0 + 1, inSize.z - 1)
+            let tx = cx - Double(x0), ty = cy - Double(y0), tz = cz - Double(z0)
+            func at(_ i: Int, _ j: Int, _ k: Int) -> Double { Double(src[i + sx * j + sxy * k]) }
+            let c00 = at(x0, y0, z0) + tx * (at(x1, y0, z0) - at(x0, y0, z0))
+            let c10 = at(x0, y1, z0) + tx * (at(x1, y1, z0) - at(x0, y1, z0))
+            let c01 = at(x0, y0, z1) + tx * (at(x1, y0, z1) - at(x0, y0, z1))
+            let c11 = at(x0, y1, z1) + tx * (at(x1, y1, z1) - at(x0, y1, z1))
+            let c0 = c00 + ty * (c10 - c00), c1 = c01 + ty * (c11 - c01)
+            return Float(c0 + tz * (c1 - c0))
+        }
+    }
+    return Volume(grid: grid, voxels: voxels)
+}
+
+/// Resamples a label map onto `grid` by nearest neighbour (as `resample(_:onto:interpolation:fill:)` with
+/// `.nearest`); voxels outside the input are `fill`.
+public func resample(_ v: LabelVolume, onto grid: Grid, fill: Int32 = 0) -> LabelVolume {
+    let sx = v.grid.size.x, sxy = v.grid.size.x * v.grid.size.y
+    let voxels = resampleVoxels(v.voxels, from: v.grid, onto: grid, fill: fill) { src, c in
+        src[nearestIndex(c, sx: sx, sxy: sxy)]
+    }
+    return LabelVolume(grid: grid, voxels: voxels)
+}
+
+/// Reorients a label map to canonical LPS and resamples it isotropically (nearest; 0 outside), onto the grid of
+/// `resampleToCanonical(_:spacing:interpolation:fill:)`.
+public func resampleToCanonical(_ v: LabelVolume, spacing: Double) -> LabelVolume {
+    resample(v, onto: canonicalGrid(covering: v.grid, spacing: spacing))
+}
+
+/// Linear input index of the nearest voxel to continuous index `c` (half rounds up).
+@inline(__always)
+private func nearestIndex(_ c: SIMD3<Double>, sx: Int, sxy: Int) -> Int {
+    let ix = Int((c.x + 0.5).rounded(.down)), iy = Int((c.y + 0.5).rounded(.down))
+    let iz = Int((c.z + 0.5).rounded(.down))
+    return ix + sx * iy + sxy * iz
+}
+
+/// The voxels of `grid`, each `sample(input, continuous input index)` where the point lies inside the input
+/// grid `inGrid` and `fill` elsewhere; the index mapping is ITK's (see `resample(_:onto:interpolation:fill:)`).
+@inline(__always)
+private func resampleVoxels<T>(_ input: [T], from inGrid: Grid, onto grid: Grid, fill: T,
+                               sample: (UnsafeBufferPointer<T>, SIMD3<Double>) -> T) -> [T] {
+    var out = [T](repeating: fill, count: grid.count)
+    let outM = grid.indexToWorldMatrix
+    let inInv = inGrid.worldToIndexMatrix
+    let nx = grid.size.x, ny = grid.size.y, nz = grid.size.z
+    let inN = SIMD3<Double>(Double(inGrid.size.x), Double(inGrid.size.y), Double(inGrid.size.z))
+    input.withUnsafeBufferPointer { src in
+        out.withUnsafeMutableBufferPointer { dst in
             let dstBase = dst.baseAddress!
             parallelForEach(count: nz) { z in
                 for y in 0..<ny {
@@ -51,33 +104,13 @@ public func resample(_ v: Volume, onto grid: Grid, interpolation: Interpolation,
                         let xi = Double(x), yi = Double(y), zi = Double(z)
                         let p = SIMD3(outM[0] * xi + outM[1] * yi + outM[2] * zi,
                                       outM[3] * xi + outM[4] * yi + outM[5] * zi,
-                                      outM[6] * xi + outM[7] * yi + outM[8] * zi) + grid.origin - v.grid.origin
+                                      outM[6] * xi + outM[7] * yi + outM[8] * zi) + grid.origin - inGrid.origin
                         let c = SIMD3(inInv[0] * p.x + inInv[1] * p.y + inInv[2] * p.z,
                                       inInv[3] * p.x + inInv[4] * p.y + inInv[5] * p.z,
                                       inInv[6] * p.x + inInv[7] * p.y + inInv[8] * p.z)
                         if !(c.x >= -0.5 && c.y >= -0.5 && c.z >= -0.5 && c.x < inN.x - 0.5 && c.y < inN.y - 0.5
                             && c.z < inN.z - 0.5) { continue }
-                        let o = x + nx * (y + ny * z)
-                        switch interpolation {
-                        case .nearest:
-                            let ix = Int((c.x + 0.5).rounded(.down)), iy = Int((c.y + 0.5).rounded(.down))
-                            let iz = Int((c.z + 0.5).rounded(.down))
-                            dstBase[o] = src[ix + sx * iy + sxy * iz]
-                        case .linear:
-                            let cx = min(max(c.x, 0), inN.x - 1), cy = min(max(c.y, 0), inN.y - 1)
-                            let cz = min(max(c.z, 0), inN.z - 1)
-                            let x0 = Int(cx), y0 = Int(cy), z0 = Int(cz)
-                            let x1 = min(x0 + 1, inSize.x - 1), y1 = min(y0 + 1, inSize.y - 1)
-                            let z1 = min(z0 + 1, inSize.z - 1)
-                            let tx = cx - Double(x0), ty = cy - Double(y0), tz = cz - Double(z0)
-                            func at(_ i: Int, _ j: Int, _ k: Int) -> Double { Double(src[i + sx * j + sxy * k]) }
-                            let c00 = at(x0, y0, z0) + tx * (at(x1, y0, z0) - at(x0, y0, z0))
-                            let c10 = at(x0, y1, z0) + tx * (at(x1, y1, z0) - at(x0, y1, z0))
-                            let c01 = at(x0, y0, z1) + tx * (at(x1, y0, z1) - at(x0, y0, z1))
-                            let c11 = at(x0, y1, z1) + tx * (at(x1, y1, z1) - at(x0, y1, z1))
-                            let c0 = c00 + ty * (c10 - c00), c1 = c01 + ty * (c11 - c01)
-                            dstBase[o] = Float(c0 + tz * (c1 - c0))
-                        }
+                        dstBase[x + nx * (y + ny * z)] = sample(src, c)
                     }
                 }
             }

@@ -18,7 +18,7 @@ public enum SyntheticSpine {
         /// Image in HU.
         public var image: Volume
         /// Labels 0 (background), 1...K superior to inferior.
-        public var labels: Volume
+        public var labels: LabelVolume
         /// Number of vertebrae with at least one voxel in the volume.
         public var vertebraCount: Int
     }
@@ -64,7 +64,7 @@ public enum SyntheticSpine {
 
         let nx = size.x, ny = size.y, nz = size.z
         var image = Volume(grid: grid, fill: -1000)
-        var labels = Volume(grid: grid, fill: 0)
+        var labels = LabelVolume(grid: grid)
         let noiseSeed = rng.next()
         let verts = vertebrae
         image.voxels.withUnsafeMutableBufferPointer { img in
@@ -96,7 +96,7 @@ public enum SyntheticSpine {
                         for i in 0..<nx {
                             let wx = origin.x + Double(i) * spacing.x
                             var hu = -1000.0
-                            var label: Float = 0
+                            var label: Int32 = 0
                             let ox = wx / outlineRX, oy = (wy - 2 * scale) / outlineRY
                             if ox * ox + oy * oy <= 1 { hu = 40 }
                             let dx = (wx - cx) / bodyRX, dy = (wy - cy) / bodyRY
@@ -105,7 +105,7 @@ public enum SyntheticSpine {
                                 if r <= 1 {
                                     let shell = r > 1 - 1.6 / bodyRX
                                     hu = (shell || endplate) ? 700 : 250
-                                    label = Float(vIndex + 1)
+                                    label = Int32(vIndex + 1)
                                 } else if archLevel {
                                     let ax = wx - cx, ay = wy - canalY
                                     let rc = (ax * ax + ay * ay).squareRoot()
@@ -116,7 +116,7 @@ public enum SyntheticSpine {
                                         && abs(ax) <= canalR + transverseLen && spinousDrop < 0.7
                                     if ring || spinous || transverse {
                                         hu = 550
-                                        label = Float(vIndex + 1)
+                                        label = Int32(vIndex + 1)
                                     }
                                 }
                             } else if inDisc, r <= 1.02 {

@@ -13,9 +13,9 @@ struct CanonicalTruth {
     /// Labels that touch the first or last slice (not completely visible).
     let cut: Set<Int>
 
-    init(_ volume: Volume) {
+    init(_ volume: LabelVolume) {
         grid = volume.grid
-        labels = volume.voxels.map { Int32($0.rounded()) }
+        labels = volume.voxels
         let maxLabel = Int(labels.max() ?? 0)
         var voxels = [Int](repeating: 0, count: maxLabel + 1)
         var cut = Set<Int>()
@@ -151,14 +151,14 @@ enum Fixture {
     /// A synthetic scan resampled onto the canonical grid at `spacing`: (image HU, labels).
     static func canonicalSpine(seed: UInt64, size: SIMD3<Int> = SyntheticSpine.defaultSize,
                                scanSpacing: SIMD3<Double> = SyntheticSpine.defaultSpacing,
-                               spacing: Double) -> (image: Volume, labels: Volume) {
+                               spacing: Double) -> (image: Volume, labels: LabelVolume) {
         let c = SyntheticSpine.generate(seed: seed, size: size, spacing: scanSpacing)
         let grid = canonicalGrid(covering: c.image.grid, spacing: spacing)
         return (resample(c.image, onto: grid, interpolation: .linear, fill: -1000),
-                resample(c.labels, onto: grid, interpolation: .nearest, fill: 0))
+                resample(c.labels, onto: grid))
     }
 
-    static func dice(_ a: [Float], _ la: Float, _ b: [Float], _ lb: Float) -> Double {
+    static func dice(_ a: [Int32], _ la: Int32, _ b: [Int32], _ lb: Int32) -> Double {
         var na = 0, nb = 0, both = 0
         for i in 0..<a.count {
             let x = a[i] == la, y = b[i] == lb

@@ -7,7 +7,7 @@ import IFCNVolume
 /// segmentScan on arbitrary input grids, the network-backed path, patch placement and scan listing.
 final class ScanTests: XCTestCase {
     /// An oblique, anisotropic grid over the middle of a synthetic scan.
-    func obliqueInput(seed: UInt64) -> (image: Volume, labels: Volume) {
+    func obliqueInput(seed: UInt64) -> (image: Volume, labels: LabelVolume) {
         let c = SyntheticSpine.generate(seed: seed, size: SIMD3(96, 96, 80))
         let a = 0.35, b = 0.2  // rotations about z, then about x
         let rz: [Double] = [cos(a), -sin(a), 0, sin(a), cos(a), 0, 0, 0, 1]
@@ -20,7 +20,7 @@ final class ScanTests: XCTestCase {
         let half = SIMD3<Double>(Double(size.x - 1), Double(size.y - 1), Double(size.z - 1)) / 2
         grid.origin = -grid.world(half)
         return (resample(c.image, onto: grid, interpolation: .linear, fill: -1000),
-                resample(c.labels, onto: grid, interpolation: .nearest, fill: 0))
+                resample(c.labels, onto: grid))
     }
 
     /// The labels come back on exactly the input grid, equal to the ground truth taken through the same
@@ -30,7 +30,7 @@ final class ScanTests: XCTestCase {
         let (image, labels) = obliqueInput(seed: 21)
         XCTAssertNotEqual(image.grid.direction, Grid.identity)
         let canonical = canonicalGrid(covering: image.grid, spacing: spacing)
-        let truthVolume = resample(labels, onto: canonical, interpolation: .nearest, fill: 0)
+        let truthVolume = resample(labels, onto: canonical)
         let truth = CanonicalTruth(truthVolume)
         let nMin = SegmentationOptions().minVoxels(spacing: canonical.spacing)
         let found = truth.labels(atLeast: nMin)
@@ -42,19 +42,19 @@ final class ScanTests: XCTestCase {
         XCTAssertEqual(result.instances.count, found.count)
 
         // Expected: the found vertebrae numbered 1...K on the canonical grid, resampled back (nearest).
-        var renumber = [Float](repeating: 0, count: truth.voxels.count)
-        for (i, l) in found.enumerated() { renumber[l] = Float(i + 1) }
-        let expectedCanonical = Volume(grid: canonical, voxels: truthVolume.voxels.map { renumber[Int($0)] })
-        let expected = resample(expectedCanonical, onto: image.grid, interpolation: .nearest, fill: 0)
+        var renumber = [Int32](repeating: 0, count: truth.voxels.count)
+        for (i, l) in found.enumerated() { renumber[l] = Int32(i + 1) }
+        let expectedCanonical = LabelVolume(grid: canonical, voxels: truthVolume.voxels.map { renumber[Int($0)] })
+        let expected = resample(expectedCanonical, onto: image.grid)
         XCTAssertEqual(result.labels.voxels, expected.voxels)
 
         // Reports count voxels and centroids on the input grid.
         for r in result.instances {
-            XCTAssertEqual(r.voxels, expected.voxels.filter { $0 == Float(r.label) }.count)
+            XCTAssertEqual(r.voxels, expected.voxels.filter { $0 == Int32(r.label) }.count)
             var sum = SIMD3<Double>(), n = 0.0
             let g = image.grid
             for z in 0..<g.size.z { for y in 0..<g.size.y { for x in 0..<g.size.x
-                where expected.voxels[g.linearIndex(x, y, z)] == Float(r.label) {
+                where expected.voxels[g.linearIndex(x, y, z)] == Int32(r.label) {
                 sum += SIMD3(Double(x), Double(y), Double(z)); n += 1
             } } }
             let c = g.world(sum / n)
@@ -90,9 +90,9 @@ final class ScanTests: XCTestCase {
         XCTAssertLessThanOrEqual(result.instances.count, 8)
         XCTAssertEqual(result.instances.map(\.label), Array(0..<result.instances.count).map { $0 + 1 })
         let present = Set(result.labels.voxels)
-        XCTAssertTrue(present.isSubset(of: Set((0...result.instances.count).map(Float.init))))
+        XCTAssertTrue(present.isSubset(of: Set((0...result.instances.count).map { Int32($0) })))
         for r in result.instances {
-            XCTAssertEqual(r.voxels, result.labels.voxels.filter { $0 == Float(r.label) }.count)
+            XCTAssertEqual(r.voxels, result.labels.voxels.filter { $0 == Int32(r.label) }.count)
             XCTAssertTrue((0...1).contains(r.completeness))
         }
         XCTAssertTrue(lines.contains { $0.contains("evaluations") })
@@ -120,10 +120,10 @@ final class ScanTests: XCTestCase {
         XCTAssertEqual(result.instances.map(\.label), Array(1...k))
         for r in result.instances {
             XCTAssertGreaterThanOrEqual(r.voxels, 20)
-            XCTAssertEqual(r.voxels, result.labels.voxels.filter { $0 == Float(r.label) }.count)
+            XCTAssertEqual(r.voxels, result.labels.voxels.filter { $0 == Int32(r.label) }.count)
             XCTAssertEqual(r.completeness, r.completeness.clamped(0, 1))
         }
-        XCTAssertTrue(result.labels.voxels.allSatisfy { $0 >= 0 && $0 <= Float(k) })
+        XCTAssertTrue(result.labels.voxels.allSatisfy { $0 >= 0 && $0 <= Int32(k) })
         let zs = result.instances.map { $0.centroidMM[2] }
         XCTAssertEqual(zs, zs.sorted(by: >))
 

@@ -28,7 +28,7 @@ final class WalkTests: XCTestCase {
         XCTAssertEqual(result.instances.count, expected.count)
         XCTAssertEqual(result.labels.grid, image.grid)
         for (i, gt) in expected.enumerated() where i < result.instances.count {
-            let d = Fixture.dice(result.labels.voxels, Float(i + 1), truthVolume.voxels, Float(gt))
+            let d = Fixture.dice(result.labels.voxels, Int32(i + 1), truthVolume.voxels, Int32(gt))
             XCTAssertEqual(d, 1, accuracy: 1e-12, "instance \(i + 1) vs vertebra \(gt)")
             let r = result.instances[i]
             XCTAssertEqual(r.label, i + 1)
@@ -87,7 +87,7 @@ final class WalkTests: XCTestCase {
             .segmentCanonical(image)
         XCTAssertEqual(result.instances.count, expected.count)
         for (i, gt) in expected.enumerated() where i < result.instances.count {
-            XCTAssertEqual(Fixture.dice(result.labels.voxels, Float(i + 1), truthVolume.voxels, Float(gt)), 1, accuracy: 1e-12)
+            XCTAssertEqual(Fixture.dice(result.labels.voxels, Int32(i + 1), truthVolume.voxels, Int32(gt)), 1, accuracy: 1e-12)
         }
         XCTAssertEqual(oracle.origins.first, SIMD3(s.x / 2 - patch / 2, s.y / 2 - patch / 2, s.z / 2 - patch / 2))
     }
@@ -117,7 +117,7 @@ final class WalkTests: XCTestCase {
         let model = StuckModel(truth: truth, patch: patch, label: target)
         let result = Segmenter(model: model, info: try Fixture.info(patch: patch, spacing: spacing)).segmentCanonical(image)
         XCTAssertEqual(result.instances.count, 1)
-        XCTAssertEqual(Fixture.dice(result.labels.voxels, 1, truthVolume.voxels, Float(target)), 1, accuracy: 1e-12)
+        XCTAssertEqual(Fixture.dice(result.labels.voxels, 1, truthVolume.voxels, Int32(target)), 1, accuracy: 1e-12)
         let positions = PatchGrid(size: image.grid.size, patch: patch).walk.count
         XCTAssertLessThanOrEqual(result.evaluations, positions * (SegmentationOptions().maxMoves + 2))
         XCTAssertEqual(model.repeatedInputs, 0)
@@ -152,9 +152,9 @@ final class WalkTests: XCTestCase {
         XCTAssertEqual(result.instances.map(\.label), Array(1...expected.count))
         XCTAssertTrue(result.instances.allSatisfy { $0.completeness >= 0.5 })
         for (i, gt) in expected.enumerated() {
-            XCTAssertEqual(Fixture.dice(result.labels.voxels, Float(i + 1), truthVolume.voxels, Float(gt)), 1, accuracy: 1e-12)
+            XCTAssertEqual(Fixture.dice(result.labels.voxels, Int32(i + 1), truthVolume.voxels, Int32(gt)), 1, accuracy: 1e-12)
         }
-        XCTAssertEqual(Set(result.labels.voxels), Set((0...expected.count).map(Float.init)))
+        XCTAssertEqual(Set(result.labels.voxels), Set((0...expected.count).map { Int32($0) }))
     }
 
     /// Following stops after maxMoves at the mean of the last two centres when the fragment keeps jumping.

@@ -8,7 +8,7 @@ final class SamplerTests: XCTestCase {
     static let trainingCase: TrainingCase = {
         let s = SyntheticSpine.generate(seed: 4)
         let image = resampleToCanonical(s.image, spacing: 2, interpolation: .linear, fill: -1000)
-        let labels = resampleToCanonical(s.labels, spacing: 2, interpolation: .nearest, fill: 0)
+        let labels = resampleToCanonical(s.labels, spacing: 2)
         return TrainingCase(name: "synth", image: image, labels: labels, weights: distanceWeights(labels: labels),
                             vertebrae: VertebraInfo.collect(from: labels))
     }()
@@ -56,16 +56,16 @@ final class SamplerTests: XCTestCase {
             let s = sampler().sample(iteration: it)
             let label = try XCTUnwrap(s.targetLabel)
             let k = try XCTUnwrap(c.vertebrae.firstIndex { $0.label == label })
-            let above = Set(c.vertebrae[..<k].map { Float($0.label) })
+            let above = Set(c.vertebrae[..<k].map { Int32($0.label) })
             XCTAssertGreaterThan(s.target.reduce(0, +), 0)
             let g = c.grid, o = s.patchOrigin
             var mismatches = 0
             for z in 0..<16 { for y in 0..<16 { for x in 0..<16 {
                 let p = SIMD3(o.x + x, o.y + y, o.z + z)
                 let inside = p.x >= 0 && p.y >= 0 && p.z >= 0 && p.x < g.size.x && p.y < g.size.y && p.z < g.size.z
-                let l: Float = inside ? c.labels.voxels[p.x + g.size.x * (p.y + g.size.y * p.z)] : 0
+                let l: Int32 = inside ? c.labels.voxels[p.x + g.size.x * (p.y + g.size.y * p.z)] : 0
                 let i = x + 16 * (y + 16 * z)
-                if s.target[i] != (l == Float(label) ? 1 : 0) || s.memory[i] != (above.contains(l) ? 1 : 0) { mismatches += 1 }
+                if s.target[i] != (l == Int32(label) ? 1 : 0) || s.memory[i] != (above.contains(l) ? 1 : 0) { mismatches += 1 }
             } } }
             XCTAssertEqual(mismatches, 0, "iteration \(it): target must be vertebra \(label) alone, memory the vertebrae above it")
             if !above.isEmpty { checked += 1 }

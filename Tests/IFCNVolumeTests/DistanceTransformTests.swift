@@ -38,7 +38,7 @@ final class DistanceTransformTests: XCTestCase {
         let spacing = try XCTUnwrap(fx["spacing"] as? [Double])
         let mask = try XCTUnwrap(fx["mask"] as? [Int])
         let grid = Grid.canonical(size: SIMD3(size[0], size[1], size[2]), spacing: SIMD3(spacing[0], spacing[1], spacing[2]), origin: .zero)
-        let labels = Volume(grid: grid, voxels: mask.map { Float($0 * 3) })
+        let labels = LabelVolume(grid: grid, voxels: mask.map { Int32($0 * 3) })
         let w = distanceWeights(labels: labels)
         let inside = try XCTUnwrap(fx["distance"] as? [Double])
         let outside = distanceTransform(mask: mask.map { $0 == 0 }, size: grid.size, spacing: grid.spacing)

@@ -82,8 +82,8 @@ final class NIfTITests: XCTestCase {
                                         -1.0589242371850105e-08, -0.9999368406343997, -0.011238983216114896])
         TestSupport.assertGrid(ct.grid, sitkGrid, accuracy: 1e-5)
         for name in ["sub-verse005", "sub-verse008"] {
-            let labels = try VolumeIO.read(dir + "/\(name)_seg-vert_msk.nii.gz")
-            let canon = resampleToCanonical(labels, spacing: 2, interpolation: .nearest, fill: 0)
+            let labels = try VolumeIO.readLabels(dir + "/\(name)_seg-vert_msk.nii.gz")
+            let canon = resampleToCanonical(labels, spacing: 2)
             XCTAssertEqual(canon.grid.direction, Grid.identity)
             XCTAssertGreaterThan(canon.grid.size.z, canon.grid.size.x, name)
             let vertebrae = VertebraInfo.collect(from: canon)

@@ -44,7 +44,7 @@ final class PreprocessTests: XCTestCase {
         XCTAssertEqual(loaded.crop, .mid)
         for entry in loaded.cases {
             let image = try VolumeIO.read(output + "/" + entry.image)
-            let labels = try VolumeIO.read(output + "/" + entry.label)
+            let labels = try VolumeIO.readLabels(output + "/" + entry.label)
             let weights = try VolumeIO.read(output + "/" + entry.weight)
             TestSupport.assertGrid(image.grid, entry.grid, accuracy: 1e-5)
             XCTAssertEqual(labels.grid.size, image.grid.size)

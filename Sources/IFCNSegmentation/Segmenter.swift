@@ -77,11 +77,11 @@ public final class Segmenter {
         progress?("canonical grid \(c.x)x\(c.y)x\(c.z) at \(info.spacingMM) mm")
         let inner = segmentCanonical(canonical, progress: progress)
         let labels = resample(inner.labels, onto: image.grid)
-        let stats = LabelStatistics(labels, count: inner.instances.count)
+        let stats = Dictionary(uniqueKeysWithValues: VertebraInfo.collect(from: labels).map { ($0.label, $0) })
         let instances = inner.instances.map { r -> InstanceReport in
             var r = r
-            r.voxels = stats.voxels[r.label]
-            if let c = stats.centroidMM(r.label) { r.centroidMM = [c.x, c.y, c.z] }
+            r.voxels = stats[r.label]?.voxels ?? 0
+            if let c = stats[r.label]?.centroidMM { r.centroidMM = [c.x, c.y, c.z] }
             return r
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
@@ -101,41 +101,6 @@ public final class Segmenter {
             }
             n = hu.count
         }
-    }
-}
-
-/// Voxel counts and centroids of labels 1...count of a label map.
-struct LabelStatistics {
-    let grid: Grid
-    /// Indexed by label (0 unused).
-    var voxels: [Int]
-    var indexSums: [SIMD3<Double>]
-
-    init(_ labels: LabelVolume, count: Int) {
-        grid = labels.grid
-        voxels = [Int](repeating: 0, count: count + 1)
-        indexSums = [SIMD3<Double>](repeating: .zero, count: count + 1)
-        let g = labels.grid
-        labels.voxels.withUnsafeBufferPointer { vox in
-            var i = 0
-            for z in 0..<g.size.z {
-                for y in 0..<g.size.y {
-                    for x in 0..<g.size.x {
-                        let l = Int(vox[i])
-                        i += 1
-                        guard l > 0, l <= count else { continue }
-                        voxels[l] += 1
-                        indexSums[l] += SIMD3(Double(x), Double(y), Double(z))
-                    }
-                }
-            }
-        }
-    }
-
-    /// World (LPS mm) centroid of a label, nil when it has no voxels.
-    func centroidMM(_ label: Int) -> SIMD3<Double>? {
-        guard label < voxels.count, voxels[label] > 0 else { return nil }
-        return grid.world(indexSums[label] / Double(voxels[label]))
     }
 }
 

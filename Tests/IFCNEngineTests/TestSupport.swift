@@ -1,11 +1,10 @@
 import Foundation
+import IFCNTestSupport
 import IFCNCompute
 import IFCNEngine
 import XCTest
 
-func fixturePath(_ name: String) -> String {
-    Bundle.module.path(forResource: name, ofType: nil, inDirectory: "Fixtures")!
-}
+func fixturePath(_ name: String) -> String { FixtureFolder(bundle: .module).path(name) }
 
 /// The backends the tests run on: the CPU always, CUDA where a GPU and its libraries load
 /// (fp32 math), so the reference check and the gradient tests run once per available backend.

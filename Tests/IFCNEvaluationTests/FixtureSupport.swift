@@ -1,13 +1,11 @@
 import Foundation
+import IFCNTestSupport
 import XCTest
 @testable import IFCNEvaluation
 
 /// Fixture files made by Fixtures/make_fixtures.py (numpy/scipy).
 enum Fixtures {
-    static func url(_ name: String) throws -> URL {
-        let folder = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil), "Fixtures missing")
-        return folder.appendingPathComponent(name)
-    }
+    static func url(_ name: String) throws -> URL { FixtureFolder(bundle: .module).url(name) }
 
     static func bytes(_ name: String) throws -> [UInt8] {
         [UInt8](try Data(contentsOf: url(name)))

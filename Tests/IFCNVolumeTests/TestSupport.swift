@@ -1,15 +1,14 @@
 import Foundation
+import IFCNTestSupport
 import XCTest
 @testable import IFCNVolume
 
 /// Paths and helpers shared by the IFCNVolume tests.
 enum TestSupport {
     /// The copied Fixtures folder.
-    static var fixtures: String {
-        Bundle.module.url(forResource: "Fixtures", withExtension: nil)!.path
-    }
+    static var fixtures: String { FixtureFolder(bundle: .module).path }
 
-    static func fixture(_ name: String) -> String { fixtures + "/" + name }
+    static func fixture(_ name: String) -> String { FixtureFolder(bundle: .module).path(name) }
 
     static func json(_ name: String) throws -> [String: Any] {
         let data = try Data(contentsOf: URL(fileURLWithPath: fixture(name)))

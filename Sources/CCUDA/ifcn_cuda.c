@@ -367,9 +367,10 @@ void ifcn_conv3_destroy(ifcn_conv3 *c) {
 
 // Results come ranked (by measured time, or by the heuristic): the first deterministic success that fits.
 static int pick(ifcn_conv3 *c, int direction, const ifcn_algo_perf *perf, int count, size_t ws_bytes,
-                int *algorithm, size_t *needed, float *ms) {
+                int *algorithm, size_t *needed, float *ms, int deterministic_only) {
     for (int i = 0; i < count; i++) {
-        if (perf[i].status == 0 && perf[i].determinism == CUDNN_DETERMINISTIC && perf[i].memory <= ws_bytes) {
+        if (perf[i].status == 0 && (!deterministic_only || perf[i].determinism == CUDNN_DETERMINISTIC) &&
+            perf[i].memory <= ws_bytes) {
             c->algorithm[direction] = perf[i].algo;
             *algorithm = perf[i].algo;
             *needed = perf[i].memory;
@@ -398,11 +399,11 @@ int ifcn_conv3_find(void *handle, ifcn_conv3 *c, int direction, ifcn_devptr x, i
     default: return IFCN_CUDNN_BAD_DIRECTION;
     }
     if (r) return r;
-    return pick(c, direction, perf, count, ws_bytes, algorithm, needed, ms);
+    return pick(c, direction, perf, count, ws_bytes, algorithm, needed, ms, 1);
 }
 
-int ifcn_conv3_heuristic(void *handle, ifcn_conv3 *c, int direction, size_t ws_bytes, int *algorithm,
-                         size_t *needed) {
+int ifcn_conv3_heuristic(void *handle, ifcn_conv3 *c, int direction, size_t ws_bytes, int deterministic_only,
+                         int *algorithm, size_t *needed) {
     NEED(1);
     ifcn_algo_perf perf[IFCN_MAX_ALGOS];
     memset(perf, 0, sizeof perf);
@@ -415,7 +416,7 @@ int ifcn_conv3_heuristic(void *handle, ifcn_conv3 *c, int direction, size_t ws_b
     }
     if (r) return r;
     float ms = 0;
-    return pick(c, direction, perf, count, ws_bytes, algorithm, needed, &ms);
+    return pick(c, direction, perf, count, ws_bytes, algorithm, needed, &ms, deterministic_only);
 }
 
 int ifcn_conv3_algorithm(const ifcn_conv3 *c, int direction) {

@@ -79,9 +79,10 @@ int ifcn_conv3_find(void *handle, ifcn_conv3 *conv, int direction,
                     ifcn_devptr x, ifcn_devptr w, ifcn_devptr y,
                     ifcn_devptr workspace, size_t workspace_bytes,
                     int *algorithm, size_t *needed_bytes, float *milliseconds);
-// The same choice from cuDNN's heuristics (no benchmark), for shapes where Find...Ex fails.
+// The same choice from cuDNN's heuristics (no benchmark), for shapes where Find...Ex fails;
+// deterministic_only = 0 also accepts algorithms whose results may vary between runs (last resort).
 int ifcn_conv3_heuristic(void *handle, ifcn_conv3 *conv, int direction, size_t workspace_bytes,
-                         int *algorithm, size_t *needed_bytes);
+                         int deterministic_only, int *algorithm, size_t *needed_bytes);
 // y = conv(x, w) + beta * y
 int ifcn_conv3_forward(void *handle, ifcn_conv3 *conv, ifcn_devptr x, ifcn_devptr w, float beta, ifcn_devptr y,
                        ifcn_devptr workspace, size_t workspace_bytes);

@@ -137,8 +137,15 @@ final class ReportTests: XCTestCase {
                        [VertebraEvaluation(referenceLabel: 20, predictedLabel: 2, dice: 1, assdMM: 0, complete: true)])
         XCTAssertEqual(summary.cases[0].falsePositives, [5])
 
+        // Another grid that covers the reference's space is resampled onto it (world space) ...
+        var coarser = grid
+        coarser.spacing = SIMD3(1, 1, 2.5)
+        XCTAssertNoThrow(try evaluateCases(pairing, read: { path in
+            Volume(grid: path.hasPrefix("p/") ? coarser : grid, voxels: volumes[path]!.voxels)
+        }))
+        // ... one that lies elsewhere is refused, naming both files.
         var shifted = grid
-        shifted.spacing = SIMD3(1, 1, 2.5)
+        shifted.origin = SIMD3(0, 0, 100)
         XCTAssertThrowsError(try evaluateCases(pairing, read: { path in
             Volume(grid: path.hasPrefix("p/") ? shifted : grid, voxels: volumes[path]!.voxels)
         })) { error in

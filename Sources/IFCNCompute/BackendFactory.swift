@@ -43,7 +43,7 @@ public enum Backends {
         case .auto:
             let inventory = CUDAInventory.probe()
             if inventory.usable {
-                return try CUDABackend(deviceOrdinal: localRank, math: gpuMath)
+                return try CUDABackend(deviceOrdinal: localRank, math: gpuMath, inventory: inventory)
             }
             note("backend: cpu (CUDA not usable: \(inventory.problems.first ?? "no GPU"))")
             return cpu(threads: threads)

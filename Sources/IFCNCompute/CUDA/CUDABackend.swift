@@ -55,8 +55,9 @@ public final class CUDABackend: ComputeBackend {
     public private(set) var peakAllocatedBytes = 0
 
     /// Opens device `ordinal` (taken modulo the number of GPUs) and compiles or loads the kernels.
-    public init(deviceOrdinal: Int, math: GPUMath) throws {
-        let inventory = CUDAInventory.probe()
+    /// `inventory`: a probe the caller already made (the factory's), else one is made here.
+    public init(deviceOrdinal: Int, math: GPUMath, inventory probed: CUDAInventory? = nil) throws {
+        let inventory = probed ?? CUDAInventory.probe()
         guard inventory.usable else {
             throw CUDAError("CUDA is not usable: " + (inventory.problems.isEmpty ? "no GPU" : inventory.problems.joined(separator: "; ")))
         }

@@ -15,6 +15,18 @@ final class InstanceWalk {
         var completeness: Double
         var evaluations: Int
         var moves: Int
+        /// The network's probabilities it was accepted from (when the walk keeps them).
+        var probability: InstanceProbability?
+    }
+
+    /// What following the fragment seen from a position came to.
+    enum Outcome {
+        /// No fragment of n_min voxels in the first patch (the largest had `voxels`).
+        case nothing(voxels: Int)
+        /// The fragment shrank below n_min after `moves` moves (to `voxels`).
+        case lost(moves: Int, voxels: Int)
+        /// Settled (or stopped after maxMoves, `capped`) on `fragment` at `centre`.
+        case converged(centre: SIMD3<Int>, fragment: Fragment, moves: Int, evaluations: Int, capped: Bool)
     }
 
     let grid: PatchGrid
@@ -23,6 +35,10 @@ final class InstanceWalk {
     let minVoxels: Int
     /// Normalised value of the padding outside the image (-1000 HU normalised).
     let paddingValue: Float
+    /// Keep each accepted instance's probabilities (for resampling them onto the scan's grid).
+    var keepProbabilities = false
+    /// Receives one line per decision of the walk (`ifcn segment --explain`).
+    var explain: ((String) -> Void)?
 
     /// Normalised image, instance memory (0/1) and output labels (0 = none yet), x fastest.
     let image: [Float]
@@ -34,6 +50,9 @@ final class InstanceWalk {
     private let imagePatch: UnsafeMutablePointer<Float>
     private let memoryPatch: UnsafeMutablePointer<Float>
     private let probabilities: UnsafeMutablePointer<Float>
+    /// The input whose output `probabilities` holds: patch origin and the number of instances accepted then
+    /// (the memory only changes on acceptance).
+    private var probabilitiesInput: (origin: SIMD3<Int>, accepted: Int)?
     /// Results by (centre, memory under the patch), so an input the model has seen is not evaluated again
     /// (cleared when it grows past `cacheLimit`, which bounds its size on huge scans).
     private var cache: [CacheKey: Fragment] = [:]
@@ -71,27 +90,61 @@ final class InstanceWalk {
     func run(progress: ((String) -> Void)?) {
         let positions = grid.walk
         progress?("grid walk: \(positions.count) patch positions, n_min \(minVoxels) voxels")
-        for position in positions {
-            if found.count >= options.maxInstances { break }
+        for (number, position) in positions.enumerated() {
+            if found.count >= options.maxInstances {
+                explain?("position \(number + 1)/\(positions.count) \(show(position)) and after: not visited, "
+                         + "walk bound reached (\(options.maxInstances) instances)")
+                break
+            }
             // Look from the grid position; after each accepted instance look again from where it was found
             // (the next vertebra is usually in view there), then once more from the grid position with the
             // new memory. Leave the position when it shows nothing new. Every pass either adds an instance
             // or ends, so this is bounded by maxInstances.
             var centre = position
             while found.count < options.maxInstances {
-                if let (converged, fragment, moves, spent) = follow(from: centre),
-                   accept(fragment, moves: moves, evaluations: spent) {
-                    if let f = found.last {
-                        progress?("found instance \(found.count): \(f.voxels) voxels, completeness "
-                                  + String(format: "%.2f", f.completeness) + ", \(spent) evaluations, \(moves) moves")
+                let from = centre
+                let outcome = follow(from: centre)
+                let accepted: Bool
+                if case let .converged(converged, fragment, moves, spent, _) = outcome {
+                    accepted = accept(fragment, moves: moves, evaluations: spent)
+                    if accepted {
+                        centre = converged
+                        if let f = found.last {
+                            progress?("found instance \(found.count): \(f.voxels) voxels, completeness "
+                                      + String(format: "%.2f", f.completeness) + ", \(spent) evaluations, \(moves) moves")
+                        }
                     }
-                    centre = converged
-                } else if centre != position {
-                    centre = position
                 } else {
-                    break
+                    accepted = false
                 }
+                explain?("position \(number + 1)/\(positions.count) \(show(position)), looking from \(show(from)): "
+                         + describe(outcome, accepted: accepted))
+                if accepted { continue }
+                if centre != position { centre = position } else { break }
             }
+        }
+    }
+
+    func show(_ c: SIMD3<Int>) -> String { "(\(c.x),\(c.y),\(c.z))" }
+
+    /// One line for `--explain`: why the walk accepted or did not accept what it saw.
+    func describe(_ outcome: Outcome, accepted: Bool) -> String {
+        switch outcome {
+        case .nothing(let voxels):
+            return "nothing accepted: no fragment of n_min \(minVoxels) voxels (largest seen: \(voxels))"
+        case .lost(let moves, let voxels):
+            return "nothing accepted: fragment lost while following, after \(moves) move(s) it had \(voxels) voxels "
+                + "(< n_min \(minVoxels))"
+        case .converged(let centre, let fragment, let moves, _, let capped):
+            let how = capped ? "stopped after the move bound (\(options.maxMoves)) at \(show(centre))"
+                : "converged at \(show(centre)) after \(moves) move(s)"
+            if accepted, let f = found.last {
+                return "\(how); accepted instance \(f.label): \(f.voxels) new voxels, completeness "
+                    + String(format: "%.2f", f.completeness)
+            }
+            let new = labels.withUnsafeBufferPointer { lab in fragment.indices.reduce(0) { $0 + (lab[$1] == 0 ? 1 : 0) } }
+            return "\(how); nothing accepted: fragment of \(fragment.count) voxels adds only \(new) unlabelled "
+                + "(< n_min \(minVoxels)), already segmented"
         }
     }
 
@@ -107,6 +160,7 @@ final class InstanceWalk {
         }
         let completeness = model.evaluate(image: imagePatch, memory: memoryPatch, origin: origin,
                                           probabilities: probabilities)
+        probabilitiesInput = (origin, found.count)
         evaluations += 1
         let fragment = grid.fragment(probabilities, origin: origin, completeness: completeness)
         if cache.count >= InstanceWalk.cacheLimit { cache.removeAll(keepingCapacity: true) }
@@ -115,25 +169,27 @@ final class InstanceWalk {
     }
 
     /// Follows the fragment seen from `start` until the patch centre settles (or `maxMoves` moves, then the
-    /// mean of the last two centres). Nil when there is no fragment of at least n_min voxels, or it is lost.
-    func follow(from start: SIMD3<Int>) -> (centre: SIMD3<Int>, fragment: Fragment, moves: Int, evaluations: Int)? {
+    /// mean of the last two centres). Nothing when there is no fragment of at least n_min voxels, or it is lost.
+    func follow(from start: SIMD3<Int>) -> Outcome {
         let before = evaluations
         var centre = grid.clampedCentre(SIMD3<Double>(start))
         var fragment = evaluate(centre)
-        guard fragment.count >= minVoxels else { return nil }
+        guard fragment.count >= minVoxels else { return .nothing(voxels: fragment.count) }
         var previous: SIMD3<Int>?
         var moves = 0
+        var capped = false
         while true {
             let target = fragment.centroid
             let shift = target - SIMD3<Double>(centre)
             if max(abs(shift.x), abs(shift.y), abs(shift.z)) <= options.sigma { break }
             if moves >= options.maxMoves {
+                capped = true
                 if let previous {
                     let mean = grid.clampedCentre((SIMD3<Double>(centre) + SIMD3<Double>(previous)) / 2)
                     if mean != centre {
                         centre = mean
                         fragment = evaluate(centre)
-                        guard fragment.count >= minVoxels else { return nil }
+                        guard fragment.count >= minVoxels else { return .lost(moves: moves, voxels: fragment.count) }
                     }
                 }
                 break
@@ -144,9 +200,9 @@ final class InstanceWalk {
             centre = next
             moves += 1
             fragment = evaluate(centre)
-            guard fragment.count >= minVoxels else { return nil }
+            guard fragment.count >= minVoxels else { return .lost(moves: moves, voxels: fragment.count) }
         }
-        return (centre, fragment, moves, evaluations - before)
+        return .converged(centre: centre, fragment: fragment, moves: moves, evaluations: evaluations - before, capped: capped)
     }
 
     /// Writes the fragment's unlabelled voxels with the next label and adds the fragment to the memory,
@@ -165,12 +221,31 @@ final class InstanceWalk {
             }
         }
         guard added >= minVoxels else { return false }
+        let probability = keepProbabilities ? probabilities(of: fragment) : nil
         memory.withUnsafeMutableBufferPointer { mem in
             for i in fragment.indices { mem[i] = 1 }
         }
         found.append(Found(label: Int(label), voxels: added, centroid: sum / Double(added),
-                           completeness: fragment.completeness, evaluations: spent, moves: moves))
+                           completeness: fragment.completeness, evaluations: spent, moves: moves,
+                           probability: probability))
         return true
+    }
+
+    /// The network's probabilities for the input `fragment` came from (its patch with the current memory):
+    /// the buffer when it still holds them, else the model runs again (the fragment came from the cache).
+    func probabilities(of fragment: Fragment) -> InstanceProbability {
+        if probabilitiesInput?.origin != fragment.origin || probabilitiesInput?.accepted != found.count {
+            memory.withUnsafeBufferPointer {
+                grid.extract($0.baseAddress!, origin: fragment.origin, fill: 0, into: memoryPatch)
+            }
+            image.withUnsafeBufferPointer {
+                grid.extract($0.baseAddress!, origin: fragment.origin, fill: paddingValue, into: imagePatch)
+            }
+            _ = model.evaluate(image: imagePatch, memory: memoryPatch, origin: fragment.origin, probabilities: probabilities)
+            probabilitiesInput = (fragment.origin, found.count)
+            evaluations += 1
+        }
+        return InstanceProbability(probabilities, origin: fragment.origin, patch: grid.patch)
     }
 
     /// 64-bit hash of the set voxels of a 0/1 patch.

@@ -123,7 +123,7 @@ struct PatchGrid {
             }
         }
         let centroid = indices.isEmpty ? SIMD3<Double>() : sum / Double(indices.count)
-        return Fragment(indices: indices, centroid: centroid, completeness: completeness)
+        return Fragment(indices: indices, centroid: centroid, completeness: completeness, origin: o)
     }
 }
 
@@ -134,5 +134,7 @@ struct Fragment {
     /// Mean continuous image index of those voxels.
     var centroid: SIMD3<Double>
     var completeness: Double
+    /// First voxel of the patch it was seen in.
+    var origin: SIMD3<Int>
     var count: Int { indices.count }
 }

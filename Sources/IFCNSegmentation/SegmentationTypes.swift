@@ -13,6 +13,8 @@ public struct SegmentationOptions: Sendable {
     public var dropIncomplete: Bool = false
     /// Most instances found in one scan; the walk stops when reached.
     public var maxInstances: Int = 64
+    /// How `segmentScan` brings the labels back onto the scan's grid.
+    public var labelResampling: LabelResampling = .probability
 
     public init() {}
 

@@ -8,6 +8,8 @@ import IFCNVolume
 public final class Segmenter {
     public let info: ModelInfo
     public var options: SegmentationOptions
+    /// Receives one line per decision of the instance walk (why each position did or did not add an instance).
+    public var explain: ((String) -> Void)?
     let model: PatchModel
 
     /// A segmenter running `network` (whose configuration must be `info.config`).
@@ -28,12 +30,20 @@ public final class Segmenter {
     /// Segments `image` (HU) that is already on a canonical grid (identity direction) at `info.spacingMM`.
     /// Labels and reports refer to that grid.
     public func segmentCanonical(_ image: Volume, progress: ((String) -> Void)? = nil) -> SegmentationResult {
+        walkCanonical(image, keepProbabilities: false, progress: progress).result
+    }
+
+    /// `segmentCanonical`, also returning each output label's probabilities when `keepProbabilities`.
+    func walkCanonical(_ image: Volume, keepProbabilities: Bool, progress: ((String) -> Void)?)
+        -> (result: SegmentationResult, probabilities: [(label: Int32, probability: InstanceProbability)]) {
         let start = DispatchTime.now().uptimeNanoseconds
         let g = image.grid
         let normalised = normalise(image.voxels)
         let walk = InstanceWalk(image: normalised, size: g.size, patch: info.config.patch, model: model,
                                 options: options, minVoxels: options.minVoxels(spacing: g.spacing),
                                 paddingValue: info.intensity.apply(-1000))
+        walk.keepProbabilities = keepProbabilities
+        walk.explain = explain
         walk.run(progress: progress)
 
         // Superior to inferior (high z first), optionally without incomplete instances.
@@ -64,19 +74,24 @@ public final class Segmenter {
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         progress?("\(instances.count) instances, \(walk.evaluations) evaluations, " + String(format: "%.1f s", seconds))
-        return SegmentationResult(labels: labels, instances: instances, evaluations: walk.evaluations, seconds: seconds)
+        let probabilities = kept.enumerated().compactMap { i, f in f.probability.map { (label: Int32(i + 1), probability: $0) } }
+        return (SegmentationResult(labels: labels, instances: instances, evaluations: walk.evaluations, seconds: seconds),
+                probabilities)
     }
 
     /// Segments a scan on any grid: resamples it to canonical at `info.spacingMM` (linear, -1000 HU outside),
-    /// segments, and brings the labels back onto the scan's own grid (nearest). The result has exactly the
-    /// input's size, spacing, origin and direction; voxel counts and centroids refer to that grid.
+    /// segments, and brings the labels back onto the scan's own grid (`options.labelResampling`: each
+    /// instance's probabilities trilinear, or the labels nearest). The result has exactly the input's size,
+    /// spacing, origin and direction; voxel counts and centroids refer to that grid.
     public func segmentScan(_ image: Volume, progress: ((String) -> Void)? = nil) -> SegmentationResult {
         let start = DispatchTime.now().uptimeNanoseconds
         let canonical = resampleToCanonical(image, spacing: info.spacingMM, interpolation: .linear, fill: -1000)
         let c = canonical.grid.size
         progress?("canonical grid \(c.x)x\(c.y)x\(c.z) at \(info.spacingMM) mm")
-        let inner = segmentCanonical(canonical, progress: progress)
-        let labels = resample(inner.labels, onto: image.grid)
+        let byProbability = options.labelResampling == .probability
+        let (inner, probabilities) = walkCanonical(canonical, keepProbabilities: byProbability, progress: progress)
+        let labels = byProbability ? IFCNSegmentation.labels(from: probabilities, canonical: canonical.grid, onto: image.grid)
+            : resample(inner.labels, onto: image.grid)
         let stats = Dictionary(uniqueKeysWithValues: VertebraInfo.collect(from: labels).map { ($0.label, $0) })
         let instances = inner.instances.map { r -> InstanceReport in
             var r = r

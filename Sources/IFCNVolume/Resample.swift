@@ -47,14 +47,8 @@ public func resample(_ v: Volume, onto grid: Grid, interpolation: Interpolation,
             let x0 = Int(cx), y0 = Int(cy), z0 = Int(cz)
             let x1 = min(x0 + 1, inSize.x - 1), y1 = min(y0 + 1, inSize.y - 1)
             let z1 = min(z0 + 1, inSize.z - 1)
-            let tx = cx - Double(x0), ty = cy - Double(y0), tz = cz - Double(z0)
-            func at(_ i: Int, _ j: Int, _ k: Int) -> Double { Double(src[i + sx * j + sxy * k]) }
-            let c00 = at(x0, y0, z0) + tx * (at(x1, y0, z0) - at(x0, y0, z0))
-            let c10 = at(x0, y1, z0) + tx * (at(x1, y1, z0) - at(x0, y1, z0))
-            let c01 = at(x0, y0, z1) + tx * (at(x1, y0, z1) - at(x0, y0, z1))
-            let c11 = at(x0, y1, z1) + tx * (at(x1, y1, z1) - at(x0, y1, z1))
-            let c0 = c00 + ty * (c10 - c00), c1 = c01 + ty * (c11 - c01)
-            return Float(c0 + tz * (c1 - c0))
+            let t = SIMD3(cx - Double(x0), cy - Double(y0), cz - Double(z0))
+            return Float(trilinear(t, x: (x0, x1), y: (y0, y1), z: (z0, z1)) { i, j, k in Double(src[i + sx * j + sxy * k]) })
         }
     }
     return Volume(grid: grid, voxels: voxels)
@@ -74,6 +68,19 @@ public func resample(_ v: LabelVolume, onto grid: Grid, fill: Int32 = 0) -> Labe
 /// `resampleToCanonical(_:spacing:interpolation:fill:)`.
 public func resampleToCanonical(_ v: LabelVolume, spacing: Double) -> LabelVolume {
     resample(v, onto: canonicalGrid(covering: v.grid, spacing: spacing))
+}
+
+/// Trilinear interpolation between the eight values `at(x, y, z)` of the corners (x.0 or x.1, ...) with
+/// fractions `t` along each axis.
+@inlinable @inline(__always)
+public func trilinear(_ t: SIMD3<Double>, x: (Int, Int), y: (Int, Int), z: (Int, Int),
+                      _ at: (Int, Int, Int) -> Double) -> Double {
+    let c00 = at(x.0, y.0, z.0) + t.x * (at(x.1, y.0, z.0) - at(x.0, y.0, z.0))
+    let c10 = at(x.0, y.1, z.0) + t.x * (at(x.1, y.1, z.0) - at(x.0, y.1, z.0))
+    let c01 = at(x.0, y.0, z.1) + t.x * (at(x.1, y.0, z.1) - at(x.0, y.0, z.1))
+    let c11 = at(x.0, y.1, z.1) + t.x * (at(x.1, y.1, z.1) - at(x.0, y.1, z.1))
+    let c0 = c00 + t.y * (c10 - c00), c1 = c01 + t.y * (c11 - c01)
+    return c0 + t.z * (c1 - c0)
 }
 
 /// Linear input index of the nearest voxel to continuous index `c` (half rounds up).

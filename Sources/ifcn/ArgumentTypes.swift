@@ -1,5 +1,6 @@
 import ArgumentParser
 import IFCNEngine
+import IFCNSegmentation
 import IFCNTraining
 import IFCNVolume
 
@@ -8,6 +9,7 @@ import IFCNVolume
 
 extension Variant: ExpressibleByArgument {}
 extension CropMode: ExpressibleByArgument {}
+extension LabelResampling: ExpressibleByArgument {}
 
 /// `preprocess --image-type`: the voxel types images may be written as.
 enum ImageType: String, CaseIterable, ExpressibleByArgument {

@@ -34,6 +34,15 @@ struct SegmentCommand: ParsableCommand {
     @Flag(help: "Drop instances whose completeness probability is below 0.5.")
     var dropIncomplete = false
 
+    @Option(help: ArgumentHelp("How labels return to the scan's grid: probability (each instance's probabilities, "
+                               + "trilinear; no staircases) or nearest (the working grid's labels)."))
+    var labelResampling: LabelResampling = .probability
+
+    @Flag(help: ArgumentHelp("Print every decision of the instance walk: per grid position and followed fragment, "
+                             + "what was accepted or why nothing was (no fragment above n_min, fragment lost, "
+                             + "already segmented, bound reached)."))
+    var explain = false
+
     @Option(help: "Compute threads (default: all cores).")
     var threads: Int?
 
@@ -64,8 +73,10 @@ struct SegmentCommand: ParsableCommand {
         Checkpoint.apply(loaded, to: network)
         var options = SegmentationOptions()
         options.dropIncomplete = dropIncomplete
+        options.labelResampling = labelResampling
         if let minVoxels { options.minVolumeMM3 = Double(minVoxels) * pow(info.spacingMM, 3) }
         let segmenter = Segmenter(network: network, info: info, options: options)
+        if explain { segmenter.explain = { StandardError.write("  explain: " + $0) } }
         StandardError.write("model \(info.config) at \(info.spacingMM) mm from \(checkpoint)")
 
         let scans = try ScanFiles.list(input)

@@ -37,7 +37,10 @@ final class ScanTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(found.count, 3)
 
         let oracle = OracleModel(truth: truth, patch: patch, ignoreBelow: nMin)
-        let result = Segmenter(model: oracle, info: try Fixture.info(patch: patch, spacing: spacing)).segmentScan(image)
+        var options = SegmentationOptions()
+        options.labelResampling = .nearest
+        let result = Segmenter(model: oracle, info: try Fixture.info(patch: patch, spacing: spacing), options: options)
+            .segmentScan(image)
         XCTAssertEqual(result.labels.grid, image.grid)
         XCTAssertEqual(result.instances.count, found.count)
 
@@ -59,6 +62,40 @@ final class ScanTests: XCTestCase {
             } } }
             let c = g.world(sum / n)
             for a in 0..<3 { XCTAssertEqual(r.centroidMM[a], c[a], accuracy: 1e-9) }
+        }
+    }
+
+    /// Labels resampled by probability (the default) follow the anatomy on the scan's own grid better than
+    /// the working grid's labels taken nearest: with a perfect model at 4 mm on a finer oblique scan, every
+    /// vertebra's Dice against the scan's own ground truth is higher, and the instances are the same.
+    func testProbabilityResamplingRemovesStaircases() throws {
+        let spacing = 4.0, patch = 32
+        let (image, labels) = obliqueInput(seed: 21)
+        let canonical = canonicalGrid(covering: image.grid, spacing: spacing)
+        let truth = CanonicalTruth(resample(labels, onto: canonical))
+        let nMin = SegmentationOptions().minVoxels(spacing: canonical.spacing)
+        let found = truth.labels(atLeast: nMin)
+        XCTAssertGreaterThanOrEqual(found.count, 3)
+        var results: [LabelResampling: SegmentationResult] = [:]
+        for mode in LabelResampling.allCases {
+            var options = SegmentationOptions()
+            options.labelResampling = mode
+            let oracle = OracleModel(truth: truth, patch: patch, ignoreBelow: nMin)
+            results[mode] = Segmenter(model: oracle, info: try Fixture.info(patch: patch, spacing: spacing), options: options)
+                .segmentScan(image)
+        }
+        let byProbability = try XCTUnwrap(results[.probability]), nearest = try XCTUnwrap(results[.nearest])
+        XCTAssertEqual(byProbability.labels.grid, image.grid)
+        XCTAssertEqual(byProbability.instances.count, found.count)
+        XCTAssertEqual(nearest.instances.count, found.count)
+        XCTAssertEqual(byProbability.evaluations, nearest.evaluations, "the probabilities come from evaluations already made")
+        for (i, gt) in found.enumerated() {
+            let p = Fixture.dice(byProbability.labels.voxels, Int32(i + 1), labels.voxels, Int32(gt))
+            let n = Fixture.dice(nearest.labels.voxels, Int32(i + 1), labels.voxels, Int32(gt))
+            XCTAssertGreaterThan(p, n, "vertebra \(gt): probability \(p), nearest \(n)")
+        }
+        for r in byProbability.instances {
+            XCTAssertEqual(r.voxels, byProbability.labels.voxels.filter { $0 == Int32(r.label) }.count)
         }
     }
 

@@ -157,6 +157,40 @@ final class WalkTests: XCTestCase {
         XCTAssertEqual(Set(result.labels.voxels), Set((0...expected.count).map { Int32($0) }))
     }
 
+    /// `--explain` says, for every position, what was accepted or why nothing was.
+    func testExplainNamesEveryDecision() throws {
+        let (image, truthVolume) = Fixture.canonicalSpine(seed: 11, size: SIMD3(96, 96, 150), spacing: spacing)
+        let truth = CanonicalTruth(truthVolume)
+        let info = try Fixture.info(patch: patch, spacing: spacing)
+        let positions = PatchGrid(size: image.grid.size, patch: patch).walk.count
+
+        func explained(_ model: PatchModel, _ options: SegmentationOptions = .init()) -> [String] {
+            let segmenter = Segmenter(model: model, info: info, options: options)
+            var lines: [String] = []
+            segmenter.explain = { lines.append($0) }
+            _ = segmenter.segmentCanonical(image)
+            return lines
+        }
+        // Nothing anywhere: one line per position, each saying no fragment reached n_min.
+        let empty = explained(EmptyModel(patch: patch))
+        XCTAssertEqual(empty.count, positions)
+        XCTAssertTrue(empty.allSatisfy { $0.contains("no fragment of n_min 125 voxels (largest seen: 0)") })
+        XCTAssertTrue(empty.first?.hasPrefix("position 1/\(positions) ") ?? false)
+
+        // A model stuck on one vertebra: one acceptance, then "already segmented" everywhere it shows it.
+        let target = try XCTUnwrap(truth.labels(atLeast: 125).dropFirst(3).first)
+        let stuck = explained(StuckModel(truth: truth, patch: patch, label: target))
+        XCTAssertEqual(stuck.filter { $0.contains("accepted instance 1") }.count, 1)
+        XCTAssertTrue(stuck.contains { $0.contains("already segmented") })
+
+        // The bound on instances is named.
+        var options = SegmentationOptions()
+        options.maxInstances = 2
+        let bounded = explained(OracleModel(truth: truth, patch: patch, ignoreBelow: 125), options)
+        XCTAssertEqual(bounded.filter { $0.contains("accepted instance") }.count, 2)
+        XCTAssertTrue(bounded.last?.contains("walk bound reached (2 instances)") ?? false)
+    }
+
     /// Following stops after maxMoves at the mean of the last two centres when the fragment keeps jumping.
     func testFollowIsBoundedByMaxMoves() throws {
         let grid = Grid.canonical(size: SIMD3(80, 80, 80), spacing: SIMD3(repeating: spacing), origin: .zero)
@@ -176,6 +210,13 @@ final class WalkTests: XCTestCase {
         let last = model.origins[model.origins.count - 1], a = model.origins[model.origins.count - 2],
             b = model.origins[model.origins.count - 3]
         XCTAssertEqual(SIMD3<Double>(last), (SIMD3<Double>(a) + SIMD3<Double>(b)) / 2)
+
+        let segmenter = Segmenter(model: JumpingModel(patch: patch, size: grid.size), info: try Fixture.info(patch: patch, spacing: spacing),
+                                  options: options)
+        var lines: [String] = []
+        segmenter.explain = { lines.append($0) }
+        _ = segmenter.segmentCanonical(Volume(grid: grid, fill: 0))
+        XCTAssertTrue(lines.first?.contains("stopped after the move bound (5)") ?? false, lines.first ?? "")
     }
 }
 

@@ -20,7 +20,7 @@ public struct TrainingOptions: Sendable {
     public var gpuMath: GPUMath = .tf32
     public var validationCases: Int?
     public var resume = false
-    public var augmentations: Set<Augmentation> = Set(Augmentation.allCases)
+    public var augmentations: Set<Augmentation> = Augmentation.defaults
     public var keepCheckpoints = 3
     /// Seconds between progress lines.
     public var progressInterval = 10.0

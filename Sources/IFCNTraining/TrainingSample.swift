@@ -24,12 +24,15 @@ public struct PatchSampler: Sendable {
     public let intensity: IntensityNormaliser
     public let seed: UInt64
     public let rank: Int
-    public var augmentations: Set<Augmentation> = Set(Augmentation.allCases)
+    public var augmentations: Set<Augmentation> = Augmentation.defaults
     public static let paddingHU: Float = -1000
     public static let completeFraction = 0.98
+    /// Seed offset of the stream the site augmentations (intensity, affine, flip, thick slices) draw from, so
+    /// that METHOD.md's augmentations draw exactly what they drew before those existed.
+    static let siteStream: UInt64 = 0x5173_A06D_E11C_0001
 
     public init(cases: [TrainingCase], patch: Int, intensity: IntensityNormaliser, seed: UInt64, rank: Int,
-                augmentations: Set<Augmentation> = Set(Augmentation.allCases)) {
+                augmentations: Set<Augmentation> = Augmentation.defaults) {
         self.cases = cases; self.patch = patch; self.intensity = intensity; self.seed = seed; self.rank = rank
         self.augmentations = augmentations
     }
@@ -58,7 +61,8 @@ public struct PatchSampler: Sendable {
         var p = extract(c, start: start, targetLabel: targetLabel, memoryLabels: memoryLabels, empty: empty)
         var targetVoxelsInPatch = p.target.reduce(0, +)
         if !augmentations.isEmpty {
-            var a = Augmenter(patch: patch, rng: rng)
+            let extra = SeededGenerator(seed: seed ^ PatchSampler.siteStream, stream: UInt64(rank) << 40 | UInt64(iteration))
+            var a = Augmenter(patch: patch, spacing: g.spacing.x, rng: rng, extra: extra)
             a.enabled = augmentations
             targetVoxelsInPatch = a.apply(image: &p.image, weight: &p.weight, target: &p.target, memory: &p.memory)
             rng = a.rng

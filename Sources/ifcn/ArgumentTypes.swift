@@ -29,7 +29,7 @@ enum ImageType: String, CaseIterable, ExpressibleByArgument {
 struct AugmentationList: Sendable, Equatable {
     var augmentations: Set<Augmentation>
 
-    static let all = AugmentationList(augmentations: Set(Augmentation.allCases))
+    static let defaults = AugmentationList(augmentations: Augmentation.defaults)
 
     init(augmentations: Set<Augmentation>) { self.augmentations = augmentations }
 

@@ -30,9 +30,11 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Compute threads per rank (default: IFCN_THREADS, else cores / ranks on the node).") var threads: Int?
     @Option(name: .customLong("val-cases"), help: "Validate on at most N validation cases.") var valCases: Int?
     @Flag(help: "Continue from RUN/checkpoints/latest.safetensors.") var resume = false
-    @Option(help: "Augmentations, comma-separated from elastic,blur,noise,crop (each with probability 0.5). (default: elastic,blur,noise,crop)",
+    @Option(help: ArgumentHelp("Augmentations, comma-separated from " + Augmentation.allCases.map(\.rawValue).joined(separator: ",")
+                               + " (each with probability 0.5; parameters in mm, docs/ACCURACY.md). (default: "
+                               + Augmentation.allCases.filter(Augmentation.defaults.contains).map(\.rawValue).joined(separator: ",") + ")"),
             transform: AugmentationList.init(parsing:))
-    var augment: AugmentationList = .all
+    var augment: AugmentationList = .defaults
     @Flag(name: .customLong("no-augment"), help: "Disable augmentation.") var noAugment = false
     @Option(help: "Checkpoints to keep besides latest and best.") var keep: Int = 3
     @Option(name: .customLong("progress-seconds"), help: "Seconds between progress lines.") var progressSeconds: Double = 10

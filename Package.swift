@@ -60,7 +60,7 @@ let package = Package(
         .target(name: "IFCNTestSupport", path: "Tests/IFCNTestSupport"),
         .testTarget(name: "IFCNDistributedTests", dependencies: ["IFCNDistributed", "IFCNEngine", "CMPIShim", "IFCNTestSupport"]),
         .testTarget(name: "IFCNEvaluationTests", dependencies: ["IFCNEvaluation", "IFCNVolume", "IFCNSupport", "IFCNTestSupport"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "IFCNSegmentationTests", dependencies: ["IFCNSegmentation", "IFCNCompute", "IFCNEngine", "IFCNVolume"]),
+        .testTarget(name: "IFCNSegmentationTests", dependencies: ["IFCNSegmentation", "IFCNCompute", "IFCNEngine", "IFCNVolume", "IFCNTestSupport"]),
         .testTarget(name: "IFCNTrainingTests", dependencies: ["IFCNTraining", "IFCNEngine", "IFCNVolume", "IFCNTestSupport"]),
         .testTarget(name: "IFCNSupportTests", dependencies: ["IFCNSupport"]),
     ],

@@ -22,11 +22,94 @@ static void copy_mat(const nifti_dmat44 *m, double out[16]) {
         for (int c = 0; c < 4; c++) out[r * 4 + c] = m->m[r][c];
 }
 
+static void swap4(unsigned char *b) {
+    unsigned char t = b[0]; b[0] = b[3]; b[3] = t; t = b[1]; b[1] = b[2]; b[2] = t;
+}
+
+static void swap8(unsigned char *b) {
+    for (int i = 0; i < 4; i++) { unsigned char t = b[i]; b[i] = b[7 - i]; b[7 - i] = t; }
+}
+
+/* The magic of a single-file NIfTI-`version` header ("n+1" / "n+2"); "ni1" / "ni2" (voxels in a separate
+   .img file) and anything else (e.g. ANALYZE 7.5) are refused. */
+static int check_magic(const unsigned char *magic, int version, char *err, size_t errlen) {
+    char single[4] = {'n', '+', (char)('0' + version), 0}, pair[4] = {'n', 'i', (char)('0' + version), 0};
+    char msg[160];
+    if (memcmp(magic, single, 4) == 0) return 0;
+    if (memcmp(magic, pair, 4) == 0)
+        snprintf(msg, sizeof(msg), "NIfTI-%d header of a two-file (.hdr/.img) pair: its voxels are not in this file", version);
+    else
+        snprintf(msg, sizeof(msg), "no NIfTI-%d magic 'n+%d' (ANALYZE 7.5 and other headers are not supported)", version, version);
+    set_err(err, errlen, msg);
+    return -1;
+}
+
+/* Checks what nifticlib quietly repairs: a single-file header must keep its voxels at or after byte 352
+   (NIfTI-1) or 544 (NIfTI-2); nifticlib reads a smaller or NaN vox_offset as the header size, which shifts
+   the image. A .nii whose magic says "voxels in a separate .img file" (ni1/ni2), or that has no NIfTI magic
+   (ANALYZE 7.5), is refused too: its voxels are not in the file asked for. Returns 0 when the header is fine. */
+static int check_raw_header(const char *path, char *err, size_t errlen) {
+    unsigned char h[548];
+    memset(h, 0, sizeof(h));
+    znzFile fp = znzopen(path, "rb", nifti_is_gzfile(path));
+    if (znz_isnull(fp)) {
+        set_err(err, errlen, "cannot open the file");
+        return -1;
+    }
+    size_t n = znzread(h, 1, sizeof(h), fp);
+    znzclose(fp);
+    int32_t sizeof_hdr;
+    memcpy(&sizeof_hdr, h, 4);
+    int swapped = 0;
+    if (sizeof_hdr != 348 && sizeof_hdr != 540) {
+        swap4(h);
+        memcpy(&sizeof_hdr, h, 4);
+        swapped = 1;
+    }
+    char msg[200];
+    if (sizeof_hdr == 348 && n >= 348) {
+        if (check_magic(h + 344, 1, err, errlen) != 0) return -1;
+        unsigned char b[4];
+        memcpy(b, h + 108, 4);
+        if (swapped) swap4(b);
+        float vox_offset;
+        memcpy(&vox_offset, b, 4);
+        if (!isfinite(vox_offset) || vox_offset < 352.0f || vox_offset != floorf(vox_offset) || vox_offset > 1e15f) {
+            snprintf(msg, sizeof(msg), "vox_offset %g is not a valid start of the voxel data "
+                     "(a .nii file's voxels start at a whole byte offset of 352 or more)", (double)vox_offset);
+            set_err(err, errlen, msg);
+            return -1;
+        }
+        return 0;
+    }
+    if (sizeof_hdr == 540 && n >= 540) {
+        if (check_magic(h + 4, 2, err, errlen) != 0) return -1;
+        unsigned char b[8];
+        memcpy(b, h + 168, 8);
+        if (swapped) swap8(b);
+        int64_t vox_offset;
+        memcpy(&vox_offset, b, 8);
+        if (vox_offset < 544) {
+            snprintf(msg, sizeof(msg), "vox_offset %lld is not a valid start of the voxel data "
+                     "(a NIfTI-2 .nii file's voxels start at byte 544 or later)", (long long)vox_offset);
+            set_err(err, errlen, msg);
+            return -1;
+        }
+        return 0;
+    }
+    set_err(err, errlen, "not a NIfTI file (header size field is neither 348 nor 540)");
+    return -1;
+}
+
 ifcn_nifti_file *ifcn_nifti_open(const char *path, ifcn_nifti_header *h, char *err, size_t errlen) {
     nifti_set_debug_level(0);
     nifti_image *nim = nifti_image_read(path, 0);
     if (!nim) {
         set_err(err, errlen, "not a readable NIfTI file (bad or truncated header)");
+        return NULL;
+    }
+    if (check_raw_header(path, err, errlen) != 0) {
+        nifti_image_free(nim);
         return NULL;
     }
     memset(h, 0, sizeof(*h));

@@ -1,4 +1,5 @@
 import Foundation
+import IFCNSupport
 
 /// How CT intensities become network input: clamp(HU) * scale.
 public struct IntensityNormaliser: Codable, Sendable, Equatable {
@@ -23,10 +24,17 @@ public struct IntensityNormaliser: Codable, Sendable, Equatable {
         return "{\"clamp\": \(c), \"scale\": \(scale)}"
     }
 
+    /// Parses the metadata JSON; the clamp must be two finite numbers lo < hi and the scale finite and non-zero.
     public static func parse(_ s: String) throws -> IntensityNormaliser {
         guard let d = s.data(using: .utf8), let v = try? JSONDecoder().decode(IntensityNormaliser.self, from: d),
               v.clamp == nil || v.clamp!.count == 2 else {
-            throw EngineError.invalidConfig("intensity must be JSON {\"clamp\": [lo, hi] or null, \"scale\": s}, got \(s)")
+            throw EngineError.invalidConfig("intensity must be JSON {\"clamp\": [lo, hi] or null, \"scale\": s}, got \(quoted(s))")
+        }
+        if let c = v.clamp, !(c[0].isFinite && c[1].isFinite && c[0] < c[1]) {
+            throw EngineError.invalidConfig("intensity clamp must be two finite numbers lo < hi, got \(c)")
+        }
+        guard v.scale.isFinite, v.scale != 0 else {
+            throw EngineError.invalidConfig("intensity scale must be finite and non-zero, got \(v.scale)")
         }
         return v
     }
@@ -113,24 +121,12 @@ public enum Checkpoint {
         let file = try SafeTensorsFile(path: path)
         let m = file.metadata
         func fail(_ s: String) -> EngineError { .checkpoint(path: path, message: s) }
-        var config: NetworkConfig
-        if let v = m["variant"], let c = m["channels"].flatMap(Int.init), let p = m["patch"].flatMap(Int.init) {
-            guard let variant = Variant(rawValue: v) else { throw fail("unknown variant '\(v)'") }
-            config = try NetworkConfig(variant: variant, channels: c, patch: p)
-            if let o = override, o != config {
-                throw fail("checkpoint holds \(config) but \(o) was asked for")
-            }
-        } else if let o = override {
-            config = o
-        } else {
-            throw fail("no ifcn metadata (variant, channels, patch): a plain PyTorch export needs --variant, --channels and --patch")
-        }
-        let spacing = m["spacing_mm"].flatMap(Double.init) ?? spacingMM ?? 1.0
-        let norm = try m["intensity"].map(IntensityNormaliser.parse)
-            ?? intensity ?? (config.variant == .paper ? .paper : .identity)
+        let info = try CheckpointMetadata.modelInfo(m, path: path, override: override, spacingMM: spacingMM, intensity: intensity)
+        let config = info.config
         let layout = Graph.build(config)
         func gather(_ table: TensorTable, prefix: String) throws -> [Float] {
-            var out = [Float](repeating: 0, count: table.total)
+            // Every tensor present with its shape before anything is allocated: the buffer is then no larger
+            // than the file, whatever the metadata claims.
             for t in table.entries {
                 let name = prefix + t.name
                 guard let info = file.tensors[name] else {
@@ -139,7 +135,18 @@ public enum Checkpoint {
                 guard info.shape == t.shape else {
                     throw fail("tensor \(name) has shape \(info.shape), a \(config) network needs \(t.shape)")
                 }
-                out.replaceSubrange(t.offset..<(t.offset + t.count), with: try file.floats(name))
+            }
+            var out = [Float](repeating: 0, count: table.total)
+            for t in table.entries {
+                let name = prefix + t.name
+                let values = try file.floats(name)
+                if let bad = values.firstIndex(where: { !$0.isFinite }) {
+                    throw fail("tensor \(name) holds \(values[bad]) at element \(bad): the weights are not finite")
+                }
+                if name.hasSuffix("running_var"), let bad = values.firstIndex(where: { $0 < 0 }) {
+                    throw fail("tensor \(name) holds a negative variance \(values[bad]) at element \(bad)")
+                }
+                out.replaceSubrange(t.offset..<(t.offset + t.count), with: values)
             }
             return out
         }
@@ -152,7 +159,7 @@ public enum Checkpoint {
                                      secondMoment: try gather(layout.parameters, prefix: secondMomentPrefix),
                                      metadata: m)
         }
-        return LoadedCheckpoint(path: path, info: ModelInfo(config: config, spacingMM: spacing, intensity: norm),
+        return LoadedCheckpoint(path: path, info: info,
                                 parameters: params, buffers: stats, training: training, metadata: m)
     }
 

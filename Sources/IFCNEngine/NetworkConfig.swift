@@ -10,14 +10,20 @@ public struct NetworkConfig: Hashable, Sendable, CustomStringConvertible {
     public var channels: Int
     public var patch: Int
 
+    /// A configuration; channels in `channelRange`, patch a power of two in 16...`maxPatch`, and the network
+    /// must fit in `MemoryLimit` (see NetworkSize.swift).
     public init(variant: Variant, channels: Int, patch: Int) throws {
-        guard channels >= 1 else { throw EngineError.invalidConfig("channels must be >= 1, got \(channels)") }
-        guard patch >= 16, patch & (patch - 1) == 0 else {
-            throw EngineError.invalidConfig("patch must be a power of two >= 16, got \(patch)")
+        guard NetworkConfig.channelRange.contains(channels) else {
+            throw EngineError.invalidConfig("channels must be in \(NetworkConfig.channelRange.lowerBound)..."
+                                            + "\(NetworkConfig.channelRange.upperBound), got \(channels)")
+        }
+        guard patch >= 16, patch <= NetworkConfig.maxPatch, patch & (patch - 1) == 0 else {
+            throw EngineError.invalidConfig("patch must be a power of two from 16 to \(NetworkConfig.maxPatch), got \(patch)")
         }
         self.variant = variant
         self.channels = channels
         self.patch = patch
+        try checkMemory()
     }
 
     /// Number of maxpool -> block steps of the completeness head: log2(P) - 4.

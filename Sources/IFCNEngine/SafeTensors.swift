@@ -59,7 +59,7 @@ public struct SafeTensorsFile {
             if name == "__metadata__" {
                 guard let m = value as? [String: Any] else { throw fail("__metadata__ is not an object") }
                 for (k, v) in m {
-                    guard let s = v as? String else { throw fail("metadata \(k) is not a string") }
+                    guard let s = v as? String else { throw fail("metadata \(quoted(k)) is not a string") }
                     meta[k] = s
                 }
                 continue
@@ -68,30 +68,44 @@ public struct SafeTensorsFile {
                   let dtypeName = entry["dtype"] as? String,
                   let shapeAny = entry["shape"] as? [Any],
                   let offsetsAny = entry["data_offsets"] as? [Any], offsetsAny.count == 2 else {
-                throw fail("tensor \(name): malformed header entry")
+                throw fail("tensor \(quoted(name)): malformed header entry")
             }
             guard let dtype = SafeTensorsDType(rawValue: dtypeName) else {
-                throw fail("tensor \(name): unsupported dtype \(dtypeName)")
+                throw fail("tensor \(quoted(name)): unsupported dtype \(quoted(dtypeName))")
             }
             var shape: [Int] = []
             for s in shapeAny {
                 guard let d = (s as? NSNumber)?.intValue, d >= 0, d < 1 << 32 else {
-                    throw fail("tensor \(name): bad shape \(shapeAny)")
+                    throw fail("tensor \(quoted(name)): bad shape \(quoted("\(shapeAny)"))")
                 }
                 shape.append(d)
             }
             guard let b = (offsetsAny[0] as? NSNumber)?.intValue, let e = (offsetsAny[1] as? NSNumber)?.intValue,
                   b >= 0, e >= b, e <= available else {
-                throw fail("tensor \(name): data offsets \(offsetsAny) outside the data section (\(available) bytes): truncated?")
+                throw fail("tensor \(quoted(name)): data offsets \(quoted("\(offsetsAny)")) outside the data section (\(available) bytes): truncated?")
             }
             let (count, overflow) = shape.reduce((1, false)) { acc, d in
                 let (p, o) = acc.0.multipliedReportingOverflow(by: d)
                 return (p, acc.1 || o)
             }
             guard !overflow, count * dtype.size == e - b else {
-                throw fail("tensor \(name): shape \(shape) of \(dtypeName) does not match its \(e - b) data bytes")
+                throw fail("tensor \(quoted(name)): shape \(shape) of \(dtypeName) does not match its \(e - b) data bytes")
             }
             infos[name] = SafeTensorInfo(dtype: dtype, shape: shape, range: b..<e)
+        }
+        // As the format requires: the tensors tile the data section back to back, so none overlaps another
+        // (two weights sharing bytes) and no bytes are left over.
+        var end = 0
+        for (name, t) in infos.sorted(by: { ($0.value.range.lowerBound, $0.value.range.upperBound) < ($1.value.range.lowerBound, $1.value.range.upperBound) }) {
+            guard t.range.lowerBound == end else {
+                throw fail(t.range.lowerBound < end
+                    ? "tensor \(quoted(name)) (bytes \(t.range.lowerBound)..<\(t.range.upperBound)) overlaps another tensor"
+                    : "bytes \(end)..<\(t.range.lowerBound) of the data section belong to no tensor")
+            }
+            end = t.range.upperBound
+        }
+        guard end == available else {
+            throw fail("the data section has \(available) bytes but its tensors end at byte \(end)")
         }
         self.path = path
         metadata = meta

@@ -24,7 +24,7 @@ extension LabelMap {
 /// `Grid.isClose`) is compared voxel for voxel; one on another grid that covers the reference's extent is
 /// resampled (nearest neighbour) onto the reference grid first. Throws, naming the files, when a file cannot
 /// be read, holds non-label values, or when a prediction's grid does not cover its reference's.
-public func evaluateCases(_ pairing: FilePairing, read: (String) throws -> Volume = VolumeIO.read,
+public func evaluateCases(_ pairing: FilePairing, read: (String) throws -> Volume = { try VolumeIO.read($0) },
                           progress: (CaseEvaluation) -> Void = { _ in }) throws -> EvaluationSummary {
     var cases: [CaseEvaluation] = []
     for pair in pairing.pairs {

@@ -27,7 +27,19 @@ public enum ScanFiles {
         guard !scans.isEmpty else {
             throw VolumeError(path: path, message: "no scans (.nii, .nii.gz, .mhd, .mha) in the directory")
         }
-        return scans.map { URL(fileURLWithPath: path).appendingPathComponent($0).path }
+        let paths = scans.map { URL(fileURLWithPath: path).appendingPathComponent($0).path }
+        // Two scans with one case name (c.mhd and c.nii.gz, or c.nii.gz and c_ct.nii.gz) would write one output.
+        var byCase: [String: String] = [:]
+        for p in paths {
+            let name = caseName(p)
+            if let other = byCase[name] {
+                throw VolumeError(path: path, message: "\(URL(fileURLWithPath: other).lastPathComponent) and "
+                                  + "\(URL(fileURLWithPath: p).lastPathComponent) are both case '\(name)' and would both be "
+                                  + "written to \(name).nii.gz; rename or move one of them")
+            }
+            byCase[name] = p
+        }
+        return paths
     }
 
     /// Case name of a scan: the file name without its extension and without a `_ct` suffix.

@@ -18,10 +18,13 @@ public struct SegmentationOptions: Sendable {
 
     public init() {}
 
-    /// n_min in voxels for voxels of `spacing` mm (at least 1).
+    /// n_min in voxels for voxels of `spacing` mm (at least 1; at most 2^40, more than any image holds, so a
+    /// tiny spacing cannot overflow the conversion).
     public func minVoxels(spacing: SIMD3<Double>) -> Int {
         let voxelVolume = spacing.x * spacing.y * spacing.z
-        return max(1, Int((minVolumeMM3 / voxelVolume).rounded()))
+        let n = (minVolumeMM3 / voxelVolume).rounded()
+        guard n.isFinite, n < Double(1 << 40) else { return n.isNaN ? 1 : 1 << 40 }
+        return max(1, Int(n))
     }
 }
 

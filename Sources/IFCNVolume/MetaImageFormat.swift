@@ -27,14 +27,75 @@ enum MetaImageFormat {
 
     // MARK: reading
 
-    static func read(_ path: String) throws -> Volume {
-        let file: Data
+    /// A parsed and checked header: geometry, voxel type and where the voxel bytes are.
+    struct Header {
+        let grid: Grid
+        let count: Int
+        let type: VoxelType
+        let bigEndian: Bool
+        let compressed: Bool
+        /// The file holding the voxel bytes (the header itself for LOCAL data).
+        let dataPath: String
+        /// Where the voxel bytes start in `dataPath` (uncompressed) or the compressed stream starts (compressed).
+        let start: Int
+        /// Compressed bytes to inflate (compressed data only).
+        let compressedLength: Int
+        /// Bytes of voxel data: count x type size.
+        var needed: Int { count * type.byteSize }
+    }
+
+    static func read(_ path: String, options: VolumeReadOptions) throws -> Volume {
+        let header = try readHeader(path, options: options)
+        let payload: Data
         do {
-            file = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+            payload = try Data(contentsOf: URL(fileURLWithPath: header.dataPath), options: .alwaysMapped)
+        } catch {
+            throw VolumeError(path: header.dataPath, message: "cannot read: \(error.localizedDescription)")
+        }
+        let needed = header.needed
+        var raw: Data
+        if header.compressed {
+            guard header.start + header.compressedLength <= payload.count else {
+                throw VolumeError(path: header.dataPath, message: "file changed while it was read")
+            }
+            raw = Data(count: needed)
+            let produced: Int64 = raw.withUnsafeMutableBytes { out in
+                payload.withUnsafeBytes { inp in
+                    ifcn_zlib_inflate(inp.baseAddress!.assumingMemoryBound(to: UInt8.self) + header.start, header.compressedLength,
+                                      out.baseAddress!.assumingMemoryBound(to: UInt8.self), needed)
+                }
+            }
+            if produced == -2 {
+                throw VolumeError(path: header.dataPath, message: "compressed data holds more than DimSize x ElementType (\(needed) bytes)")
+            }
+            guard produced == Int64(needed) else {
+                throw VolumeError(path: header.dataPath, message: produced < 0
+                    ? "corrupt or truncated compressed data"
+                    : "compressed data holds \(produced) bytes, expected \(needed)")
+            }
+        } else {
+            guard header.start >= 0, payload.count - header.start >= needed else {
+                throw VolumeError(path: header.dataPath, message: "data is truncated: needs \(needed) bytes, has \(max(0, payload.count - max(header.start, 0)))")
+            }
+            raw = payload.subdata(in: header.start..<(header.start + needed))
+        }
+        let voxels = raw.withUnsafeBytes { VoxelCoding.decode($0, count: header.count, as: header.type, bigEndian: header.bigEndian) }
+        return Volume(grid: header.grid, voxels: voxels)
+    }
+
+    /// Parses and checks the header, and that the data file exists and is large enough for the voxels it
+    /// declares (compressed data: within deflate's largest expansion), before any voxel is read. A data file
+    /// must lie beside the header unless `options.allowExternalData`.
+    static func readHeader(_ path: String, options: VolumeReadOptions) throws -> Header {
+        let headerBytes: Data
+        do {
+            let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+            defer { try? handle.close() }
+            headerBytes = try handle.read(upToCount: maxHeaderBytes + 1) ?? Data()  // one more: a longer file is not all header
         } catch {
             throw VolumeError(path: path, message: "cannot read: \(error.localizedDescription)")
         }
-        let (fields, headerEnd) = try parseHeader(file, path: path)
+        let (fields, headerEnd) = try parseHeader(headerBytes, path: path)
         func field(_ names: String...) -> String? {
             for n in names { if let v = fields[n.lowercased()] { return v } }
             return nil
@@ -43,33 +104,33 @@ enum MetaImageFormat {
             let parts = value.split(whereSeparator: { $0 == " " || $0 == "\t" })
             let vals = parts.compactMap { Double($0) }
             guard vals.count == count, parts.count == count, vals.allSatisfy({ $0.isFinite }) else {
-                throw VolumeError(path: path, message: "\(key) must hold \(count) finite numbers, got '\(value)'")
+                throw VolumeError(path: path, message: "\(key) must hold \(count) finite numbers, got \(quoted(value))")
             }
             return vals
         }
 
         if let type = field("ObjectType"), type.lowercased() != "image" {
-            throw VolumeError(path: path, message: "ObjectType is '\(type)', expected Image")
+            throw VolumeError(path: path, message: "ObjectType is \(quoted(type)), expected Image")
         }
         guard let ndimText = field("NDims") else { throw VolumeError(path: path, message: "missing NDims") }
         guard let ndim = Int(ndimText), ndim == 3 else {
-            throw VolumeError(path: path, message: "NDims is '\(ndimText)'; only 3-D images are supported")
+            throw VolumeError(path: path, message: "NDims is \(quoted(ndimText)); only 3-D images are supported")
         }
         guard let dimText = field("DimSize") else { throw VolumeError(path: path, message: "missing DimSize") }
         let dimValues = try numbers(dimText, count: 3, key: "DimSize")
         guard dimValues.allSatisfy({ $0 == $0.rounded() && $0 >= 1 && $0 <= Double(VolumeIO.maxDimension) }) else {
-            throw VolumeError(path: path, message: "DimSize '\(dimText)' out of range (each axis 1...\(VolumeIO.maxDimension))")
+            throw VolumeError(path: path, message: "DimSize \(quoted(dimText)) out of range (each axis 1...\(VolumeIO.maxDimension))")
         }
         let size = dimValues.map { Int($0) }
         try VolumeIO.validateSize(size, path: path)
         let count = size[0] * size[1] * size[2]
 
         if let channels = field("ElementNumberOfChannels"), Int(channels) != 1 {
-            throw VolumeError(path: path, message: "ElementNumberOfChannels is \(channels); only scalar images are supported")
+            throw VolumeError(path: path, message: "ElementNumberOfChannels is \(quoted(channels)); only scalar images are supported")
         }
         guard let typeName = field("ElementType") else { throw VolumeError(path: path, message: "missing ElementType") }
         guard let type = elementTypes[typeName.uppercased()] else {
-            throw VolumeError(path: path, message: "unsupported ElementType '\(typeName)'")
+            throw VolumeError(path: path, message: "unsupported ElementType \(quoted(typeName))")
         }
         let spacing = try field("ElementSpacing", "ElementSize").map { try numbers($0, count: 3, key: "ElementSpacing") } ?? [1, 1, 1]
         let origin = try field("Offset", "Position", "Origin").map { try numbers($0, count: 3, key: "Offset") } ?? [0, 0, 0]
@@ -93,71 +154,79 @@ enum MetaImageFormat {
         let grid = try VolumeIO.grid(size: SIMD3(size[0], size[1], size[2]), matrix: matrix,
                                      origin: SIMD3(origin[0], origin[1], origin[2]), path: path)
 
-        // The bytes holding the voxel data.
-        let payload: Data
+        // Where the voxel bytes are, and how many bytes are there.
         let dataPath: String
+        var dataStart = 0
         if dataFile.uppercased() == "LOCAL" {
-            payload = file.subdata(in: headerEnd..<file.count)
             dataPath = path
+            dataStart = headerEnd
         } else {
             if dataFile.uppercased().hasPrefix("LIST") || dataFile.contains("%") {
-                throw VolumeError(path: path, message: "multi-file ElementDataFile '\(dataFile)' is not supported")
+                throw VolumeError(path: path, message: "multi-file ElementDataFile \(quoted(dataFile)) is not supported")
             }
-            let dir = URL(fileURLWithPath: path).deletingLastPathComponent()
-            dataPath = dataFile.hasPrefix("/") ? dataFile : dir.appendingPathComponent(dataFile).path
-            do {
-                payload = try Data(contentsOf: URL(fileURLWithPath: dataPath), options: .alwaysMapped)
-            } catch {
-                throw VolumeError(path: path, message: "cannot read data file '\(dataFile)': \(error.localizedDescription)")
-            }
+            dataPath = try resolveDataFile(dataFile, header: path, options: options)
         }
+        let fileSize: Int
+        do {
+            let attributes = try FileManager.default.attributesOfItem(atPath: dataPath)
+            guard (attributes[.type] as? FileAttributeType) == .typeRegular else {
+                throw VolumeError(path: path, message: "data file \(quoted(dataFile)) is not a regular file")
+            }
+            fileSize = (attributes[.size] as? NSNumber)?.intValue ?? 0
+        } catch let error as VolumeError {
+            throw error
+        } catch {
+            throw VolumeError(path: path, message: "cannot read data file \(quoted(dataFile)): \(error.localizedDescription)")
+        }
+        let available = fileSize - dataStart
         let needed = count * type.byteSize
-
-        var raw: Data
+        var start = dataStart, length = available
         if compressed {
-            var start = 0
-            var length = payload.count
             if let sizeText = field("CompressedDataSize") {
                 guard let declared = Int(sizeText), declared > 0 else {
-                    throw VolumeError(path: path, message: "bad CompressedDataSize '\(sizeText)'")
+                    throw VolumeError(path: path, message: "bad CompressedDataSize \(quoted(sizeText))")
                 }
-                guard declared <= payload.count else {
-                    throw VolumeError(path: dataPath, message: "truncated: CompressedDataSize \(declared) but only \(payload.count) bytes")
+                guard declared <= available else {
+                    throw VolumeError(path: dataPath, message: "truncated: CompressedDataSize \(declared) but only \(available) bytes")
                 }
                 length = declared
             }
             if let headerSize = field("HeaderSize"), let h = Int(headerSize), h > 0 {
-                guard h < payload.count else { throw VolumeError(path: dataPath, message: "HeaderSize beyond end of file") }
-                start = h
-                length = min(length, payload.count - h)
+                guard h < available else { throw VolumeError(path: dataPath, message: "HeaderSize beyond end of file") }
+                start = dataStart + h
+                length = min(length, available - h)
             }
-            raw = Data(count: needed)
-            let produced: Int64 = raw.withUnsafeMutableBytes { out in
-                payload.withUnsafeBytes { inp in
-                    ifcn_zlib_inflate(inp.baseAddress!.assumingMemoryBound(to: UInt8.self) + start, length,
-                                      out.baseAddress!.assumingMemoryBound(to: UInt8.self), needed)
-                }
-            }
-            if produced == -2 {
-                throw VolumeError(path: dataPath, message: "compressed data holds more than DimSize x ElementType (\(needed) bytes)")
-            }
-            guard produced == Int64(needed) else {
-                throw VolumeError(path: dataPath, message: produced < 0
-                    ? "corrupt or truncated compressed data"
-                    : "compressed data holds \(produced) bytes, expected \(needed)")
+            guard needed / NIfTIFormat.maxDeflateRatio <= length else {
+                throw VolumeError(path: dataPath, message: "truncated: DimSize x ElementType is \(needed) bytes, more than "
+                                  + "\(length) compressed bytes can hold (deflate expands at most \(NIfTIFormat.maxDeflateRatio):1)")
             }
         } else {
-            var start = 0
             if let headerSize = field("HeaderSize"), let h = Int(headerSize) {
-                start = h == -1 ? payload.count - needed : h
+                guard h == -1 || (h >= 0 && h <= available) else {
+                    throw VolumeError(path: dataPath, message: "HeaderSize \(h) outside the data file (\(available) bytes)")
+                }
+                start = h == -1 ? fileSize - needed : dataStart + h
             }
-            guard start >= 0, payload.count - start >= needed else {
-                throw VolumeError(path: dataPath, message: "data is truncated: needs \(needed) bytes, has \(max(0, payload.count - max(start, 0)))")
+            guard start >= dataStart, fileSize - start >= needed else {
+                throw VolumeError(path: dataPath, message: "data is truncated: needs \(needed) bytes, has \(max(0, fileSize - max(start, dataStart)))")
             }
-            raw = payload.subdata(in: start..<(start + needed))
         }
-        let voxels = raw.withUnsafeBytes { VoxelCoding.decode($0, count: count, as: type, bigEndian: bigEndian) }
-        return Volume(grid: grid, voxels: voxels)
+        return Header(grid: grid, count: count, type: type, bigEndian: bigEndian, compressed: compressed,
+                      dataPath: dataPath, start: start, compressedLength: length)
+    }
+
+    /// The path of an ElementDataFile: a file name beside the header; any other path (absolute, or with a
+    /// folder in it) only when `options.allowExternalData`, since a header could otherwise make ifcn read
+    /// any file on the machine.
+    static func resolveDataFile(_ name: String, header: String, options: VolumeReadOptions) throws -> String {
+        let dir = URL(fileURLWithPath: header).deletingLastPathComponent()
+        let beside = !name.isEmpty && !name.contains("/") && name != "." && name != ".."
+        if beside { return dir.appendingPathComponent(name).path }
+        guard options.allowExternalData else {
+            throw VolumeError(path: header, message: "ElementDataFile \(quoted(name)) is not a file beside the header; "
+                              + "pass --allow-external-data to read data from another folder")
+        }
+        return name.hasPrefix("/") ? name : dir.appendingPathComponent(name).path
     }
 
     private static func isTrue(_ value: String?) -> Bool {
@@ -182,7 +251,7 @@ enum MetaImageFormat {
                 let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
                 if !trimmed.isEmpty {
                     guard let eq = trimmed.firstIndex(of: "=") else {
-                        throw VolumeError(path: path, message: "malformed header line '\(trimmed.prefix(80))' (expected Key = Value)")
+                        throw VolumeError(path: path, message: "malformed header line \(quoted(trimmed)) (expected Key = Value)")
                     }
                     let key = trimmed[..<eq].trimmingCharacters(in: .whitespaces).lowercased()
                     let value = trimmed[trimmed.index(after: eq)...].trimmingCharacters(in: .whitespaces)

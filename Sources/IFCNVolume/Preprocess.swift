@@ -22,6 +22,8 @@ public struct PreprocessOptions: Sendable {
     public var seed: UInt64 = 0
     /// Voxel type of the written images (float32 or int16).
     public var imageType: VoxelType = .float32
+    /// How the input files are read (MetaImage data files outside the input folder).
+    public var reading = VolumeReadOptions()
     public init() {}
 }
 
@@ -100,14 +102,20 @@ public enum Preprocessor {
     /// Reads, checks, resamples, optionally crops and weights one case.
     public static func process(_ pair: CasePair, options: PreprocessOptions) throws -> Processed {
         let t0 = Date()
-        var image = try VolumeIO.read(pair.image)
-        let labelFile = try VolumeIO.read(pair.label)
-        guard image.grid.isClose(to: labelFile.grid) else {
-            throw VolumeError(path: pair.label, message: "label map grid (\(labelFile.grid.summary)) differs from the image \(pair.image) (\(image.grid.summary))")
+        // Headers first: a label map on another grid is refused before either file's voxels are read.
+        let imageGrid = try VolumeIO.readGrid(pair.image, options: options.reading)
+        let labelGrid = try VolumeIO.readGrid(pair.label, options: options.reading)
+        guard imageGrid.isClose(to: labelGrid) else {
+            throw VolumeError(path: pair.label, message: "label map grid (\(labelGrid.summary)) differs from the image \(pair.image) (\(imageGrid.summary))")
         }
-        if let bad = image.voxels.firstIndex(where: { !$0.isFinite }) {
-            throw VolumeError(path: pair.image, message: "image holds a non-finite value (NaN or infinity) at voxel \(bad)")
+        let target: Grid
+        do {
+            target = try canonicalGrid(covering: imageGrid, spacing: options.spacing)
+        } catch let error as TooLarge {
+            throw VolumeError(path: pair.image, message: "cannot resample to \(options.spacing) mm: \(error.message)")
         }
+        var image = try VolumeIO.readScan(pair.image, options: options.reading)
+        let labelFile = try VolumeIO.read(pair.label, options: options.reading)
         let labels = try LabelVolume(labelFile, path: pair.label)
         guard labels.voxels.contains(where: { $0 > 0 }) else {
             throw VolumeError(path: pair.label, message: "label map holds no vertebrae (all zero)")
@@ -117,7 +125,6 @@ public enum Preprocessor {
             for i in image.voxels.indices { image.voxels[i] += offset }
         }
         let t1 = Date()
-        let target = canonicalGrid(covering: image.grid, spacing: options.spacing)
         var outImage = resample(image, onto: target, interpolation: .linear, fill: -1000)
         var outLabels = resample(labels, onto: target)
         var vertebrae = VertebraInfo.collect(from: outLabels)

@@ -7,8 +7,9 @@ public enum Interpolation: Sendable {
 }
 
 /// The canonical (identity-direction, LPS) grid with isotropic `spacing` whose voxel centres cover the world
-/// bounding box of the voxel centres of `grid`.
-public func canonicalGrid(covering grid: Grid, spacing: Double) -> Grid {
+/// bounding box of the voxel centres of `grid`. Throws `TooLarge` when that grid would exceed the voxel or
+/// memory limits (see `GridSize`).
+public func canonicalGrid(covering grid: Grid, spacing: Double) throws -> Grid {
     var lo = SIMD3<Double>(repeating: .infinity), hi = SIMD3<Double>(repeating: -.infinity)
     let last = SIMD3<Double>(Double(grid.size.x - 1), Double(grid.size.y - 1), Double(grid.size.z - 1))
     for corner in 0..<8 {
@@ -17,17 +18,14 @@ public func canonicalGrid(covering grid: Grid, spacing: Double) -> Grid {
         lo = pointwiseMin(lo, w)
         hi = pointwiseMax(hi, w)
     }
-    let extent = hi - lo
-    let size = SIMD3<Int>(Int((extent.x / spacing + 1e-6).rounded(.down)) + 1,
-                          Int((extent.y / spacing + 1e-6).rounded(.down)) + 1,
-                          Int((extent.z / spacing + 1e-6).rounded(.down)) + 1)
+    let size = try GridSize.isotropic(extent: hi - lo, spacing: spacing)
     return Grid.canonical(size: size, spacing: SIMD3(repeating: spacing), origin: lo)
 }
 
 /// Reorients to canonical LPS (identity direction) and resamples isotropically onto an axis-aligned grid
 /// covering the scan (see `canonicalGrid(covering:spacing:)`).
-public func resampleToCanonical(_ v: Volume, spacing: Double, interpolation: Interpolation, fill: Float) -> Volume {
-    resample(v, onto: canonicalGrid(covering: v.grid, spacing: spacing), interpolation: interpolation, fill: fill)
+public func resampleToCanonical(_ v: Volume, spacing: Double, interpolation: Interpolation, fill: Float) throws -> Volume {
+    resample(v, onto: try canonicalGrid(covering: v.grid, spacing: spacing), interpolation: interpolation, fill: fill)
 }
 
 /// Resamples `v` onto `grid`. Output voxel centres map to continuous input indices exactly as ITK does
@@ -66,8 +64,8 @@ public func resample(_ v: LabelVolume, onto grid: Grid, fill: Int32 = 0) -> Labe
 
 /// Reorients a label map to canonical LPS and resamples it isotropically (nearest; 0 outside), onto the grid of
 /// `resampleToCanonical(_:spacing:interpolation:fill:)`.
-public func resampleToCanonical(_ v: LabelVolume, spacing: Double) -> LabelVolume {
-    resample(v, onto: canonicalGrid(covering: v.grid, spacing: spacing))
+public func resampleToCanonical(_ v: LabelVolume, spacing: Double) throws -> LabelVolume {
+    resample(v, onto: try canonicalGrid(covering: v.grid, spacing: spacing))
 }
 
 /// Trilinear interpolation between the eight values `at(x, y, z)` of the corners (x.0 or x.1, ...) with

@@ -1,4 +1,12 @@
 import Foundation
+import IFCNSupport
+
+/// How volume files are read.
+public struct VolumeReadOptions: Sendable, Equatable {
+    /// Let a MetaImage header name a data file outside its own folder (an absolute path or one with folders).
+    public var allowExternalData = false
+    public init(allowExternalData: Bool = false) { self.allowExternalData = allowExternalData }
+}
 
 /// Reading and writing volumes: NIfTI (.nii, .nii.gz; NIfTI-1 and -2) and MetaImage (.mhd + data file, .mha).
 public enum VolumeIO {
@@ -30,16 +38,44 @@ public enum VolumeIO {
     }
 
     /// Reads a volume from .nii, .nii.gz (NIfTI-1 and -2, via nifticlib), .mhd (+ data file) or .mha.
-    public static func read(_ path: String) throws -> Volume {
+    /// The header is checked in full (sizes, transform, and that the file can hold the voxels it declares)
+    /// before any voxel is read.
+    public static func read(_ path: String, options: VolumeReadOptions = .init()) throws -> Volume {
+        switch try existingFormat(path) {
+        case .nifti: return try NIfTIFormat.read(path)
+        case .metaImage: return try MetaImageFormat.read(path, options: options)
+        }
+    }
+
+    /// The grid of a volume file from its header alone, checked as `read` checks it: cheap, so two files can be
+    /// compared before either's voxels are read.
+    public static func readGrid(_ path: String, options: VolumeReadOptions = .init()) throws -> Grid {
+        switch try existingFormat(path) {
+        case .nifti: return try NIfTIFormat.readGrid(path)
+        case .metaImage: return try MetaImageFormat.readHeader(path, options: options).grid
+        }
+    }
+
+    /// Reads a CT scan: as `read`, and every voxel must be a finite number (NaN or infinity is an error
+    /// naming the voxel), the rule of both preprocessing and segmentation.
+    public static func readScan(_ path: String, options: VolumeReadOptions = .init()) throws -> Volume {
+        let volume = try read(path, options: options)
+        if let bad = volume.voxels.firstIndex(where: { !$0.isFinite }) {
+            let g = volume.grid.size
+            let x = bad % g.x, y = (bad / g.x) % g.y, z = bad / (g.x * g.y)
+            throw VolumeError(path: path, message: "image holds a non-finite value (\(volume.voxels[bad])) at voxel (\(x), \(y), \(z))")
+        }
+        return volume
+    }
+
+    private static func existingFormat(_ path: String) throws -> Format {
         guard FileManager.default.fileExists(atPath: path) else {
             throw VolumeError(path: path, message: "file not found")
         }
-        switch format(of: path) {
-        case .nifti: return try NIfTIFormat.read(path)
-        case .metaImage: return try MetaImageFormat.read(path)
-        case nil:
+        guard let format = format(of: path) else {
             throw VolumeError(path: path, message: "unsupported file type (expected .nii, .nii.gz, .mhd or .mha)")
         }
+        return format
     }
 
     /// Writes a volume; the format follows the extension. The file appears atomically (temporary name, then rename).
@@ -72,6 +108,11 @@ public enum VolumeIO {
         }
         guard total <= maxVoxels else {
             throw VolumeError(path: path, message: "image has \(total) voxels, more than the limit \(maxVoxels)")
+        }
+        do {
+            try MemoryLimit.check(4 * Double(total), "an image of \(size[0])x\(size[1])x\(size[2]) voxels")
+        } catch let error as TooLarge {
+            throw VolumeError(path: path, message: error.message)
         }
     }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import IFCNEvaluation
 import IFCNSupport
+import IFCNVolume
 
 /// `ifcn evaluate`: per-vertebra Dice, ASSD and completeness of predicted instance segmentations.
 struct EvaluateCommand: ParsableCommand {
@@ -27,13 +28,17 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: "Write one CSV row per reference vertebra to this file.")
     var csv: String?
 
+    @OptionGroup var reading: ReadingOptions
+
     func run() throws {
         // Errors (EvaluationError, VolumeError) name the file and the problem; ArgumentParser prints them.
         let pairing = try pairCases(reference: reference, prediction: prediction)
         for file in pairing.unpairedPredictions {
             StandardError.write("warning: \(file): no reference for this case, ignored")
         }
-        let summary = try evaluateCases(pairing, progress: { result in print(EvaluationReport.table(result)) })
+        let options = reading.volumeReadOptions
+        let summary = try evaluateCases(pairing, read: { try VolumeIO.read($0, options: options) },
+                                        progress: { result in print(EvaluationReport.table(result)) })
         print(EvaluationReport.summaryText(summary))
         if let json {
             try EvaluationReport.writeAtomically(EvaluationReport.json(summary), to: json)

@@ -33,6 +33,8 @@ struct PreprocessCommand: ParsableCommand {
     @Option(help: "Voxel type of the written images.")
     var imageType: ImageType = .float32
 
+    @OptionGroup var reading: ReadingOptions
+
     func validate() throws {
         guard spacing.isFinite, spacing > 0 else { throw ValidationError("--spacing must be positive") }
         guard valFraction >= 0, valFraction < 1 else { throw ValidationError("--val-fraction must be in [0, 1)") }
@@ -47,6 +49,7 @@ struct PreprocessCommand: ParsableCommand {
         options.seed = seed
         options.validationCases = validation.map { $0.split(separator: ",").map { String($0) } } ?? []
         options.imageType = imageType.voxelType
+        options.reading = reading.volumeReadOptions
         let start = Date()
         // Errors (VolumeError names the file and the problem) propagate: ArgumentParser prints them, exit 1.
         let manifest = try Preprocessor.run(input: input, output: output, options: options) { line in

@@ -59,11 +59,12 @@ struct SegmentCommand: ParsableCommand {
     var spacing: Double?
 
     @OptionGroup var compute: BackendOptions
+    @OptionGroup var reading: ReadingOptions
 
     func validate() throws {
         if let minVoxels, minVoxels < 1 { throw ValidationError("--min-voxels must be >= 1") }
-        if let threads, threads < 1 { throw ValidationError("--threads must be >= 1") }
-        if let spacing, !(spacing > 0) { throw ValidationError("--spacing must be > 0") }
+        if let threads, let problem = ThreadCount.problem(threads) { throw ValidationError(problem) }
+        if let spacing, let problem = ModelInfo.spacingProblem(spacing, name: "--spacing") { throw ValidationError(problem) }
     }
 
     func run() throws {
@@ -90,8 +91,13 @@ struct SegmentCommand: ParsableCommand {
             let name = ScanFiles.caseName(path)
             StandardError.write("[\(i + 1)/\(scans.count)] \(name): \(path)")
             do {
-                let image = try VolumeIO.read(path)
-                let result = segmenter.segmentScan(image) { StandardError.write("  " + $0) }
+                let image = try VolumeIO.readScan(path, options: reading.volumeReadOptions)
+                let result: SegmentationResult
+                do {
+                    result = try segmenter.segmentScan(image) { StandardError.write("  " + $0) }
+                } catch let error as TooLarge {
+                    throw VolumeError(path: path, message: "cannot segment at the model's \(info.spacingMM) mm: \(error.message)")
+                }
                 let labelPath = output + "/" + name + ".nii.gz"
                 let type: VoxelType = result.instances.count <= 255 ? .uint8 : .int16
                 try VolumeIO.write(result.labels, to: labelPath, as: type)
@@ -131,6 +137,9 @@ struct SegmentCommand: ParsableCommand {
         }
         if let patch, patch != c.patch {
             throw CLIError("\(checkpoint): checkpoint holds P=\(c.patch), --patch \(patch) was given")
+        }
+        if let spacing, loaded.metadata["spacing_mm"] != nil, spacing != loaded.info.spacingMM {
+            throw CLIError("\(checkpoint): checkpoint works at \(loaded.info.spacingMM) mm, --spacing \(spacing) was given")
         }
         return loaded
     }

@@ -153,7 +153,7 @@ enum Fixture {
                                scanSpacing: SIMD3<Double> = SyntheticSpine.defaultSpacing,
                                spacing: Double) -> (image: Volume, labels: LabelVolume) {
         let c = SyntheticSpine.generate(seed: seed, size: size, spacing: scanSpacing)
-        let grid = canonicalGrid(covering: c.image.grid, spacing: spacing)
+        let grid = try! canonicalGrid(covering: c.image.grid, spacing: spacing)
         return (resample(c.image, onto: grid, interpolation: .linear, fill: -1000),
                 resample(c.labels, onto: grid))
     }

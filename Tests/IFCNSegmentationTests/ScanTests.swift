@@ -29,7 +29,7 @@ final class ScanTests: XCTestCase {
         let spacing = 2.0, patch = 32
         let (image, labels) = obliqueInput(seed: 21)
         XCTAssertNotEqual(image.grid.direction, Grid.identity)
-        let canonical = canonicalGrid(covering: image.grid, spacing: spacing)
+        let canonical = try canonicalGrid(covering: image.grid, spacing: spacing)
         let truthVolume = resample(labels, onto: canonical)
         let truth = CanonicalTruth(truthVolume)
         let nMin = SegmentationOptions().minVoxels(spacing: canonical.spacing)
@@ -39,7 +39,7 @@ final class ScanTests: XCTestCase {
         let oracle = OracleModel(truth: truth, patch: patch, ignoreBelow: nMin)
         var options = SegmentationOptions()
         options.labelResampling = .nearest
-        let result = Segmenter(model: oracle, info: try Fixture.info(patch: patch, spacing: spacing), options: options)
+        let result = try Segmenter(model: oracle, info: try Fixture.info(patch: patch, spacing: spacing), options: options)
             .segmentScan(image)
         XCTAssertEqual(result.labels.grid, image.grid)
         XCTAssertEqual(result.instances.count, found.count)
@@ -71,7 +71,7 @@ final class ScanTests: XCTestCase {
     func testProbabilityResamplingRemovesStaircases() throws {
         let spacing = 4.0, patch = 32
         let (image, labels) = obliqueInput(seed: 21)
-        let canonical = canonicalGrid(covering: image.grid, spacing: spacing)
+        let canonical = try canonicalGrid(covering: image.grid, spacing: spacing)
         let truth = CanonicalTruth(resample(labels, onto: canonical))
         let nMin = SegmentationOptions().minVoxels(spacing: canonical.spacing)
         let found = truth.labels(atLeast: nMin)
@@ -81,7 +81,7 @@ final class ScanTests: XCTestCase {
             var options = SegmentationOptions()
             options.labelResampling = mode
             let oracle = OracleModel(truth: truth, patch: patch, ignoreBelow: nMin)
-            results[mode] = Segmenter(model: oracle, info: try Fixture.info(patch: patch, spacing: spacing), options: options)
+            results[mode] = try Segmenter(model: oracle, info: try Fixture.info(patch: patch, spacing: spacing), options: options)
                 .segmentScan(image)
         }
         let byProbability = try XCTUnwrap(results[.probability]), nearest = try XCTUnwrap(results[.nearest])
@@ -120,9 +120,9 @@ final class ScanTests: XCTestCase {
         var options = SegmentationOptions()
         options.maxInstances = 8
         var lines: [String] = []
-        let result = Segmenter(network: reloaded, info: loaded.info, options: options).segmentScan(image) { lines.append($0) }
+        let result = try Segmenter(network: reloaded, info: loaded.info, options: options).segmentScan(image) { lines.append($0) }
         XCTAssertEqual(result.labels.grid, image.grid)
-        XCTAssertGreaterThanOrEqual(result.evaluations, PatchGrid(size: canonicalGrid(covering: image.grid, spacing: 4).size,
+        XCTAssertGreaterThanOrEqual(result.evaluations, PatchGrid(size: try canonicalGrid(covering: image.grid, spacing: 4).size,
                                                                   patch: 16).walk.count)
         XCTAssertLessThanOrEqual(result.instances.count, 8)
         XCTAssertEqual(result.instances.map(\.label), Array(0..<result.instances.count).map { $0 + 1 })
@@ -148,7 +148,7 @@ final class ScanTests: XCTestCase {
         var options = SegmentationOptions()
         options.minVolumeMM3 = 64 * 20  // 20 voxels at 4 mm
         let (image, _) = obliqueInput(seed: 8)
-        let canonical = resampleToCanonical(image, spacing: 4, interpolation: .linear, fill: -1000)
+        let canonical = try resampleToCanonical(image, spacing: 4, interpolation: .linear, fill: -1000)
         let segmenter = Segmenter(network: network, info: info, options: options)
         let result = segmenter.segmentCanonical(canonical)
         let k = result.instances.count
@@ -164,7 +164,7 @@ final class ScanTests: XCTestCase {
         let zs = result.instances.map { $0.centroidMM[2] }
         XCTAssertEqual(zs, zs.sorted(by: >))
 
-        let scan = segmenter.segmentScan(image)
+        let scan = try segmenter.segmentScan(image)
         XCTAssertEqual(scan.labels.grid, image.grid)
         XCTAssertEqual(scan.instances.count, k)
         XCTAssertEqual(scan.evaluations, result.evaluations)

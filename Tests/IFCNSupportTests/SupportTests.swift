@@ -126,3 +126,33 @@ final class AtomicFileTests: XCTestCase {
         }
     }
 }
+
+final class BoundsTests: XCTestCase {
+    func testQuotedEscapesControlCharactersAndCuts() {
+        XCTAssertEqual(quoted("MET_FLOAT"), "'MET_FLOAT'")
+        XCTAssertEqual(quoted("a\u{1B}[31mb\n\t'\\é"), "'a\\u{1B}[31mb\\n\\t\\'\\\\\\u{E9}'")
+        XCTAssertEqual(quoted(String(repeating: "x", count: 100), limit: 5), "'xxxxx'...")
+        XCTAssertEqual(quoted(""), "''")
+    }
+
+    func testThreadCountRange() {
+        XCTAssertNil(ThreadCount.problem(1))
+        XCTAssertNil(ThreadCount.problem(1024))
+        for bad in [0, -1, 1025, Int.max, Int.min] {
+            XCTAssertEqual(ThreadCount.problem(bad), "--threads must be in 1...1024, got \(bad)")
+        }
+    }
+
+    func testMemoryLimitMessages() {
+        XCTAssertEqual(MemoryLimit.describe(bytes: 1.08e11), "108 GB")
+        XCTAssertEqual(MemoryLimit.describe(bytes: 2.1e6), "2.1 MB")
+        XCTAssertEqual(MemoryLimit.describe(bytes: 512), "512 bytes")
+        XCTAssertEqual(MemoryLimit.describe(count: 2.7e10), "2.7e+10")
+        XCTAssertThrowsError(try MemoryLimit.check(.infinity, "x"))
+        XCTAssertThrowsError(try MemoryLimit.check(.nan, "x"))
+        XCTAssertThrowsError(try MemoryLimit.check(1e30, "a thing")) { error in
+            XCTAssertTrue("\(error)".hasPrefix("a thing (1000000000000 EB), more than the limit of "), "\(error)")
+        }
+        XCTAssertNoThrow(try MemoryLimit.check(1000, "x"))
+    }
+}

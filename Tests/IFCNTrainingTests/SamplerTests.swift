@@ -7,8 +7,8 @@ import XCTest
 final class SamplerTests: XCTestCase {
     static let trainingCase: TrainingCase = {
         let s = SyntheticSpine.generate(seed: 4)
-        let image = resampleToCanonical(s.image, spacing: 2, interpolation: .linear, fill: -1000)
-        let labels = resampleToCanonical(s.labels, spacing: 2)
+        let image = try! resampleToCanonical(s.image, spacing: 2, interpolation: .linear, fill: -1000)
+        let labels = try! resampleToCanonical(s.labels, spacing: 2)
         return TrainingCase(name: "synth", image: image, labels: labels, weights: distanceWeights(labels: labels),
                             vertebrae: VertebraInfo.collect(from: labels))
     }()

@@ -83,7 +83,7 @@ final class NIfTITests: XCTestCase {
         TestSupport.assertGrid(ct.grid, sitkGrid, accuracy: 1e-5)
         for name in ["sub-verse005", "sub-verse008"] {
             let labels = try VolumeIO.readLabels(dir + "/\(name)_seg-vert_msk.nii.gz")
-            let canon = resampleToCanonical(labels, spacing: 2)
+            let canon = try resampleToCanonical(labels, spacing: 2)
             XCTAssertEqual(canon.grid.direction, Grid.identity)
             XCTAssertGreaterThan(canon.grid.size.z, canon.grid.size.x, name)
             let vertebrae = VertebraInfo.collect(from: canon)

@@ -17,13 +17,13 @@ final class ResampleTests: XCTestCase {
         let input = try VolumeIO.read(TestSupport.fixture("resample_in_label.nii.gz"))
         let expected = try VolumeIO.read(TestSupport.fixture("resample_out_label.nii.gz"))
         let grid = try fixtureGrid()
-        TestSupport.assertGrid(canonicalGrid(covering: input.grid, spacing: 1), grid, accuracy: 1e-6)
+        TestSupport.assertGrid(try canonicalGrid(covering: input.grid, spacing: 1), grid, accuracy: 1e-6)
         let ours = resample(input, onto: grid, interpolation: .nearest, fill: 0)
         XCTAssertEqual(Set(expected.voxels).count, 6, "fixture should hold 5 labels and background")
         var mismatches = 0
         for i in 0..<ours.voxels.count where ours.voxels[i] != expected.voxels[i] { mismatches += 1 }
         XCTAssertEqual(mismatches, 0)
-        let canon = resampleToCanonical(input, spacing: 1, interpolation: .nearest, fill: 0)
+        let canon = try resampleToCanonical(input, spacing: 1, interpolation: .nearest, fill: 0)
         XCTAssertEqual(canon.voxels, ours.voxels)
     }
 
@@ -44,7 +44,7 @@ final class ResampleTests: XCTestCase {
     }
 
     /// Identity resampling reproduces the input; world/continuousIndex are inverse.
-    func testIdentityAndInverse() {
+    func testIdentityAndInverse() throws {
         let grid = TestSupport.obliqueGrid
         let v = Volume(grid: grid, voxels: TestSupport.pattern(grid))
         XCTAssertEqual(resample(v, onto: grid, interpolation: .nearest, fill: -1).voxels, v.voxels)
@@ -54,7 +54,7 @@ final class ResampleTests: XCTestCase {
         let back = grid.continuousIndex(grid.world(i))
         for k in 0..<3 { XCTAssertEqual(back[k], i[k], accuracy: 1e-12) }
         // The canonical grid covers the input's voxel centres and is axis-aligned.
-        let c = canonicalGrid(covering: grid, spacing: 0.5)
+        let c = try canonicalGrid(covering: grid, spacing: 0.5)
         XCTAssertEqual(c.direction, Grid.identity)
         for corner in [SIMD3<Double>(0, 0, 0), SIMD3(6, 4, 3), SIMD3(6, 0, 3), SIMD3(0, 4, 0)] {
             let ci = c.continuousIndex(grid.world(corner))

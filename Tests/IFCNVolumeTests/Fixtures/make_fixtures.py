@@ -126,6 +126,7 @@ import gzip
 hdr = nib.Nifti1Header()
 hdr.set_data_shape((10000, 10000, 21))
 hdr.set_data_dtype(np.int16)
+hdr.set_data_offset(352)  # a valid single-file offset: the claim, not the offset, is what is wrong
 raw = hdr.binaryblock + b"\x00" * 4 + bytes(100)
 with gzip.GzipFile("huge_claim.nii.gz", "wb", mtime=0) as f:
     f.write(raw)

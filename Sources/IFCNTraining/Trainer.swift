@@ -96,7 +96,7 @@ public final class Trainer {
                 epoch = EpochStats()
                 epochStart = Date()
             }
-            if let stop { return try stopEarly(session, signal: stop, iteration: it, checkpointed: epochEnds) }
+            if let stop, it < o.iterations { return try stopEarly(session, signal: stop, iteration: it, checkpointed: epochEnds) }
         }
         if let dump = o.testHooks.dumpWeights {
             var w = SafeTensorsWriter()

@@ -146,6 +146,52 @@ extension TrainingJobTests {
         try assertSameTensors(latest(out), latest(straight))
     }
 
+    /// Under mpirun the stop signal is SIGUSR1 (mpirun kills ranks a second after passing SIGTERM on, but
+    /// passes SIGUSR1 on and waits): both ranks stop at one step with a checkpoint, and mpirun exits 75.
+    func testSIGUSR1ToMpirunStopsTheJobWithACheckpoint() throws {
+        let d = try data()
+        guard let mpirun = TestPaths.tool("mpirun") else { throw XCTSkip("mpirun is not installed") }
+        let out = run(dir: "sigusr1")
+        let job = try BackgroundProcess(mpirun, ["-np", "2", "--oversubscribe", "--bind-to", "none", try TestPaths.ifcnBinary().path]
+                                        + trainArgs(d, out, iterations: 1_000_000, epoch: 20))
+        XCTAssertTrue(job.waitForOutput("epoch 1 ", timeout: 120), job.stdout + job.stderr)
+        job.send(SIGUSR1)
+        let stopped = job.finish(timeout: 60)
+        XCTAssertEqual(stopped.status, 75, stopped.summary)
+        let at = try XCTUnwrap(try iteration(latest(out)))
+        XCTAssertTrue(stopped.stdout.contains("stopped by SIGUSR1 after iteration \(at) of 1000000"), stopped.summary)
+    }
+
+    /// launch/slurm.sbatch with stand-ins for srun and scontrol: USR1 ahead of the time limit stops the
+    /// ranks with a checkpoint and requeues the job; the requeued job resumes.
+    func testSlurmScriptStopsRequeuesAndResumes() throws {
+        let d = try data()
+        guard let bash = TestPaths.tool("bash") else { throw XCTSkip("no bash") }
+        let stubs = run(dir: "slurm-stubs"), out = run(dir: "slurm-run")
+        try FileManager.default.createDirectory(atPath: stubs, withIntermediateDirectories: true)
+        try "#!/usr/bin/env bash\nwhile [[ \"$1\" == --* ]]; do shift; done\nexec \"$@\"\n".write(toFile: stubs + "/srun", atomically: true, encoding: .utf8)
+        try "#!/usr/bin/env bash\necho \"stub scontrol $*\"\n".write(toFile: stubs + "/scontrol", atomically: true, encoding: .utf8)
+        for tool in ["srun", "scontrol"] { chmod(stubs + "/" + tool, 0o755) }
+        var env = ProcessRunner.cleanEnvironment(["SLURM_NTASKS": "1", "SLURM_JOB_NUM_NODES": "1", "SLURM_JOB_NODELIST": "localhost",
+                                                  "SLURM_JOB_ID": "42", "SLURM_SUBMIT_DIR": TestPaths.repositoryRoot.path,
+                                                  "IFCN_BIN": try TestPaths.ifcnBinary().path])
+        env["PATH"] = stubs + ":" + (env["PATH"] ?? "/usr/bin:/bin")
+        let script = TestPaths.repositoryRoot.appendingPathComponent("launch/slurm.sbatch").path
+        let job = try BackgroundProcess(bash, [script] + trainArgs(d, out, iterations: 1_000_000, epoch: 20), environment: env)
+        XCTAssertTrue(job.waitForOutput("epoch 1 ", timeout: 120), job.stdout + job.stderr)
+        job.send(SIGUSR1)
+        let stopped = job.finish(timeout: 60)
+        XCTAssertEqual(stopped.status, 75, stopped.summary)
+        XCTAssertTrue(stopped.stdout.contains("stub scontrol requeue 42"), stopped.summary)
+        let at = try XCTUnwrap(try iteration(latest(out)))
+        env["SLURM_RESTART_COUNT"] = "1"
+        let again = try ProcessRunner.run(URL(fileURLWithPath: script), trainArgs(d, out, iterations: at + 5, epoch: 20), timeout: 120,
+                                          environment: env)
+        XCTAssertEqual(again.status, 0, again.summary)
+        XCTAssertTrue(again.stdout.contains("adding --resume"), again.summary)
+        XCTAssertEqual(try iteration(latest(out)), at + 5)
+    }
+
     /// A rank that stops (SIGSTOP: a hung node) no longer leaves the others waiting forever: past
     /// --collective-timeout the job ends naming the rank, and the last checkpoint resumes.
     func testAStoppedRankEndsTheJobNamingIt() throws {

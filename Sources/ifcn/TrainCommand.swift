@@ -80,7 +80,7 @@ struct TrainCommand: ParsableCommand {
             }
             o.testHooks.raiseAt = (r, i, sig)
         }
-        do { try o.validate() } catch { throw ValidationError("\(error)") }
+        do { try o.validate() } catch { throw CLIError("\(error)") }
         let comm: Communicator
         do { comm = try Communicator.initialize() } catch { throw CLIError("MPI: \(error)") }
         let trainer = Trainer(options: o, communicator: comm, validator: segmentationValidator())

@@ -83,11 +83,32 @@ public final class Communicator: @unchecked Sendable {
         set { ifcn_mpi_set_max_chunk(Int64(newValue)) }
     }
 
+    /// How long a collective waits for the other ranks, in seconds; nil (the default) waits forever with
+    /// MPI's blocking collectives, `.infinity` waits forever too but sleeps between polls. With a limit, a rank that waits sleeps between polls instead of spinning,
+    /// and a collective past the limit ends the whole job (MPI_Abort) with a message naming the ranks that
+    /// did not arrive (see `ifcn_mpi_set_timeout`). Set the same value on every rank, between collectives.
+    public var collectiveTimeout: Double? {
+        get { let t = ifcn_mpi_timeout(); return t > 0 ? t : nil }
+        set { ifcn_mpi_set_timeout(newValue ?? 0) }
+    }
+
+    /// Runs `body` with `collectiveTimeout` set to `seconds` (`.infinity`: no limit, but still waiting
+    /// without spinning), then restores it. Collective: every rank must call it around the same calls.
+    public func withCollectiveTimeout<T>(_ seconds: Double?, _ body: () throws -> T) rethrows -> T {
+        let saved = collectiveTimeout
+        collectiveTimeout = seconds
+        defer { collectiveTimeout = saved }
+        return try body()
+    }
+
+    /// What the job is doing (e.g. "iteration 57"), named in timeout reports. Main thread only.
+    public var activity = ""
+
     // MARK: - Collectives
 
     /// In-place sum of `count` floats over all ranks. Any count is allowed (large ones are chunked).
     public func allreduceSum(_ buf: UnsafeMutablePointer<Float>, count: Int) throws {
-        try MPIError.check(ifcn_mpi_allreduce_sum_float(buf, Int64(count)), "allreduce(sum, float, count \(count))")
+        try checked(ifcn_mpi_allreduce_sum_float(buf, Int64(count)), "allreduce(sum, float, count \(count))")
     }
 
     /// In-place sum of `values` over all ranks (every rank must pass the same count).
@@ -122,7 +143,7 @@ public final class Communicator: @unchecked Sendable {
     /// Copies `bytes` bytes at `buf` on rank `root` into `buf` on every other rank.
     public func broadcast(_ buf: UnsafeMutableRawPointer, bytes: Int, root: Int) throws {
         try checkRoot(root, "broadcast")
-        try MPIError.check(ifcn_mpi_bcast_bytes(buf, Int64(bytes), Int32(root)), "broadcast(\(bytes) bytes from rank \(root))")
+        try checked(ifcn_mpi_bcast_bytes(buf, Int64(bytes), Int32(root)), "broadcast(\(bytes) bytes from rank \(root))")
     }
 
     /// Blocks until every rank has called `barrier()`.
@@ -171,7 +192,21 @@ public final class Communicator: @unchecked Sendable {
         abortOnError(code, "\(operation) count \(count)")
     }
 
+    /// Throws an `MPIError` for a failed call; a timed-out collective ends the job instead (it is left
+    /// half done on the ranks that answered, so nothing can continue).
+    private func checked(_ code: Int32, _ operation: @autoclosure () -> String) throws {
+        abortOnTimeout(code)
+        try MPIError.check(code, operation())
+    }
+
+    private func abortOnTimeout(_ code: Int32) {
+        guard code == IFCN_MPI_ERR_TIMEOUT || code == IFCN_MPI_ERR_ORDER else { return }
+        let report = shimString(capacity: 2048) { ifcn_mpi_timeout_report($0, $1) }
+        abort(code: 1, message: report + (activity.isEmpty ? "" : " (during \(activity))") + "; ending the job")
+    }
+
     private func abortOnError(_ code: Int32, _ operation: @autoclosure () -> String) {
+        abortOnTimeout(code)
         if code != IFCN_MPI_SUCCESS {
             abort(code: 1, message: MPIError(operation: operation(), code: code).description)
         }

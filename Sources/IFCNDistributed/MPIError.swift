@@ -27,15 +27,18 @@ public struct MPIError: Error, CustomStringConvertible, Sendable {
 
     /// The message MPI (or the shim) gives for an error code.
     public static func message(for code: Int32) -> String {
-        var buffer = [CChar](repeating: 0, count: 1024)
-        let capacity = Int32(buffer.count)
-        buffer.withUnsafeMutableBufferPointer { ifcn_mpi_error_string(code, $0.baseAddress, capacity) }
-        let bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
-        return String(decoding: bytes, as: UTF8.self)
+        shimString(capacity: 1024) { ifcn_mpi_error_string(code, $0, $1) }
     }
 
     /// Throws an `MPIError` unless `code` is success.
     static func check(_ code: Int32, _ operation: @autoclosure () -> String) throws {
         if code != IFCN_MPI_SUCCESS { throw MPIError(operation: operation(), code: code) }
     }
+}
+
+/// A NUL-terminated string that a shim function writes into a buffer of `capacity` bytes.
+func shimString(capacity: Int, _ fill: (UnsafeMutablePointer<CChar>?, Int32) -> Void) -> String {
+    var buffer = [CChar](repeating: 0, count: capacity)
+    buffer.withUnsafeMutableBufferPointer { fill($0.baseAddress, Int32(capacity)) }
+    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }

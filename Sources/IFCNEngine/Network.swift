@@ -81,6 +81,12 @@ public final class Network {
         for k in batchesTracked.keys { batchesTracked[k] = 0 }
     }
 
+    /// Sets every batch-norm layer's count of training batches (PyTorch's num_batches_tracked): a resumed
+    /// run continues the count of the run it resumes, one batch per iteration.
+    public func setBatchesTracked(_ count: Int) {
+        for k in batchesTracked.keys { batchesTracked[k] = count }
+    }
+
     // MARK: host access
 
     public func readParameters() -> [Float] { read(parameters) }

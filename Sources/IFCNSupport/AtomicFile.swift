@@ -13,6 +13,33 @@ public enum AtomicFile {
         return dir + "/." + url.lastPathComponent + ".tmp-" + UUID().uuidString.prefix(8) + ext
     }
 
+    /// True for the name (last path component) of a temporary file made by `temporaryPath`: one that a
+    /// killed writer left behind when it is found while no writer runs.
+    public static func isTemporaryName(_ name: String) -> Bool {
+        name.hasPrefix(".") && name.contains(".tmp-")
+    }
+
+    /// Makes `path` an independent copy of the file at `source` (its own blocks, not a link: damage to
+    /// one leaves the other intact), atomically like `write`.
+    public static func copy(from source: String, to path: String) throws {
+        try write(to: path) { temp in
+            let input = open(source, O_RDONLY)
+            guard input >= 0 else { throw FileError(path: source, message: "cannot read: \(errnoText())") }
+            defer { close(input) }
+            let output = open(temp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            guard output >= 0 else { throw FileError(path: path, message: "cannot write: \(errnoText()) (creating \(temp))") }
+            defer { close(output) }
+            var buffer = [UInt8](repeating: 0, count: 1 << 22)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { Foundation.read(input, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                if n < 0 { throw FileError(path: source, message: "cannot read: \(errnoText())") }
+                if n == 0 { break }
+                try buffer.withUnsafeBytes { try writeAll(output, $0.baseAddress!, n, path: path) }
+            }
+        }
+    }
+
     /// Writes `data` to `path` atomically (temporary file, fsync, rename).
     public static func write(_ data: Data, to path: String) throws {
         let temp = temporaryPath(for: path)
@@ -21,14 +48,12 @@ public enum AtomicFile {
             throw FileError(path: path, message: "cannot write: \(errnoText()) (creating \(temp))")
         }
         var failure: String?
-        data.withUnsafeBytes { raw in
-            var done = 0
-            while done < raw.count {
-                let n = Foundation.write(fd, raw.baseAddress! + done, raw.count - done)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { failure = "cannot write: \(errnoText())"; return }
-                done += n
+        do {
+            try data.withUnsafeBytes { raw in
+                if raw.count > 0 { try writeAll(fd, raw.baseAddress!, raw.count, path: path) }
             }
+        } catch let error as FileError {
+            failure = error.message
         }
         if failure == nil && fsync(fd) != 0 { failure = "cannot write: \(errnoText()) (fsync)" }
         close(fd)
@@ -74,6 +99,17 @@ public enum AtomicFile {
         if dir >= 0 {
             fsync(dir)
             close(dir)
+        }
+    }
+
+    /// Writes `count` bytes at `bytes` to `fd`, retrying short writes and EINTR.
+    private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawPointer, _ count: Int, path: String) throws {
+        var done = 0
+        while done < count {
+            let n = Foundation.write(fd, bytes + done, count - done)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { throw FileError(path: path, message: "cannot write: \(errnoText())") }
+            done += n
         }
     }
 

@@ -36,22 +36,34 @@ public struct RunDirectory: Sendable {
         }
     }
 
-    /// After `latest` was written: keep it as iter-N too (a hard link, no copy), prune old ones,
-    /// and make it `best` when it is the best so far. Every name flips atomically.
+    /// After `latest` was written: keep a copy as iter-N (a separate file, so damage to one does not
+    /// reach the other; none when `keep` is 0), prune old ones, and copy it to `best` when it is the best
+    /// so far. Every name flips atomically.
     public func archiveLatest(iteration: Int, isBest: Bool, keep: Int) throws {
         let fm = FileManager.default
-        let named = iterationCheckpoint(iteration)
-        try? fm.removeItem(atPath: named)
-        try fm.linkItem(atPath: latest, toPath: named)
-        if isBest {
-            do {
-                try AtomicFile.write(to: best) { tmp in try fm.linkItem(atPath: latest, toPath: tmp) }
-            } catch let error as FileError {
-                throw TrainingError(error.description)
-            }
+        do {
+            if keep > 0 { try AtomicFile.copy(from: latest, to: iterationCheckpoint(iteration)) }
+            if isBest { try AtomicFile.copy(from: latest, to: best) }
+        } catch let error as FileError {
+            throw TrainingError(error.description)
         }
-        let old = (try fm.contentsOfDirectory(atPath: checkpoints)).filter { $0.hasPrefix("iter-") && $0.hasSuffix(".safetensors") }.sorted()
-        for name in old.dropLast(max(keep, 1)) { try? fm.removeItem(atPath: checkpoints + "/" + name) }
+        for name in iterationCheckpointNames().dropFirst(keep) { try? fm.removeItem(atPath: checkpoints + "/" + name) }
+    }
+
+    /// The iter-N checkpoints' file names, newest first.
+    public func iterationCheckpointNames() -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: checkpoints)) ?? []
+        return names.filter { $0.hasPrefix("iter-") && $0.hasSuffix(".safetensors") }.sorted(by: >)
+    }
+
+    /// Removes what killed writes left in the checkpoint folder (temporary files of atomic writes, write
+    /// probes) and returns their names. Only while this job holds the run lock: no other writer runs.
+    public func removeStaleTemporaries() -> [String] {
+        let fm = FileManager.default
+        let names = (try? fm.contentsOfDirectory(atPath: checkpoints)) ?? []
+        let stale = names.filter { AtomicFile.isTemporaryName($0) || $0.hasPrefix(".write-probe-") }.sorted()
+        for name in stale { try? fm.removeItem(atPath: checkpoints + "/" + name) }
+        return stale
     }
 
     /// Appends one epoch's metrics as a JSON line, flushed to disk.

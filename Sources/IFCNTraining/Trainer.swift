@@ -48,6 +48,10 @@ public final class Trainer {
         let data: TrainingData
         let info: ModelInfo
         var bestDice = -1.0
+        /// The iteration of the newest checkpoint on disk (nil before the first).
+        var lastCheckpoint: Int?
+        /// Rank 0's hold on the run folder, released when the session ends.
+        var lock: RunLock?
         init(config: NetworkConfig, backend: any ComputeBackend, threads: Int, net: Network, adam: Adam,
              run: RunDirectory, data: TrainingData, info: ModelInfo) {
             self.config = config; self.backend = backend; self.threads = threads; self.net = net; self.adam = adam
@@ -55,9 +59,14 @@ public final class Trainer {
         }
     }
 
-    public func run() throws {
+    @discardableResult
+    public func run() throws -> TrainingOutcome {
+        let stopSignal = StopSignal(announce: comm.isRoot)
+        defer { stopSignal.stop() }
         let session = try prepare()
-        guard let start = try resume(session) else { return }
+        comm.collectiveTimeout = options.collectiveTimeout
+        defer { comm.collectiveTimeout = nil }
+        guard let start = try resume(session) else { return .finished }
         let o = options
         rootLog("training \(session.config) on \(session.data.training.count) cases (\(session.data.validation.count) validation) "
                 + "at \(session.info.spacingMM) mm; \(comm.size) rank(s) x "
@@ -74,24 +83,27 @@ public final class Trainer {
         for it in (start + 1)...o.iterations {
             let sample = prefetcher.take(it)
             if it < o.iterations { prefetcher.prefetch(it + 1) }
-            try step(session, sample: sample, iteration: it, first: it == start + 1, stats: &epoch)
+            let stop = try step(session, sample: sample, iteration: it, first: it == start + 1, stopSignal: stopSignal, stats: &epoch)
             if comm.isRoot && Date().timeIntervalSince(lastProgress) >= o.progressInterval {
                 lastProgress = Date()
                 let rate = Double(it - start) / Date().timeIntervalSince(runStart)
                 log(String(format: "  iter %d/%d  loss %.1f  %.2f it/s  ETA %@", it, o.iterations, epoch.meanLoss, rate,
                            formatDuration(Double(o.iterations - it) / max(rate, 1e-9))))
             }
-            if it % o.iterationsPerEpoch == 0 || it == o.iterations {
+            let epochEnds = it % o.iterationsPerEpoch == 0 || it == o.iterations
+            if epochEnds {
                 try endEpoch(session, iteration: it, stats: epoch, epochSeconds: Date().timeIntervalSince(epochStart))
                 epoch = EpochStats()
                 epochStart = Date()
             }
+            if let stop, it < o.iterations { return try stopEarly(session, signal: stop, iteration: it, checkpointed: epochEnds) }
         }
         if let dump = o.testHooks.dumpWeights {
             var w = SafeTensorsWriter()
             w.add("parameters", floats: session.net.readParameters(), shape: [session.net.parameters.count])
             try w.write(to: "\(dump).rank\(comm.rank).safetensors")
         }
+        return .finished
     }
 
     // MARK: steps
@@ -101,10 +113,11 @@ public final class Trainer {
     func prepare() throws -> Session {
         let o = options
         let config = try NetworkConfig(variant: o.variant, channels: o.channels, patch: o.patch)
-        guard o.iterations >= 1, o.iterationsPerEpoch >= 1 else {
-            throw TrainingError("--iterations and --iters-per-epoch must be >= 1", collective: true)
-        }
+        try o.validate()
         let threads = o.threads ?? Backends.defaultThreads(ranksOnNode: comm.localSize)
+        do { try TrainingOptions.checkThreads(threads, source: o.threads == nil ? "IFCN_THREADS" : "--threads") } catch {
+            throw TrainingError("rank \(comm.rank): \(error)", collective: false)
+        }
         var fallback: String?
         let backend: any ComputeBackend
         do {
@@ -116,15 +129,18 @@ public final class Trainer {
         log("rank \(comm.rank): \(Backends.describe(backend))")
         let net = Network(config: config, backend: backend, seed: o.seed)
         let run = RunDirectory(path: o.outputDir)
-        try collectively(onlyRoot: true) {
+        let lock = try collectively(onlyRoot: true) { () -> RunLock in
             let checkpointBytes = 4 * (3 * net.parameters.count + net.buffers.count) + 65536
             try run.prepare(neededBytes: (o.keepCheckpoints + 3) * checkpointBytes)
+            return try claim(run)
         }
         guard let data = try collectively(body: { try TrainingData.load(from: o.dataDir, maxValidationCases: o.validationCases) })
         else { throw TrainingError("no data") }
         let info = ModelInfo(config: config, spacingMM: data.manifest.spacing, intensity: .paper)
-        return Session(config: config, backend: backend, threads: threads, net: net,
-                       adam: Adam(network: net, learningRate: o.learningRate), run: run, data: data, info: info)
+        let session = Session(config: config, backend: backend, threads: threads, net: net,
+                              adam: Adam(network: net, learningRate: o.learningRate), run: run, data: data, info: info)
+        session.lock = lock
+        return session
     }
 
     /// The iteration to continue after: rank 0 reads `latest` and broadcasts it (no shared disk
@@ -133,14 +149,7 @@ public final class Trainer {
         let o = options
         var start = 0
         if o.resume {
-            let loaded = try collectively(onlyRoot: true) { () -> LoadedCheckpoint in
-                guard FileManager.default.fileExists(atPath: s.run.latest) else {
-                    throw TrainingError("\(s.run.latest): --resume given but no checkpoint exists")
-                }
-                let l = try Checkpoint.load(path: s.run.latest, config: s.config)
-                guard l.training != nil else { throw TrainingError("\(s.run.latest): holds no training state") }
-                return l
-            }
+            let loaded = try collectively(onlyRoot: true) { try loadResumable(s) }
             var params = loaded?.parameters ?? [], stats = loaded?.buffers ?? []
             var m = loaded?.training?.firstMoment ?? [], v = loaded?.training?.secondMoment ?? []
             var header = [Double(loaded?.training?.iteration ?? 0), Double(loaded?.training?.adamStep ?? 0),
@@ -150,8 +159,9 @@ public final class Trainer {
             try comm.broadcast(&m, root: 0); try comm.broadcast(&v, root: 0)
             s.net.loadParameters(params); s.net.loadBuffers(stats)
             s.adam.restore(step: Int(header[1]), firstMoment: m, secondMoment: v)
-            start = Int(header[0]); s.bestDice = header[2]
-            rootLog("resumed from \(s.run.latest) at iteration \(start)")
+            start = Int(header[0]); s.bestDice = header[2]; s.lastCheckpoint = start
+            s.net.setBatchesTracked(start)
+            rootLog("resumed from \(loaded?.path ?? s.run.latest) at iteration \(start)")
         } else {
             var params = s.net.readParameters()
             try comm.broadcast(&params, root: 0)
@@ -164,13 +174,20 @@ public final class Trainer {
         return start
     }
 
-    /// One iteration: forward, loss and backward on this rank's sample, the gradient allreduce,
-    /// the Adam step; the sample's statistics go into `stats`.
-    func step(_ s: Session, sample: TrainingSample, iteration it: Int, first: Bool, stats: inout EpochStats) throws {
+    /// One iteration: forward, loss and backward on this rank's sample, the gradient allreduce, the
+    /// ranks' agreement (divergence, stop signal: `agree`), the Adam step; the sample's statistics go into
+    /// `stats`. Returns the stop signal when the ranks agreed to stop after this iteration.
+    func step(_ s: Session, sample: TrainingSample, iteration it: Int, first: Bool, stopSignal: StopSignal,
+              stats: inout EpochStats) throws -> Int32? {
         let o = options, net = s.net
+        comm.activity = "iteration \(it)"
         if let d = o.testHooks.dieAt, d.rank == comm.rank, d.iteration == it {
             StandardError.write("rank \(comm.rank): injected failure at iteration \(it)")
             exit(3)
+        }
+        if let r = o.testHooks.raiseAt, r.rank == comm.rank, r.iteration == it {
+            StandardError.write("rank \(comm.rank): injected signal \(r.signal) at iteration \(it)")
+            raise(r.signal)
         }
         let t0 = Date()
         sample.image.withUnsafeBufferPointer { im in sample.memory.withUnsafeBufferPointer { net.setInput(image: im.baseAddress!, memory: $0.baseAddress!) } }
@@ -181,7 +198,12 @@ public final class Trainer {
         }
         s.backend.synchronize()  // a device backend queues the backward pass: time it as compute
         let t1 = Date()
-        try s.backend.withHostMemory(net.gradients) { try comm.averageGradients($0, count: net.gradients.count) }
+        let gradientNormSquared = try s.backend.withHostMemory(net.gradients) {
+            try comm.averageGradients($0, count: net.gradients.count)
+            return sumOfSquares($0, count: net.gradients.count)
+        }
+        let stop = try agree(s, iteration: it, loss: loss.total, gradientNormSquared: gradientNormSquared,
+                             signal: stopSignal.requested)
         let t2 = Date()
         if let dump = o.testHooks.dumpGradients, first {
             var w = SafeTensorsWriter()
@@ -195,6 +217,7 @@ public final class Trainer {
         let t3 = Date()
         stats.add(loss: loss, sample: sample, overlap: overlap, computeSeconds: t1.timeIntervalSince(t0) + t3.timeIntervalSince(t2),
                   allreduceSeconds: t2.timeIntervalSince(t1))
+        return stop
     }
 
     /// Pools the epoch's statistics, checks the ranks agree, validates, checkpoints and logs.
@@ -203,7 +226,8 @@ public final class Trainer {
         comm.allreduceSum(&vector)
         let pooled = EpochStats(vector: vector)
         try synchroniseModel(s, iteration: it)
-        let validation = try validate(s)
+        // Ranks validate different cases for different times: wait for the slowest without a limit (sleeping).
+        let validation = try comm.withCollectiveTimeout(.infinity) { try validate(s) }
         if comm.isRoot {
             let isBest = (validation.dice ?? -pooled.meanLoss) > s.bestDice
             if isBest { s.bestDice = validation.dice ?? -pooled.meanLoss }
@@ -248,6 +272,8 @@ public final class Trainer {
     /// Rank 0 writes `latest` atomically, then the iteration and best links.
     func checkpoint(_ s: Session, iteration it: Int, isBest: Bool) throws {
         let o = options, st = s.adam.readState()
+        try Self.checkFinite(["weights": s.net.readParameters(), "running statistics": s.net.readBuffers(),
+                              "Adam first moment": st.firstMoment, "Adam second moment": st.secondMoment], iteration: it)
         try Checkpoint.save(network: s.net, info: s.info,
                             training: TrainingState(iteration: it, adamStep: st.step, firstMoment: st.firstMoment,
                                                     secondMoment: st.secondMoment,
@@ -255,6 +281,7 @@ public final class Trainer {
                                                                "best_val_dice": String(s.bestDice),
                                                                "rng": "counter-based: stream(seed, rank, iteration)"]),
                             to: s.run.latest)
+        s.lastCheckpoint = it
         try s.run.archiveLatest(iteration: it, isBest: isBest, keep: o.keepCheckpoints)
     }
 

@@ -24,6 +24,8 @@ public struct TrainingOptions: Sendable {
     public var keepCheckpoints = 3
     /// Seconds between progress lines.
     public var progressInterval = 10.0
+    /// Seconds a rank waits in a collective of the training loop before the job is ended as hung.
+    public var collectiveTimeout = 300.0
     /// Hooks for tests (fault injection, gradient and weight dumps); none in normal use.
     public var testHooks = TrainingTestHooks()
 
@@ -41,6 +43,8 @@ public struct TrainingOptions: Sendable {
 public struct TrainingTestHooks: Sendable {
     /// This rank exits at this iteration.
     public var dieAt: (rank: Int, iteration: Int)?
+    /// This rank sends itself `signal` at the start of this iteration (SIGSTOP: a hung rank; SIGTERM: preemption).
+    public var raiseAt: (rank: Int, iteration: Int, signal: Int32)?
     /// Draw the samples of this rank's stream instead of the process's own rank.
     public var sampleRank: Int?
     /// After the first iteration's allreduce, each rank writes its averaged gradient to

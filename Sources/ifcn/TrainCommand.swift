@@ -14,7 +14,11 @@ struct TrainCommand: ParsableCommand {
         Start under mpirun for several ranks (see launch/), or alone for a single-rank run.
         RUN/checkpoints/latest.safetensors is written every epoch (atomically), with the last few
         iter-N checkpoints and best.safetensors (by validation Dice); RUN/metrics.jsonl holds one
-        JSON object per epoch.
+        JSON object per epoch. Only one job may use a run folder at a time (RUN/.lock).
+        SIGTERM, SIGINT or SIGUSR1 (the one mpirun passes on without killing the ranks): all
+        ranks finish the current step, rank 0 writes latest, and the job exits with status 75;
+        continue with --resume. A diverging run (non-finite loss or
+        gradient) stops with status 1 before its weights change.
         """)
 
     @Option(help: "Preprocessed data set folder (ifcn preprocess output).") var data: String
@@ -38,8 +42,12 @@ struct TrainCommand: ParsableCommand {
     @Flag(name: .customLong("no-augment"), help: "Disable augmentation.") var noAugment = false
     @Option(help: "Checkpoints to keep besides latest and best.") var keep: Int = 3
     @Option(name: .customLong("progress-seconds"), help: "Seconds between progress lines.") var progressSeconds: Double = 10
+    @Option(name: .customLong("collective-timeout"),
+            help: "Seconds a rank waits for the others in a training step before the job ends naming the ranks that did not answer.")
+    var collectiveTimeout: Double = 300
     @OptionGroup var compute: BackendOptions
     @Option(name: .customLong("inject-failure"), help: .hidden) var injectFailure: String?
+    @Option(name: .customLong("inject-signal"), help: .hidden) var injectSignal: String?
     @Option(name: .customLong("sample-rank"), help: .hidden) var sampleRank: Int?
     @Option(name: .customLong("dump-gradients"), help: .hidden) var dumpGradients: String?
     @Option(name: .customLong("dump-weights"), help: .hidden) var dumpWeights: String?
@@ -49,7 +57,7 @@ struct TrainCommand: ParsableCommand {
         o.variant = variant; o.channels = channels; o.patch = patch; o.iterations = iterations
         o.iterationsPerEpoch = itersPerEpoch; o.learningRate = lr; o.seed = seed; o.threads = threads
         o.validationCases = valCases; o.resume = resume;  o.keepCheckpoints = keep
-        o.progressInterval = progressSeconds
+        o.progressInterval = progressSeconds; o.collectiveTimeout = collectiveTimeout
         do { o.backend = try Backends.resolve(compute.backend) } catch { throw CLIError("\(error)") }
         if let m = compute.gpuMath { o.gpuMath = m }
         if let s = lrSteps {
@@ -66,11 +74,25 @@ struct TrainCommand: ParsableCommand {
             guard p.count == 2 else { throw ValidationError("--inject-failure RANK:ITERATION") }
             o.testHooks.dieAt = (p[0], p[1])
         }
+        if let f = injectSignal {
+            let p = f.split(separator: ":").map(String.init)
+            let names: [String: Int32] = ["TERM": SIGTERM, "INT": SIGINT, "USR1": SIGUSR1, "STOP": SIGSTOP]
+            guard p.count == 3, let r = Int(p[0]), let i = Int(p[1]), let sig = names[p[2]] else {
+                throw ValidationError("--inject-signal RANK:ITERATION:TERM|INT|STOP")
+            }
+            o.testHooks.raiseAt = (r, i, sig)
+        }
+        do { try o.validate() } catch { throw CLIError("\(error)") }
         let comm: Communicator
         do { comm = try Communicator.initialize() } catch { throw CLIError("MPI: \(error)") }
         let trainer = Trainer(options: o, communicator: comm, validator: segmentationValidator())
         do {
-            try trainer.run()
+            if case .stopped = try trainer.run() {
+                comm.finalize()
+                throw ExitCode(StopSignal.exitCode)
+            }
+        } catch let code as ExitCode {
+            throw code
         } catch {
             if let e = error as? TrainingError, e.collective {
                 // every rank stopped on the same error: report once, leave MPI cleanly

@@ -24,6 +24,12 @@ extern "C" {
 #define IFCN_MPI_ERR_FINALIZED (-3)
 /// The MPI library granted a lower thread level than MPI_THREAD_FUNNELED.
 #define IFCN_MPI_ERR_THREAD_LEVEL (-4)
+/// A collective did not complete within the timeout (`ifcn_mpi_set_timeout`); `ifcn_mpi_timeout_report`
+/// says which ranks did not answer. The collective is left half done: the job must be aborted.
+#define IFCN_MPI_ERR_TIMEOUT (-5)
+/// With a timeout set, ranks were found in different collectives (a program error: collectives must be
+/// called in the same order everywhere); `ifcn_mpi_timeout_report` says which.
+#define IFCN_MPI_ERR_ORDER (-6)
 
 /// Reduction operations for `ifcn_mpi_allreduce_double`.
 typedef enum {
@@ -87,6 +93,21 @@ void ifcn_mpi_set_max_chunk(int64_t elements);
 
 /// The current chunk limit (see `ifcn_mpi_set_max_chunk`).
 int64_t ifcn_mpi_max_chunk(void);
+
+/// Limits how long every following collective waits for the other ranks, in seconds (<= 0: no limit,
+/// the default, with MPI's blocking collectives). With a limit, each collective starts with an arrival
+/// round: every rank tells rank 0 it has arrived and waits for rank 0's go, polling with short sleeps
+/// (a waiting rank does not spin a core); then the data moves in a non-blocking collective polled until
+/// it completes. Either phase past the limit returns IFCN_MPI_ERR_TIMEOUT. Rank 0 names the ranks that
+/// never arrived; other ranks wait a grace period longer (rank 0, if alive, aborts the job first) and
+/// then report that rank 0 did not answer. Collective: set the same value on every rank.
+void ifcn_mpi_set_timeout(double seconds);
+
+/// The current limit in seconds (0: none).
+double ifcn_mpi_timeout(void);
+
+/// The message of the last IFCN_MPI_ERR_TIMEOUT or IFCN_MPI_ERR_ORDER (NUL-terminated, truncated to `capacity`).
+void ifcn_mpi_timeout_report(char *buf, int capacity);
 
 #ifdef __cplusplus
 }

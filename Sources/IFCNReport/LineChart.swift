@@ -34,12 +34,14 @@ struct LineChart {
             out.append("</svg>")
             return out.joined(separator: "\n")
         }
-        let xTicks = Self.ticks(xMin0 == xMax0 ? xMin0 - 1 : xMin0, xMax0 == xMin0 ? xMax0 + 1 : xMax0)
+        // Iterations count from 0: the axis starts there, so a run's first epochs sit where they belong.
+        let xLo = xMin0 >= 0 ? 0 : xMin0
+        let xTicks = Self.ticks(xLo, xMax0 > xLo ? xMax0 : xLo + 1)
         var yLo = yRange?.lowerBound ?? ys.min()!, yHi = yRange?.upperBound ?? ys.max()!
         if yRange == nil && yLo >= 0 { yLo = 0 }
         if yHi - yLo < 1e-12 { yHi = yLo + max(abs(yLo) * 0.1, 1e-3) }
         let yTicks = Self.ticks(yLo, yHi)
-        let x0 = min(xTicks.first!, xMin0), x1 = max(xTicks.last!, xMax0)
+        let x0 = min(xTicks.first!, xLo), x1 = max(xTicks.last!, xMax0)
         let y0 = yRange?.lowerBound ?? yTicks.first!, y1 = yRange?.upperBound ?? yTicks.last!
         func px(_ x: Double) -> Double { left + (x - x0) / max(x1 - x0, 1e-12) * plotW }
         func py(_ y: Double) -> Double { top + plotH - (y - y0) / max(y1 - y0, 1e-12) * plotH }

@@ -173,7 +173,7 @@ public struct SliceRenderer {
                 }
             }
         }
-        let scale = w >= 240 ? 2 : 1
+        let scale = max(w, h) >= 240 ? 2 : 1
         for (l, s) in sums.sorted(by: { $0.key < $1.key }) where s.n >= 4 {
             let text = String(l)
             let cu = Int((s.u / s.n).rounded()), cv = Int((s.v / s.n).rounded())
@@ -186,17 +186,18 @@ public struct SliceRenderer {
 /// Panels side by side on a dark background, each under its title.
 public func composePanels(_ panels: [(title: String, image: RGBImage)], gap: Int = 10) -> RGBImage {
     let titleScale = 2, titleHeight = BitmapFont.height(scale: titleScale) + 10
-    let width = panels.reduce(gap) { $0 + $1.image.width + gap }
+    // Each panel's slot is as wide as its image or its title, whichever is wider; the image is centred in it.
+    let slots = panels.map { max($0.image.width, BitmapFont.width($0.title, scale: titleScale)) }
+    let width = slots.reduce(gap) { $0 + $1 + gap }
     let height = titleHeight + (panels.map(\.image.height).max() ?? 1) + gap
     let background: (UInt8, UInt8, UInt8) = (24, 24, 28)
     var out = RGBImage(width: width, height: height, fill: background)
     var x = gap
-    for p in panels {
-        let scale = BitmapFont.width(p.title, scale: titleScale) <= p.image.width ? titleScale : 1
-        BitmapFont.draw(p.title, into: &out, x: x + (p.image.width - BitmapFont.width(p.title, scale: scale)) / 2, y: 5,
-                        scale: scale, color: (235, 235, 235), outline: nil)
-        out.paste(p.image, x: x, y: titleHeight)
-        x += p.image.width + gap
+    for (p, slot) in zip(panels, slots) {
+        BitmapFont.draw(p.title, into: &out, x: x + (slot - BitmapFont.width(p.title, scale: titleScale)) / 2, y: 5,
+                        scale: titleScale, color: (235, 235, 235), outline: nil)
+        out.paste(p.image, x: x + (slot - p.image.width) / 2, y: titleHeight)
+        x += slot + gap
     }
     return out
 }

@@ -104,14 +104,13 @@ public enum RunReport {
         try writeFile(Data(try html(records).utf8), to: output)
     }
 
-    /// `ifcn train`, rank 0, after each epoch: RUN/run.json once, then RUN/report.html.
+    /// `ifcn train`, rank 0, after each epoch: RUN/run.json (the options of the latest start, so a resumed run
+    /// shows how it goes on), then RUN/report.html.
     public static func epochEnded(_ end: EpochEnd, options: TrainingOptions) throws {
-        let infoPath = RunInfo.path(end.run)
-        if !FileManager.default.fileExists(atPath: infoPath) {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try writeFile(try encoder.encode(RunInfo(options: options, hardware: end.hardware, ranks: end.ranks)), to: infoPath)
-        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try writeFile(try encoder.encode(RunInfo(options: options, hardware: end.hardware, ranks: end.ranks)),
+                      to: RunInfo.path(end.run))
         try write(runs: [end.run.path], to: end.run.report)
     }
 

@@ -33,6 +33,7 @@ enum HTML {
         th, td { border: 1px solid #d0d0d0; padding: 3px 8px; text-align: right; }
         th { background: #f2f2f4; }
         td.l, th.l { text-align: left; }
+        td:not(.l) { white-space: nowrap; }
         .charts { display: flex; flex-wrap: wrap; gap: 12px; }
         .swatch { display: inline-block; width: 12px; height: 12px; border: 1px solid #555; vertical-align: middle; }
         .note { color: #555; font-size: 13px; }

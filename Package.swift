@@ -4,7 +4,7 @@ import PackageDescription
 // Layers, bottom up:
 //   IFCNSupport   dependency-free helpers used by every layer: parallel loops, SplitMix64, atomic file
 //                 writes, stderr lines
-//   C shims over system libraries (Open MPI, OpenBLAS, nifticlib) and, loaded at run time with
+//   C shims over system libraries (Open MPI, OpenBLAS, nifticlib, libpng) and, loaded at run time with
 //   dlopen, the NVIDIA libraries (CCUDA: CUDA driver, cuDNN, NVRTC; nothing CUDA at build time)
 //   IFCNCompute   compute-backend interface, the backend factory, the CPU backend (CPU/) and the
 //                 CUDA backend (CUDA/: cuDNN convolutions, NVRTC-compiled kernels)
@@ -14,6 +14,7 @@ import PackageDescription
 //   IFCNEvaluation   Dice, surface distances, instance matching
 //   IFCNSegmentation iterative instance segmentation of whole scans
 //   IFCNTraining  data-parallel training loop, sampling, augmentation
+//   IFCNReport    HTML reports: PNG previews (libpng), slice rendering, SVG charts
 //   ifcn          the command-line tool
 let swiftSettings: [SwiftSetting] = [
     .unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release)),
@@ -38,6 +39,7 @@ let package = Package(
                 cSettings: [.unsafeFlags(["-I/usr/include/nifti"])],
                 linkerSettings: [.linkedLibrary("nifti2"), .linkedLibrary("znz"), .linkedLibrary("z")]),
         .target(name: "CCUDA", linkerSettings: [.linkedLibrary("dl")]),
+        .systemLibrary(name: "CLibPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .target(name: "IFCNSupport", swiftSettings: swiftSettings),
         .target(name: "IFCNCompute", dependencies: ["IFCNSupport", "COpenBLAS", "CCUDA"], swiftSettings: swiftSettings),
         .target(name: "IFCNEngine", dependencies: ["IFCNSupport", "IFCNCompute"], swiftSettings: swiftSettings),
@@ -50,9 +52,12 @@ let package = Package(
                 dependencies: ["IFCNSupport", "IFCNCompute", "IFCNEngine", "IFCNVolume", "IFCNDistributed",
                                "IFCNSegmentation", "IFCNEvaluation"],
                 swiftSettings: swiftSettings),
+        .target(name: "IFCNReport",
+                dependencies: ["IFCNSupport", "IFCNVolume", "IFCNEvaluation", "IFCNTraining", "CLibPNG"],
+                swiftSettings: swiftSettings),
         .executableTarget(name: "ifcn",
                           dependencies: ["IFCNSupport", "IFCNCompute", "IFCNEngine", "IFCNVolume", "IFCNDistributed", "IFCNTraining",
-                                         "IFCNSegmentation", "IFCNEvaluation",
+                                         "IFCNSegmentation", "IFCNEvaluation", "IFCNReport",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: swiftSettings),
         .testTarget(name: "IFCNEngineTests", dependencies: ["IFCNEngine", "IFCNCompute", "CCUDA", "IFCNTestSupport"], resources: [.copy("Fixtures")]),
@@ -63,6 +68,7 @@ let package = Package(
         .testTarget(name: "IFCNSegmentationTests", dependencies: ["IFCNSegmentation", "IFCNCompute", "IFCNEngine", "IFCNVolume", "IFCNTestSupport"]),
         .testTarget(name: "IFCNTrainingTests", dependencies: ["IFCNTraining", "IFCNEngine", "IFCNVolume", "IFCNTestSupport"]),
         .testTarget(name: "IFCNSupportTests", dependencies: ["IFCNSupport"]),
+        .testTarget(name: "IFCNReportTests", dependencies: ["IFCNReport", "IFCNVolume", "IFCNEvaluation", "IFCNTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -41,13 +41,15 @@ launch/local.sh "$ranks" train --data "$work/data" --output "$work/run" --channe
 
 step "segment the held-back scan on its own grid"
 "$ifcn" segment --checkpoint "$work/run/checkpoints/best.safetensors" \
-    --input data/verse/sub-verse008_ct.nii.gz --output "$work/segment"
+    --input data/verse/sub-verse008_ct.nii.gz --output "$work/segment" --preview
 
 step "evaluate against the expert masks"
 "$ifcn" evaluate --reference data/verse/sub-verse008_seg-vert_msk.nii.gz \
-    --prediction "$work/segment/sub-verse008.nii.gz" --json "$work/evaluation.json"
+    --prediction "$work/segment/sub-verse008.nii.gz" --json "$work/evaluation.json" --html "$work/evaluation.html"
 
 step "done"
 echo "metrics per epoch: $work/run/metrics.jsonl"
 echo "segmentation (open with the CT in 3D Slicer / ITK-SNAP): $work/segment/sub-verse008.nii.gz"
-echo "evaluation: $work/evaluation.json"
+echo "preview (mid-sagittal and mid-coronal slices): $work/segment/sub-verse008.png"
+echo "evaluation: $work/evaluation.json, with previews against the expert masks: $work/evaluation.html"
+echo "training report (curves, validation previews; open in a browser): $work/run/report.html"

@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# Installs the Debian packages ifcn needs to build and run (Open MPI, OpenBLAS, nifticlib, zlib,
+# Installs the Debian packages ifcn needs to build and run (Open MPI, OpenBLAS, nifticlib, zlib, libpng,
 # iproute2 for scripts/netns_two_hosts.sh, pkg-config). Idempotent: does nothing when everything is
 # already installed. Runs as root directly, otherwise through sudo. Swift itself is not installed here.
+# --test adds what only the tests use: chromium, for the headless-browser check of `ifcn report`.
 set -euo pipefail
 
 usage() {
-    echo "usage: $0        (installs missing Debian packages for ifcn; needs root or sudo)" >&2
+    echo "usage: $0 [--test]   (installs missing Debian packages for ifcn; --test: also those the tests need; needs root or sudo)" >&2
     exit 2
 }
-[[ $# -eq 0 ]] || usage
-
-packages=(libopenmpi-dev openmpi-bin libopenblas-dev libnifti2-dev zlib1g-dev iproute2 pkg-config)
+packages=(libopenmpi-dev openmpi-bin libopenblas-dev libnifti2-dev zlib1g-dev libpng-dev iproute2 pkg-config)
+case "${1:-}" in
+    "") ;;
+    --test) packages+=(chromium) ;;
+    *) usage ;;
+esac
+[[ $# -le 1 ]] || usage
 
 command -v dpkg >/dev/null 2>&1 || { echo "$0: dpkg not found: this script supports Debian/Ubuntu only" >&2; exit 1; }
 

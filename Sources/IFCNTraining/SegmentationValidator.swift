@@ -5,8 +5,10 @@ import IFCNSegmentation
 import IFCNVolume
 
 /// Per-epoch validation: the same iterative segmentation and the same metrics as
-/// `ifcn segment` and `ifcn evaluate`, on the preprocessed (canonical) validation scans.
-public func segmentationValidator(options: SegmentationOptions = SegmentationOptions()) -> Validator {
+/// `ifcn segment` and `ifcn evaluate`, on the preprocessed (canonical) validation scans; `recorder` keeps each
+/// case's label map and evaluation for the report.
+public func segmentationValidator(options: SegmentationOptions = SegmentationOptions(),
+                                  recorder: ValidationRecorder? = nil) -> Validator {
     return { network, info, cases in
         var out = ValidationOutcome()
         let segmenter = Segmenter(network: network, info: info, options: options)
@@ -15,6 +17,7 @@ public func segmentationValidator(options: SegmentationOptions = SegmentationOpt
             let reference = LabelMap(c.labels, spineAxis: 2)
             let prediction = LabelMap(result.labels, spineAxis: 2)
             let e = try evaluateCase(name: c.name, reference: reference, prediction: prediction)
+            try recorder?.record(name: c.name, prediction: result.labels, evaluation: e)
             for v in e.vertebrae {
                 out.diceSum += v.dice
                 out.vertebrae += 1

@@ -28,6 +28,8 @@ public final class Trainer {
     let comm: Communicator
     let log: (String) -> Void
     let validator: Validator
+    /// Called on rank 0 after each epoch's checkpoint and metrics line (`ifcn train` writes RUN/report.html).
+    public var afterEpoch: ((EpochEnd) -> Void)?
 
     public init(options: TrainingOptions, communicator: Communicator, validator: @escaping Validator,
                 log: @escaping (String) -> Void = { print($0); fflush(stdout) }) {
@@ -233,6 +235,7 @@ public final class Trainer {
             if isBest { s.bestDice = validation.dice ?? -pooled.meanLoss }
             try checkpoint(s, iteration: it, isBest: isBest)
             try logEpoch(iteration: it, pooled: pooled, validation: validation, epochSeconds: epochSeconds, isBest: isBest, run: s.run)
+            finishEpoch(s, iteration: it, isBest: isBest)
         }
         // Everyone leaves the epoch together (the checkpoint is complete before anyone goes on).
         comm.barrier()

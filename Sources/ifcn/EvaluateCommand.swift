@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import IFCNEvaluation
+import IFCNReport
 import IFCNSupport
 import IFCNVolume
 
@@ -30,6 +31,12 @@ struct EvaluateCommand: ParsableCommand {
 
     @OptionGroup var reading: ReadingOptions
 
+    @Option(help: "Write an HTML page with every case's table and previews of prediction against reference to this file.")
+    var html: String?
+
+    @Option(help: "CT scan, or a directory of scans paired by case name, under the --html previews (default: the input recorded by ifcn segment beside the prediction, else <case>_ct or <case> beside the reference).")
+    var image: String?
+
     func run() throws {
         // Errors (EvaluationError, VolumeError) name the file and the problem; ArgumentParser prints them.
         let pairing = try pairCases(reference: reference, prediction: prediction)
@@ -45,6 +52,10 @@ struct EvaluateCommand: ParsableCommand {
         }
         if let csv {
             try EvaluationReport.writeAtomically(Data(EvaluationReport.csv(summary).utf8), to: csv)
+        }
+        if let html {
+            try writeHTML(summary: summary, pairing: pairing, to: html)
+            print("html: \(html)")
         }
     }
 }

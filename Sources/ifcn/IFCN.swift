@@ -7,7 +7,7 @@ struct IFCN: ParsableCommand {
         abstract: "Iterative FCN for vertebra segmentation in CT: preprocess, train (MPI), segment, evaluate.",
         subcommands: [
             SynthCommand.self, PreprocessCommand.self,
-            TrainCommand.self, SegmentCommand.self, EvaluateCommand.self,
+            TrainCommand.self, SegmentCommand.self, EvaluateCommand.self, ReportCommand.self,
             BenchCommand.self, CheckReferenceCommand.self, MPICheckCommand.self, DevicesCommand.self, CheckBackendsCommand.self,
         ])
 }

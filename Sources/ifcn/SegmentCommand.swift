@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import IFCNCompute
 import IFCNEngine
+import IFCNReport
 import IFCNSegmentation
 import IFCNSupport
 import IFCNVolume
@@ -58,6 +59,9 @@ struct SegmentCommand: ParsableCommand {
     @Option(help: "Voxel spacing (mm) the model works at, for plain PyTorch exports without metadata.")
     var spacing: Double?
 
+    @Flag(help: "Also write OUTPUT/<case>.png: mid-sagittal and mid-coronal slices with the instances overlaid and numbered.")
+    var preview = false
+
     @OptionGroup var compute: BackendOptions
     @OptionGroup var reading: ReadingOptions
 
@@ -106,6 +110,9 @@ struct SegmentCommand: ParsableCommand {
                                         seconds: result.seconds, evaluations: result.evaluations,
                                         instances: result.instances)
                 try writeJSON(report, to: output + "/" + name + ".json")
+                if preview {
+                    try PNG.write(CasePreview.segmentation(image: image, labels: result.labels), to: output + "/" + name + ".png")
+                }
                 StandardError.write("  wrote \(labelPath): \(result.instances.count) instances, \(result.evaluations) evaluations, "
                     + String(format: "%.1f s", result.seconds))
             } catch {

@@ -3,6 +3,7 @@ import Foundation
 import IFCNCompute
 import IFCNDistributed
 import IFCNEngine
+import IFCNReport
 import IFCNSupport
 import IFCNTraining
 
@@ -85,7 +86,11 @@ struct TrainCommand: ParsableCommand {
         do { try o.validate() } catch { throw CLIError("\(error)") }
         let comm: Communicator
         do { comm = try Communicator.initialize() } catch { throw CLIError("MPI: \(error)") }
-        let trainer = Trainer(options: o, communicator: comm, validator: segmentationValidator())
+        let recorder = ValidationRecorder(run: RunDirectory(path: o.outputDir), dataDir: o.dataDir)
+        let trainer = Trainer(options: o, communicator: comm, validator: segmentationValidator(recorder: recorder))
+        trainer.afterEpoch = { [o] end in  // RUN/report.html, current after every epoch
+            do { try RunReport.epochEnded(end, options: o) } catch { StandardError.write("warning: report: \(error)") }
+        }
         do {
             if case .stopped = try trainer.run() {
                 comm.finalize()

@@ -75,6 +75,7 @@ public final class Trainer {
             let sample = prefetcher.take(it)
             if it < o.iterations { prefetcher.prefetch(it + 1) }
             try step(session, sample: sample, iteration: it, first: it == start + 1, stats: &epoch)
+            if it == start + 1 { rootLog(String(format: "first step done %.2f s after the process started", processAgeSeconds())) }
             if comm.isRoot && Date().timeIntervalSince(lastProgress) >= o.progressInterval {
                 lastProgress = Date()
                 let rate = Double(it - start) / Date().timeIntervalSince(runStart)
@@ -122,6 +123,7 @@ public final class Trainer {
         }
         guard let data = try collectively(body: { try TrainingData.load(from: o.dataDir, maxValidationCases: o.validationCases) })
         else { throw TrainingError("no data") }
+        if comm.isRoot { data.notes.forEach(log) }
         let info = ModelInfo(config: config, spacingMM: data.manifest.spacing, intensity: .paper)
         return Session(config: config, backend: backend, threads: threads, net: net,
                        adam: Adam(network: net, learningRate: o.learningRate), run: run, data: data, info: info)

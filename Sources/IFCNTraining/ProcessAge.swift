@@ -1,0 +1,13 @@
+import Foundation
+
+/// Seconds since this process started (Linux: /proc/self/stat start time against /proc/uptime),
+/// for "time from launch to the first step"; 0 where /proc cannot be read.
+func processAgeSeconds() -> Double {
+    guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
+          let uptime = try? String(contentsOfFile: "/proc/uptime", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return 0 }
+    // fields after the command name: state is field 3, starttime field 22 (clock ticks after boot)
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    guard fields.count > 19, let ticks = Double(fields[19]), let up = Double(uptime.split(separator: " ")[0]) else { return 0 }
+    return up - ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
+}

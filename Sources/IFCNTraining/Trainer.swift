@@ -74,8 +74,8 @@ public final class Trainer {
         for it in (start + 1)...o.iterations {
             let sample = prefetcher.take(it)
             if it < o.iterations { prefetcher.prefetch(it + 1) }
+            if it == start + 1 { rootLog(String(format: "first step starts %.2f s after the process started", processAgeSeconds())) }
             try step(session, sample: sample, iteration: it, first: it == start + 1, stats: &epoch)
-            if it == start + 1 { rootLog(String(format: "first step done %.2f s after the process started", processAgeSeconds())) }
             if comm.isRoot && Date().timeIntervalSince(lastProgress) >= o.progressInterval {
                 lastProgress = Date()
                 let rate = Double(it - start) / Date().timeIntervalSince(runStart)
@@ -88,6 +88,7 @@ public final class Trainer {
                 epochStart = Date()
             }
         }
+        rootLog(prefetcher.summary)
         if let dump = o.testHooks.dumpWeights {
             var w = SafeTensorsWriter()
             w.add("parameters", floats: session.net.readParameters(), shape: [session.net.parameters.count])

@@ -54,7 +54,7 @@ final class StoreTrainingTests: XCTestCase {
         let mapped = try mpirun(2, trainArgs(data, path("run-store"), extra: ["--dump-weights", path("w-store")]))
         XCTAssertEqual(mapped.status, 0, mapped.summary)
         XCTAssertFalse(mapped.stdout.contains("no training store"), mapped.summary)
-        XCTAssertTrue(mapped.stdout.contains("first step done"), mapped.summary)
+        XCTAssertTrue(mapped.stdout.contains("first step starts"), mapped.summary)
         let memory = try mpirun(2, trainArgs(old, path("run-old"), extra: ["--dump-weights", path("w-old")]))
         XCTAssertEqual(memory.status, 0, memory.summary)
         XCTAssertTrue(memory.stdout.contains("have no training store"), memory.summary)

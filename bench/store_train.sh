@@ -18,8 +18,9 @@ rm -rf "$run"; mkdir -p "$run"
 if (( cold )); then sync; echo 3 > /proc/sys/vm/drop_caches; fi
 log="$run.log"
 start=$(date +%s.%N)
-mpirun --oversubscribe --bind-to none -n 2 /usr/bin/time -f "peak RSS %M KB" "$bin" train --data "$data" --output "$run" "$@" \
-    > "$log" 2>&1 &
+cache_before=$(free -b | awk '/^Mem:/ {print $6}')
+mpirun --oversubscribe --bind-to none -n 2 sh -c '/usr/bin/time -f "peak RSS %M KB" -o "$0.rss$OMPI_COMM_WORLD_RANK" "$@"' "$run" \
+    "$bin" train --data "$data" --output "$run" "$@" > "$log" 2>&1 &
 job=$!
 peak_anon=0; peak_file=0; first=""
 while kill -0 "$job" 2>/dev/null; do
@@ -36,7 +37,10 @@ while kill -0 "$job" 2>/dev/null; do
 done
 wait "$job" || { cat "$log"; exit 1; }
 grep -E "first step starts|note:|^epoch" "$log" | sed 's/^/  /'
-grep "peak RSS" "$log" | sed 's/^/  rank /'
-store=$(du -sb "$data/store" 2>/dev/null | cut -f1 || echo 0)
+for r in 0 1; do echo "  rank $r $(cat "$run.rss$r")"; done
+cache_after=$(free -b | awk '/^Mem:/ {print $6}')
+store=0
+[[ -d "$data/store" ]] && store=$(du -sb "$data/store" | cut -f1)
 echo "  launch to first step (seen from outside, 0.2 s resolution): ${first:-?} s"
+echo "  node: page cache grew by $(( (cache_after - cache_before) / 1048576 )) MB during the run"
 echo "  node: peak RssAnon of both ranks together $((peak_anon / 1024)) MB; peak RssFile of one rank (mapped store pages) $((peak_file / 1024)) MB; store $((store / 1048576)) MB"

@@ -89,6 +89,7 @@ public final class Trainer {
             }
         }
         rootLog(prefetcher.summary)
+        log("rank \(comm.rank): \(memorySummary())")
         if let dump = o.testHooks.dumpWeights {
             var w = SafeTensorsWriter()
             w.add("parameters", floats: session.net.readParameters(), shape: [session.net.parameters.count])

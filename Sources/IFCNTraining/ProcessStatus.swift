@@ -11,3 +11,14 @@ func processAgeSeconds() -> Double {
     guard fields.count > 19, let ticks = Double(fields[19]), let up = Double(uptime.split(separator: " ")[0]) else { return 0 }
     return up - ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
+
+/// This process's memory from /proc/self/status: peak resident set (VmHWM) and the current private
+/// (RssAnon) and file-backed (RssFile: mapped store pages, shared through the page cache) parts, in MB.
+func memorySummary() -> String {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return "memory: /proc unreadable" }
+    func mb(_ key: String) -> Int {
+        let line = status.split(separator: "\n").first { $0.hasPrefix(key + ":") }
+        return (line.flatMap { Int($0.split(separator: " ", omittingEmptySubsequences: true)[1]) } ?? 0) / 1024
+    }
+    return "peak RSS \(mb("VmHWM")) MB (now: private \(mb("RssAnon")) MB, mapped files \(mb("RssFile")) MB)"
+}

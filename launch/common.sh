@@ -41,3 +41,25 @@ allow_root() {
 require_rank_count() {
     [[ "$1" =~ ^[1-9][0-9]*$ ]] || { echo "rank count must be a positive integer, got '$1'" >&2; return 1; }
 }
+
+# IFCN_STAGE_DATA=/local/dir: the launchers copy the training store of the --data folder to that
+# node-local path on every node first (launch/stage.sh) and train from the copy.
+# staged_args ARGS...: sets the array `ifcn_args` to ARGS with the --data value replaced by
+# $IFCN_STAGE_DATA, and `stage_source` to the original value (unchanged when IFCN_STAGE_DATA is unset).
+staged_args() {
+    ifcn_args=()
+    stage_source=""
+    while [[ $# -gt 0 ]]; do
+        if [[ -n "${IFCN_STAGE_DATA:-}" && "$1" == --data && $# -ge 2 ]]; then
+            stage_source="$2"; ifcn_args+=(--data "$IFCN_STAGE_DATA"); shift 2
+        elif [[ -n "${IFCN_STAGE_DATA:-}" && "$1" == --data=* ]]; then
+            stage_source="${1#--data=}"; ifcn_args+=("--data=$IFCN_STAGE_DATA"); shift
+        else
+            ifcn_args+=("$1"); shift
+        fi
+    done
+    if [[ -n "${IFCN_STAGE_DATA:-}" && -z "$stage_source" ]]; then
+        echo "IFCN_STAGE_DATA is set but the ifcn arguments have no --data" >&2
+        return 1
+    fi
+}

@@ -7,6 +7,8 @@
 #                       becomes --mca btl_tcp_if_include / oob_tcp_if_include
 #   IFCN_THREADS        threads per rank (default: cores of this host / largest slots= in the hostfile)
 #   IFCN_MPIRUN_EXTRA   extra mpirun arguments, split on whitespace
+#   IFCN_STAGE_DATA     node-local folder: the --data folder's store is first copied there on every
+#                       host (launch/stage.sh, one task per host) and training reads the copy
 # PATH, LD_LIBRARY_PATH, the thread variables and every IFCN_* variable are exported to all ranks.
 set -euo pipefail
 
@@ -41,6 +43,11 @@ for var in $(compgen -e | grep -E '^(IFCN_|OMP_NUM_THREADS$|OPENBLAS_NUM_THREADS
     args+=(-x "$var")
 done
 read -r -a extra <<< "${IFCN_MPIRUN_EXTRA:-}"
+staged_args "$@"
+if [[ -n "$stage_source" ]]; then
+    stage="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/stage.sh"
+    mpirun --hostfile "$hostfile" --map-by ppr:1:node --bind-to none "${extra[@]}" "$stage" "$stage_source" "$IFCN_STAGE_DATA"
+fi
 
-echo "launch/mpirun: $ranks ranks from $hostfile, $IFCN_THREADS threads each: $binary $*" >&2
-exec mpirun "${args[@]}" "${extra[@]}" "$binary" "$@"
+echo "launch/mpirun: $ranks ranks from $hostfile, $IFCN_THREADS threads each: $binary ${ifcn_args[*]}" >&2
+exec mpirun "${args[@]}" "${extra[@]}" "$binary" "${ifcn_args[@]}"

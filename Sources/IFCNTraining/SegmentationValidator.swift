@@ -13,8 +13,10 @@ public func segmentationValidator(options: SegmentationOptions = SegmentationOpt
         var out = ValidationOutcome()
         let segmenter = Segmenter(network: network, info: info, options: options)
         for c in cases {
-            let result = segmenter.segmentCanonical(c.image)
-            let reference = LabelMap(c.labels, spineAxis: 2)
+            // read now (mapped store or NIfTI) and released at the end of the iteration: one case at a time
+            let (image, labels) = try c.volumes()
+            let result = segmenter.segmentCanonical(image)
+            let reference = LabelMap(labels, spineAxis: 2)
             let prediction = LabelMap(result.labels, spineAxis: 2)
             let e = try evaluateCase(name: c.name, reference: reference, prediction: prediction)
             try recorder?.record(name: c.name, prediction: result.labels, evaluation: e)

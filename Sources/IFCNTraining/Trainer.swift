@@ -85,6 +85,7 @@ public final class Trainer {
         for it in (start + 1)...o.iterations {
             let sample = prefetcher.take(it)
             if it < o.iterations { prefetcher.prefetch(it + 1) }
+            if it == start + 1 { rootLog(String(format: "first step starts %.2f s after the process started", processAgeSeconds())) }
             let stop = try step(session, sample: sample, iteration: it, first: it == start + 1, stopSignal: stopSignal, stats: &epoch)
             if comm.isRoot && Date().timeIntervalSince(lastProgress) >= o.progressInterval {
                 lastProgress = Date()
@@ -100,6 +101,8 @@ public final class Trainer {
             }
             if let stop, it < o.iterations { return try stopEarly(session, signal: stop, iteration: it, checkpointed: epochEnds) }
         }
+        rootLog(prefetcher.summary)
+        log("rank \(comm.rank): \(memorySummary())")
         if let dump = o.testHooks.dumpWeights {
             var w = SafeTensorsWriter()
             w.add("parameters", floats: session.net.readParameters(), shape: [session.net.parameters.count])
@@ -138,6 +141,7 @@ public final class Trainer {
         }
         guard let data = try collectively(body: { try TrainingData.load(from: o.dataDir, maxValidationCases: o.validationCases) })
         else { throw TrainingError("no data") }
+        if comm.isRoot { data.notes.forEach(log) }
         let info = ModelInfo(config: config, spacingMM: data.manifest.spacing, intensity: .paper)
         let session = Session(config: config, backend: backend, threads: threads, net: net,
                               adam: Adam(network: net, learningRate: o.learningRate), run: run, data: data, info: info)

@@ -33,6 +33,7 @@ public struct PatchSampler: Sendable {
 
     public init(cases: [TrainingCase], patch: Int, intensity: IntensityNormaliser, seed: UInt64, rank: Int,
                 augmentations: Set<Augmentation> = Augmentation.defaults) {
+        precondition(cases.allSatisfy(\.readsPatches), "the sampler reads cases in memory or mapped")
         self.cases = cases; self.patch = patch; self.intensity = intensity; self.seed = seed; self.rank = rank
         self.augmentations = augmentations
     }
@@ -97,32 +98,31 @@ public struct PatchSampler: Sendable {
         let P = patch, n = P * P * P, g = c.grid
         var r = RawPatch(image: [Float](repeating: PatchSampler.paddingHU, count: n), memory: [Float](repeating: 0, count: n),
                          target: [Float](repeating: 0, count: n), weight: [Float](repeating: 1, count: n))
-        c.image.voxels.withUnsafeBufferPointer { im in
-            c.labels.voxels.withUnsafeBufferPointer { lb in
-                c.weights.voxels.withUnsafeBufferPointer { wt in
-                    for z in 0..<P {
-                        let sz = start.z + z
-                        guard sz >= 0 && sz < g.size.z else { continue }
-                        for y in 0..<P {
-                            let sy = start.y + y
-                            guard sy >= 0 && sy < g.size.y else { continue }
-                            let x0 = max(0, -start.x), x1 = min(P, g.size.x - start.x)
-                            guard x0 < x1 else { continue }
-                            let src = (sz * g.size.y + sy) * g.size.x + start.x
-                            let dst = (z * P + y) * P
-                            for x in x0..<x1 {
-                                let l = lb[src + x]
-                                r.image[dst + x] = im[src + x]
-                                if empty {
-                                    r.memory[dst + x] = l > 0 ? 1 : 0
-                                } else {
-                                    r.weight[dst + x] = wt[src + x]
-                                    if l > 0 {
-                                        if l == targetLabel { r.target[dst + x] = 1 }
-                                        else if memoryLabels.contains(l) { r.memory[dst + x] = 1 }
-                                    }
-                                }
-                            }
+        // One row of the case at a time (from memory or the mapped store), then into the patch.
+        var im = [Float](repeating: 0, count: P), wt = [Float](repeating: 0, count: P), lb = [Int32](repeating: 0, count: P)
+        for z in 0..<P {
+            let sz = start.z + z
+            guard sz >= 0 && sz < g.size.z else { continue }
+            for y in 0..<P {
+                let sy = start.y + y
+                guard sy >= 0 && sy < g.size.y else { continue }
+                let x0 = max(0, -start.x), x1 = min(P, g.size.x - start.x)
+                guard x0 < x1 else { continue }
+                let src = (sz * g.size.y + sy) * g.size.x + start.x + x0
+                let dst = (z * P + y) * P
+                c.imageRow(src, x1 - x0, into: &im)
+                c.labelRow(src, x1 - x0, into: &lb)
+                if !empty { c.weightRow(src, x1 - x0, into: &wt) }
+                for x in x0..<x1 {
+                    let l = lb[x - x0]
+                    r.image[dst + x] = im[x - x0]
+                    if empty {
+                        r.memory[dst + x] = l > 0 ? 1 : 0
+                    } else {
+                        r.weight[dst + x] = wt[x - x0]
+                        if l > 0 {
+                            if l == targetLabel { r.target[dst + x] = 1 }
+                            else if memoryLabels.contains(l) { r.memory[dst + x] = 1 }
                         }
                     }
                 }

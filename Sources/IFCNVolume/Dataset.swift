@@ -89,9 +89,12 @@ public struct CaseEntry: Codable, Sendable {
     public var sourceLabel: String?
     /// Slices [first, last] of the canonical grid kept by the crop (nil when not cropped).
     public var cropZ: [Int]?
+    /// The case's training store file (nil in folders written before the store existed).
+    public var store: CaseStoreEntry?
 
     public init(name: String, image: String, label: String, weight: String, split: DatasetSplit, grid: Grid,
-                vertebrae: [VertebraInfo], sourceImage: String? = nil, sourceLabel: String? = nil, cropZ: [Int]? = nil) {
+                vertebrae: [VertebraInfo], sourceImage: String? = nil, sourceLabel: String? = nil, cropZ: [Int]? = nil,
+                store: CaseStoreEntry? = nil) {
         self.name = name
         self.image = image
         self.label = label
@@ -102,6 +105,7 @@ public struct CaseEntry: Codable, Sendable {
         self.sourceImage = sourceImage
         self.sourceLabel = sourceLabel
         self.cropZ = cropZ
+        self.store = store
     }
 }
 
@@ -118,6 +122,8 @@ public struct DatasetManifest: Codable, Sendable {
     /// Crop mode used.
     public var crop: CropMode
     public var cases: [CaseEntry]
+    /// Format version of the training store (`CaseStore.version`); nil when the folder has none.
+    public var storeVersion: Int?
 
     public init(spacing: Double, intensityOffset: Double, seed: UInt64, validationFraction: Double, crop: CropMode,
                 cases: [CaseEntry]) {

@@ -174,7 +174,8 @@ public enum Preprocessor {
         return (cropped, (lo * slice)..<((hi + 1) * slice))
     }
 
-    /// Preprocesses every case of `input` into `output` (images/, labels/, weights/, dataset.json).
+    /// Preprocesses every case of `input` into `output` (images/, labels/, weights/, the training store
+    /// store/, dataset.json).
     /// Cases run in parallel; everything is staged in a hidden folder and moved into place only when all
     /// cases succeed, so a failure leaves nothing half-written. `progress` receives one line per case.
     @discardableResult
@@ -193,7 +194,7 @@ public enum Preprocessor {
         let fm = FileManager.default
         try? fm.createDirectory(atPath: output, withIntermediateDirectories: true)
         let staging = output + "/.ifcn-preprocess-\(getpid())-\(UUID().uuidString.prefix(6))"
-        for sub in ["images", "labels", "weights"] {
+        for sub in ["images", "labels", "weights", CaseStore.folder] {
             do {
                 try fm.createDirectory(atPath: staging + "/" + sub, withIntermediateDirectories: true)
             } catch {
@@ -210,7 +211,7 @@ public enum Preprocessor {
             }
             for n in names { splits[n] = options.validationCases.contains(n) ? .validation : .train }
         }
-        let results = ResultBox(count: pairs.count)
+        let results = ResultBox<CaseEntry>(count: pairs.count)
         let start = Date()
         parallelFor(parts: pairs.count) { i in
             let pair = pairs[i]
@@ -222,11 +223,15 @@ public enum Preprocessor {
                 try VolumeIO.write(p.image, to: staging + "/images/" + file, as: options.imageType)
                 try VolumeIO.write(p.labels, to: staging + "/labels/" + file, as: p.labels.fileType)
                 try VolumeIO.write(p.weights, to: staging + "/weights/" + file, as: .float32)
+                let storeFile = CaseStore.folder + "/" + pair.name + CaseStore.fileExtension
+                let store = try CaseStore.write(image: p.image, labels: p.labels, weights: p.weights, imageType: options.imageType,
+                                                to: staging + "/" + storeFile, relativePath: storeFile)
                 let entry = CaseEntry(name: pair.name, image: "images/" + file, label: "labels/" + file,
                                       weight: "weights/" + file, split: splits[pair.name] ?? .train,
                                       grid: p.image.grid, vertebrae: p.vertebrae,
                                       sourceImage: URL(fileURLWithPath: pair.image).lastPathComponent,
-                                      sourceLabel: URL(fileURLWithPath: pair.label).lastPathComponent, cropZ: p.cropZ)
+                                      sourceLabel: URL(fileURLWithPath: pair.label).lastPathComponent, cropZ: p.cropZ,
+                                      store: store)
                 let done = results.set(i, .success(entry))
                 progress(String(format: "case %d/%d %@: %d vertebrae, %dx%dx%d, %.2f s (read %.2f, resample %.2f, weights %.2f, write %.2f; elapsed %.1f s)",
                                 done, pairs.count, pair.name, p.vertebrae.count, p.image.grid.size.x,
@@ -254,25 +259,37 @@ public enum Preprocessor {
                 try AtomicFile.moveIntoPlace(staging + "/" + sub + "/" + name, to: dir + "/" + name)
             }
         }
-        let manifest = DatasetManifest(spacing: options.spacing, intensityOffset: options.intensityOffset, seed: options.seed,
+        try? fm.createDirectory(atPath: output + "/" + CaseStore.folder, withIntermediateDirectories: true)
+        for e in entries {
+            if let file = e.store?.file { try AtomicFile.moveIntoPlace(staging + "/" + file, to: output + "/" + file) }
+        }
+        var manifest = DatasetManifest(spacing: options.spacing, intensityOffset: options.intensityOffset, seed: options.seed,
                                        validationFraction: options.validationFraction, crop: options.crop, cases: entries)
+        manifest.storeVersion = Int(CaseStore.version)
         try manifest.save(to: output)
         return manifest
     }
 }
 
 /// Thread-safe slots for per-case results.
-final class ResultBox: @unchecked Sendable {
+final class ResultBox<T>: @unchecked Sendable {
     private let lock = NSLock()
-    private(set) var values: [Result<CaseEntry, Error>?]
+    private(set) var values: [Result<T, Error>?]
     private var finished = 0
     init(count: Int) { values = Array(repeating: nil, count: count) }
     /// Stores a result; returns how many cases have finished.
-    func set(_ i: Int, _ r: Result<CaseEntry, Error>) -> Int {
+    func set(_ i: Int, _ r: Result<T, Error>) -> Int {
         lock.lock()
         defer { lock.unlock() }
         values[i] = r
         finished += 1
         return finished
+    }
+    /// The value of slot `i`, or its error (`path` names the folder when a slot is empty).
+    func value(_ i: Int, path: String) throws -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let r = values[i] else { throw VolumeError(path: path, message: "internal error: a case produced no result") }
+        return try r.get()
     }
 }

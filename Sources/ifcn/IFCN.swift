@@ -6,7 +6,7 @@ struct IFCN: ParsableCommand {
         commandName: "ifcn",
         abstract: "Iterative FCN for vertebra segmentation in CT: preprocess, train (MPI), segment, evaluate.",
         subcommands: [
-            SynthCommand.self, PreprocessCommand.self,
+            SynthCommand.self, PreprocessCommand.self, StoreCommand.self,
             TrainCommand.self, SegmentCommand.self, EvaluateCommand.self, ReportCommand.self,
             BenchCommand.self, CheckReferenceCommand.self, MPICheckCommand.self, DevicesCommand.self, CheckBackendsCommand.self,
         ])

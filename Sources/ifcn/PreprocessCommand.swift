@@ -10,7 +10,7 @@ struct PreprocessCommand: ParsableCommand {
         discussion: """
             Pairs <case>.<ext> with <case>_label.<ext> or <case>_seg.<ext> (CSI), and <case>_ct.<ext> with
             <case>_seg-vert_msk.<ext> (VerSe); ext is .nii, .nii.gz, .mhd or .mha. Writes images/, labels/,
-            weights/ (all .nii.gz) and dataset.json into the output folder.
+            weights/ (all .nii.gz), the memory-mapped training store store/ and dataset.json into the output folder.
             """)
 
     @Option(help: "Folder with the scans and label maps.")

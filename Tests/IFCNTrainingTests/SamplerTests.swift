@@ -1,3 +1,4 @@
+import Foundation
 import IFCNEngine
 import IFCNTraining
 import IFCNVolume
@@ -26,7 +27,7 @@ final class SamplerTests: XCTestCase {
         XCTAssertNotEqual(sampler().sample(iteration: 8).image, sampler().sample(iteration: 7).image)
     }
 
-    func testEveryFifthIterationIsAnEmptyExample() {
+    func testEveryFifthIterationIsAnEmptyExample() throws {
         let c = Self.trainingCase
         for it in [5, 10, 15] {
             let s = sampler().sample(iteration: it)
@@ -36,12 +37,12 @@ final class SamplerTests: XCTestCase {
             XCTAssertTrue(s.weight.allSatisfy { $0 == 1 })
             XCTAssertNil(s.targetLabel)
             // memory = every vertebra voxel of the patch
-            let g = c.grid, o = s.patchOrigin
+            let g = c.grid, o = s.patchOrigin, labels = try c.volumes().labels
             var labelled = 0
             for z in 0..<16 { for y in 0..<16 { for x in 0..<16 {
                 let p = SIMD3(o.x + x, o.y + y, o.z + z)
                 if p.x >= 0, p.y >= 0, p.z >= 0, p.x < g.size.x, p.y < g.size.y, p.z < g.size.z,
-                   c.labels.voxels[p.x + g.size.x * (p.y + g.size.y * p.z)] > 0 { labelled += 1 }
+                   labels.voxels[p.x + g.size.x * (p.y + g.size.y * p.z)] > 0 { labelled += 1 }
             } } }
             XCTAssertEqual(Int(s.memory.reduce(0, +)), labelled)
         }
@@ -50,7 +51,7 @@ final class SamplerTests: XCTestCase {
 
     /// Ground truth = the target vertebra alone; memory = exactly the vertebrae above it.
     func testTargetAndMemoryFollowTheVertebraOrder() throws {
-        let c = Self.trainingCase
+        let c = Self.trainingCase, labels = try c.volumes().labels
         var checked = 0
         for it in 1...40 where it % 5 != 0 {
             let s = sampler().sample(iteration: it)
@@ -63,7 +64,7 @@ final class SamplerTests: XCTestCase {
             for z in 0..<16 { for y in 0..<16 { for x in 0..<16 {
                 let p = SIMD3(o.x + x, o.y + y, o.z + z)
                 let inside = p.x >= 0 && p.y >= 0 && p.z >= 0 && p.x < g.size.x && p.y < g.size.y && p.z < g.size.z
-                let l: Int32 = inside ? c.labels.voxels[p.x + g.size.x * (p.y + g.size.y * p.z)] : 0
+                let l: Int32 = inside ? labels.voxels[p.x + g.size.x * (p.y + g.size.y * p.z)] : 0
                 let i = x + 16 * (y + 16 * z)
                 if s.target[i] != (l == Int32(label) ? 1 : 0) || s.memory[i] != (above.contains(l) ? 1 : 0) { mismatches += 1 }
             } } }
@@ -96,6 +97,36 @@ final class SamplerTests: XCTestCase {
             let plain = sampler().sample(iteration: it), noisy = sampler([.noise]).sample(iteration: it)
             XCTAssertEqual(plain.target, noisy.target)
             XCTAssertEqual(plain.weight, noisy.weight)
+        }
+    }
+
+    /// The same samples from the memory-mapped training store as from memory: same seed, same patches, same bits.
+    func testMappedStoreGivesTheSamplesOfTheInMemoryPath() throws {
+        let c = Self.trainingCase
+        guard case .memory(let image, let labels, let weights) = c.storage else { return XCTFail("expected an in-memory case") }
+        let path = NSTemporaryDirectory() + "ifcn-sampler-\(UUID().uuidString).ifcs"
+        defer { unlink(path) }
+        for type in [VoxelType.float32, .int16] {
+            // int16 rounds the image the way `preprocess --image-type int16` writes it (and reads back +0, never -0)
+            let rounded = TrainingCase(name: c.name, image: type == .int16 ? Volume(grid: c.grid, voxels: image.voxels.map { Float(Int32($0.rounded())) }) : image,
+                                       labels: labels, weights: weights, vertebrae: c.vertebrae)
+            let entry = try CaseStore.write(image: image, labels: labels, weights: weights, imageType: type, to: path, relativePath: "c.ifcs")
+            let mapped = TrainingCase(name: c.name, grid: c.grid, vertebrae: c.vertebrae,
+                                      storage: .mapped(try MappedCaseStore(path: path, entry: entry, grid: c.grid)))
+            for augmentations in [Set<Augmentation>(), Set(Augmentation.allCases)] {
+                for rank in 0..<2 {
+                    let a = PatchSampler(cases: [rounded, c], patch: 16, intensity: .paper, seed: 3, rank: rank, augmentations: augmentations)
+                    let b = PatchSampler(cases: [mapped, c], patch: 16, intensity: .paper, seed: 3, rank: rank, augmentations: augmentations)
+                    for it in 1...25 {
+                        let x = a.sample(iteration: it), y = b.sample(iteration: it)
+                        let what = "\(type), \(augmentations.count) augmentations, rank \(rank), iteration \(it)"
+                        XCTAssertTrue(x.image.map(\.bitPattern) == y.image.map(\.bitPattern), "image differs: \(what)")
+                        XCTAssertTrue(x.weight.map(\.bitPattern) == y.weight.map(\.bitPattern), "weights differ: \(what)")
+                        XCTAssertTrue(x.target == y.target && x.memory == y.memory, "target or memory differs: \(what)")
+                        XCTAssertEqual(x.completeness, y.completeness); XCTAssertEqual(x.patchOrigin, y.patchOrigin)
+                    }
+                }
+            }
         }
     }
 

@@ -76,7 +76,7 @@ final class PreprocessTests: XCTestCase {
         XCTAssertEqual(Preprocessor.split(names: ["a"], fraction: 0.2, seed: 0), ["a": .train])
         // No staging folder left behind.
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: output).sorted(),
-                       ["dataset.json", "images", "labels", "weights"])
+                       ["dataset.json", "images", "labels", "store", "weights"])
     }
 
     /// The VerSe pair naming (_ct + _seg-vert_msk) at a coarse spacing; superior vertebrae have lower labels.
@@ -135,8 +135,8 @@ final class PreprocessTests: XCTestCase {
                 XCTAssertTrue("\(error)".contains(needle), "\(name): \(error)")
             }
             let left = (try? FileManager.default.contentsOfDirectory(atPath: output)) ?? []
-            XCTAssertEqual(left.filter { $0 != "images" && $0 != "labels" && $0 != "weights" }, [], name)
-            for sub in ["images", "labels", "weights"] {
+            XCTAssertEqual(left.filter { !["images", "labels", "weights", "store"].contains($0) }, [], name)
+            for sub in ["images", "labels", "weights", "store"] {
                 XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: output + "/" + sub)) ?? [], [], name)
             }
         }

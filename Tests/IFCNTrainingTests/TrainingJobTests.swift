@@ -159,17 +159,19 @@ final class TrainingJobTests: XCTestCase {
         let p = try ProcessRunner.run(ifcn, ["preprocess", "--input", raw, "--output", data, "--spacing", "3",
                                              "--val-fraction", "0.34", "--seed", "1"], timeout: 300)
         XCTAssertEqual(p.status, 0, p.summary)
-        var args = trainArgs(URL(fileURLWithPath: data), out, iterations: 1500, epoch: 300, extra: ["--lr", "3e-3", "--lr-steps", "1000"])
+        // Validation every 100 iterations: the first one shows the nearly untrained model (with the augmentations
+        // in mm this model already reaches 0.70 after 300 iterations).
+        var args = trainArgs(URL(fileURLWithPath: data), out, iterations: 1500, epoch: 100, extra: ["--lr", "3e-3", "--lr-steps", "1000"])
         args[args.firstIndex(of: "--channels")! + 1] = "8"
         let r = try mpirun(2, args, timeout: 600)
         XCTAssertEqual(r.status, 0, r.summary)
         let epochs = try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
             .map { try XCTUnwrap(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
-        XCTAssertEqual(epochs.count, 5)
+        XCTAssertEqual(epochs.count, 15)
         let loss = try epochs.map { try XCTUnwrap($0["train_loss"] as? Double) }
         let dice = try epochs.map { try XCTUnwrap($0["val_dice"] as? Double) }
         XCTAssertLessThan(loss.last!, 0.4 * loss.first!, "train loss \(loss)")
-        XCTAssertGreaterThan((dice[3] + dice[4]) / 2, dice[0] + 0.15, "validation Dice \(dice)")
+        XCTAssertGreaterThan((dice[13] + dice[14]) / 2, dice[0] + 0.15, "validation Dice \(dice)")
         XCTAssertGreaterThan(dice.max()!, 0.5, "validation Dice \(dice)")
         XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/checkpoints/best.safetensors"))
     }

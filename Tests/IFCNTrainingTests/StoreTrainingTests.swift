@@ -91,8 +91,8 @@ final class StoreTrainingTests: XCTestCase {
         let memTotalKB = try XCTUnwrap(meminfo.split(separator: "\n").first { $0.hasPrefix("MemTotal:") }
             .flatMap { Int($0.split(separator: " ")[1]) })
         let spine = SyntheticSpine.generate(seed: 4)
-        let image = resampleToCanonical(spine.image, spacing: 4, interpolation: .linear, fill: -1000)
-        let labels = resampleToCanonical(spine.labels, spacing: 4)
+        let image = try resampleToCanonical(spine.image, spacing: 4, interpolation: .linear, fill: -1000)
+        let labels = try resampleToCanonical(spine.labels, spacing: 4)
         let weights = distanceWeights(labels: labels)
         let small = image.grid.size
         let nx = 2048, ny = 2048, perVoxel = 2 + 1 + 4

@@ -1,13 +1,7 @@
 import Foundation
+import IFCNSupport
 
 extension TrainingOptions {
-    /// Most compute threads one rank may start: `threadsPerCore` times the CPUs of its node. More
-    /// threads than cores only queue for the same cores (the kernels split their work statically, so
-    /// the extra threads make every loop wait for the slowest share), and each costs a stack and scratch
-    /// buffers: 100,000 threads took 11.7 GB before the first iteration.
-    public static let threadsPerCore = 4
-    public static var maxThreads: Int { threadsPerCore * max(1, ProcessInfo.processInfo.activeProcessorCount) }
-
     /// Checks every number a user gives `train` before anything starts; the error names the option.
     public func validate() throws {
         func fail(_ message: String) -> TrainingError { TrainingError(message, collective: true) }
@@ -28,12 +22,8 @@ extension TrainingOptions {
         }
     }
 
-    /// A thread count from `source` (an option or IFCN_THREADS) must be 1...maxThreads.
+    /// A thread count from `source` (an option or IFCN_THREADS) must be in `ThreadCount.range`.
     static func checkThreads(_ t: Int, source: String) throws {
-        guard (1...maxThreads).contains(t) else {
-            throw TrainingError("\(source) must be between 1 and \(maxThreads) (\(threadsPerCore) x the \(ProcessInfo.processInfo.activeProcessorCount) "
-                                + "CPUs here: more threads than that only compete for the same cores and cost memory), got \(t)",
-                                collective: true)
-        }
+        if let problem = ThreadCount.problem(t, option: source) { throw TrainingError(problem, collective: true) }
     }
 }

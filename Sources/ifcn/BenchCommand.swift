@@ -17,6 +17,10 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Print one JSON line.") var json = false
     @OptionGroup var compute: BackendOptions
 
+    func validate() throws {
+        if let threads, let problem = ThreadCount.problem(threads) { throw ValidationError(problem) }
+    }
+
     func run() throws {
         guard steps >= 1 else { throw ValidationError("--steps must be >= 1") }
         let config = try NetworkConfig(variant: variant, channels: channels, patch: patch)

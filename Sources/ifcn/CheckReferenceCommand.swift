@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import IFCNSupport
 import IFCNCompute
 import IFCNEngine
 
@@ -28,6 +29,10 @@ struct CheckReferenceCommand: ParsableCommand {
     @Option(name: .customLong("pytorch-baseline"),
             help: "JSON of PyTorch float32's own errors (tools/pytorch_f32_baseline.py): a tensor PyTorch float32 also misses passes at up to 1.5x PyTorch's error.")
     var pytorchBaseline: String?
+
+    func validate() throws {
+        if let threads, let problem = ThreadCount.problem(threads) { throw ValidationError(problem) }
+    }
 
     func run() throws {
         let report: ReferenceCheckReport

@@ -109,7 +109,7 @@ final class SegmentInputTests: XCTestCase {
         try VolumeIO.write(scan(), to: path("s.nii.gz"), as: .float32)
         let base = ["segment", "--checkpoint", model, "--input", path("s.nii.gz"), "--output", path("out"), "--backend", "cpu"]
         for threads in ["0", "-3", "100000"] {
-            try assertFails(base + ["--threads=\(threads)"], "--threads must be in 1...1024, got \(threads)")
+            try assertFails(base + ["--threads=\(threads)"], "--threads must be between 1 and")
         }
         try assertFails(base + ["--spacing", "0.001"], "--spacing must be a number of mm in 0.01...100.0, got 0.001")
         try assertFails(base + ["--spacing", "nan"], "--spacing must be")

@@ -136,10 +136,13 @@ final class BoundsTests: XCTestCase {
     }
 
     func testThreadCountRange() {
+        let most = ThreadCount.perCore * activeCoreCount
         XCTAssertNil(ThreadCount.problem(1))
-        XCTAssertNil(ThreadCount.problem(1024))
-        for bad in [0, -1, 1025, Int.max, Int.min] {
-            XCTAssertEqual(ThreadCount.problem(bad), "--threads must be in 1...1024, got \(bad)")
+        XCTAssertNil(ThreadCount.problem(most))
+        for bad in [0, -1, most + 1, Int.max, Int.min] {
+            let problem = ThreadCount.problem(bad, option: "IFCN_THREADS")
+            XCTAssertEqual(problem?.hasPrefix("IFCN_THREADS must be between 1 and \(most) ("), true, problem ?? "nil")
+            XCTAssertEqual(problem?.hasSuffix("got \(bad)"), true, problem ?? "nil")
         }
     }
 

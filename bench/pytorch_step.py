@@ -23,6 +23,7 @@ ap.add_argument("--patch", type=int, default=64)
 ap.add_argument("--steps", type=int, default=5)
 ap.add_argument("--threads", type=int, default=os.cpu_count())
 ap.add_argument("--json", action="store_true")
+ap.add_argument("--forward-only", action="store_true", help="time only eval-mode forward passes")
 ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
 ap.add_argument("--mode", default="fp32", choices=["fp32", "tf32", "bf16"])
 ap.add_argument("--channels-last", action="store_true")
@@ -77,9 +78,10 @@ def forward():
     return time.perf_counter() - t0
 
 
-step()
 steps = []
-for i in range(a.steps):
+if not a.forward_only:
+    step()
+for i in range(0 if a.forward_only else a.steps):
     steps.append(step())
     if not a.json:
         print(f"step {i + 1}/{a.steps}: {steps[-1]:.3f} s", file=sys.stderr)
@@ -87,10 +89,14 @@ forward()
 fwd = [forward() for _ in range(a.steps)]
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 res = {"engine": "pytorch " + torch.__version__, "variant": a.variant, "channels": a.channels, "patch": P,
-       "threads": torch.get_num_threads(), "steps": a.steps, "step_seconds_median": statistics.median(steps),
+       "threads": torch.get_num_threads(), "steps": a.steps,
        "forward_seconds_median": statistics.median(fwd), "peak_rss_bytes": rss,
        "mkldnn": torch.backends.mkldnn.is_available(), "device": a.device, "mode": a.mode,
        "channels_last": a.channels_last}
+if steps:
+    res["step_seconds_median"] = statistics.median(steps)
+else:
+    res["forward_only"] = True
 if cuda:
     res["device_name"] = torch.cuda.get_device_name()
     res["peak_device_bytes"] = torch.cuda.max_memory_allocated()
@@ -98,6 +104,7 @@ if a.json:
     print(json.dumps(res, sort_keys=True))
 else:
     print(f"PyTorch {torch.__version__} {a.variant} C={a.channels} P={P} {res['threads']} threads")
-    print(f"training step  median {res['step_seconds_median']:.3f} s")
+    if steps:
+        print(f"training step  median {res['step_seconds_median']:.3f} s")
     print(f"forward (eval) median {res['forward_seconds_median']:.3f} s")
     print(f"peak RSS {rss / 1048576:.0f} MiB")

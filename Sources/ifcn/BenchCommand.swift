@@ -14,6 +14,8 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Patch size P (power of two >= 16).") var patch: Int = 64
     @Option(help: "Timed training steps (after one warm-up step).") var steps: Int = 5
     @Option(help: "Compute threads (default: all cores).") var threads: Int?
+    @Flag(help: "Time only eval-mode forward passes (no training step): for sizes where a step takes minutes.")
+    var forwardOnly = false
     @Flag(help: "Print one JSON line.") var json = false
     @OptionGroup var compute: BackendOptions
 
@@ -53,21 +55,21 @@ struct BenchCommand: ParsableCommand {
             backend.synchronize()
             return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         }
-        _ = step()
         var stepTimes: [Double] = [], fwdTrain: [Double] = [], bwd: [Double] = []
-        for i in 0..<steps {
+        if !forwardOnly { _ = step() }
+        for i in 0..<(forwardOnly ? 0 : steps) {
             let (s, f, b) = step()
             stepTimes.append(s); fwdTrain.append(f); bwd.append(b)
             if !json { StandardError.write("step \(i + 1)/\(steps): \(String(format: "%.3f", s)) s") }
         }
         _ = forward()
         let forwardTimes = (0..<steps).map { _ in forward() }
-        func median(_ a: [Double]) -> Double { let s = a.sorted(); return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2 }
+        func median(_ a: [Double]) -> Double { let s = a.sorted(); if s.isEmpty { return .nan }; return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2 }
         let ms = median(stepTimes), mf = median(forwardTimes)
         let rss = peakRSSBytes()
         let stepGflops = net.trainingStepFLOPs / ms / 1e9, fwdGflops = net.forwardFLOPs / mf / 1e9
         if json {
-            let obj: [String: Any] = [
+            var obj: [String: Any] = [
                 "engine": "ifcn", "variant": variant.rawValue, "channels": channels, "patch": patch, "threads": backend.threads,
                 "steps": steps, "step_seconds_median": ms, "forward_seconds_median": mf,
                 "train_forward_seconds_median": median(fwdTrain), "backward_adam_seconds_median": median(bwd),
@@ -77,12 +79,20 @@ struct BenchCommand: ParsableCommand {
                 "gpu_math": (backend as? CUDABackend)?.math.rawValue ?? "n/a",
                 "device_peak_bytes": (backend as? CUDABackend)?.peakAllocatedBytes ?? 0,
             ]
+            if forwardOnly {
+                for key in ["step_seconds_median", "train_forward_seconds_median", "backward_adam_seconds_median", "step_gflops"] {
+                    obj[key] = nil
+                }
+                obj["forward_only"] = true
+            }
             let d = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
             print(String(decoding: d, as: UTF8.self))
         } else {
             print("\(config), \(backend.threads) threads, \(net.parameters.count) parameters")
-            print(String(format: "training step  median %.3f s  (forward %.3f s, backward+Adam %.3f s)  %.1f GFLOP/s",
-                         ms, median(fwdTrain), median(bwd), stepGflops))
+            if !forwardOnly {
+                print(String(format: "training step  median %.3f s  (forward %.3f s, backward+Adam %.3f s)  %.1f GFLOP/s",
+                             ms, median(fwdTrain), median(bwd), stepGflops))
+            }
             print(String(format: "forward (eval) median %.3f s  %.1f GFLOP/s", mf, fwdGflops))
             print(String(format: "peak RSS %.0f MiB", Double(rss) / 1048576))
             if let cuda = backend as? CUDABackend {

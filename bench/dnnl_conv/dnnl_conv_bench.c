@@ -19,7 +19,7 @@
 //   R <round> <shape> <cin> <cout> <extent> <mult> <method> <op> <mean ms> <fastest ms> <executions>
 // (the fastest execution is the figure least disturbed by other processes on a shared machine)
 // Usage: dnnl_conv_bench -C 16 -P 32 [-r rounds] [-f (forward only)] [-m blk,plain,ro,ifcn] [-t threads]
-//        [-s min seconds per measurement]
+//        [-s min seconds per measurement] [-o only this shape index] [-k (skip the correctness checks)]
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -44,6 +44,7 @@ extern void openblas_set_num_threads(int);
 static dnnl_engine_t eng;
 static dnnl_stream_t strm;
 static int nthreads = 2;
+static int skip_checks = 0;  // -k: no correctness checks (a run that repeats a checked configuration)
 static double min_seconds = 0.3;
 
 static double now(void) {
@@ -467,7 +468,7 @@ static int same_layouts(const_dnnl_primitive_desc_t pd, dnnl_memory_t x, dnnl_me
 static void run_shape(int round, int si, const shape_t *s, const char *methods, int fwd_only) {
     const int cin = s->cin, cout = s->cout, E = s->E;
     const size_t V = (size_t)E * E * E, nx = cin * V, ny = cout * V, nw = (size_t)cout * cin * 27;
-    const int do_bwd = !fwd_only, do_bd = do_bwd && s->bwd_data, first = round == 0;
+    const int do_bwd = !fwd_only, do_bd = do_bwd && s->bwd_data, first = round == 0 && !skip_checks;
     const double flops = 2.0 * cout * cin * 27 * V;
     const dnnl_prop_kind_t fprop = fwd_only ? dnnl_forward_inference : dnnl_forward_training;
     const char *fname = fwd_only ? "fwd_inf" : "fwd_train";
@@ -494,7 +495,7 @@ static void run_shape(int round, int si, const shape_t *s, const char *methods, 
         ic.partials[t] = do_bwd ? xmalloc(nw * 4) : NULL;
     }
     ic.flipped = xmalloc(nw * 4);
-    if (first || has(methods, "ifcn")) {  // the ifcn outputs are the reference of the checks
+    if (first) {  // the ifcn outputs are the reference of the checks
         ifcn_fwd(&ic);
         if (do_bd) ifcn_bwd_data(&ic);
         if (do_bwd) { memset(dwi, 0, nw * 4); ifcn_bwd_weights(&ic); }
@@ -657,7 +658,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-s") && i + 1 < argc) min_seconds = atof(argv[++i]);
         else if (!strcmp(argv[i], "-o") && i + 1 < argc) only = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-f")) fwd_only = 1;
-        else { fprintf(stderr, "usage: %s -C channels -P patch [-r rounds] [-f] [-m blk,plain,ro,ifcn] [-t threads] [-s seconds] [-o shape]\n", argv[0]); return 2; }
+        else if (!strcmp(argv[i], "-k")) skip_checks = 1;
+        else { fprintf(stderr, "usage: %s -C channels -P patch [-r rounds] [-f] [-m blk,plain,ro,ifcn] [-t threads] [-s seconds] [-o shape] [-k]\n", argv[0]); return 2; }
     }
     if (C < 1 || P < 16 || (P & (P - 1)) || rounds < 1 || nthreads < 1 || nthreads > 8) {
         fprintf(stderr, "bad arguments: C >= 1, P a power of two >= 16, rounds >= 1, 1 <= threads <= 8\n");

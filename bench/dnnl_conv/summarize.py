@@ -86,8 +86,9 @@ def report(key, c):
     C, P, mode, threads, policy = key
     out = [f"### C = {C}, P = {P}, {mode}, {threads} thread(s), OMP_WAIT_POLICY={policy}", ""]
     out.append(f"Logs: {', '.join(c['files'])}; {len(c['rounds'])} round(s); load average (1/5/15 min) at the "
-               f"start of each round: {'; '.join(c['loads'])}. Largest relative difference of any oneDNN result "
-               f"from the ifcn path: {max(c['checks']) if c['checks'] else float('nan'):.1e}.")
+               f"start of each round: {'; '.join(c['loads'])}. " +
+               (f"Largest relative difference of any oneDNN result from the ifcn path: {max(c['checks']):.1e}."
+                if c['checks'] else "No correctness checks in these logs (-k)."))
     out.append("")
     out.append("Implementations and layouts oneDNN chose (src / weights / dst):")
     out.append("")

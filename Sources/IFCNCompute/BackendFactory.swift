@@ -35,6 +35,7 @@ public enum Backends {
     /// with `gpuMath` for the convolutions. `note` receives one line when auto falls back to the CPU.
     public static func make(_ kind: BackendKind, threads: Int? = nil, localRank: Int = Backends.localRank,
                             gpuMath: GPUMath = .fp32, note: (String) -> Void = { _ in }) throws -> any ComputeBackend {
+        _ = try ConvolutionAlgorithm.override()  // a bad IFCN_CONV_ALGORITHM fails here, before any work
         switch kind {
         case .cpu:
             return cpu(threads: threads)

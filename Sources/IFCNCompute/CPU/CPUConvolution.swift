@@ -48,7 +48,13 @@ extension CPUBackend {
 
     /// out[co, :] = beta * out[co, :] + sum_k weight[co, k] * im2col(input)[k, :] (+ bias).
     func conv3(input: UnsafePointer<Float>, cin: Int, extent e: Extent3, weight: UnsafePointer<Float>,
-               bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, cout: Int, beta: Float) {
+               bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, cout: Int, beta: Float,
+               algorithm: ConvolutionAlgorithm? = nil) {
+        let algorithm = algorithm ?? ConvolutionAlgorithm.choose(inChannels: cin, outChannels: cout, extent: e)
+        if let t = algorithm.winogradTransform {  // CPUWinograd.swift
+            return conv3Winograd(t, input: input, cin: cin, extent: e, weight: weight, bias: bias,
+                                 output: output, cout: cout, beta: beta)
+        }
         let K = cin * 27, W = e.w, V = e.voxels, rows = e.d * e.h
         let rpc = rowsPerChunk(e, inChannels: cin)
         let parts = min(threads, rows)

@@ -8,14 +8,15 @@ import Foundation
 /// The number of cores this process may run on (at least 1).
 public var activeCoreCount: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
 
-/// Runs `body(part)` for every part in `0..<parts`, concurrently (DispatchQueue.concurrentPerform), and waits.
-/// One part runs inline on the calling thread; zero or fewer parts run nothing.
-@inlinable
+/// Runs `body(part)` for every part in `0..<parts`, concurrently, and waits: on the persistent `WorkerPool`
+/// (no thread wake-up, no allocation), or through DispatchQueue.concurrentPerform when the pool is busy (nested
+/// calls, another thread's loop). One part runs inline on the calling thread; zero or fewer parts run nothing.
 public func parallelFor(parts: Int, _ body: (_ part: Int) -> Void) {
     if parts <= 1 {
         if parts == 1 { body(0) }
         return
     }
+    if WorkerPool.shared.run(parts: parts, body) { return }
     DispatchQueue.concurrentPerform(iterations: parts, execute: body)
 }
 

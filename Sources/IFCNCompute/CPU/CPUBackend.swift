@@ -56,8 +56,9 @@ open class CPUBackend: ComputeBackend {
 
     open func reluForward(_ tensor: TensorRef) {
         let p = tensor.host, n = tensor.count
-        parallelFor(parts: n > 1 << 15 ? threads : 1) { t in
-            for i in partRange(t, of: n > 1 << 15 ? threads : 1, total: n) { p[i] = max(p[i], 0) }
+        let parts = n > 1 << 15 ? threads : 1
+        parallelFor(parts: parts) { t in
+            for i in partRange(t, of: parts, total: n) { p[i] = max(p[i], 0) }
         }
     }
 
@@ -81,12 +82,14 @@ open class CPUBackend: ComputeBackend {
                                          gradLogit: TensorRef) -> (falsePositive: Double, falseNegative: Double) {
         let s = prob.host, tg = target.host, w = weight.host, g = gradLogit.host, n = prob.count
         // A fixed number of pieces, summed in order: the loss does not depend on the thread count.
+        // The pieces are spread over `threads` parts (64 concurrent iterations cost more than the loss itself at
+        // small patches); the partial sums on the stack, so the step allocates nothing.
         let pieces = 64
-        var fp = [Double](repeating: 0, count: pieces), fn = fp
-        fp.withUnsafeMutableBufferPointer { fpb in
-            fn.withUnsafeMutableBufferPointer { fnb in
-                let fpp = fpb.baseAddress!, fnp = fnb.baseAddress!
-                parallelFor(parts: pieces) { k in
+        return withUnsafeTemporaryAllocation(of: Double.self, capacity: 2 * pieces) { sums in
+            let fpp = sums.baseAddress!, fnp = fpp + pieces
+            let parts = n > 1 << 14 ? min(threads, pieces) : 1
+            parallelFor(parts: parts) { t in
+                for k in partRange(t, of: parts, total: pieces) {
                     var a = 0.0, b = 0.0
                     for i in partRange(k, of: pieces, total: n) {
                         let si = s[i], ti = tg[i], wi = w[i]
@@ -97,8 +100,10 @@ open class CPUBackend: ComputeBackend {
                     fpp[k] = a; fnp[k] = b
                 }
             }
+            var fp = 0.0, fn = 0.0
+            for k in 0..<pieces { fp += fpp[k]; fn += fnp[k] }
+            return (Double(lambda) * fp, fn)
         }
-        return (Double(lambda) * fp.reduce(0, +), fn.reduce(0, +))
     }
 
     public func overlapCounts(prob: TensorRef, target: TensorRef) -> (predicted: Int, reference: Int, intersection: Int) {

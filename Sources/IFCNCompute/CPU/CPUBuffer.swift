@@ -30,13 +30,19 @@ extension TensorRef {
 /// Per-thread scratch memory that grows on demand and is reused across calls.
 final class ScratchPool {
     private var buffers: [CPUBuffer?]
+    /// The buffers' pointers, rebuilt only when a buffer grows: `reserve` allocates nothing once the pool is large
+    /// enough (the training step makes no allocation).
+    private var pointers: [UnsafeMutablePointer<Float>] = []
     init(threads: Int) { buffers = Array(repeating: nil, count: threads) }
 
     /// Called before a parallel region, from one thread.
     func reserve(_ count: Int) -> [UnsafeMutablePointer<Float>] {
+        var grew = pointers.isEmpty
         for t in buffers.indices where (buffers[t]?.count ?? 0) < count {
             buffers[t] = CPUBuffer(count: count)
+            grew = true
         }
-        return buffers.map { $0!.pointer }
+        if grew { pointers = buffers.map { $0!.pointer } }
+        return pointers
     }
 }

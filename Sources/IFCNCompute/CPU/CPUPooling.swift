@@ -1,14 +1,23 @@
 import Foundation
 import IFCNSupport
 
-// Max pooling, nearest upsampling and global max pooling, parallel over channel slices.
+// Max pooling, nearest upsampling and global max pooling, parallel over channel slices; small volumes
+// (the deepest levels of a small patch) run on the calling thread, where a parallel region costs more than the work.
+
+extension CPUBackend {
+    /// Parts for a pooling-type loop over `jobs` slices touching `elements` floats in all.
+    @inline(__always)
+    func slicedParts(jobs: Int, elements: Int) -> Int {
+        elements >= 1 << 15 ? min(threads, jobs) : 1
+    }
+}
 
 extension CPUBackend {
     public func maxPool2Forward(input: TensorRef, output: TensorRef, channels: Int, extent e: Extent3) {
         let x = input.host, y = output.host
         let o = e.halved, H = e.h, W = e.w, V = e.voxels, OV = o.voxels
         let jobs = channels * o.d
-        let parts = min(threads, jobs)
+        let parts = slicedParts(jobs: jobs, elements: channels * V)
         parallelFor(parts: parts) { t in
             for job in partRange(t, of: parts, total: jobs) {
                 let c = job / o.d, oz = job % o.d
@@ -37,7 +46,7 @@ extension CPUBackend {
         let x = input.host, dy = gradOutput.host, dx = gradInput.host
         let o = e.halved, H = e.h, W = e.w, V = e.voxels, OV = o.voxels
         let jobs = channels * o.d
-        let parts = min(threads, jobs)
+        let parts = slicedParts(jobs: jobs, elements: channels * V)
         parallelFor(parts: parts) { t in
             for job in partRange(t, of: parts, total: jobs) {
                 let c = job / o.d, oz = job % o.d
@@ -66,7 +75,7 @@ extension CPUBackend {
         let x = input.host, y = output.host
         let u = e.doubled, V = e.voxels, UV = u.voxels
         let jobs = channels * u.d
-        let parts = min(threads, jobs)
+        let parts = slicedParts(jobs: jobs, elements: channels * UV)
         parallelFor(parts: parts) { t in
             for job in partRange(t, of: parts, total: jobs) {
                 let c = job / u.d, z = job % u.d
@@ -84,7 +93,7 @@ extension CPUBackend {
         let dy = gradOutput.host, dx = gradInput.host
         let u = e.doubled, V = e.voxels, UV = u.voxels
         let jobs = channels * e.d
-        let parts = min(threads, jobs)
+        let parts = slicedParts(jobs: jobs, elements: channels * UV)
         parallelFor(parts: parts) { t in
             for job in partRange(t, of: parts, total: jobs) {
                 let c = job / e.d, z = job % e.d

@@ -3,13 +3,13 @@ import Foundation
 /// Elements of a chunk of voxels per sgemm in conv1Backward's weight gradient.
 let conv1WeightChunk = 2048
 /// Columns (voxels) that conv3BackwardWeight sums in float32 before adding into float64: adding
-/// the float32 tile after every 128-256-column chunk cost ~25% of the C=64 backward on 2-core
-/// Zen; grouping chunks to ~1024 columns makes it a few percent.
+/// the float32 tile after every 128-256-column chunk cost 26-36% of the C=64 P=64 backward (bench,
+/// two interleaved rounds) on this 2-core AVX2 machine; grouping chunks to ~1024 columns is within noise.
 let wideSumColumns = 1024
 
 /// Per-thread float64 sums of float32 tiles, for reductions over a whole patch (weight
-/// gradients): each chunk is reduced by sgemm into the thread's float32 tile (beta 0), the tile
-/// is added into the thread's float64 sums, and the thread sums are added in thread order, so
+/// gradients): chunks are reduced by sgemm into the thread's float32 tile, the tile is added
+/// into the thread's float64 sums, and the thread sums are added in thread order, so
 /// the float32 error is that of one chunk, not of the whole patch, and the bits depend only on
 /// how the work was split over threads, never on scheduling.
 struct WideSums {

@@ -1,10 +1,12 @@
 """Measures how closely PyTorch itself, in float32, reproduces a float64 reference fixture.
 
-Usage: python tools/pytorch_f32_baseline.py OUT.json FIXTURE.safetensors [...]
+Usage: python tools/pytorch_f32_baseline.py [--without-onednn] OUT.json FIXTURE.safetensors [...]
 Needs torch and safetensors; uses tools/ifcn_reference.py (or IFCN_REFERENCE=dir).
 Writes {fixture file name: {tensor name: relative L2 error of PyTorch float32}}; the engine tests
 hold ifcn to at least PyTorch's float32 accuracy where a fixture is too ill-conditioned for the
 README tolerance (the seed fixture: see docs/BENCHMARKS.md).
+--without-onednn measures PyTorch's other CPU convolution path (im2col + gemm, as ifcn computes):
+at P = 64 the two paths' errors differ by up to ~4x (docs/REFERENCE_FIXTURES.md).
 """
 import json, os, sys
 import torch
@@ -55,8 +57,14 @@ def measure(path):
 
 
 def main():
-    res = {os.path.basename(p): measure(p) for p in sys.argv[2:]}
-    with open(sys.argv[1], "w") as f:
+    args = sys.argv[1:]
+    if args and args[0] == "--without-onednn":
+        torch.backends.mkldnn.enabled = False
+        args = args[1:]
+    if len(args) < 2:
+        sys.exit(__doc__)
+    res = {os.path.basename(p): measure(p) for p in args[1:]}
+    with open(args[0], "w") as f:
         json.dump(res, f, indent=1, sort_keys=True)
     for name, r in res.items():
         worst = max(r.items(), key=lambda kv: kv[1])

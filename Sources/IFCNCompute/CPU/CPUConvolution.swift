@@ -105,7 +105,11 @@ extension CPUBackend {
               output: gradInput.host, cout: cin, beta: accumulate ? 1 : 0)
     }
 
-    /// dW[co][k] += sum_p dY[co, p] * im2col(X)[k, p]; per-thread partial sums added in thread order.
+    /// dW[co][k] += sum_p dY[co, p] * im2col(X)[k, p]. The chunks' sgemms sum into a float32 tile
+    /// (beta 0, then 1) that is added into the thread's float64 sums every `wideSumColumns`
+    /// columns; the thread sums are added in thread order in float64 and rounded once into dW, so
+    /// a patch-long reduction carries the float32 error of ~1000 columns only, and the bits depend
+    /// only on the thread count, never on scheduling.
     public func conv3BackwardWeight(input: TensorRef, inChannels: Int, extent e: Extent3, gradOutput: TensorRef,
                                     outChannels: Int, gradWeight: TensorRef, gradBias: TensorRef?) {
         let cin = inChannels, cout = outChannels
@@ -113,35 +117,41 @@ extension CPUBackend {
         let rpc = rowsPerChunk(e, inChannels: cin)
         let parts = min(threads, rows)
         let cols = scratch.reserve(K * rpc * W)
-        let partials = weightScratch.reserve(cout * K)
+        let sums = WideSums(pool: weightScratch, count: cout * K)
         let x = input.host, dy = gradOutput.host
         parallelFor(parts: parts) { t in
-            let col = cols[t], acc = partials[t]
-            memset(acc, 0, cout * K * 4)
+            let col = cols[t]
+            sums.clear(t)
             let range = partRange(t, of: parts, total: rows)
             var r0 = range.lowerBound
+            var pending = 0
             while r0 < range.upperBound {
                 let r1 = min(r0 + rpc, range.upperBound)
                 let n = (r1 - r0) * W
                 im2col(x, inChannels: cin, extent: e, rows: r0, r1, into: col)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(cout), Int32(K), Int32(n),
-                            1, dy + r0 * W, Int32(V), col, Int32(n), 1, acc, Int32(K))
+                            1, dy + r0 * W, Int32(V), col, Int32(n), pending == 0 ? 0 : 1, sums.tile(t), Int32(K))
+                pending += n
+                if pending >= wideSumColumns || r1 == range.upperBound {
+                    sums.addTile(t)
+                    pending = 0
+                }
                 r0 = r1
             }
         }
-        let gw = gradWeight.host
-        for t in 0..<parts {
-            cblas_saxpy(Int32(cout * K), 1, partials[t], 1, gw, 1)
-        }
-        if let gradBias {
-            let gb = gradBias.host
-            parallelFor(parts: min(threads, cout)) { t in
-                for co in partRange(t, of: min(threads, cout), total: cout) {
-                    var s = 0.0
-                    let p = dy + co * V
-                    for i in 0..<V { s += Double(p[i]) }
-                    gb[co] += Float(s)
-                }
+        sums.addTotal(parts: parts, into: gradWeight.host)
+        if let gradBias { addChannelSums(dy, channels: cout, voxels: V, into: gradBias.host) }
+    }
+
+    /// out[c] += sum_i x[c * voxels + i], summed in float64, channels split over the threads.
+    func addChannelSums(_ x: UnsafePointer<Float>, channels: Int, voxels: Int, into out: UnsafeMutablePointer<Float>) {
+        let parts = channels * voxels >= 1 << 15 ? min(threads, channels) : 1
+        parallelFor(parts: parts) { t in
+            for c in partRange(t, of: parts, total: channels) {
+                var s = 0.0
+                let p = x + c * voxels
+                for i in 0..<voxels { s += Double(p[i]) }
+                out[c] += Float(s)
             }
         }
     }
@@ -181,16 +191,22 @@ extension CPUBackend {
                             accumulate ? 1 : 0, dx + r.lowerBound, Int32(voxels))
             }
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(outChannels), Int32(inChannels), Int32(voxels),
-                    1, dy, Int32(voxels), x, Int32(voxels), 1, gradWeight.host, Int32(inChannels))
-        if let gradBias {
-            let gb = gradBias.host
-            for co in 0..<outChannels {
-                var s = 0.0
-                let p = dy + co * voxels
-                for i in 0..<voxels { s += Double(p[i]) }
-                gb[co] += Float(s)
+        // dW = dY x^T over all voxels: per-thread voxel ranges in chunks, float64 sums as in conv3BackwardWeight.
+        let count = outChannels * inChannels
+        let sums = WideSums(pool: weightScratch, count: count)
+        parallelFor(parts: parts) { t in
+            sums.clear(t)
+            let range = partRange(t, of: parts, total: voxels)
+            var v0 = range.lowerBound
+            while v0 < range.upperBound {
+                let v1 = min(v0 + conv1WeightChunk, range.upperBound)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(outChannels), Int32(inChannels), Int32(v1 - v0),
+                            1, dy + v0, Int32(voxels), x + v0, Int32(voxels), 0, sums.tile(t), Int32(inChannels))
+                sums.addTile(t)
+                v0 = v1
             }
         }
+        sums.addTotal(parts: parts, into: gradWeight.host)
+        if let gradBias { addChannelSums(dy, channels: outChannels, voxels: voxels, into: gradBias.host) }
     }
 }

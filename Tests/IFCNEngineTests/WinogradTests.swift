@@ -141,34 +141,4 @@ final class WinogradTests: XCTestCase {
         XCTAssertEqual(ConvolutionAlgorithm.rule(inChannels: 2, outChannels: 64, extent: Extent3(cube: 64)), .im2col)
         XCTAssertEqual(ConvolutionAlgorithm.rule(inChannels: 64, outChannels: 64, extent: Extent3(cube: 4)), .im2col)
     }
-
-    /// Timings per shape, for choosing the rule: IFCN_WINOGRAD_TIMING=1 prints them (otherwise skipped).
-    func testTimings() throws {
-        try XCTSkipUnless(ProcessInfo.processInfo.environment["IFCN_WINOGRAD_TIMING"] == "1", "IFCN_WINOGRAD_TIMING not set")
-        let shapes: [(Int, Int, Int)] = [(2, 16, 32), (16, 16, 32), (16, 16, 16), (16, 16, 8), (16, 16, 4), (32, 16, 32),
-                                         (64, 64, 32), (64, 64, 16), (64, 64, 8), (64, 64, 4), (128, 64, 32), (2, 64, 32)]
-        let backend = CPUBackend(threads: 2)
-        let only = ProcessInfo.processInfo.environment["IFCN_WINOGRAD_SHAPES"].map { list in
-            list.split(separator: ";").map { $0.split(separator: ",").compactMap { Int($0) } }.map { ($0[0], $0[1], $0[2]) }
-        }
-        for (cin, cout, p) in only ?? shapes {
-            let s = Shape(cin: cin, cout: cout, extent: Extent3(cube: p), beta: 0, bias: true)
-            var rng = SeededGenerator(seed: 1)
-            let input = (0..<(cin * p * p * p)).map { _ in Float(rng.normal()) }
-            let weight = (0..<(cout * cin * 27)).map { _ in Float(rng.normal()) }
-            let bias = [Float](repeating: 0.5, count: cout), initial = [Float](repeating: 0, count: cout * p * p * p)
-            var line = "cin \(cin) cout \(cout) P \(p):"
-            for algorithm in ConvolutionAlgorithm.allCases {
-                var best = Double.infinity
-                let reps = p >= 64 ? 2 : (p >= 32 ? 4 : 20)
-                for _ in 0..<reps {
-                    let t0 = Date()
-                    _ = convolve(backend, algorithm, s, input: input, weight: weight, bias: bias, initial: initial)
-                    best = min(best, Date().timeIntervalSince(t0))
-                }
-                line += String(format: " %@ %.2f ms", algorithm.rawValue, best * 1000)
-            }
-            print(line)
-        }
-    }
 }

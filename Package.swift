@@ -5,7 +5,8 @@ import PackageDescription
 //   IFCNSupport   dependency-free helpers used by every layer: parallel loops, SplitMix64, atomic file
 //                 writes, stderr lines
 //   C shims over system libraries (Open MPI, OpenBLAS, nifticlib, libpng) and, loaded at run time with
-//   dlopen, the NVIDIA libraries (CCUDA: CUDA driver, cuDNN, NVRTC; nothing CUDA at build time)
+//   dlopen, the NVIDIA libraries (CCUDA: CUDA driver, cuDNN, NVRTC; nothing CUDA at build time);
+//   CConvKernels: direct 3x3x3 convolution kernels in AVX2 intrinsics, chosen at run time
 //   IFCNCompute   compute-backend interface, the backend factory, the CPU backend (CPU/) and the
 //                 CUDA backend (CUDA/: cuDNN convolutions, NVRTC-compiled kernels)
 //   IFCNEngine    the iterative FCN: parameters, forward/backward, loss, Adam, checkpoints
@@ -39,9 +40,10 @@ let package = Package(
                 cSettings: [.unsafeFlags(["-I/usr/include/nifti"])],
                 linkerSettings: [.linkedLibrary("nifti2"), .linkedLibrary("znz"), .linkedLibrary("z")]),
         .target(name: "CCUDA", linkerSettings: [.linkedLibrary("dl")]),
+        .target(name: "CConvKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .systemLibrary(name: "CLibPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .target(name: "IFCNSupport", swiftSettings: swiftSettings),
-        .target(name: "IFCNCompute", dependencies: ["IFCNSupport", "COpenBLAS", "CCUDA"], swiftSettings: swiftSettings),
+        .target(name: "IFCNCompute", dependencies: ["IFCNSupport", "COpenBLAS", "CCUDA", "CConvKernels"], swiftSettings: swiftSettings),
         .target(name: "IFCNEngine", dependencies: ["IFCNSupport", "IFCNCompute"], swiftSettings: swiftSettings),
         .target(name: "IFCNVolume", dependencies: ["IFCNSupport", "CNIfTI"], swiftSettings: swiftSettings),
         .target(name: "IFCNDistributed", dependencies: ["IFCNSupport", "CMPIShim"], swiftSettings: swiftSettings),

@@ -2,6 +2,7 @@
 # Leave-one-out cross-validation on the bundled VerSe scans (issue 12): for every scan, train on the
 # others, segment the left-out scan on its original grid, evaluate; then one table for all folds.
 #   bench/crossval.sh WORK_DIR ITERATIONS [RANKS] [-- extra train options, e.g. --augment noise,blur]
+# IFCN_BIN picks the binary (default .build/release/ifcn), so a rebuild during a long run does not change it.
 # Protocol of docs/ACCURACY.md: paper variant, C=16, P=32 at 4 mm, lr drops tenfold at 3/4 of the run,
 # seed 1, no validation split. Writes WORK_DIR/table.md and WORK_DIR/crossval.json.
 set -euo pipefail
@@ -12,7 +13,8 @@ ranks=2
 if [[ $# -gt 0 && "$1" != "--" ]]; then ranks="$1"; shift; fi
 [[ $# -gt 0 && "$1" == "--" ]] && shift
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-ifcn=.build/release/ifcn
+ifcn="${IFCN_BIN:-.build/release/ifcn}"
+export IFCN_BIN="$ifcn"
 scans=(data/verse/sub-verse*_ct.nii.gz)
 rm -rf "$work"; mkdir -p "$work"
 for ct in "${scans[@]}"; do

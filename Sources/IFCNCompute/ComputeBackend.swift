@@ -24,6 +24,10 @@ public protocol ComputeBackend: AnyObject {
     // 3x3x3 convolution, padding 1, stride 1. weight [cout, cin, 3, 3, 3], bias [cout].
     func conv3Forward(input: TensorRef, inChannels: Int, extent: Extent3,
                       weight: TensorRef, bias: TensorRef?, output: TensorRef, outChannels: Int)
+    /// The same in an inference (eval-mode) pass, where no gradient flows back through it: a backend
+    /// may use a faster algorithm with slightly different rounding (the CPU: Winograd at C >= 32).
+    func conv3InferenceForward(input: TensorRef, inChannels: Int, extent: Extent3,
+                               weight: TensorRef, bias: TensorRef?, output: TensorRef, outChannels: Int)
     func conv3BackwardData(gradOutput: TensorRef, outChannels: Int, extent: Extent3,
                            weight: TensorRef, gradInput: TensorRef, inChannels: Int, accumulate: Bool)
     func conv3BackwardWeight(input: TensorRef, inChannels: Int, extent: Extent3, gradOutput: TensorRef,
@@ -86,4 +90,12 @@ public protocol ComputeBackend: AnyObject {
 
     /// Scale in place (gradient averaging after an allreduce).
     func scale(_ tensor: TensorRef, by factor: Float)
+}
+
+extension ComputeBackend {
+    public func conv3InferenceForward(input: TensorRef, inChannels: Int, extent: Extent3,
+                                      weight: TensorRef, bias: TensorRef?, output: TensorRef, outChannels: Int) {
+        conv3Forward(input: input, inChannels: inChannels, extent: extent, weight: weight, bias: bias,
+                     output: output, outChannels: outChannels)
+    }
 }

@@ -141,9 +141,14 @@ public final class Network {
         for op in graph.ops {
             switch op {
             case let .conv3(x, y, w, bias):
-                b.conv3Forward(input: tensor(x), inChannels: x.channels, extent: x.extent,
-                               weight: param(w, y.channels * x.channels * 27),
-                               bias: bias.map { param($0, y.channels) }, output: tensor(y), outChannels: y.channels)
+                let weight = param(w, y.channels * x.channels * 27), bias = bias.map { param($0, y.channels) }
+                if training {
+                    b.conv3Forward(input: tensor(x), inChannels: x.channels, extent: x.extent, weight: weight,
+                                   bias: bias, output: tensor(y), outChannels: y.channels)
+                } else {
+                    b.conv3InferenceForward(input: tensor(x), inChannels: x.channels, extent: x.extent, weight: weight,
+                                            bias: bias, output: tensor(y), outChannels: y.channels)
+                }
             case let .batchNorm(x, y, m, saved, relu):
                 let bn = graph.batchNorms[m], c = x.channels
                 if training {

@@ -10,7 +10,9 @@ func fixturePath(_ name: String) -> String { FixtureFolder(bundle: .module).path
 /// (fp32 math), so the reference check and the gradient tests run once per available backend.
 enum TestBackends {
     static let available: [any ComputeBackend] = {
-        var list: [any ComputeBackend] = [CPUBackend(threads: 2)]
+        // The CPU with its per-shape rule (direct kernels where the CPU has AVX2), and with im2col forced.
+        // (Winograd, for inference only, has its own checks: ConvolutionAlgorithmTests, ReferenceFixtureTests.)
+        var list: [any ComputeBackend] = [CPUBackend(threads: 2), CPUBackend(threads: 2, convolutionAlgorithm: .im2col)]
         if CUDAInventory.probe().usable, let cuda = try? Backends.make(.cuda, gpuMath: .fp32) { list.append(cuda) }
         return list
     }()

@@ -5,16 +5,20 @@ import IFCNSupport
 /// The CPU backend: OpenBLAS sgemm for convolutions, hand-written loops on all cores elsewhere.
 /// Open so tests can plant a faulty kernel (reluForward) and show the backend checks catch it.
 open class CPUBackend: ComputeBackend {
-    public let name = "cpu"
+    public var name: String { convolutionAlgorithm.map { "cpu (\($0.rawValue) convolutions)" } ?? "cpu" }
     public let threads: Int
+    /// One convolution algorithm for every convolution it handles (tests run the fixtures once per
+    /// algorithm); nil: IFCN_CONV_ALGORITHM if set, else the per-shape rule.
+    public let convolutionAlgorithm: ConvolutionAlgorithm?
     let scratch: ScratchPool
     let weightScratch: ScratchPool
 
     /// `threads` compute threads (default: all cores). OpenBLAS itself runs single-threaded
     /// inside our own parallel regions.
-    public init(threads: Int? = nil) {
+    public init(threads: Int? = nil, convolutionAlgorithm: ConvolutionAlgorithm? = nil) {
         let n = threads ?? activeCoreCount
         self.threads = max(1, n)
+        self.convolutionAlgorithm = convolutionAlgorithm
         scratch = ScratchPool(threads: self.threads)
         weightScratch = ScratchPool(threads: self.threads)
         openblas_set_num_threads(1)

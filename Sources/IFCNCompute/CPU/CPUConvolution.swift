@@ -2,7 +2,8 @@ import COpenBLAS
 import Foundation
 import IFCNSupport
 
-// 3x3x3 convolutions as chunked im2col + sgemm. A chunk is a run of whole output rows
+// 3x3x3 convolutions as chunked im2col + sgemm (the direct AVX2 kernels, where the rule picks them,
+// are in CPUDirectConvolution.swift). A chunk is a run of whole output rows
 // (fixed z, y; all x) so its im2col is a few shifted row copies; each thread owns a static
 // range of rows and its own column buffer, so memory stays bounded at any patch size.
 
@@ -50,10 +51,17 @@ extension CPUBackend {
     func conv3(input: UnsafePointer<Float>, cin: Int, extent e: Extent3, weight: UnsafePointer<Float>,
                bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, cout: Int, beta: Float,
                algorithm: ConvolutionAlgorithm? = nil) {
-        let algorithm = algorithm ?? ConvolutionAlgorithm.choose(inChannels: cin, outChannels: cout, extent: e)
-        if let t = algorithm.winogradTransform {  // CPUWinograd.swift
-            return conv3Winograd(t, input: input, cin: cin, extent: e, weight: weight, bias: bias,
-                                 output: output, cout: cout, beta: beta)
+        let algorithm = algorithm ?? ConvolutionAlgorithm.choose(inChannels: cin, outChannels: cout, extent: e, forced: convolutionAlgorithm)
+        switch algorithm {
+        case .direct:  // CPUDirectConvolution.swift
+            let packed = packDirectWeights(weight, cin: cin, cout: cout, transposeFlip: false)
+            return conv3Direct(input: input, cin: cin, extent: e, packed: packed, bias: bias, output: output,
+                               cout: cout, beta: beta)
+        case .winograd:  // CPUWinogradConvolution.swift
+            let u = packWinogradFilter(weight, cin: cin, cout: cout, transposeFlip: false)
+            return conv3Winograd(input: input, cin: cin, extent: e, u: u, bias: bias, output: output, cout: cout, beta: beta)
+        case .im2col:
+            break
         }
         let K = cin * 27, W = e.w, V = e.voxels, rows = e.d * e.h
         let rpc = rowsPerChunk(e, inChannels: cin)
@@ -88,10 +96,39 @@ extension CPUBackend {
               output: output.host, cout: outChannels, beta: 0)
     }
 
+    public func conv3InferenceForward(input: TensorRef, inChannels: Int, extent: Extent3,
+                                      weight: TensorRef, bias: TensorRef?, output: TensorRef, outChannels: Int) {
+        precondition(input.count == inChannels * extent.voxels && output.count == outChannels * extent.voxels)
+        let algorithm = ConvolutionAlgorithm.choose(inChannels: inChannels, outChannels: outChannels, extent: extent,
+                                                    purpose: .inference, forced: convolutionAlgorithm)
+        conv3(input: input.host, cin: inChannels, extent: extent, weight: weight.host, bias: bias?.host,
+              output: output.host, cout: outChannels, beta: 0, algorithm: algorithm)
+    }
+
     /// dX = conv(dY, W') with W'[ci][co][26 - k] = W[co][ci][k] (full correlation with the flipped kernel).
     public func conv3BackwardData(gradOutput: TensorRef, outChannels: Int, extent: Extent3,
                                   weight: TensorRef, gradInput: TensorRef, inChannels: Int, accumulate: Bool) {
-        let cin = inChannels, cout = outChannels
+        conv3BackwardData(gradOutput: gradOutput, outChannels: outChannels, extent: extent, weight: weight,
+                          gradInput: gradInput, inChannels: inChannels, accumulate: accumulate,
+                          algorithm: ConvolutionAlgorithm.choose(inChannels: outChannels, outChannels: inChannels, extent: extent, forced: convolutionAlgorithm))
+    }
+
+    /// The same with the algorithm given (tests compare them).
+    func conv3BackwardData(gradOutput: TensorRef, outChannels: Int, extent: Extent3, weight: TensorRef,
+                           gradInput: TensorRef, inChannels: Int, accumulate: Bool, algorithm: ConvolutionAlgorithm) {
+        let cin = inChannels, cout = outChannels, beta: Float = accumulate ? 1 : 0
+        switch algorithm {
+        case .direct:
+            let packed = packDirectWeights(weight.host, cin: cin, cout: cout, transposeFlip: true)
+            return conv3Direct(input: gradOutput.host, cin: cout, extent: extent, packed: packed, bias: nil,
+                               output: gradInput.host, cout: cin, beta: beta)
+        case .winograd:
+            let u = packWinogradFilter(weight.host, cin: cin, cout: cout, transposeFlip: true)
+            return conv3Winograd(input: gradOutput.host, cin: cout, extent: extent, u: u, bias: nil,
+                                 output: gradInput.host, cout: cin, beta: beta)
+        case .im2col:
+            break
+        }
         let flipped = weightScratch.reserve(cin * cout * 27)[0]
         let w = weight.host
         for co in 0..<cout {
@@ -102,7 +139,7 @@ extension CPUBackend {
             }
         }
         conv3(input: gradOutput.host, cin: cout, extent: extent, weight: flipped, bias: nil,
-              output: gradInput.host, cout: cin, beta: accumulate ? 1 : 0)
+              output: gradInput.host, cout: cin, beta: beta, algorithm: .im2col)
     }
 
     /// dW[co][k] += sum_p dY[co, p] * im2col(X)[k, p]. The chunks' sgemms sum into a float32 tile
@@ -112,7 +149,21 @@ extension CPUBackend {
     /// only on the thread count, never on scheduling.
     public func conv3BackwardWeight(input: TensorRef, inChannels: Int, extent e: Extent3, gradOutput: TensorRef,
                                     outChannels: Int, gradWeight: TensorRef, gradBias: TensorRef?) {
+        conv3BackwardWeight(input: input, inChannels: inChannels, extent: e, gradOutput: gradOutput,
+                            outChannels: outChannels, gradWeight: gradWeight, gradBias: gradBias,
+                            algorithm: ConvolutionAlgorithm.choose(inChannels: inChannels, outChannels: outChannels, extent: e, forced: convolutionAlgorithm))
+    }
+
+    /// The same with the algorithm given (tests compare them).
+    func conv3BackwardWeight(input: TensorRef, inChannels: Int, extent e: Extent3, gradOutput: TensorRef,
+                             outChannels: Int, gradWeight: TensorRef, gradBias: TensorRef?, algorithm: ConvolutionAlgorithm) {
         let cin = inChannels, cout = outChannels
+        if algorithm.weightGradient == .direct {
+            conv3DirectBackwardWeight(input: input.host, cin: cin, extent: e, gradOutput: gradOutput.host, cout: cout,
+                                      gradWeight: gradWeight.host)
+            if let gradBias { addChannelSums(gradOutput.host, channels: cout, voxels: e.voxels, into: gradBias.host) }
+            return
+        }
         let K = cin * 27, W = e.w, V = e.voxels, rows = e.d * e.h
         let rpc = rowsPerChunk(e, inChannels: cin)
         let parts = min(threads, rows)

@@ -69,6 +69,6 @@ extension Backends {
             return String(format: "backend cuda on GPU %d: %@ (%@, %.0f GiB), %@ convolutions", d.ordinal, d.name,
                           d.architecture, Double(d.memoryBytes) / 1_073_741_824, cuda.math.rawValue)
         }
-        return "backend \(backend.name), \(backend.threads) thread(s)"
+        return "backend \(backend.name), \(backend.threads) thread(s), convolutions: \(ConvolutionAlgorithm.policy)"
     }
 }

@@ -78,6 +78,7 @@ struct BenchCommand: ParsableCommand {
                 "device": (backend as? CUDABackend)?.device.name ?? "cpu",
                 "gpu_math": (backend as? CUDABackend)?.math.rawValue ?? "n/a",
                 "device_peak_bytes": (backend as? CUDABackend)?.peakAllocatedBytes ?? 0,
+                "cpu_convolutions": backend is CPUBackend ? ConvolutionAlgorithm.policy : "n/a",
             ]
             if forwardOnly {
                 for key in ["step_seconds_median", "train_forward_seconds_median", "backward_adam_seconds_median", "step_gflops"] {
@@ -89,6 +90,7 @@ struct BenchCommand: ParsableCommand {
             print(String(decoding: d, as: UTF8.self))
         } else {
             print("\(config), \(backend.threads) threads, \(net.parameters.count) parameters")
+            if backend is CPUBackend { print("convolutions: \(ConvolutionAlgorithm.policy)") }
             if !forwardOnly {
                 print(String(format: "training step  median %.3f s  (forward %.3f s, backward+Adam %.3f s)  %.1f GFLOP/s",
                              ms, median(fwdTrain), median(bwd), stepGflops))

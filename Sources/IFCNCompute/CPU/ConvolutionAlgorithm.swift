@@ -68,6 +68,14 @@ public enum ConvolutionAlgorithm: String, CaseIterable, Sendable {
     /// The algorithm of the weight gradient when `self` runs the data convolutions (Winograd has none).
     var weightGradient: ConvolutionAlgorithm { self == .winograd ? .direct : self }
 
+    /// The policy this process runs, in words (bench output, logs).
+    public static var policy: String {
+        if let forced = processOverride { return "\(forced.rawValue) forced by \(environmentKey) (where it runs)" }
+        if !directKernelsSupported { return "im2col (no AVX2 + FMA)" }
+        if cpuHasAVX512 { return "im2col (AVX-512 CPU: OpenBLAS's wider sgemm)" }
+        return "direct in training, winograd in inference at C >= 32, im2col on rows narrower than 8"
+    }
+
     /// What a convolution serves: training (forward and backward of a step) or inference (eval-mode forward).
     public enum Purpose: Sendable {
         case training, inference

@@ -90,7 +90,6 @@ struct BenchCommand: ParsableCommand {
             print(String(decoding: d, as: UTF8.self))
         } else {
             print("\(config), \(backend.threads) threads, \(net.parameters.count) parameters")
-            if backend is CPUBackend { print("convolutions: \(ConvolutionAlgorithm.policy)") }
             if !forwardOnly {
                 print(String(format: "training step  median %.3f s  (forward %.3f s, backward+Adam %.3f s)  %.1f GFLOP/s",
                              ms, median(fwdTrain), median(bwd), stepGflops))

@@ -181,6 +181,15 @@ final class ConvolutionAlgorithmTests: XCTestCase {
         XCTAssertEqual(rule(64, 64, Extent3(cube: 4)), .im2col)
         XCTAssertEqual(rule(16, 16, Extent3(5, 6, 12)), .im2col)
         XCTAssertEqual(rule(64, 64, Extent3(cube: 32), false), .im2col)
+        // A forced algorithm falls back to direct, then im2col, where it does not run.
+        func forced(_ a: ConvolutionAlgorithm, _ e: Extent3) -> ConvolutionAlgorithm {
+            ConvolutionAlgorithm.choose(inChannels: 16, outChannels: 16, extent: e, forced: a)
+        }
+        XCTAssertEqual(forced(.winograd, Extent3(cube: 16)), .winograd)
+        XCTAssertEqual(forced(.winograd, Extent3(cube: 8)), .direct)
+        XCTAssertEqual(forced(.winograd, Extent3(cube: 4)), .im2col)
+        XCTAssertEqual(forced(.direct, Extent3(cube: 4)), .im2col)
+        XCTAssertEqual(forced(.im2col, Extent3(cube: 32)), .im2col)
         if ConvolutionAlgorithm.directKernelsSupported {
             XCTAssertEqual(try ConvolutionAlgorithm.override(in: ["IFCN_CONV_ALGORITHM": "direct"]), .direct)
         } else {

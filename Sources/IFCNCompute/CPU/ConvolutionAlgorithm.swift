@@ -104,7 +104,7 @@ public enum ConvolutionAlgorithm: String, CaseIterable, Sendable {
         guard let algorithm = forced ?? processOverride else {
             return rule(inChannels: inChannels, outChannels: outChannels, extent: extent, purpose: purpose)
         }
-        return [algorithm, .direct, .im2col].first { $0.handles(extent) }!
+        return [algorithm, .direct].first { $0.handles(extent) } ?? .im2col
     }
 }
 

@@ -13,6 +13,7 @@
 
 #include "ifcn_winograd.h"
 #include "conv_blocks.h"
+#include "winograd_common.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -23,43 +24,48 @@ int ifcn_winograd_handles(int d, int h, int w) {
 
 size_t ifcn_winograd_filter_floats(int cin, int cout) { return (size_t)64 * cin * cout; }
 
-// U = G g G^T along each axis; layout [e][output block][ci][s], blocks of ifcn_output_block_size.
-void ifcn_winograd_pack(const float *w, int cin, int cout, int transpose_flip, float *u) {
-    static const double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+// U = G g G^T along each axis for a tiles of a^3 transformed components (a = 4 for F(2,3), 6 for F(4,3)),
+// in double; layout [e][output block][ci][s], blocks of ifcn_output_block_size.
+void ifcn_winograd_pack_generic(const float *w, int cin, int cout, int transpose_flip, int a, const double *G, float *u) {
     int no = transpose_flip ? cin : cout, ni = transpose_flip ? cout : cin;
     for (int o0 = 0; o0 < no;) {
         int s = ifcn_output_block_size(o0, no);
         for (int c = 0; c < s; c++)
             for (int i = 0; i < ni; i++) {
                 int o = o0 + c;
-                double g[27], t1[4][3][3], t2[4][4][3];
+                double g[27], t1[6][3][3], t2[6][6][3];
                 for (int k = 0; k < 27; k++)
                     g[k] = transpose_flip ? w[((size_t)i * cin + o) * 27 + (26 - k)] : w[((size_t)o * cin + i) * 27 + k];
-                for (int a = 0; a < 4; a++)
+                for (int p = 0; p < a; p++)
                     for (int ky = 0; ky < 3; ky++)
                         for (int kx = 0; kx < 3; kx++) {
                             double sum = 0;
-                            for (int kz = 0; kz < 3; kz++) sum += G[a][kz] * g[kz * 9 + ky * 3 + kx];
-                            t1[a][ky][kx] = sum;
+                            for (int kz = 0; kz < 3; kz++) sum += G[p * 3 + kz] * g[kz * 9 + ky * 3 + kx];
+                            t1[p][ky][kx] = sum;
                         }
-                for (int a = 0; a < 4; a++)
-                    for (int b = 0; b < 4; b++)
+                for (int p = 0; p < a; p++)
+                    for (int q = 0; q < a; q++)
                         for (int kx = 0; kx < 3; kx++) {
                             double sum = 0;
-                            for (int ky = 0; ky < 3; ky++) sum += G[b][ky] * t1[a][ky][kx];
-                            t2[a][b][kx] = sum;
+                            for (int ky = 0; ky < 3; ky++) sum += G[q * 3 + ky] * t1[p][ky][kx];
+                            t2[p][q][kx] = sum;
                         }
-                for (int a = 0; a < 4; a++)
-                    for (int b = 0; b < 4; b++)
-                        for (int cc = 0; cc < 4; cc++) {
+                for (int p = 0; p < a; p++)
+                    for (int q = 0; q < a; q++)
+                        for (int r = 0; r < a; r++) {
                             double sum = 0;
-                            for (int kx = 0; kx < 3; kx++) sum += G[cc][kx] * t2[a][b][kx];
-                            int e = (a * 4 + b) * 4 + cc;
+                            for (int kx = 0; kx < 3; kx++) sum += G[r * 3 + kx] * t2[p][q][kx];
+                            int e = (p * a + q) * a + r;
                             u[(size_t)e * ni * no + (size_t)o0 * ni + (size_t)i * s + c] = (float)sum;
                         }
             }
         o0 += s;
     }
+}
+
+void ifcn_winograd_pack(const float *w, int cin, int cout, int transpose_flip, float *u) {
+    static const double G[4 * 3] = {1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1};
+    ifcn_winograd_pack_generic(w, cin, cout, transpose_flip, 4, G, u);
 }
 
 int ifcn_winograd_group_rows(int w, int cin, int cout) {
@@ -79,6 +85,7 @@ size_t ifcn_winograd_scratch_floats(int cin, int cout, int w, int group_rows) {
 
 #define AVX2 __attribute__((target("avx2,fma")))
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
+#include "winograd_products.h"
 
 // Even and odd elements of the 16 floats at p.
 AVX2 ALWAYS_INLINE void deinterleave(const float *p, __m256 *even, __m256 *odd) {
@@ -146,37 +153,6 @@ AVX2 static void input_transform(const float *xc, int d, int h, int w, int tz, i
     (void)tiles;
 }
 
-// m[c][e][tiles of v] = sum over ci of u[e][block][ci][c] * v[e][ci][tiles], for s channels x nv vectors.
-AVX2 ALWAYS_INLINE void product_tile(const float *ue, const float *ve, int cin, size_t tiles, const int s, const int nv,
-                                     float *me, size_t m_stride_c) {
-    __m256 acc[3][4];
-    for (int c = 0; c < s; c++)
-        for (int k = 0; k < nv; k++) acc[c][k] = _mm256_setzero_ps();
-    for (int ci = 0; ci < cin; ci++) {
-        const float *vr = ve + ci * tiles;
-        __m256 wv[3];
-        for (int c = 0; c < s; c++) wv[c] = _mm256_broadcast_ss(ue + ci * s + c);
-        for (int k = 0; k < nv; k++) {
-            __m256 xv = _mm256_loadu_ps(vr + 8 * k);
-            for (int c = 0; c < s; c++) acc[c][k] = _mm256_fmadd_ps(wv[c], xv, acc[c][k]);
-        }
-    }
-    for (int c = 0; c < s; c++)
-        for (int k = 0; k < nv; k++) _mm256_storeu_ps(me + c * m_stride_c + 8 * k, acc[c][k]);
-}
-
-#define PRODUCT_CASE(S, NV) case (S) * 8 + (NV): product_tile(ue, ve, cin, tiles, S, NV, me, m_stride_c); break;
-
-AVX2 static void product_block(const float *ue, const float *ve, int cin, size_t tiles, int s, int nv,
-                               float *me, size_t m_stride_c) {
-    switch (s * 8 + nv) {
-        PRODUCT_CASE(1, 1) PRODUCT_CASE(1, 2) PRODUCT_CASE(1, 3) PRODUCT_CASE(1, 4)
-        PRODUCT_CASE(2, 1) PRODUCT_CASE(2, 2) PRODUCT_CASE(2, 3) PRODUCT_CASE(2, 4)
-        PRODUCT_CASE(3, 1) PRODUCT_CASE(3, 2) PRODUCT_CASE(3, 3) PRODUCT_CASE(3, 4)
-        default: abort();
-    }
-}
-
 // A^T applied to four vectors: two outputs.
 AVX2 ALWAYS_INLINE void output_1d(__m256 m0, __m256 m1, __m256 m2, __m256 m3, __m256 *o0, __m256 *o1) {
     *o0 = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
@@ -233,19 +209,7 @@ AVX2 void ifcn_winograd_forward_group(const float *x, int cin, int d, int h, int
     float *m = v + 64 * (size_t)cin * tiles;
     for (int ci = 0; ci < cin; ci++)
         input_transform(x + ci * voxels, d, h, w, tz, ty0, rows, row, t1, v + ci * tiles, (size_t)cin * tiles, (int)tiles);
-    int nvec = (int)(tiles / 8);
-    for (int e = 0; e < 64; e++) {
-        const float *ve = v + (size_t)e * cin * tiles;
-        for (int co = 0; co < cout;) {
-            int s = ifcn_output_block_size(co, cout);
-            const float *ue = u + (size_t)e * cin * cout + (size_t)co * cin;
-            for (int k0 = 0; k0 < nvec; k0 += 4) {
-                int nv = nvec - k0 < 4 ? nvec - k0 : 4;
-                product_block(ue, ve + 8 * k0, cin, tiles, s, nv, m + ((size_t)co * 64 + e) * tiles + 8 * k0, 64 * tiles);
-            }
-            co += s;
-        }
-    }
+    winograd_products(u, v, m, 64, cin, cout, tiles);
     for (int co = 0; co < cout; co++)
         output_transform(m + (size_t)co * 64 * tiles, tiles, h, w, tz, ty0, rows, y + co * voxels,
                          bias ? bias[co] : 0.0f, beta);

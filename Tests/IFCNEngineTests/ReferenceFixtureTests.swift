@@ -32,16 +32,21 @@ final class ReferenceFixtureTests: XCTestCase {
         }
     }
 
-    /// Winograd, which the CPU rule uses for inference at C >= 32, forced at every size: every eval-mode
-    /// output of every fixture meets the reference tolerance (its gradients are not used: see the rule).
+    /// Winograd F(4,3) and F(2,3), which the CPU rule uses for inference at C >= 32, forced at every size
+    /// they handle: every eval-mode output of every fixture meets the reference tolerance (their gradients
+    /// are not used: see the rule).
     func testWinogradInferenceMeetsReferenceTolerances() throws {
         try XCTSkipUnless(ConvolutionAlgorithm.directKernelsSupported, "this CPU has no AVX2 + FMA")
-        let backend = CPUBackend(threads: 2, convolutionAlgorithm: .winograd)
-        for fixture in ["paper_c4_p16", "paper_c4_p32", "seed_c4_p32", "paper_c16_p64", "seed_c6_p64"] {
-            let r = try ReferenceCheck.run(path: fixturePath(fixture + ".safetensors"), backend: backend)
-            let eval = r.comparisons.filter { $0.name.hasPrefix("eval/") }
-            XCTAssertGreaterThanOrEqual(eval.count, 1, fixture)
-            for c in eval { XCTAssertTrue(c.passed, "\(fixture): \(c.name) relL2 \(c.relativeL2) maxAbs \(c.maxAbs)") }
+        for algorithm in [ConvolutionAlgorithm.winograd, .winograd4] {
+            let backend = CPUBackend(threads: 2, convolutionAlgorithm: algorithm)
+            for fixture in ["paper_c4_p16", "paper_c4_p32", "seed_c4_p32", "paper_c16_p64", "seed_c6_p64"] {
+                let r = try ReferenceCheck.run(path: fixturePath(fixture + ".safetensors"), backend: backend)
+                let eval = r.comparisons.filter { $0.name.hasPrefix("eval/") }
+                XCTAssertGreaterThanOrEqual(eval.count, 1, fixture)
+                for c in eval {
+                    XCTAssertTrue(c.passed, "\(algorithm) \(fixture): \(c.name) relL2 \(c.relativeL2) maxAbs \(c.maxAbs)")
+                }
+            }
         }
     }
 

@@ -38,6 +38,32 @@ void ifcn_winograd_forward_group(const float *x, int cin, int d, int h, int w, c
                                  const float *bias, float *y, int cout, float beta,
                                  int tz, int ty0, int ty1, float *scratch);
 
+// F(4x4x4, 3x3x3): 216 multiplications per 4x4x4 output tile and channel pair where the direct
+// convolution does 1728 (F(2,3): 512 per 64 outputs). Depth and height multiples of 4, width a
+// multiple of 32 (8 tiles per vector). Its rounding error is larger (about 16x F(2,3)'s for one
+// convolution with float32 transforms: docs/BENCHMARKS.md), so ifcn uses it for inference only.
+// Groups are tile rows ty0..ty1 of one tile plane tz (output planes 4tz..4tz+3).
+
+/// 1 when the F(4,3) kernels handle this extent.
+int ifcn_winograd4_handles(int d, int h, int w);
+
+/// Floats of the F(4,3) transformed filter: 216 * cin * cout.
+size_t ifcn_winograd4_filter_floats(int cin, int cout);
+
+/// As ifcn_winograd_pack, for F(4,3).
+void ifcn_winograd4_pack(const float *w, int cin, int cout, int transpose_flip, float *u);
+
+/// Tile rows per F(4,3) group for this width and channel counts.
+int ifcn_winograd4_group_rows(int w, int cin, int cout);
+
+/// Floats of one thread's F(4,3) scratch for groups of `group_rows` tile rows.
+size_t ifcn_winograd4_scratch_floats(int cin, int cout, int w, int group_rows);
+
+/// y[co, output planes 4tz..4tz+3, rows 4ty0..4ty1-1, :] = beta * y + conv (+ bias[co]).
+void ifcn_winograd4_forward_group(const float *x, int cin, int d, int h, int w, const float *u,
+                                  const float *bias, float *y, int cout, float beta,
+                                  int tz, int ty0, int ty1, float *scratch);
+
 #ifdef __cplusplus
 }
 #endif

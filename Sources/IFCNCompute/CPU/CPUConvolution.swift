@@ -57,9 +57,10 @@ extension CPUBackend {
             let packed = packDirectWeights(weight, cin: cin, cout: cout, transposeFlip: false)
             return conv3Direct(input: input, cin: cin, extent: e, packed: packed, bias: bias, output: output,
                                cout: cout, beta: beta)
-        case .winograd:  // CPUWinogradConvolution.swift
-            let u = packWinogradFilter(weight, cin: cin, cout: cout, transposeFlip: false)
-            return conv3Winograd(input: input, cin: cin, extent: e, u: u, bias: bias, output: output, cout: cout, beta: beta)
+        case .winograd, .winograd4:  // CPUWinogradConvolution.swift
+            let k = WinogradKernels.of(algorithm)
+            let u = packWinogradFilter(k, weight, cin: cin, cout: cout, transposeFlip: false)
+            return conv3Winograd(k, input: input, cin: cin, extent: e, u: u, bias: bias, output: output, cout: cout, beta: beta)
         case .im2col:
             break
         }
@@ -122,9 +123,10 @@ extension CPUBackend {
             let packed = packDirectWeights(weight.host, cin: cin, cout: cout, transposeFlip: true)
             return conv3Direct(input: gradOutput.host, cin: cout, extent: extent, packed: packed, bias: nil,
                                output: gradInput.host, cout: cin, beta: beta)
-        case .winograd:
-            let u = packWinogradFilter(weight.host, cin: cin, cout: cout, transposeFlip: true)
-            return conv3Winograd(input: gradOutput.host, cin: cout, extent: extent, u: u, bias: nil,
+        case .winograd, .winograd4:
+            let k = WinogradKernels.of(algorithm)
+            let u = packWinogradFilter(k, weight.host, cin: cin, cout: cout, transposeFlip: true)
+            return conv3Winograd(k, input: gradOutput.host, cin: cout, extent: extent, u: u, bias: nil,
                                  output: gradInput.host, cout: cin, beta: beta)
         case .im2col:
             break

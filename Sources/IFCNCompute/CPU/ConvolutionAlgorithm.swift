@@ -14,6 +14,11 @@ public enum ConvolutionAlgorithm: String, CaseIterable, Sendable {
     /// of 16; forward and backward data (the weight gradient runs the direct kernels). The rule picks it
     /// for inference only.
     case winograd
+    /// Winograd F(4x4x4, 3x3x3) with AVX2 + FMA kernels: 216 multiplications per 4x4x4 output tile and
+    /// channel pair (direct: 1728), with about 16x F(2,3)'s rounding error for one convolution. Depth and
+    /// height multiples of 4, width a multiple of 32; forward and backward data. The rule picks it for
+    /// inference only.
+    case winograd4
 
     /// The environment variable that overrides the per-shape rule (benchmarks, tests).
     public static let environmentKey = "IFCN_CONV_ALGORITHM"
@@ -56,24 +61,31 @@ public enum ConvolutionAlgorithm: String, CaseIterable, Sendable {
         ifcn_winograd_handles(Int32(extent.d), Int32(extent.h), Int32(extent.w)) != 0
     }
 
-    /// Whether `self` runs at `extent`; the rule and the override fall back from Winograd to direct to im2col.
+    /// Whether the Winograd F(4,3) kernels handle `extent` (depth and height multiples of 4, width of 32).
+    static func winograd4Handles(_ extent: Extent3) -> Bool {
+        ifcn_winograd4_handles(Int32(extent.d), Int32(extent.h), Int32(extent.w)) != 0
+    }
+
+    /// Whether `self` runs at `extent`; the rule and the override fall back from F(4,3) to F(2,3) to direct
+    /// to im2col.
     func handles(_ extent: Extent3) -> Bool {
         switch self {
         case .im2col: true
         case .direct: Self.directHandles(width: extent.w)
         case .winograd: Self.winogradHandles(extent)
+        case .winograd4: Self.winograd4Handles(extent)
         }
     }
 
     /// The algorithm of the weight gradient when `self` runs the data convolutions (Winograd has none).
-    var weightGradient: ConvolutionAlgorithm { self == .winograd ? .direct : self }
+    var weightGradient: ConvolutionAlgorithm { self == .winograd || self == .winograd4 ? .direct : self }
 
     /// The policy this process runs, in words (bench output, logs).
     public static var policy: String {
         if let forced = processOverride { return "\(forced.rawValue) forced by \(environmentKey) (where it runs)" }
         if !directKernelsSupported { return "im2col (no AVX2 + FMA)" }
         if cpuHasAVX512 { return "im2col (AVX-512 CPU: OpenBLAS's wider sgemm)" }
-        return "direct in training, winograd in inference at C >= 32, im2col on rows narrower than 8"
+        return "direct in training, winograd4 (else winograd) in inference at C >= 32, im2col on rows narrower than 8"
     }
 
     /// What a convolution serves: training (forward and backward of a step) or inference (eval-mode forward).
@@ -83,9 +95,11 @@ public enum ConvolutionAlgorithm: String, CaseIterable, Sendable {
 
     /// The per-shape rule, from measurements on the 2-core Zen with AVX2 (docs/BENCHMARKS.md), where the
     /// AVX2 kernels run (AVX2 + FMA, no AVX-512):
-    /// - inference, both channel counts at least 32: Winograd (about 2x faster than direct at C=64; at
-    ///   C=16 the transforms eat the gain). Not in training: its forward rounding error, ~3x direct's,
-    ///   flips enough ReLU masks to move the P=32 fixture's gradients by up to 1.5% (docs/BENCHMARKS.md);
+    /// - inference, both channel counts at least 32: Winograd F(4,3) where it runs, else F(2,3) (F(2,3) about
+    ///   2x faster than direct at C=64, F(4,3) about 1.7x faster than F(2,3); at C=16 the transforms eat the
+    ///   gain). Every fixture's eval outputs stay within the reference tolerance with either. Not in
+    ///   training: F(2,3)'s forward rounding error, ~3x direct's, already flips enough ReLU masks to move the
+    ///   P=32 fixture's gradients by up to 1.5% (docs/BENCHMARKS.md);
     /// - direct elsewhere on rows a multiple of 8 wide (faster than im2col + OpenBLAS at every size);
     /// - im2col otherwise (rows of 4 at the coarsest level, CPUs without AVX2, AVX-512 CPUs).
     /// (Winograd F(2,3) and F(4,3) in scalar Swift on top of sgemm were measured in session 4 and removed:
@@ -93,18 +107,33 @@ public enum ConvolutionAlgorithm: String, CaseIterable, Sendable {
     public static func rule(inChannels: Int, outChannels: Int, extent: Extent3, purpose: Purpose = .training,
                             kernelsSupported: Bool = directKernelsSupported && !cpuHasAVX512) -> ConvolutionAlgorithm {
         guard kernelsSupported else { return .im2col }
-        if purpose == .inference && min(inChannels, outChannels) >= 32 && winogradHandles(extent) { return .winograd }
+        if purpose == .inference && min(inChannels, outChannels) >= 32 {
+            if winograd4Handles(extent) { return .winograd4 }
+            if winogradHandles(extent) { return .winograd }
+        }
         return directHandles(width: extent.w) ? .direct : .im2col
     }
 
-    /// `forced` if given, else the override if set (either falling back to direct, then im2col, where it
-    /// does not handle the extent), else the rule.
+    /// Where `self` does not handle an extent, the algorithm to try next (F(4,3), F(2,3), direct, im2col).
+    var fallback: ConvolutionAlgorithm? {
+        switch self {
+        case .winograd4: .winograd
+        case .winograd: .direct
+        case .direct: .im2col
+        case .im2col: nil
+        }
+    }
+
+    /// `forced` if given, else the override if set (either falling back along `fallback` where it does not
+    /// handle the extent), else the rule.
     static func choose(inChannels: Int, outChannels: Int, extent: Extent3, purpose: Purpose = .training,
                        forced: ConvolutionAlgorithm? = nil) -> ConvolutionAlgorithm {
         guard let algorithm = forced ?? processOverride else {
             return rule(inChannels: inChannels, outChannels: outChannels, extent: extent, purpose: purpose)
         }
-        return [algorithm, .direct].first { $0.handles(extent) } ?? .im2col
+        var chosen = algorithm
+        while !chosen.handles(extent), let next = chosen.fallback { chosen = next }
+        return chosen
     }
 }
 

@@ -47,6 +47,7 @@ public protocol ComputeBackend: AnyObject {
                                gamma: TensorRef, beta: TensorRef, runningMean: TensorRef, runningVar: TensorRef,
                                savedMean: TensorRef, savedInvStd: TensorRef,
                                momentum: Float, epsilon: Float, relu: Bool)
+    /// Elementwise: input and output may be the same tensor (an inference network runs it in place).
     func batchNormEvalForward(input: TensorRef, output: TensorRef, channels: Int, voxels: Int,
                               gamma: TensorRef, beta: TensorRef, runningMean: TensorRef, runningVar: TensorRef,
                               epsilon: Float, relu: Bool)
@@ -73,6 +74,7 @@ public protocol ComputeBackend: AnyObject {
     func globalMaxBackward(input: TensorRef, output: TensorRef, gradOutput: TensorRef, gradInput: TensorRef,
                            channels: Int, voxels: Int, accumulate: Bool)
 
+    /// Elementwise: input and output may be the same tensor (an inference network runs it in place).
     func sigmoidForward(input: TensorRef, output: TensorRef)
 
     /// seg = lambda * sum(w (1-t) s) + sum(w t (1-s)) with s = prob; writes d seg / d logit

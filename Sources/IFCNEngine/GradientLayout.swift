@@ -10,16 +10,10 @@ struct GradientLayout {
     let size: Int
 
     init(graph g: Graph, plan: [(op: Int, mode: Network.GradientMode)]) {
-        let starts = g.blockStarts
-        func block(_ offset: Int) -> Int {
-            var lo = 0, hi = starts.count - 1
-            while lo < hi { let mid = (lo + hi + 1) / 2; if starts[mid] <= offset { lo = mid } else { hi = mid - 1 } }
-            return lo
-        }
-        let sizes = starts.indices.map { i in (i + 1 < starts.count ? starts[i + 1] : g.arenaSize) - starts[i] }
+        let starts = g.blockStarts, sizes = g.blockSizes
         var first = [Int](repeating: Int.max, count: starts.count), last = [Int](repeating: -1, count: starts.count)
         func touch(_ a: Activation, _ step: Int) {
-            let b = block(a.offset)
+            let b = g.block(containing: a.offset)
             first[b] = min(first[b], step); last[b] = max(last[b], step)
         }
         // step 0: the loss writes the gradients of the two logits
@@ -38,21 +32,7 @@ struct GradientLayout {
             }
         }
         // first fit over blocks in order of first use; a block's memory is free after its last use
-        var gradStarts = [Int](repeating: -1, count: starts.count)
-        var live: [(start: Int, end: Int, last: Int)] = []
-        var size = 0
-        for b in starts.indices.sorted(by: { first[$0] < first[$1] }) where last[b] >= 0 {
-            live.removeAll { $0.last < first[b] }
-            live.sort { $0.start < $1.start }
-            var candidate = 0
-            for r in live {
-                if candidate + sizes[b] <= r.start { break }
-                candidate = max(candidate, r.end)
-            }
-            gradStarts[b] = candidate
-            live.append((candidate, candidate + sizes[b], last[b]))
-            size = max(size, candidate + sizes[b])
-        }
+        let (gradStarts, size) = ArenaPacking.firstFit(sizes: sizes, first: first, last: last)
         self.starts = starts
         self.gradStarts = gradStarts
         self.size = size

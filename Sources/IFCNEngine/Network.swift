@@ -13,8 +13,15 @@ public struct Loss: Sendable {
 /// The iterative FCN on a compute backend: all parameters in one flat buffer, all their
 /// gradients in another, batch-norm running statistics in a third, and every activation in one
 /// arena allocated once for the configuration.
+/// What a network is built for: training keeps every activation for the backward pass; inference runs
+/// eval-mode forward passes only, with activation memory shared by liveness (Graph.packedForInference).
+public enum NetworkUse: Sendable {
+    case training, inference
+}
+
 public final class Network {
     public let config: NetworkConfig
+    public let use: NetworkUse
     public let backend: any ComputeBackend
     let graph: Graph
 
@@ -42,10 +49,12 @@ public final class Network {
     public static let batchNormEpsilon: Float = 1e-5
     public static let falsePositiveWeight: Float = 0.1
 
-    public init(config: NetworkConfig, backend: any ComputeBackend, seed: UInt64 = 0) {
+    public init(config: NetworkConfig, backend: any ComputeBackend, seed: UInt64 = 0, use: NetworkUse = .training) {
         self.config = config
         self.backend = backend
-        graph = Graph.build(config)
+        self.use = use
+        let built = Graph.build(config)
+        graph = use == .training ? built : built.packedForInference()
         parameters = TensorRef(buffer: backend.allocate(graph.parameters.total))
         gradients = TensorRef(buffer: backend.allocate(graph.parameters.total))
         buffers = TensorRef(buffer: backend.allocate(graph.buffers.total))
@@ -53,8 +62,8 @@ public final class Network {
         savedStats = TensorRef(buffer: backend.allocate(max(graph.savedStatsSize, 1)))
         targetTensor = TensorRef(buffer: backend.allocate(config.voxels))
         weightTensor = TensorRef(buffer: backend.allocate(config.voxels))
-        backwardPlan = Network.planBackward(graph)
-        gradientLayout = GradientLayout(graph: graph, plan: backwardPlan)
+        backwardPlan = use == .training ? Network.planBackward(built) : []
+        gradientLayout = GradientLayout(graph: built, plan: backwardPlan)
         batchesTracked = Dictionary(uniqueKeysWithValues: graph.batchNorms.map { ($0.prefix, 0) })
         initialise(seed: seed)
     }
@@ -137,6 +146,7 @@ public final class Network {
     /// Runs the network. Training mode normalises with batch statistics and updates the
     /// running statistics; eval mode uses the running statistics.
     public func forward(training: Bool) {
+        precondition(!training || use == .training, "a network built for inference runs eval-mode forward passes only")
         let b = backend
         for op in graph.ops {
             switch op {
@@ -212,6 +222,7 @@ public final class Network {
     /// target, weight: [P, P, P]; completenessLabel: 0 or 1.
     @discardableResult
     public func backward(target: UnsafePointer<Float>, weight: UnsafePointer<Float>, completenessLabel: Float) -> Loss {
+        precondition(use == .training, "a network built for inference has no backward pass")
         backend.upload(target, to: targetTensor)
         backend.upload(weight, to: weightTensor)
         let (fp, fn) = backend.weightedSegmentationLoss(

@@ -27,7 +27,7 @@ struct BenchCommand: ParsableCommand {
         guard steps >= 1 else { throw ValidationError("--steps must be >= 1") }
         let config = try NetworkConfig(variant: variant, channels: channels, patch: patch)
         let backend = try compute.make(threads: threads, defaultMath: .tf32)
-        let net = Network(config: config, backend: backend, seed: 1)
+        let net = Network(config: config, backend: backend, seed: 1, use: forwardOnly ? .inference : .training)
         let adam = Adam(network: net)
         var rng = SeededGenerator(seed: 2)
         let V = config.voxels

@@ -74,7 +74,8 @@ struct SegmentCommand: ParsableCommand {
     func run() throws {
         let loaded = try loadCheckpoint()
         let info = loaded.info
-        let network = Network(config: info.config, backend: try compute.make(threads: threads, defaultMath: .tf32))
+        let network = Network(config: info.config, backend: try compute.make(threads: threads, defaultMath: .tf32),
+                              use: .inference)
         Checkpoint.apply(loaded, to: network)
         var options = SegmentationOptions()
         options.dropIncomplete = dropIncomplete

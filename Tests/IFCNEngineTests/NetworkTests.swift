@@ -19,6 +19,37 @@ final class NetworkTests: XCTestCase {
         }
     }
 
+    /// A network built for inference (activation memory shared by liveness, eval batch norm and sigmoid in
+    /// place) gives the same bits as the training network's eval-mode forward pass, also after a pass on
+    /// other input (so no activation depends on what the arena held before), in less memory.
+    func testInferenceNetworkMatchesTheTrainingNetworkInLessMemory() throws {
+        for v in Variant.allCases {
+            let config = try NetworkConfig(variant: v, channels: 8, patch: 32)
+            let training = Network(config: config, backend: CPUBackend(threads: 2), seed: 4)
+            let inference = Network(config: config, backend: CPUBackend(threads: 2), seed: 4, use: .inference)
+            // Running statistics from training-mode passes, so eval mode sees what training saw.
+            var r = SeededGenerator(seed: 9)
+            let warmup = randomValues(2 * config.voxels, &r)
+            warmup.withUnsafeBufferPointer { training.setInput($0.baseAddress!) }
+            for _ in 0..<20 { training.forward(training: true) }
+            inference.loadBuffers(training.readBuffers())
+            func pass(_ net: Network, _ seed: UInt64) -> ([Float], Double) {
+                var r = SeededGenerator(seed: seed)
+                let input = randomValues(2 * config.voxels, &r)
+                input.withUnsafeBufferPointer { net.setInput($0.baseAddress!) }
+                net.forward(training: false)
+                return (net.readSegmentation(), net.completeness)
+            }
+            let (segA, clsA) = pass(training, 1), (segB, clsB) = pass(training, 2)
+            let (segA2, clsA2) = pass(inference, 1), (segB2, clsB2) = pass(inference, 2)
+            XCTAssertTrue(segA == segA2, "\(v)"); XCTAssertEqual(clsA, clsA2, "\(v)")
+            XCTAssertTrue(segB == segB2, "\(v)"); XCTAssertEqual(clsB, clsB2, "\(v)")
+            XCTAssertGreaterThan(Set(segA).count, 1000, "\(v)")  // an output that depends on the input
+            XCTAssertFalse(segA == segB, "\(v)")
+            XCTAssertLessThan(Double(inference.activationCount), 0.6 * Double(training.activationCount), "\(v)")
+        }
+    }
+
     /// Same seed and threads: bit-identical training steps; a training step lowers the loss on
     /// a repeated example.
     func testDeterministicTrainingStepsReduceLoss() throws {

@@ -85,7 +85,7 @@ size_t ifcn_winograd_scratch_floats(int cin, int cout, int w, int group_rows) {
 
 #define AVX2 __attribute__((target("avx2,fma")))
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
-#include "winograd_products.h"
+#include "winograd_avx2.h"
 
 // Even and odd elements of the 16 floats at p.
 AVX2 ALWAYS_INLINE void deinterleave(const float *p, __m256 *even, __m256 *odd) {
@@ -159,9 +159,9 @@ AVX2 ALWAYS_INLINE void output_1d(__m256 m0, __m256 m1, __m256 m2, __m256 m3, __
     *o1 = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
 }
 
-// Y = A^T M A for one output channel, written into its plane pair with bias and beta.
+// Y = A^T M A for one output channel, written into its plane pair with bias, beta and epilogue.
 AVX2 static void output_transform(const float *mc, size_t tiles, int h, int w, int tz, int ty0, int rows,
-                                  float *yc, float bias, float beta) {
+                                  float *yc, const output_finish *f) {
     int nj = w / 16;
     for (int t = 0; t < rows; t++)
         for (int j = 0; j < nj; j++) {
@@ -183,16 +183,8 @@ AVX2 static void output_transform(const float *mc, size_t tiles, int h, int w, i
                     __m256 lo = _mm256_unpacklo_ps(even, odd), hi = _mm256_unpackhi_ps(even, odd);
                     __m256 first = _mm256_permute2f128_ps(lo, hi, 0x20), second = _mm256_permute2f128_ps(lo, hi, 0x31);
                     float *out = yc + ((size_t)(2 * tz + oz) * h + 2 * (ty0 + t) + oy) * w + 16 * j;
-                    __m256 b = _mm256_set1_ps(bias);
-                    first = _mm256_add_ps(first, b);
-                    second = _mm256_add_ps(second, b);
-                    if (beta != 0) {
-                        __m256 bv = _mm256_set1_ps(beta);
-                        first = _mm256_fmadd_ps(bv, _mm256_loadu_ps(out), first);
-                        second = _mm256_fmadd_ps(bv, _mm256_loadu_ps(out + 8), second);
-                    }
-                    _mm256_storeu_ps(out, first);
-                    _mm256_storeu_ps(out + 8, second);
+                    store_outputs(out, first, f);
+                    store_outputs(out + 8, second, f);
                 }
             }
         }
@@ -200,7 +192,7 @@ AVX2 static void output_transform(const float *mc, size_t tiles, int h, int w, i
 
 AVX2 void ifcn_winograd_forward_group(const float *x, int cin, int d, int h, int w, const float *u,
                                       const float *bias, float *y, int cout, float beta,
-                                      int tz, int ty0, int ty1, float *scratch) {
+                                      int tz, int ty0, int ty1, float *scratch, const ifcn_conv_epilogue *epilogue) {
     int rows = ty1 - ty0, nj = w / 16;
     size_t tiles = (size_t)rows * (w / 2), voxels = (size_t)d * h * w;
     float *row = scratch;
@@ -210,16 +202,17 @@ AVX2 void ifcn_winograd_forward_group(const float *x, int cin, int d, int h, int
     for (int ci = 0; ci < cin; ci++)
         input_transform(x + ci * voxels, d, h, w, tz, ty0, rows, row, t1, v + ci * tiles, (size_t)cin * tiles, (int)tiles);
     winograd_products(u, v, m, 64, cin, cout, tiles);
-    for (int co = 0; co < cout; co++)
-        output_transform(m + (size_t)co * 64 * tiles, tiles, h, w, tz, ty0, rows, y + co * voxels,
-                         bias ? bias[co] : 0.0f, beta);
+    for (int co = 0; co < cout; co++) {
+        output_finish f = output_finish_for(co, bias, beta, epilogue);
+        output_transform(m + (size_t)co * 64 * tiles, tiles, h, w, tz, ty0, rows, y + co * voxels, &f);
+    }
 }
 
 #else
 
 void ifcn_winograd_forward_group(const float *x, int cin, int d, int h, int w, const float *u,
                                  const float *bias, float *y, int cout, float beta,
-                                 int tz, int ty0, int ty1, float *scratch) {
+                                 int tz, int ty0, int ty1, float *scratch, const ifcn_conv_epilogue *epilogue) {
     abort();
 }
 

@@ -56,7 +56,7 @@ size_t ifcn_winograd4_scratch_floats(int cin, int cout, int w, int group_rows) {
 
 #define AVX2 __attribute__((target("avx2,fma")))
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
-#include "winograd_products.h"
+#include "winograd_avx2.h"
 
 // 4x4 transpose inside each 128-bit lane.
 AVX2 ALWAYS_INLINE void transpose_lanes(__m256 *a0, __m256 *a1, __m256 *a2, __m256 *a3) {
@@ -148,11 +148,22 @@ AVX2 static void input_transform(const float *xc, int d, int h, int w, int tz, i
             }
 }
 
-// Y = A^T M A for one output channel, written into its four planes with bias and beta.
+// Asks for the input rows of the group in the next channel while this one is transformed: they come from
+// memory (a channel of a 128^3 volume is 8 MB), 6 planes apart by a plane each.
+AVX2 static void prefetch_rows(const float *xc, int d, int h, int w, int tz, int ty0, int ty1) {
+    int ya = 4 * ty0 - 1 < 0 ? 0 : 4 * ty0 - 1, yb = 4 * ty1 + 1 > h ? h : 4 * ty1 + 1;
+    for (int pz = 0; pz < 6; pz++) {
+        int z = 4 * tz - 1 + pz;
+        if (z < 0 || z >= d) continue;
+        const char *p = (const char *)(xc + ((size_t)z * h + ya) * w), *end = (const char *)(xc + ((size_t)z * h + yb) * w);
+        for (; p < end; p += 64) _mm_prefetch(p, _MM_HINT_T0);
+    }
+}
+
+// Y = A^T M A for one output channel, written into its four planes with bias, beta and epilogue.
 AVX2 static void output_transform(const float *mc, size_t tiles, int h, int w, int tz, int ty0, int rows,
-                                  float *yc, float bias, float beta) {
+                                  float *yc, const output_finish *f) {
     int nj = w / 32;
-    __m256 b = _mm256_set1_ps(bias), bv = _mm256_set1_ps(beta);
     for (int t = 0; t < rows; t++)
         for (int j = 0; j < nj; j++) {
             const float *mt = mc + (size_t)(t * nj + j) * 8;
@@ -177,11 +188,7 @@ AVX2 static void output_transform(const float *mc, size_t tiles, int h, int w, i
                     output_1d(yx[oy], o);
                     transpose_lanes(&o[0], &o[1], &o[2], &o[3]);
                     float *out = yc + ((size_t)(4 * tz + oz) * h + 4 * (ty0 + t) + oy) * w + 32 * j;
-                    for (int c = 0; c < 4; c++) {
-                        __m256 r = _mm256_add_ps(o[c], b);
-                        if (beta != 0) r = _mm256_fmadd_ps(bv, _mm256_loadu_ps(out + 8 * c), r);
-                        _mm256_storeu_ps(out + 8 * c, r);
-                    }
+                    for (int c = 0; c < 4; c++) store_outputs(out + 8 * c, o[c], f);
                 }
             }
         }
@@ -189,26 +196,29 @@ AVX2 static void output_transform(const float *mc, size_t tiles, int h, int w, i
 
 AVX2 void ifcn_winograd4_forward_group(const float *x, int cin, int d, int h, int w, const float *u,
                                        const float *bias, float *y, int cout, float beta,
-                                       int tz, int ty0, int ty1, float *scratch) {
+                                       int tz, int ty0, int ty1, float *scratch, const ifcn_conv_epilogue *epilogue) {
     int rows = ty1 - ty0, nj = w / 32;
     size_t tiles = (size_t)rows * (w / 4), voxels = (size_t)d * h * w;
     float *row = scratch;
     float *t1 = row + w + 8 + 8;
     float *v = t1 + (size_t)6 * (4 * rows + 2) * nj * 48;
     float *m = v + 216 * (size_t)cin * tiles;
-    for (int ci = 0; ci < cin; ci++)
+    for (int ci = 0; ci < cin; ci++) {
+        if (ci + 1 < cin) prefetch_rows(x + (ci + 1) * voxels, d, h, w, tz, ty0, ty1);
         input_transform(x + ci * voxels, d, h, w, tz, ty0, rows, row, t1, v + ci * tiles, (size_t)cin * tiles);
+    }
     winograd_products(u, v, m, 216, cin, cout, tiles);
-    for (int co = 0; co < cout; co++)
-        output_transform(m + (size_t)co * 216 * tiles, tiles, h, w, tz, ty0, rows, y + co * voxels,
-                         bias ? bias[co] : 0.0f, beta);
+    for (int co = 0; co < cout; co++) {
+        output_finish f = output_finish_for(co, bias, beta, epilogue);
+        output_transform(m + (size_t)co * 216 * tiles, tiles, h, w, tz, ty0, rows, y + co * voxels, &f);
+    }
 }
 
 #else
 
 void ifcn_winograd4_forward_group(const float *x, int cin, int d, int h, int w, const float *u,
                                   const float *bias, float *y, int cout, float beta,
-                                  int tz, int ty0, int ty1, float *scratch) {
+                                  int tz, int ty0, int ty1, float *scratch, const ifcn_conv_epilogue *epilogue) {
     abort();
 }
 

@@ -28,6 +28,11 @@ public protocol ComputeBackend: AnyObject {
     /// may use a faster algorithm with slightly different rounding (the CPU: Winograd at C >= 32).
     func conv3InferenceForward(input: TensorRef, inChannels: Int, extent: Extent3,
                                weight: TensorRef, bias: TensorRef?, output: TensorRef, outChannels: Int)
+    /// conv3InferenceForward into `convOutput`, then batchNormEvalForward of it into `output`, as an inference
+    /// network's paper blocks run. A backend may fuse the two (the CPU's Winograd kernels apply the batch norm as
+    /// they write each output), with the same rounding, and leave `convOutput` unwritten.
+    func conv3BatchNormInferenceForward(input: TensorRef, inChannels: Int, extent: Extent3, weight: TensorRef,
+                                        convOutput: TensorRef, outChannels: Int, norm: EvalBatchNorm, output: TensorRef)
     func conv3BackwardData(gradOutput: TensorRef, outChannels: Int, extent: Extent3,
                            weight: TensorRef, gradInput: TensorRef, inChannels: Int, accumulate: Bool)
     func conv3BackwardWeight(input: TensorRef, inChannels: Int, extent: Extent3, gradOutput: TensorRef,
@@ -94,7 +99,28 @@ public protocol ComputeBackend: AnyObject {
     func scale(_ tensor: TensorRef, by factor: Float)
 }
 
+/// An eval-mode batch norm (running statistics) and optional ReLU, as applied to a convolution's output.
+public struct EvalBatchNorm {
+    public var gamma: TensorRef, beta: TensorRef, runningMean: TensorRef, runningVar: TensorRef
+    public var epsilon: Float
+    public var relu: Bool
+
+    public init(gamma: TensorRef, beta: TensorRef, runningMean: TensorRef, runningVar: TensorRef, epsilon: Float, relu: Bool) {
+        self.gamma = gamma; self.beta = beta; self.runningMean = runningMean; self.runningVar = runningVar
+        self.epsilon = epsilon; self.relu = relu
+    }
+}
+
 extension ComputeBackend {
+    public func conv3BatchNormInferenceForward(input: TensorRef, inChannels: Int, extent: Extent3, weight: TensorRef,
+                                               convOutput: TensorRef, outChannels: Int, norm: EvalBatchNorm, output: TensorRef) {
+        conv3InferenceForward(input: input, inChannels: inChannels, extent: extent, weight: weight, bias: nil,
+                              output: convOutput, outChannels: outChannels)
+        batchNormEvalForward(input: convOutput, output: output, channels: outChannels, voxels: extent.voxels,
+                             gamma: norm.gamma, beta: norm.beta, runningMean: norm.runningMean, runningVar: norm.runningVar,
+                             epsilon: norm.epsilon, relu: norm.relu)
+    }
+
     public func conv3InferenceForward(input: TensorRef, inChannels: Int, extent: Extent3,
                                       weight: TensorRef, bias: TensorRef?, output: TensorRef, outChannels: Int) {
         conv3Forward(input: input, inChannels: inChannels, extent: extent, weight: weight, bias: bias,

@@ -64,6 +64,12 @@ extension Graph {
         }
         for (i, op) in ops.enumerated() {
             for a in Graph.activations(of: op) { touch(a, i) }
+            // A backend may fuse a convolution with the batch norm of its output (Network.forward): then the norm's
+            // output is written while the convolution's input is read, so it is live from the convolution on.
+            if i > 0, case let .batchNorm(x, y, _, _, _) = op, case let .conv3(_, convOutput, _, nil) = ops[i - 1],
+               convOutput.offset == x.offset {
+                touch(y, i - 1)
+            }
         }
         touch(input, -1)
         for a in [segLogit, segProb, clsLogit].compactMap({ $0 }) { touch(a, steps) }

@@ -148,7 +148,21 @@ public final class Network {
     public func forward(training: Bool) {
         precondition(!training || use == .training, "a network built for inference runs eval-mode forward passes only")
         let b = backend
-        for op in graph.ops {
+        var fusedNorm = false
+        for (index, op) in graph.ops.enumerated() {
+            if fusedNorm { fusedNorm = false; continue }
+            if !training, use == .inference, case let .conv3(x, y, w, nil) = op, index + 1 < graph.ops.count,
+               case let .batchNorm(bx, by, m, _, relu) = graph.ops[index + 1], bx.offset == y.offset, bx.count == y.count {
+                // An inference network's paper block: conv and batch norm in one pass where the backend fuses them.
+                let bn = graph.batchNorms[m], c = y.channels
+                let norm = EvalBatchNorm(gamma: param(bn.gamma, c), beta: param(bn.beta, c), runningMean: buffers.slice(bn.mean, c),
+                                         runningVar: buffers.slice(bn.variance, c), epsilon: Network.batchNormEpsilon, relu: relu)
+                b.conv3BatchNormInferenceForward(input: tensor(x), inChannels: x.channels, extent: x.extent,
+                                                 weight: param(w, c * x.channels * 27), convOutput: tensor(y), outChannels: c,
+                                                 norm: norm, output: tensor(by))
+                fusedNorm = true
+                continue
+            }
             switch op {
             case let .conv3(x, y, w, bias):
                 let weight = param(w, y.channels * x.channels * 27), bias = bias.map { param($0, y.channels) }

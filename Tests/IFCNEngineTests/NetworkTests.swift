@@ -20,33 +20,41 @@ final class NetworkTests: XCTestCase {
     }
 
     /// A network built for inference (activation memory shared by liveness, eval batch norm and sigmoid in
-    /// place) gives the same bits as the training network's eval-mode forward pass, also after a pass on
-    /// other input (so no activation depends on what the arena held before), in less memory.
+    /// place, batch norm fused into the CPU's Winograd convolutions) gives the same bits as the training
+    /// network's eval-mode forward pass, also after a pass on other input (so no activation depends on what the
+    /// arena held before), in less memory. With the rule's algorithms and with each Winograd forced (whose
+    /// epilogue then applies the batch norms).
     func testInferenceNetworkMatchesTheTrainingNetworkInLessMemory() throws {
+        var algorithms: [ConvolutionAlgorithm?] = [nil]
+        if ConvolutionAlgorithm.directKernelsSupported { algorithms += [.winograd, .winograd4] }
         for v in Variant.allCases {
-            let config = try NetworkConfig(variant: v, channels: 8, patch: 32)
-            let training = Network(config: config, backend: CPUBackend(threads: 2), seed: 4)
-            let inference = Network(config: config, backend: CPUBackend(threads: 2), seed: 4, use: .inference)
-            // Running statistics from training-mode passes, so eval mode sees what training saw.
-            var r = SeededGenerator(seed: 9)
-            let warmup = randomValues(2 * config.voxels, &r)
-            warmup.withUnsafeBufferPointer { training.setInput($0.baseAddress!) }
-            for _ in 0..<20 { training.forward(training: true) }
-            inference.loadBuffers(training.readBuffers())
-            func pass(_ net: Network, _ seed: UInt64) -> ([Float], Double) {
-                var r = SeededGenerator(seed: seed)
-                let input = randomValues(2 * config.voxels, &r)
-                input.withUnsafeBufferPointer { net.setInput($0.baseAddress!) }
-                net.forward(training: false)
-                return (net.readSegmentation(), net.completeness)
+            for algorithm in algorithms {
+                let config = try NetworkConfig(variant: v, channels: 8, patch: 32)
+                let backend = CPUBackend(threads: 2, convolutionAlgorithm: algorithm)
+                let training = Network(config: config, backend: backend, seed: 4)
+                let inference = Network(config: config, backend: backend, seed: 4, use: .inference)
+                // Running statistics from training-mode passes, so eval mode sees what training saw.
+                var r = SeededGenerator(seed: 9)
+                let warmup = randomValues(2 * config.voxels, &r)
+                warmup.withUnsafeBufferPointer { training.setInput($0.baseAddress!) }
+                for _ in 0..<20 { training.forward(training: true) }
+                inference.loadBuffers(training.readBuffers())
+                func pass(_ net: Network, _ seed: UInt64) -> ([Float], Double) {
+                    var r = SeededGenerator(seed: seed)
+                    let input = randomValues(2 * config.voxels, &r)
+                    input.withUnsafeBufferPointer { net.setInput($0.baseAddress!) }
+                    net.forward(training: false)
+                    return (net.readSegmentation(), net.completeness)
+                }
+                let label = "\(v) \(algorithm.map(\.rawValue) ?? "rule")"
+                let (segA, clsA) = pass(training, 1), (segB, clsB) = pass(training, 2)
+                let (segA2, clsA2) = pass(inference, 1), (segB2, clsB2) = pass(inference, 2)
+                XCTAssertTrue(segA == segA2, label); XCTAssertEqual(clsA, clsA2, label)
+                XCTAssertTrue(segB == segB2, label); XCTAssertEqual(clsB, clsB2, label)
+                XCTAssertGreaterThan(Set(segA).count, 1000, label)  // an output that depends on the input
+                XCTAssertFalse(segA == segB, label)
+                XCTAssertLessThan(Double(inference.activationCount), 0.6 * Double(training.activationCount), label)
             }
-            let (segA, clsA) = pass(training, 1), (segB, clsB) = pass(training, 2)
-            let (segA2, clsA2) = pass(inference, 1), (segB2, clsB2) = pass(inference, 2)
-            XCTAssertTrue(segA == segA2, "\(v)"); XCTAssertEqual(clsA, clsA2, "\(v)")
-            XCTAssertTrue(segB == segB2, "\(v)"); XCTAssertEqual(clsB, clsB2, "\(v)")
-            XCTAssertGreaterThan(Set(segA).count, 1000, "\(v)")  // an output that depends on the input
-            XCTAssertFalse(segA == segB, "\(v)")
-            XCTAssertLessThan(Double(inference.activationCount), 0.6 * Double(training.activationCount), "\(v)")
         }
     }
 

@@ -17,6 +17,15 @@
 extern "C" {
 #endif
 
+/// Applied to every output after bias and beta: y = y * scale[co] + shift[co], rounded after the
+/// multiplication and again after the addition (as eval-mode batch norm applied to the stored output),
+/// then max(y, 0) where relu is non-zero. Fuses an inference network's batch norm into the convolution.
+typedef struct {
+    const float *scale;  // NULL: no affine step
+    const float *shift;
+    int relu;
+} ifcn_conv_epilogue;
+
 /// 1 when the Winograd kernels handle this extent.
 int ifcn_winograd_handles(int d, int h, int w);
 
@@ -34,9 +43,10 @@ int ifcn_winograd_group_rows(int w, int cin, int cout);
 size_t ifcn_winograd_scratch_floats(int cin, int cout, int w, int group_rows);
 
 /// y[co, output planes 2tz..2tz+1, rows 2ty0..2ty1-1, :] = beta * y + conv (+ bias[co]).
+/// `epilogue` NULL: none.
 void ifcn_winograd_forward_group(const float *x, int cin, int d, int h, int w, const float *u,
                                  const float *bias, float *y, int cout, float beta,
-                                 int tz, int ty0, int ty1, float *scratch);
+                                 int tz, int ty0, int ty1, float *scratch, const ifcn_conv_epilogue *epilogue);
 
 // F(4x4x4, 3x3x3): 216 multiplications per 4x4x4 output tile and channel pair where the direct
 // convolution does 1728 (F(2,3): 512 per 64 outputs). Depth and height multiples of 4, width a
@@ -62,7 +72,7 @@ size_t ifcn_winograd4_scratch_floats(int cin, int cout, int w, int group_rows);
 /// y[co, output planes 4tz..4tz+3, rows 4ty0..4ty1-1, :] = beta * y + conv (+ bias[co]).
 void ifcn_winograd4_forward_group(const float *x, int cin, int d, int h, int w, const float *u,
                                   const float *bias, float *y, int cout, float beta,
-                                  int tz, int ty0, int ty1, float *scratch);
+                                  int tz, int ty0, int ty1, float *scratch, const ifcn_conv_epilogue *epilogue);
 
 #ifdef __cplusplus
 }

@@ -1,3 +1,4 @@
+import CConvKernels
 import COpenBLAS
 import Foundation
 import IFCNSupport
@@ -95,6 +96,38 @@ extension CPUBackend {
         precondition(input.count == inChannels * extent.voxels && output.count == outChannels * extent.voxels)
         conv3(input: input.host, cin: inChannels, extent: extent, weight: weight.host, bias: bias?.host,
               output: output.host, cout: outChannels, beta: 0)
+    }
+
+    /// Where the inference rule picks Winograd, the batch norm runs in the kernels' epilogue (its scale and shift
+    /// computed as batchNormEvalForward does, applied with the same two roundings); elsewhere the two ops.
+    public func conv3BatchNormInferenceForward(input: TensorRef, inChannels: Int, extent: Extent3, weight: TensorRef,
+                                               convOutput: TensorRef, outChannels: Int, norm: EvalBatchNorm, output: TensorRef) {
+        let algorithm = ConvolutionAlgorithm.choose(inChannels: inChannels, outChannels: outChannels, extent: extent,
+                                                    purpose: .inference, forced: convolutionAlgorithm)
+        guard algorithm == .winograd || algorithm == .winograd4 else {
+            conv3InferenceForward(input: input, inChannels: inChannels, extent: extent, weight: weight, bias: nil,
+                                  output: convOutput, outChannels: outChannels)
+            return batchNormEvalForward(input: convOutput, output: output, channels: outChannels, voxels: extent.voxels,
+                                        gamma: norm.gamma, beta: norm.beta, runningMean: norm.runningMean,
+                                        runningVar: norm.runningVar, epsilon: norm.epsilon, relu: norm.relu)
+        }
+        precondition(input.count == inChannels * extent.voxels && output.count == outChannels * extent.voxels)
+        var scale = [Float](repeating: 0, count: outChannels), shift = scale
+        let (g, b, rm, rv) = (norm.gamma.host, norm.beta.host, norm.runningMean.host, norm.runningVar.host)
+        for c in 0..<outChannels {  // as batchNormEvalForward
+            let invStd = 1 / (Double(rv[c]) + Double(norm.epsilon)).squareRoot()
+            scale[c] = Float(Double(g[c]) * invStd)
+            shift[c] = b[c] - rm[c] * scale[c]
+        }
+        let k = WinogradKernels.of(algorithm)
+        let u = packWinogradFilter(k, weight.host, cin: inChannels, cout: outChannels, transposeFlip: false)
+        scale.withUnsafeBufferPointer { sc in
+            shift.withUnsafeBufferPointer { sh in
+                var epilogue = ifcn_conv_epilogue(scale: sc.baseAddress, shift: sh.baseAddress, relu: norm.relu ? 1 : 0)
+                conv3Winograd(k, input: input.host, cin: inChannels, extent: extent, u: u, bias: nil, output: output.host,
+                              cout: outChannels, beta: 0, epilogue: &epilogue)
+            }
+        }
     }
 
     public func conv3InferenceForward(input: TensorRef, inChannels: Int, extent: Extent3,

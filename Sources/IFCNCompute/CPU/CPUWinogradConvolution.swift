@@ -11,7 +11,8 @@ import IFCNSupport
 struct WinogradKernels {
     typealias ForwardGroup = @convention(c) (UnsafePointer<Float>?, Int32, Int32, Int32, Int32, UnsafePointer<Float>?,
                                              UnsafePointer<Float>?, UnsafeMutablePointer<Float>?, Int32, Float,
-                                             Int32, Int32, Int32, UnsafeMutablePointer<Float>?) -> Void
+                                             Int32, Int32, Int32, UnsafeMutablePointer<Float>?,
+                                             UnsafePointer<ifcn_conv_epilogue>?) -> Void
     /// Outputs per tile along each axis.
     let tile: Int
     let filterFloats: (Int32, Int32) -> Int
@@ -35,10 +36,11 @@ struct WinogradKernels {
 }
 
 extension CPUBackend {
-    /// output = beta * output + conv(input, u) (+ bias), `u` from `packWinogradFilter` with the same kernels.
+    /// output = beta * output + conv(input, u) (+ bias), `u` from `packWinogradFilter` with the same kernels,
+    /// then `epilogue` (a fused eval batch norm and ReLU) if given.
     func conv3Winograd(_ k: WinogradKernels, input: UnsafePointer<Float>, cin: Int, extent e: Extent3,
                        u: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-                       cout: Int, beta: Float) {
+                       cout: Int, beta: Float, epilogue: UnsafePointer<ifcn_conv_epilogue>? = nil) {
         let tileExtent = Extent3(e.d / k.tile, e.h / k.tile, e.w / k.tile)
         let tileRows = tileExtent.d * tileExtent.h
         let groupRows = Int(k.groupRows(Int32(e.w), Int32(cin), Int32(cout)))
@@ -47,7 +49,7 @@ extension CPUBackend {
         parallelFor(parts: parts) { t in
             forEachDirectGroup(partRange(t, of: parts, total: tileRows), extent: tileExtent, groupRows: groupRows) { tz, ty0, ty1 in
                 k.forwardGroup(input, Int32(cin), Int32(e.d), Int32(e.h), Int32(e.w), u, bias, output,
-                               Int32(cout), beta, Int32(tz), Int32(ty0), Int32(ty1), buffers[t])
+                               Int32(cout), beta, Int32(tz), Int32(ty0), Int32(ty1), buffers[t], epilogue)
             }
         }
     }

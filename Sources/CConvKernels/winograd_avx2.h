@@ -1,8 +1,8 @@
-#ifndef IFCN_WINOGRAD_PRODUCTS_H
-#define IFCN_WINOGRAD_PRODUCTS_H
+#ifndef IFCN_WINOGRAD_AVX2_H
+#define IFCN_WINOGRAD_AVX2_H
 
-// The Winograd kernels' channel sums (shared by F(2,3) and F(4,3)); included inside their x86-64 sections,
-// after AVX2 and ALWAYS_INLINE are defined.
+// What the F(2,3) and F(4,3) AVX2 kernels share: the channel sums and the outputs' last steps. Included
+// inside their x86-64 sections, after AVX2 and ALWAYS_INLINE are defined.
 
 // m[c][e][tiles of v] = sum over ci of u[e][block][ci][c] * v[e][ci][tiles], for s channels x nv vectors.
 AVX2 ALWAYS_INLINE void product_tile(const float *ue, const float *ve, int cin, size_t tiles, const int s, const int nv,
@@ -51,6 +51,33 @@ AVX2 static void winograd_products(const float *u, const float *v, float *m, int
             co += s;
         }
     }
+}
+
+// One output channel's bias, beta and epilogue (ifcn_conv_epilogue), as values.
+typedef struct {
+    __m256 bias, beta, scale, shift;
+    int accumulate, affine, relu;
+} output_finish;
+
+AVX2 static inline output_finish output_finish_for(int co, const float *bias, float beta, const ifcn_conv_epilogue *ep) {
+    output_finish f;
+    f.bias = _mm256_set1_ps(bias ? bias[co] : 0.0f);
+    f.beta = _mm256_set1_ps(beta);
+    f.accumulate = beta != 0;
+    f.affine = ep != NULL && ep->scale != NULL;
+    f.scale = _mm256_set1_ps(f.affine ? ep->scale[co] : 1.0f);
+    f.shift = _mm256_set1_ps(f.affine ? ep->shift[co] : 0.0f);
+    f.relu = ep != NULL && ep->relu;
+    return f;
+}
+
+// Stores 8 outputs r at out: + bias, + beta * out, then the epilogue (multiply and add rounded separately).
+AVX2 ALWAYS_INLINE void store_outputs(float *out, __m256 r, const output_finish *f) {
+    r = _mm256_add_ps(r, f->bias);
+    if (f->accumulate) r = _mm256_fmadd_ps(f->beta, _mm256_loadu_ps(out), r);
+    if (f->affine) r = _mm256_add_ps(_mm256_mul_ps(r, f->scale), f->shift);
+    if (f->relu) r = _mm256_max_ps(r, _mm256_setzero_ps());
+    _mm256_storeu_ps(out, r);
 }
 
 #endif

@@ -144,7 +144,8 @@ extension CPUBackend {
                                   weight: TensorRef, gradInput: TensorRef, inChannels: Int, accumulate: Bool) {
         conv3BackwardData(gradOutput: gradOutput, outChannels: outChannels, extent: extent, weight: weight,
                           gradInput: gradInput, inChannels: inChannels, accumulate: accumulate,
-                          algorithm: ConvolutionAlgorithm.choose(inChannels: outChannels, outChannels: inChannels, extent: extent, forced: convolutionAlgorithm))
+                          algorithm: ConvolutionAlgorithm.choose(inChannels: outChannels, outChannels: inChannels, extent: extent,
+                                                                 purpose: .backwardData, forced: convolutionAlgorithm))
     }
 
     /// The same with the algorithm given (tests compare them).

@@ -85,12 +85,14 @@ public enum ConvolutionAlgorithm: String, CaseIterable, Sendable {
         if let forced = processOverride { return "\(forced.rawValue) forced by \(environmentKey) (where it runs)" }
         if !directKernelsSupported { return "im2col (no AVX2 + FMA)" }
         if cpuHasAVX512 { return "im2col (AVX-512 CPU: OpenBLAS's wider sgemm)" }
-        return "direct in training, winograd4 (else winograd) in inference at C >= 32, im2col on rows narrower than 8"
+        return "direct in training (winograd for backward data at C >= 32), winograd4 (else winograd) in inference at "
+            + "C >= 32, im2col on rows narrower than 8"
     }
 
-    /// What a convolution serves: training (forward and backward of a step) or inference (eval-mode forward).
+    /// What a convolution serves: a training step's forward pass (and weight gradient), its backward-data
+    /// convolutions (input gradients, on which no ReLU mask depends), or an inference (eval-mode) forward pass.
     public enum Purpose: Sendable {
-        case training, inference
+        case training, backwardData, inference
     }
 
     /// The per-shape rule, from measurements on the 2-core Zen with AVX2 (docs/BENCHMARKS.md), where the
@@ -98,8 +100,11 @@ public enum ConvolutionAlgorithm: String, CaseIterable, Sendable {
     /// - inference, both channel counts at least 32: Winograd F(4,3) where it runs, else F(2,3) (F(2,3) about
     ///   2x faster than direct at C=64, F(4,3) about 1.7x faster than F(2,3); at C=16 the transforms eat the
     ///   gain). Every fixture's eval outputs stay within the reference tolerance with either. Not in
-    ///   training: F(2,3)'s forward rounding error, ~3x direct's, already flips enough ReLU masks to move the
-    ///   P=32 fixture's gradients by up to 1.5% (docs/BENCHMARKS.md);
+    ///   training's forward pass: F(2,3)'s forward rounding error, ~3x direct's, already flips enough ReLU masks
+    ///   to move the P=32 fixture's gradients by up to 1.5% (docs/BENCHMARKS.md);
+    /// - a training step's backward data, both channel counts at least 32: F(2,3) (no mask depends on the input
+    ///   gradients, so its rounding stays rounding: the C=32 fixture's gradients keep within 1.5x PyTorch
+    ///   float32's error);
     /// - direct elsewhere on rows a multiple of 8 wide (faster than im2col + OpenBLAS at every size);
     /// - im2col otherwise (rows of 4 at the coarsest level, CPUs without AVX2, AVX-512 CPUs).
     /// (Winograd F(2,3) and F(4,3) in scalar Swift on top of sgemm were measured in session 4 and removed:
@@ -111,6 +116,7 @@ public enum ConvolutionAlgorithm: String, CaseIterable, Sendable {
             if winograd4Handles(extent) { return .winograd4 }
             if winogradHandles(extent) { return .winograd }
         }
+        if purpose == .backwardData && min(inChannels, outChannels) >= 32 && winogradHandles(extent) { return .winograd }
         return directHandles(width: extent.w) ? .direct : .im2col
     }
 

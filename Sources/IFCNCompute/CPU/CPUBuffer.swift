@@ -1,22 +1,38 @@
 import Foundation
 
-/// 64-byte aligned, zero-initialised host memory.
+/// 64-byte aligned, zero-initialised host memory. Buffers of 1 MiB and more are mapped straight from the
+/// system (zero pages, given back when freed); through malloc, freeing a large block raises glibc's mmap
+/// threshold, and the next large blocks then stay in the heap after they are freed (peak RSS of a C=64, P=64
+/// training step: 1050 MiB through malloc, 1018 MiB mapped, docs/BENCHMARKS.md).
 public final class CPUBuffer: DeviceBuffer {
     public let count: Int
     public let pointer: UnsafeMutablePointer<Float>
+    private let mappedBytes: Int?
+
+    static let mappingThreshold = 1 << 20
 
     public init(count: Int) {
         self.count = count
-        var raw: UnsafeMutableRawPointer?
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
-        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
-            fatalError("out of memory allocating \(bytes) bytes")
+        if bytes >= CPUBuffer.mappingThreshold {
+            let raw = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+            guard let raw, raw != MAP_FAILED else { fatalError("out of memory mapping \(bytes) bytes") }
+            mappedBytes = bytes
+            pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        } else {
+            var raw: UnsafeMutableRawPointer?
+            guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
+                fatalError("out of memory allocating \(bytes) bytes")
+            }
+            memset(raw, 0, bytes)
+            mappedBytes = nil
+            pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         }
-        memset(raw, 0, bytes)
-        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
     }
 
-    deinit { free(pointer) }
+    deinit {
+        if let mappedBytes { munmap(pointer, mappedBytes) } else { free(pointer) }
+    }
 }
 
 extension TensorRef {

@@ -3,7 +3,7 @@ import Foundation
 /// 64-byte aligned, zero-initialised host memory. Buffers of 1 MiB and more are mapped straight from the
 /// system (zero pages, given back when freed); through malloc, freeing a large block raises glibc's mmap
 /// threshold, and the next large blocks then stay in the heap after they are freed (peak RSS of a C=64, P=64
-/// training step: 1050 MiB through malloc, 1018 MiB mapped, docs/BENCHMARKS.md).
+/// training step: 1050 MiB through malloc, 1012 MiB mapped, docs/BENCHMARKS.md).
 public final class CPUBuffer: DeviceBuffer {
     public let count: Int
     public let pointer: UnsafeMutablePointer<Float>

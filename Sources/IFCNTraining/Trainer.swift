@@ -73,7 +73,10 @@ public final class Trainer {
         rootLog("training \(session.config) on \(session.data.training.count) cases (\(session.data.validation.count) validation) "
                 + "at \(session.info.spacingMM) mm; \(comm.size) rank(s) x "
                 + "\(session.backend is CPUBackend ? "\(session.threads) thread(s)" : session.backend.name); "
-                + "iterations \(start + 1)...\(o.iterations), epoch \(o.iterationsPerEpoch)")
+                + "iterations \(start + 1)...\(o.iterations), epoch \(o.iterationsPerEpoch); learning rate "
+                + String(format: "%g", Double(o.learningRate(at: o.warmupIterations, ranks: comm.size)))
+                + (o.learningRateScaling == .none ? "" : " (\(o.learningRateScaling.rawValue) scaling for \(comm.size) rank(s), "
+                   + "warm-up \(o.warmupIterations) iterations from " + String(format: "%g", Double(o.learningRate)) + ")"))
         let sampler = PatchSampler(cases: session.data.training, patch: o.patch, intensity: session.info.intensity, seed: o.seed,
                                    rank: o.testHooks.sampleRank ?? comm.rank, augmentations: o.augmentations)
         let prefetcher = Prefetcher(sampler: sampler)
@@ -217,7 +220,7 @@ public final class Trainer {
             w.add("loss", floats: [Float(loss.total)], shape: [1])
             try w.write(to: "\(dump).rank\(comm.rank).safetensors")
         }
-        s.adam.learningRate = o.learningRate(at: it)
+        s.adam.learningRate = o.learningRate(at: it, ranks: comm.size)
         s.adam.update()
         let overlap = net.trainingOverlap()
         let t3 = Date()
@@ -304,7 +307,7 @@ public final class Trainer {
             completenessAccuracy: pooled.completenessAccuracy, valDice: v.dice, valASSDmm: v.assd,
             valEvaluations: v.evaluations, seconds: epochSeconds, validationSeconds: v.seconds,
             samplesPerSecond: samplesPerSecond, allreduceShare: allreduceShare, ranks: comm.size,
-            learningRate: Double(o.learningRate(at: it)))
+            learningRate: Double(o.learningRate(at: it, ranks: comm.size)))
         try run.appendMetrics(metrics)
         func f(_ x: Double?, _ fmt: String = "%.4f") -> String { x.map { String(format: fmt, $0) } ?? "n/a" }
         log("epoch \(epochIndex)  iter \(it)  loss \(f(pooled.meanLoss, "%.2f"))  train Dice \(f(pooled.meanDice))  "

@@ -25,7 +25,7 @@ extension Trainer {
             let last = s.lastCheckpoint.map { "the last checkpoint, iteration \($0), holds finite weights" } ?? "no checkpoint was written"
             throw TrainingError(String(format: "training diverged at iteration %d: the loss or the averaged gradient is not finite "
                                        + "(rank %d: loss %g, gradient norm %g); is --lr %g too high? Stopped before the update: %@",
-                                       it, comm.rank, loss, gradientNormSquared.squareRoot(), Double(options.learningRate(at: it)), last),
+                                       it, comm.rank, loss, gradientNormSquared.squareRoot(), Double(options.learningRate(at: it, ranks: comm.size)), last),
                                 collective: true)
         }
         return flags[0] > 0 ? Int32(flags[0]) : nil

@@ -11,6 +11,7 @@ extension TrainingOptions {
             throw fail("--lr must be a finite number above 0, got \(learningRate)")
         }
         if let bad = learningRateSteps.first(where: { $0 < 0 }) { throw fail("--lr-steps must not be negative, got \(bad)") }
+        guard warmupIterations >= 0 else { throw fail("--warmup-iterations must be 0 or more, got \(warmupIterations)") }
         if let t = threads { try Self.checkThreads(t, source: "--threads") }
         if let v = validationCases, v < 0 { throw fail("--val-cases must be 0 or more, got \(v)") }
         guard keepCheckpoints >= 0 else { throw fail("--keep must be 0 or more, got \(keepCheckpoints)") }

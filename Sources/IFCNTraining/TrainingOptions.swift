@@ -13,6 +13,10 @@ public struct TrainingOptions: Sendable {
     public var learningRate: Float = 1e-3
     /// Iterations after which the learning rate drops tenfold.
     public var learningRateSteps: [Int] = []
+    /// How the learning rate follows the number of ranks.
+    public var learningRateScaling: LearningRateScaling = .none
+    /// Iterations over which the learning rate rises linearly from `learningRate` to its scaled value.
+    public var warmupIterations = 0
     public var seed: UInt64 = 0
     public var threads: Int?
     public var backend: BackendKind = .auto
@@ -34,8 +38,30 @@ public struct TrainingOptions: Sendable {
         self.outputDir = outputDir
     }
 
-    public func learningRate(at iteration: Int) -> Float {
-        learningRateSteps.filter { iteration > $0 }.reduce(learningRate) { lr, _ in lr * 0.1 }
+    /// The learning rate of `iteration` (1-based) with `ranks` ranks: `learningRate` scaled for the ranks (reached
+    /// linearly over the warm-up, from `learningRate` at iteration 0), then a tenth of that after each of
+    /// `learningRateSteps`. With scaling `none` it is `learningRate` whatever the ranks and warm-up.
+    public func learningRate(at iteration: Int, ranks: Int = 1) -> Float {
+        let base = Double(learningRate), scaled = base * learningRateScaling.factor(ranks: ranks)
+        let ramp = warmupIterations > 0 && iteration < warmupIterations ? Double(max(iteration, 0)) / Double(warmupIterations) : 1
+        let rate = Float(base + (scaled - base) * ramp)
+        return learningRateSteps.filter { iteration > $0 }.reduce(rate) { lr, _ in lr * 0.1 }
+    }
+}
+
+/// How the learning rate follows the number of ranks N. Every rank adds one sample to an averaged gradient,
+/// so N ranks train with a global batch of N: `linear` multiplies the learning rate by N (Goyal et al. 2017, with
+/// a warm-up), `sqrt` by sqrt(N) (the gradient noise argument for Adam), `none` keeps it (the default: no
+/// measurement here supports another; README, "Training across ranks and nodes").
+public enum LearningRateScaling: String, CaseIterable, Sendable {
+    case none, linear, sqrt
+
+    public func factor(ranks: Int) -> Double {
+        switch self {
+        case .none: 1
+        case .linear: Double(max(ranks, 1))
+        case .sqrt: Double(max(ranks, 1)).squareRoot()
+        }
     }
 }
 

@@ -10,6 +10,7 @@ import IFCNVolume
 extension Variant: ExpressibleByArgument {}
 extension CropMode: ExpressibleByArgument {}
 extension LabelResampling: ExpressibleByArgument {}
+extension LearningRateScaling: ExpressibleByArgument {}
 
 /// `preprocess --image-type`: the voxel types images may be written as.
 enum ImageType: String, CaseIterable, ExpressibleByArgument {

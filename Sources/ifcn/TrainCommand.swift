@@ -31,6 +31,12 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("iters-per-epoch"), help: "Iterations per epoch (validation + checkpoint).") var itersPerEpoch: Int = 500
     @Option(help: "Learning rate.") var lr: Float = 1e-3
     @Option(name: .customLong("lr-steps"), help: "Iterations after which the learning rate drops tenfold, e.g. 10000,20000.") var lrSteps: String?
+    @Option(name: .customLong("lr-scaling"),
+            help: "How the learning rate follows the number of ranks N (global batch N): none, linear (x N) or sqrt (x sqrt(N)).")
+    var lrScaling: LearningRateScaling = .none
+    @Option(name: .customLong("warmup-iterations"),
+            help: "Iterations over which the learning rate rises linearly from --lr to its scaled value.")
+    var warmupIterations: Int = 0
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "Compute threads per rank (default: IFCN_THREADS, else cores / ranks on the node).") var threads: Int?
     @Option(name: .customLong("val-cases"), help: "Validate on at most N validation cases.") var valCases: Int?
@@ -57,6 +63,7 @@ struct TrainCommand: ParsableCommand {
         var o = TrainingOptions(dataDir: data, outputDir: output)
         o.variant = variant; o.channels = channels; o.patch = patch; o.iterations = iterations
         o.iterationsPerEpoch = itersPerEpoch; o.learningRate = lr; o.seed = seed; o.threads = threads
+        o.learningRateScaling = lrScaling; o.warmupIterations = warmupIterations
         o.validationCases = valCases; o.resume = resume;  o.keepCheckpoints = keep
         o.progressInterval = progressSeconds; o.collectiveTimeout = collectiveTimeout
         do { o.backend = try Backends.resolve(compute.backend) } catch { throw CLIError("\(error)") }

@@ -22,18 +22,21 @@ enum ArenaPacking {
         }
         return (offsets, size)
     }
+
+    /// Index of the block holding `offset`, for block `starts` in ascending order.
+    static func block(in starts: [Int], containing offset: Int) -> Int {
+        var lo = 0, hi = starts.count - 1
+        while lo < hi {
+            let mid = (lo + hi + 1) / 2
+            if starts[mid] <= offset { lo = mid } else { hi = mid - 1 }
+        }
+        return lo
+    }
 }
 
 extension Graph {
     /// Index of the activation block holding `offset` (views lie inside one block).
-    func block(containing offset: Int) -> Int {
-        var lo = 0, hi = blockStarts.count - 1
-        while lo < hi {
-            let mid = (lo + hi + 1) / 2
-            if blockStarts[mid] <= offset { lo = mid } else { hi = mid - 1 }
-        }
-        return lo
-    }
+    func block(containing offset: Int) -> Int { ArenaPacking.block(in: blockStarts, containing: offset) }
 
     /// Floats of each activation block.
     var blockSizes: [Int] {

@@ -40,9 +40,8 @@ struct GradientLayout {
 
     /// Gradient-arena offset of the activation at `offset`.
     func offset(of offset: Int) -> Int {
-        var lo = 0, hi = starts.count - 1
-        while lo < hi { let mid = (lo + hi + 1) / 2; if starts[mid] <= offset { lo = mid } else { hi = mid - 1 } }
-        precondition(gradStarts[lo] >= 0, "gradient of an activation the backward pass never touches")
-        return gradStarts[lo] + (offset - starts[lo])
+        let b = ArenaPacking.block(in: starts, containing: offset)
+        precondition(gradStarts[b] >= 0, "gradient of an activation the backward pass never touches")
+        return gradStarts[b] + (offset - starts[b])
     }
 }

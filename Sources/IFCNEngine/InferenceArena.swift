@@ -88,7 +88,7 @@ extension Graph {
         packed.segProb = move(segProb)
         packed.clsLogit = move(clsLogit)
         packed.arenaSize = size
-        packed.blockStarts = offsets.indices.filter { offsets[$0] >= 0 && group[$0] == $0 }.map { offsets[$0] }.sorted()
+        packed.blockStarts = []  // its blocks share memory: no block layout (GradientLayout uses the unpacked graph)
         return packed
     }
 }

@@ -10,15 +10,15 @@ public struct Loss: Sendable {
     public var completeness: Double
 }
 
-/// The iterative FCN on a compute backend: all parameters in one flat buffer, all their
-/// gradients in another, batch-norm running statistics in a third, and every activation in one
-/// arena allocated once for the configuration.
 /// What a network is built for: training keeps every activation for the backward pass; inference runs
 /// eval-mode forward passes only, with activation memory shared by liveness (Graph.packedForInference).
 public enum NetworkUse: Sendable {
     case training, inference
 }
 
+/// The iterative FCN on a compute backend: all parameters in one flat buffer, all their
+/// gradients in another, batch-norm running statistics in a third, and every activation in one
+/// arena allocated once for the configuration.
 public final class Network {
     public let config: NetworkConfig
     public let use: NetworkUse

@@ -114,10 +114,8 @@ extension CPUBackend {
         precondition(input.count == inChannels * extent.voxels && output.count == outChannels * extent.voxels)
         var scale = [Float](repeating: 0, count: outChannels), shift = scale
         let (g, b, rm, rv) = (norm.gamma.host, norm.beta.host, norm.runningMean.host, norm.runningVar.host)
-        for c in 0..<outChannels {  // as batchNormEvalForward
-            let invStd = 1 / (Double(rv[c]) + Double(norm.epsilon)).squareRoot()
-            scale[c] = Float(Double(g[c]) * invStd)
-            shift[c] = b[c] - rm[c] * scale[c]
+        for c in 0..<outChannels {
+            (scale[c], shift[c]) = evalBatchNormAffine(gamma: g[c], beta: b[c], mean: rm[c], variance: rv[c], epsilon: norm.epsilon)
         }
         let k = WinogradKernels.of(algorithm)
         let u = packWinogradFilter(k, weight.host, cin: inChannels, cout: outChannels, transposeFlip: false)

@@ -35,6 +35,15 @@ extension CPUBackend {
         }
     }
 
+    /// Eval batch norm as y = x * scale + shift: scale = gamma / sqrt(var + eps) in double, rounded to float,
+    /// shift = beta - mean * scale in float (batchNormEvalForward and the Winograd kernels' epilogue).
+    @inline(__always)
+    func evalBatchNormAffine(gamma: Float, beta: Float, mean: Float, variance: Float, epsilon: Float) -> (scale: Float, shift: Float) {
+        let invStd = 1 / (Double(variance) + Double(epsilon)).squareRoot()
+        let scale = Float(Double(gamma) * invStd)
+        return (scale, beta - mean * scale)
+    }
+
     public func batchNormEvalForward(input: TensorRef, output: TensorRef, channels: Int, voxels: Int,
                                      gamma: TensorRef, beta: TensorRef, runningMean: TensorRef, runningVar: TensorRef,
                                      epsilon: Float, relu: Bool) {
@@ -45,9 +54,7 @@ extension CPUBackend {
         parallelFor(parts: parts) { t in
             for c in partRange(t, of: parts, total: channels) {
                 let xc = x + c * n, yc = y + c * n
-                let invStd = 1 / (Double(rv[c]) + Double(epsilon)).squareRoot()
-                let scale = Float(Double(g[c]) * invStd)
-                let shift = b[c] - rm[c] * scale
+                let (scale, shift) = evalBatchNormAffine(gamma: g[c], beta: b[c], mean: rm[c], variance: rv[c], epsilon: epsilon)
                 if relu {
                     for i in 0..<n { yc[i] = max(xc[i] * scale + shift, 0) }
                 } else {

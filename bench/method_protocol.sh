@@ -12,7 +12,9 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 ifcn=.build/release/ifcn
 rm -rf "$work"; mkdir -p "$work/raw"
 cp data/verse/sub-verse00*_ct.nii.gz data/verse/sub-verse00*_seg-vert_msk.nii.gz "$work/raw/"
-"$ifcn" preprocess --input "$work/raw" --output "$work/data" --spacing 4 --val-fraction 0
+# --downsampling none: the reference's preprocessing (METHOD.md: linear resampling, no filter), so that the
+# figures compare with its numbers.
+"$ifcn" preprocess --input "$work/raw" --output "$work/data" --spacing 4 --val-fraction 0 --downsampling none
 start=$(date +%s)
 launch/local.sh "$ranks" train --data "$work/data" --output "$work/run" --channels 16 --patch 32 \
     --iterations "$iterations" --iters-per-epoch "$iterations" --augment noise --seed 1 --progress-seconds 60

@@ -32,12 +32,10 @@ fi
 step "preprocess at 4 mm (a 32-voxel patch spans 128 mm, as the paper's 128 at 1 mm)"
 "$ifcn" preprocess --input "$work/raw" --output "$work/data" --spacing 4 --validation sub-verse008
 
-# Noise and blur only: at this scale (one training scan, 1,600 iterations) the elastic and z-crop
-# augmentations lowered the held-out Dice (docs/BENCHMARKS.md).
+# ifcn's defaults (augmentations, resampling filter): what a user gets without options.
 step "train: $ranks MPI ranks, paper variant, C=16, P=32, $iterations iterations"
 launch/local.sh "$ranks" train --data "$work/data" --output "$work/run" --channels 16 --patch 32 \
-    --iterations "$iterations" --iters-per-epoch 200 --lr-steps "$((iterations * 3 / 4))" --seed 1 --progress-seconds 30 \
-    --augment noise,blur
+    --iterations "$iterations" --iters-per-epoch 200 --lr-steps "$((iterations * 3 / 4))" --seed 1 --progress-seconds 30
 
 step "segment the held-back scan on its own grid"
 "$ifcn" segment --checkpoint "$work/run/checkpoints/best.safetensors" \

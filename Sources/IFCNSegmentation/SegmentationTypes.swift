@@ -15,6 +15,8 @@ public struct SegmentationOptions: Sendable {
     public var maxInstances: Int = 64
     /// How `segmentScan` brings the labels back onto the scan's grid.
     public var labelResampling: LabelResampling = .probability
+    /// Filter of the scan before it is resampled to the model's spacing: the one the model's training data had.
+    public var downsampling: DownsamplingFilter = .gaussian
 
     public init() {}
 
@@ -25,6 +27,22 @@ public struct SegmentationOptions: Sendable {
         let n = (minVolumeMM3 / voxelVolume).rounded()
         guard n.isFinite, n < Double(1 << 40) else { return n.isNaN ? 1 : 1 << 40 }
         return max(1, Int(n))
+    }
+}
+
+extension DownsamplingFilter {
+    /// Checkpoint metadata key of the filter the model's training data was resampled with.
+    public static let metadataKey = "downsampling"
+
+    /// The filter a checkpoint's model was trained with: its `downsampling` metadata, or `.none` for a
+    /// checkpoint without it (trained before the filter existed, or a plain PyTorch export).
+    public static func ofCheckpoint(_ metadata: [String: String], path: String) throws -> DownsamplingFilter {
+        guard let text = metadata[metadataKey] else { return .none }
+        guard let filter = DownsamplingFilter(rawValue: text) else {
+            throw VolumeError(path: path, message: "checkpoint metadata \(metadataKey) \"\(text)\" is not one of "
+                              + DownsamplingFilter.allCases.map(\.rawValue).joined(separator: ", "))
+        }
+        return filter
     }
 }
 

@@ -79,14 +79,16 @@ public final class Segmenter {
                 probabilities)
     }
 
-    /// Segments a scan on any grid: resamples it to canonical at `info.spacingMM` (linear, -1000 HU outside),
+    /// Segments a scan on any grid: resamples it to canonical at `info.spacingMM` (`options.downsampling`
+    /// first, then linear, -1000 HU outside),
     /// segments, and brings the labels back onto the scan's own grid (`options.labelResampling`: each
     /// instance's probabilities trilinear, or the labels nearest). The result has exactly the input's size,
     /// spacing, origin and direction; voxel counts and centroids refer to that grid. Throws
     /// `TooLarge` when the canonical grid at the model's spacing would exceed the voxel or memory limits.
     public func segmentScan(_ image: Volume, progress: ((String) -> Void)? = nil) throws -> SegmentationResult {
         let start = DispatchTime.now().uptimeNanoseconds
-        let canonical = try resampleToCanonical(image, spacing: info.spacingMM, interpolation: .linear, fill: -1000)
+        let canonical = try resampleToCanonical(image, spacing: info.spacingMM, interpolation: .linear, fill: -1000,
+                                                filter: options.downsampling)
         let c = canonical.grid.size
         progress?("canonical grid \(c.x)x\(c.y)x\(c.z) at \(info.spacingMM) mm")
         let byProbability = options.labelResampling == .probability

@@ -1,5 +1,6 @@
 import Foundation
 import IFCNEngine
+import IFCNVolume
 
 /// Training augmentations. The first four are docs/METHOD.md's; the others close the gap between
 /// scanners and sites (issue 12).
@@ -13,6 +14,10 @@ public enum Augmentation: String, CaseIterable, Sendable {
     case flip
     /// Thick slices: the patch averaged over slabs of a random thickness along one axis and brought back.
     case thickslice
+    /// Tissue beyond the scan: the voxels of the patch outside the image (padded with air, -1000 HU) filled with
+    /// a random soft-tissue value and noise, so that a scan cropped to its vertebrae looks like one that shows
+    /// the tissue around them (docs/ACCURACY.md, "Field of view").
+    case context
 
     /// What `ifcn train` uses without `--augment`.
     public static let defaults: Set<Augmentation> = [.elastic, .blur, .noise, .crop]
@@ -35,6 +40,8 @@ public enum AugmentationParameters {
     public static let affineDegrees = 10.0, affineScale = 0.1
     /// Thick slices from the voxel spacing up to this thickness.
     public static let maxSliceMM = 6.0
+    /// Tissue beyond the scan: a value in this HU range (fat to muscle), plus Gaussian noise of `contextNoiseHU`.
+    public static let contextHU = -150.0...60.0, contextNoiseHU = 20.0
     /// At this spacing METHOD.md's voxel values are its millimetre values.
     static let referenceSpacingMM = 1.0
 }
@@ -58,6 +65,22 @@ struct Augmenter {
     }
 
     typealias P = AugmentationParameters
+
+    /// `context`: with probability 0.5 (a coin from `stream`, its own, so the other augmentations draw what they
+    /// drew before it existed) fills the image outside the box `inside` (patch voxel indices lo..<hi that hold
+    /// image; the rest is padding) with tissue. Runs before the augmentations that move voxels.
+    mutating func fillBeyondImage(_ image: inout [Float], inside: (lo: SIMD3<Int>, hi: SIMD3<Int>), stream: inout SeededGenerator) {
+        guard stream.uniform() < 0.5, enabled.contains(.context),
+              any(inside.lo .> 0) || any(inside.hi .< SIMD3(repeating: patch)) else { return }
+        let hu = Float(stream.uniform(P.contextHU.lowerBound, P.contextHU.upperBound))
+        let n = patch
+        for z in 0..<n { for y in 0..<n { for x in 0..<n {
+            let p = SIMD3(x, y, z)
+            if any(p .< inside.lo) || any(p .>= inside.hi) {
+                image[x + n * (y + n * z)] = hu + Float(stream.normal() * P.contextNoiseHU)
+            }
+        } } }
+    }
 
     /// Returns the number of the target vertebra's voxels the augmented patch holds (before the z-resize),
     /// in voxels of the original volume.
@@ -120,7 +143,7 @@ struct Augmenter {
     /// weights), which depends on how many voxels the sigma spans.
     static func elasticGain(spacing: Double) -> Double {
         func energy(_ sigma: Double) -> Double {
-            let k = kernel(sigma: sigma)
+            let k = gaussianKernel(sigma: sigma)
             return pow(k.reduce(0) { $0 + Double($1 * $1) }, 3)
         }
         return (energy(P.elasticSigmaMM / P.referenceSpacingMM) / energy(P.elasticSigmaMM / spacing)).squareRoot()
@@ -255,35 +278,9 @@ struct Augmenter {
         return out
     }
 
-    /// Normalised Gaussian weights of radius 3 sigma (at least 1).
-    static func kernel(sigma: Double) -> [Float] {
-        let r = max(1, Int((3 * sigma).rounded(.up)))
-        let k = (-r...r).map { Float(exp(-Double($0 * $0) / (2 * sigma * sigma))) }
-        let s = k.reduce(0, +)
-        return k.map { $0 / s }
-    }
-
-    /// Separable Gaussian smoothing of a cube (kernel radius 3 sigma, borders clamped).
+    /// Separable Gaussian smoothing of a cube (sigma in voxels, kernel radius 3 sigma, borders clamped), on
+    /// the calling thread (the sampler's, beside the training step).
     static func smooth(_ v: [Float], _ P: Int, sigma: Double) -> [Float] {
-        let k = kernel(sigma: sigma)
-        let r = k.count / 2
-        var a = v, b = v
-        let strides = [1, P, P * P]
-        for axis in 0..<3 {
-            let st = strides[axis]
-            a.withUnsafeBufferPointer { src in b.withUnsafeMutableBufferPointer { dst in
-                for i in 0..<src.count {
-                    let pos = (i / st) % P
-                    var acc: Float = 0
-                    for j in -r...r {
-                        let q = min(max(pos + j, 0), P - 1)
-                        acc += k[j + r] * src[i + (q - pos) * st]
-                    }
-                    dst[i] = acc
-                }
-            } }
-            swap(&a, &b)
-        }
-        return a
+        gaussianSmoothed(v, size: SIMD3(repeating: P), sigma: SIMD3(repeating: sigma), parallel: false)
     }
 }

@@ -289,6 +289,7 @@ public final class Trainer {
                                                     secondMoment: st.secondMoment,
                                                     metadata: ["seed": String(o.seed), "ranks": String(comm.size),
                                                                "best_val_dice": String(s.bestDice),
+                                                               DownsamplingFilter.metadataKey: (s.data.manifest.downsampling ?? .none).rawValue,
                                                                "rng": "counter-based: stream(seed, rank, iteration)"]),
                             to: s.run.latest)
         s.lastCheckpoint = it

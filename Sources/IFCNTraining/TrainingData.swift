@@ -129,6 +129,7 @@ public struct TrainingData: Sendable {
             notes.append("note: \(missing) of \(manifest.cases.count) cases of \(dir) have no training store (a folder of an older ifcn): "
                          + "their training cases are read into memory on every rank; `ifcn store build --data \(dir)` converts the folder once")
         }
+        notes += manifest.fieldOfViewNotes
         return TrainingData(manifest: manifest, training: train, validation: val, notes: notes)
     }
 }

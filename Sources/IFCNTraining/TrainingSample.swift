@@ -30,6 +30,8 @@ public struct PatchSampler: Sendable {
     /// Seed offset of the stream the site augmentations (intensity, affine, flip, thick slices) draw from, so
     /// that METHOD.md's augmentations draw exactly what they drew before those existed.
     static let siteStream: UInt64 = 0x5173_A06D_E11C_0001
+    /// Seed offset of the `context` augmentation's stream.
+    static let contextStream: UInt64 = 0xC0_47E7_7B10_0002
 
     public init(cases: [TrainingCase], patch: Int, intensity: IntensityNormaliser, seed: UInt64, rank: Int,
                 augmentations: Set<Augmentation> = Augmentation.defaults) {
@@ -65,6 +67,9 @@ public struct PatchSampler: Sendable {
             let extra = SeededGenerator(seed: seed ^ PatchSampler.siteStream, stream: UInt64(rank) << 40 | UInt64(iteration))
             var a = Augmenter(patch: patch, spacing: g.spacing.x, rng: rng, extra: extra)
             a.enabled = augmentations
+            var context = SeededGenerator(seed: seed ^ PatchSampler.contextStream, stream: UInt64(rank) << 40 | UInt64(iteration))
+            let inside = (lo: pointwiseMax(.zero, SIMD3.zero &- start), hi: pointwiseMin(SIMD3(repeating: patch), g.size &- start))
+            a.fillBeyondImage(&p.image, inside: inside, stream: &context)
             targetVoxelsInPatch = a.apply(image: &p.image, weight: &p.weight, target: &p.target, memory: &p.memory)
             rng = a.rng
         }

@@ -109,6 +109,34 @@ public struct CaseEntry: Codable, Sendable {
     }
 }
 
+extension CaseEntry {
+    /// Millimetres of image beyond the labelled vertebrae's bounding box on each side of the preprocessed grid:
+    /// [x-, x+, y-, y+, z-, z+]. Zero where a label touches the border.
+    public var contextMarginsMM: [Double] {
+        guard let first = vertebrae.first else { return [] }
+        var lo = first.bboxMin, hi = first.bboxMax
+        for v in vertebrae { lo = pointwiseMin(lo, v.bboxMin); hi = pointwiseMax(hi, v.bboxMax) }
+        var margins: [Double] = []
+        for a in 0..<3 {
+            let spacing = grid.spacing[a]
+            margins.append(Double(lo[a]) * spacing)
+            margins.append(Double(grid.size[a] - 1 - hi[a]) * spacing)
+        }
+        return margins
+    }
+
+    /// Most in-plane context (mm) a scan may have to count as cropped to its labels.
+    public static let croppedContextMM = 10.0
+
+    /// The scan ends at its labelled vertebrae in the axial plane: less than `croppedContextMM` of image beyond them
+    /// on each of the four in-plane sides (x-, x+, y-, y+). A model trained on such scans never sees the tissue
+    /// around a vertebra, and a scan with that tissue looks different to it (docs/ACCURACY.md, "Field of view").
+    public var isCroppedToLabels: Bool {
+        let m = contextMarginsMM
+        return m.count == 6 && m[0..<4].allSatisfy { $0 < Self.croppedContextMM }
+    }
+}
+
 /// dataset.json of a preprocessed data set.
 public struct DatasetManifest: Codable, Sendable {
     /// Isotropic voxel spacing (mm) of every case.
@@ -122,6 +150,9 @@ public struct DatasetManifest: Codable, Sendable {
     /// Crop mode used.
     public var crop: CropMode
     public var cases: [CaseEntry]
+    /// Filter of the images before resampling; nil in data sets made before it existed (no filter), which
+    /// `segment` must then match.
+    public var downsampling: DownsamplingFilter?
     /// Format version of the training store (`CaseStore.version`); nil when the folder has none.
     public var storeVersion: Int?
 
@@ -133,6 +164,23 @@ public struct DatasetManifest: Codable, Sendable {
         self.validationFraction = validationFraction
         self.crop = crop
         self.cases = cases
+    }
+
+    /// Warnings about the training cases' fields of view: a data set whose training scans are all cropped to
+    /// their labels, or that mixes such scans with scans that show the tissue around the spine. Empty when
+    /// the training cases agree.
+    public var fieldOfViewNotes: [String] {
+        let train = cases.filter { $0.split == .train }
+        let cropped = train.filter(\.isCroppedToLabels).map(\.name), wide = train.filter { !$0.isCroppedToLabels }.map(\.name)
+        guard !cropped.isEmpty else { return [] }
+        let what = "cropped to the labelled vertebrae (under \(Int(CaseEntry.croppedContextMM)) mm of tissue around them "
+            + "in the axial plane): \(cropped.joined(separator: ", "))"
+        if wide.isEmpty {
+            return ["note: every training scan is \(what); the model will not see the tissue around a vertebra and may "
+                    + "fail on scans that show it (docs/ACCURACY.md, \"Field of view\")"]
+        }
+        return ["note: training scans differ in field of view: \(what); with the tissue around the spine: "
+                + "\(wide.joined(separator: ", ")) (docs/ACCURACY.md, \"Field of view\")"]
     }
 
     /// File name of the manifest inside a data set folder.

@@ -14,6 +14,8 @@ public struct PreprocessOptions: Sendable {
     public var spacing: Double = 1
     /// Crop along z: the slab between the centroid planes of the first and last vertebra, or nothing.
     public var crop: CropMode = .none
+    /// Filter of the image before it is resampled to `spacing`.
+    public var downsampling: DownsamplingFilter = .gaussian
     /// HU = stored value + intensityOffset.
     public var intensityOffset: Double = 0
     public var validationFraction: Double = 0.2
@@ -125,7 +127,8 @@ public enum Preprocessor {
             for i in image.voxels.indices { image.voxels[i] += offset }
         }
         let t1 = Date()
-        var outImage = resample(image, onto: target, interpolation: .linear, fill: -1000)
+        var outImage = resample(image, onto: target, interpolation: .linear, fill: -1000,
+                                filter: options.downsampling)
         var outLabels = resample(labels, onto: target)
         var vertebrae = VertebraInfo.collect(from: outLabels)
         guard !vertebrae.isEmpty else {
@@ -266,6 +269,7 @@ public enum Preprocessor {
         var manifest = DatasetManifest(spacing: options.spacing, intensityOffset: options.intensityOffset, seed: options.seed,
                                        validationFraction: options.validationFraction, crop: options.crop, cases: entries)
         manifest.storeVersion = Int(CaseStore.version)
+        manifest.downsampling = options.downsampling
         try manifest.save(to: output)
         return manifest
     }

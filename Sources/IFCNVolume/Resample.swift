@@ -24,14 +24,20 @@ public func canonicalGrid(covering grid: Grid, spacing: Double) throws -> Grid {
 
 /// Reorients to canonical LPS (identity direction) and resamples isotropically onto an axis-aligned grid
 /// covering the scan (see `canonicalGrid(covering:spacing:)`).
-public func resampleToCanonical(_ v: Volume, spacing: Double, interpolation: Interpolation, fill: Float) throws -> Volume {
-    resample(v, onto: try canonicalGrid(covering: v.grid, spacing: spacing), interpolation: interpolation, fill: fill)
+public func resampleToCanonical(_ v: Volume, spacing: Double, interpolation: Interpolation, fill: Float,
+                                filter: DownsamplingFilter = .none) throws -> Volume {
+    resample(v, onto: try canonicalGrid(covering: v.grid, spacing: spacing), interpolation: interpolation, fill: fill,
+             filter: filter)
 }
 
 /// Resamples `v` onto `grid`. Output voxel centres map to continuous input indices exactly as ITK does
 /// (world = origin + D*S*i; index = (D*S)^-1 (world - origin)); a point is inside when every index lies in
 /// [-0.5, n - 0.5). Nearest rounds half up (floor(c + 0.5)); linear clamps neighbours to the image.
-public func resample(_ v: Volume, onto grid: Grid, interpolation: Interpolation, fill: Float) -> Volume {
+/// `filter` `.gaussian` first smooths the image to the resolution of the output grid's coarsest spacing
+/// (`Volume.smoothed(toResolution:)`), which changes nothing along axes where the output is finer.
+public func resample(_ v: Volume, onto grid: Grid, interpolation: Interpolation, fill: Float,
+                     filter: DownsamplingFilter = .none) -> Volume {
+    let v = filter == .gaussian ? v.smoothed(toResolution: grid.spacing.max()) : v
     let inSize = v.grid.size
     let inN = SIMD3<Double>(Double(inSize.x), Double(inSize.y), Double(inSize.z))
     let sx = inSize.x, sxy = inSize.x * inSize.y

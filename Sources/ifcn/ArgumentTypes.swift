@@ -9,6 +9,7 @@ import IFCNVolume
 
 extension Variant: ExpressibleByArgument {}
 extension CropMode: ExpressibleByArgument {}
+extension DownsamplingFilter: ExpressibleByArgument {}
 extension LabelResampling: ExpressibleByArgument {}
 extension LearningRateScaling: ExpressibleByArgument {}
 

@@ -21,6 +21,8 @@ struct PreprocessCommand: ParsableCommand {
     var spacing: Double = 1
     @Option(help: "Crop along z: 'mid' keeps the slab between the first and last vertebra centroids, 'none' keeps all.")
     var crop: CropMode = .none
+    @Option(help: "Filter before resampling to a coarser spacing: 'gaussian' smooths every scan to the output spacing's resolution (the same noise and detail whatever the scan's own slices), 'none' samples it as it is.")
+    var downsampling: DownsamplingFilter = .gaussian
     @Option(help: "Added to stored values to get HU (e.g. -1024 for data stored as HU+1024).")
     var intensityOffset: Double = 0
     @Option(help: "Fraction of cases held out for validation.")
@@ -44,6 +46,7 @@ struct PreprocessCommand: ParsableCommand {
         var options = PreprocessOptions()
         options.spacing = spacing
         options.crop = crop
+        options.downsampling = downsampling
         options.intensityOffset = intensityOffset
         options.validationFraction = valFraction
         options.seed = seed
@@ -60,5 +63,6 @@ struct PreprocessCommand: ParsableCommand {
         print(String(format: "preprocessed %d cases (%d train, %d validation) in %.1f s -> %@",
                      manifest.cases.count, manifest.cases.count - nVal, nVal, Date().timeIntervalSince(start),
                      output + "/" + DatasetManifest.fileName))
+        manifest.fieldOfViewNotes.forEach { print($0) }
     }
 }

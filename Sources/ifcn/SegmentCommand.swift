@@ -39,6 +39,10 @@ struct SegmentCommand: ParsableCommand {
                                + "trilinear; no staircases) or nearest (the working grid's labels)."))
     var labelResampling: LabelResampling = .probability
 
+    @Option(help: ArgumentHelp("Filter before resampling the scan to the model's spacing (default: the one the "
+                               + "model's training data was preprocessed with, from the checkpoint; none for older checkpoints)."))
+    var downsampling: DownsamplingFilter?
+
     @Flag(help: ArgumentHelp("Print every decision of the instance walk: per grid position and followed fragment, "
                              + "what was accepted or why nothing was (no fragment above n_min, fragment lost, "
                              + "already segmented, bound reached)."))
@@ -80,10 +84,11 @@ struct SegmentCommand: ParsableCommand {
         var options = SegmentationOptions()
         options.dropIncomplete = dropIncomplete
         options.labelResampling = labelResampling
+        options.downsampling = try downsampling ?? DownsamplingFilter.ofCheckpoint(loaded.metadata, path: checkpoint)
         if let minVoxels { options.minVolumeMM3 = Double(minVoxels) * pow(info.spacingMM, 3) }
         let segmenter = Segmenter(network: network, info: info, options: options)
         if explain { segmenter.explain = { StandardError.write("  explain: " + $0) } }
-        StandardError.write("model \(info.config) at \(info.spacingMM) mm from \(checkpoint)")
+        StandardError.write("model \(info.config) at \(info.spacingMM) mm (\(options.downsampling.rawValue) downsampling) from \(checkpoint)")
 
         let scans = try ScanFiles.list(input)
         do {

@@ -20,13 +20,14 @@ final class SegmentInputTests: XCTestCase {
 
     func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
 
-    /// A C=2 P=16 checkpoint at `spacing` mm (metadata written as given, so out-of-range values can be stored).
-    func checkpoint(spacing: String = "4") throws -> String {
+    /// A C=2 P=16 checkpoint at `spacing` mm, with `extra` metadata (written as given, so out-of-range values
+    /// can be stored).
+    func checkpoint(spacing: String = "4", extra: [String: String] = [:]) throws -> String {
         let config = try NetworkConfig(variant: .paper, channels: 2, patch: 16)
         let network = Network(config: config, backend: CPUBackend(threads: 1), seed: 2)
         let file = path("model-\(spacing).safetensors")
         try Checkpoint.save(network: network, info: ModelInfo(config: config, spacingMM: 4, intensity: .paper), to: file)
-        guard spacing != "4" else { return file }
+        guard spacing != "4" || !extra.isEmpty else { return file }
         // Written again with the metadata value as given (Checkpoint.save writes only valid ones).
         let saved = try SafeTensorsFile(path: file)
         var w = SafeTensorsWriter()
@@ -39,6 +40,7 @@ final class SegmentInputTests: XCTestCase {
         }
         w.metadata = saved.metadata
         w.metadata["spacing_mm"] = spacing
+        w.metadata.merge(extra) { $1 }
         try w.write(to: file)
         return file
     }
@@ -102,6 +104,23 @@ final class SegmentInputTests: XCTestCase {
                            "--threads", "1", "--backend", "cpu"])
         XCTAssertEqual(ok.status, 0, ok.summary)
         XCTAssertTrue(FileManager.default.fileExists(atPath: path("out/fine.nii.gz")))
+    }
+
+    /// The filter a model's data was resampled with comes from its checkpoint; an unknown one is an error naming the
+    /// file, and a checkpoint without one (older, or a PyTorch export) gets none.
+    func testDownsamplingFilterComesFromTheCheckpoint() throws {
+        XCTAssertEqual(try DownsamplingFilter.ofCheckpoint([:], path: "m"), DownsamplingFilter.none)
+        XCTAssertEqual(try DownsamplingFilter.ofCheckpoint(["downsampling": "gaussian"], path: "m"), .gaussian)
+        try VolumeIO.write(scan(), to: path("s.nii.gz"), as: .float32)
+        let model = try checkpoint(extra: ["downsampling": "bicubic"])
+        try assertFails(["segment", "--checkpoint", model, "--input", path("s.nii.gz"), "--output", path("out"),
+                         "--threads", "1", "--backend", "cpu"],
+                        model + ": checkpoint metadata downsampling \"bicubic\" is not one of gaussian, none")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("out/s.nii.gz")))
+        let ok = try ifcn(["segment", "--checkpoint", model, "--input", path("s.nii.gz"), "--output", path("out"),
+                           "--threads", "1", "--backend", "cpu", "--downsampling", "gaussian"])
+        XCTAssertEqual(ok.status, 0, ok.summary)
+        XCTAssertTrue(ok.stderr.contains("(gaussian downsampling)"), ok.summary)
     }
 
     func testUnboundedNumbersAreRefused() throws {

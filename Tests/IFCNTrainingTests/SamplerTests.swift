@@ -130,6 +130,38 @@ final class SamplerTests: XCTestCase {
         }
     }
 
+    /// `context` (docs/ACCURACY.md, "Field of view") fills exactly the patch voxels beyond the image, in about half
+    /// the samples, with soft tissue instead of air, and leaves every voxel of the image as it was.
+    func testContextFillsOnlyThePaddingBeyondTheImage() {
+        let g = Self.trainingCase.grid
+        let patch = (g.size.max() + 15) / 8 * 8  // larger than the case along every axis: padding on every side
+        func draw(_ a: Set<Augmentation>, _ it: Int) -> TrainingSample {
+            PatchSampler(cases: [Self.trainingCase], patch: patch, intensity: .paper, seed: 9, rank: 0, augmentations: a).sample(iteration: it)
+        }
+        var filled = 0, plain = 0
+        for it in 1...12 {
+            let with = draw([.context], it), without = draw([], it)
+            let o = with.patchOrigin
+            var outside: [Float] = []
+            for z in 0..<patch { for y in 0..<patch { for x in 0..<patch {
+                let i = x + patch * (y + patch * z), p = SIMD3(x, y, z) &+ o
+                if all(p .>= .zero) && all(p .< g.size) {
+                    XCTAssertEqual(with.image[i].bitPattern, without.image[i].bitPattern, "image voxel changed at iteration \(it)")
+                } else {
+                    XCTAssertEqual(without.image[i], -1, "padding is air (-1000 HU) without context")
+                    outside.append(with.image[i])
+                }
+            } } }
+            XCTAssertFalse(outside.isEmpty)
+            if outside.allSatisfy({ $0 == -1 }) { plain += 1; continue }
+            filled += 1
+            let meanHU = 1000 * outside.reduce(0, +) / Float(outside.count)
+            XCTAssertTrue(meanHU > -155 && meanHU < 65, "filled with \(meanHU) HU at iteration \(it)")
+            XCTAssertEqual(with.target, without.target); XCTAssertEqual(with.memory, without.memory)
+        }
+        XCTAssertGreaterThan(filled, 2); XCTAssertGreaterThan(plain, 2)
+    }
+
     func testLearningRateSchedule() {
         var o = TrainingOptions(dataDir: "d", outputDir: "o")
         o.learningRate = 1e-3

@@ -96,6 +96,8 @@ final class TrainingJobTests: XCTestCase {
         XCTAssertEqual(Set(ta.keys), Set(tb.keys))
         for (k, v) in ta { XCTAssertEqual(v, tb[k], "\(k) differs between resumed and uninterrupted runs") }
         XCTAssertEqual(try SafeTensorsFile(path: a + "/checkpoints/latest.safetensors").metadata["iteration"], "15")
+        // The data set's resampling filter (preprocess's default) travels with the model, for `segment`.
+        XCTAssertEqual(try SafeTensorsFile(path: a + "/checkpoints/latest.safetensors").metadata["downsampling"], "gaussian")
         // metrics: one line per epoch with the required keys
         let lines = try String(contentsOfFile: b + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(lines.count, 3)

@@ -94,6 +94,22 @@ final class PreprocessTests: XCTestCase {
             XCTAssertEqual(entry.vertebrae.map(\.label), entry.vertebrae.map(\.label).sorted())
             XCTAssertGreaterThanOrEqual(entry.vertebrae.count, 5)
         }
+        XCTAssertEqual(manifest.downsampling, .gaussian)
+        // Fields of view (docs/ACCURACY.md): 005 and 008 end at their labels, 012 shows 40 mm of tissue in front
+        // of and behind the spine. A model trained on the first two failed on 012 in every cross-validation run.
+        XCTAssertEqual(manifest.cases.filter(\.isCroppedToLabels).map(\.name), ["sub-verse005", "sub-verse008"])
+        var allTraining = manifest
+        for i in allTraining.cases.indices { allTraining.cases[i].split = .train }
+        XCTAssertEqual(allTraining.fieldOfViewNotes.count, 1)
+        XCTAssertTrue(allTraining.fieldOfViewNotes[0].contains("training scans differ in field of view: cropped to the labelled vertebrae (under 10 mm of tissue around them in the axial plane): sub-verse005, sub-verse008; with the tissue around the spine: sub-verse012"),
+                      allTraining.fieldOfViewNotes[0])
+        var cropped = allTraining, wide = allTraining
+        cropped.cases.removeAll { $0.name == "sub-verse012" }
+        XCTAssertTrue(cropped.fieldOfViewNotes.first?.contains("every training scan is cropped to the labelled vertebrae") == true,
+                      "\(cropped.fieldOfViewNotes)")
+        wide.cases.removeAll { $0.isCroppedToLabels }
+        XCTAssertEqual(wide.fieldOfViewNotes, [])
+        XCTAssertGreaterThan(wide.cases[0].contextMarginsMM[2], 30)
     }
 
     /// dataset.json round trip; a damaged manifest gives an error naming it.

@@ -13,9 +13,11 @@ run() {  # $1: label, $2: folder with the scan and its mask
     "$ifcn" segment --checkpoint "$checkpoint" --input "$2/${case}_ct.nii.gz" --output "$2/segment" 2>/dev/null
     "$ifcn" evaluate --reference "$2/${case}_seg-vert_msk.nii.gz" --prediction "$2/segment/$case.nii.gz" --json "$2/evaluation.json" >/dev/null
     python3 - "$1" "$2" >> "$work/table.md" <<'PY'
-import gzip, json, struct, sys
+import json, sys
+sys.path.insert(0, "bench")
+from nifti_gz import read
 c = json.load(open(sys.argv[2] + "/evaluation.json"))["cases"][0]
-dim = struct.unpack("<8h", gzip.open(sys.argv[2] + "/sub-verse012_ct.nii.gz").read(56)[40:56])
+dim = read(sys.argv[2] + "/sub-verse012_ct.nii.gz")[1]
 found = sum(1 for v in c["vertebrae"] if v.get("predicted_label") is not None)
 print(f"| {sys.argv[1]} | {dim[1]}x{dim[2]}x{dim[3]} | {c['mean_dice']:.3f} | {found} of {len(c['vertebrae'])} | {len(c['false_positives'])} |")
 PY

@@ -40,6 +40,12 @@ typedef struct {
 } ifcn_algo_perf;
 #define IFCN_MAX_ALGOS 16
 
+// ---- NCCL types and constants (nccl.h) ----
+typedef int ncclResult_t;
+typedef void *ncclComm_t;
+typedef struct { char internal[IFCN_NCCL_UNIQUE_ID_BYTES]; } ncclUniqueId;
+enum { ncclFloat32 = 7, ncclAvg = 4 };
+
 // ---- NVRTC types ----
 typedef int nvrtcResult;
 typedef void *nvrtcProgram;
@@ -125,6 +131,15 @@ FN(cudnnStatus_t, cudnnConvolutionBackwardData,
 FN(cudnnStatus_t, cudnnConvolutionBackwardFilter,
    (cudnnHandle_t, const void *, cudnnTensorDescriptor_t, const void *, cudnnTensorDescriptor_t, const void *,
     cudnnConvolutionDescriptor_t, int, void *, size_t, const void *, cudnnFilterDescriptor_t, void *));
+// NCCL
+FN(ncclResult_t, ncclGetVersion, (int *));
+FN(const char *, ncclGetErrorString, (ncclResult_t));
+FN(ncclResult_t, ncclGetUniqueId, (ncclUniqueId *));
+FN(ncclResult_t, ncclCommInitRank, (ncclComm_t *, int, ncclUniqueId, int));
+FN(ncclResult_t, ncclAllReduce, (const void *, void *, size_t, int, int, ncclComm_t, CUstream));
+FN(ncclResult_t, ncclCommDestroy, (ncclComm_t));
+FN(ncclResult_t, ncclCommAbort, (ncclComm_t));
+FN(ncclResult_t, ncclCommGetAsyncError, (ncclComm_t, ncclResult_t *));
 #undef FN
 
 typedef struct { const char *name; void **slot; } symbol;
@@ -154,10 +169,15 @@ static const symbol cudnn_symbols[] = {
     SYM(cudnnGetConvolutionForwardAlgorithm_v7), SYM(cudnnGetConvolutionBackwardDataAlgorithm_v7),
     SYM(cudnnGetConvolutionBackwardFilterAlgorithm_v7),
 };
+static const symbol nccl_symbols[] = {
+    SYM(ncclGetVersion), SYM(ncclGetErrorString), SYM(ncclGetUniqueId), SYM(ncclCommInitRank), SYM(ncclAllReduce),
+    SYM(ncclCommDestroy), SYM(ncclCommAbort), SYM(ncclCommGetAsyncError),
+};
 #undef SYM
 
-static void *handles[3];
-static char resolved[3][4096];
+#define LIBRARIES 4
+static void *handles[LIBRARIES];
+static char resolved[LIBRARIES][4096];
 
 int ifcn_cuda_open(int library, const char *path, char *msg, int msg_len) {
     const symbol *table;
@@ -166,6 +186,7 @@ int ifcn_cuda_open(int library, const char *path, char *msg, int msg_len) {
     case 0: table = driver_symbols; n = sizeof driver_symbols / sizeof *table; break;
     case 1: table = cudnn_symbols; n = sizeof cudnn_symbols / sizeof *table; break;
     case 2: table = nvrtc_symbols; n = sizeof nvrtc_symbols / sizeof *table; break;
+    case 3: table = nccl_symbols; n = sizeof nccl_symbols / sizeof *table; break;
     default: snprintf(msg, msg_len, "unknown library %d", library); return -1;
     }
     if (handles[library]) return 0;
@@ -192,7 +213,7 @@ int ifcn_cuda_open(int library, const char *path, char *msg, int msg_len) {
     return 0;
 }
 
-int ifcn_cuda_is_open(int library) { return library >= 0 && library < 3 && handles[library] != NULL; }
+int ifcn_cuda_is_open(int library) { return library >= 0 && library < LIBRARIES && handles[library] != NULL; }
 
 void ifcn_cuda_resolved_path(int library, char *out, int len) {
     snprintf(out, len, "%s", ifcn_cuda_is_open(library) ? resolved[library] : "");
@@ -462,6 +483,9 @@ int ifcn_cuda_declared_constant(const char *name, long long *value) {
         {"CUDNN_DEFAULT_MATH", CUDNN_DEFAULT_MATH},
         {"CUDNN_FMA_MATH", CUDNN_FMA_MATH},
         {"CUDNN_DETERMINISTIC", CUDNN_DETERMINISTIC},
+        {"ncclFloat32", ncclFloat32},
+        {"ncclAvg", ncclAvg},
+        {"NCCL_UNIQUE_ID_BYTES", IFCN_NCCL_UNIQUE_ID_BYTES},
         {"sizeof(cudnnConvolutionFwdAlgoPerf_t)", (long long)sizeof(ifcn_algo_perf)},
         {"offsetof(cudnnConvolutionFwdAlgoPerf_t, memory)", (long long)offsetof(ifcn_algo_perf, memory)},
         {"offsetof(cudnnConvolutionFwdAlgoPerf_t, determinism)", (long long)offsetof(ifcn_algo_perf, determinism)},
@@ -471,3 +495,30 @@ int ifcn_cuda_declared_constant(const char *name, long long *value) {
     }
     return -1;
 }
+
+// ---- NCCL ----
+const char *ifcn_nccl_error_string(int code) {
+    if (code == -1) return "library not loaded";
+    return p_ncclGetErrorString ? p_ncclGetErrorString(code) : "unknown NCCL error";
+}
+int ifcn_nccl_version(int *version) { NEED(3); return p_ncclGetVersion(version); }
+int ifcn_nccl_unique_id(unsigned char *id) {
+    NEED(3);
+    ncclUniqueId u;
+    int r = p_ncclGetUniqueId(&u);
+    if (!r) memcpy(id, u.internal, IFCN_NCCL_UNIQUE_ID_BYTES);
+    return r;
+}
+int ifcn_nccl_comm_init(void **comm, int nranks, const unsigned char *id, int rank) {
+    NEED(3);
+    ncclUniqueId u;
+    memcpy(u.internal, id, IFCN_NCCL_UNIQUE_ID_BYTES);
+    return p_ncclCommInitRank(comm, nranks, u, rank);
+}
+int ifcn_nccl_allreduce_average(void *comm, ifcn_devptr buffer, size_t count, void *stream) {
+    NEED(3);
+    return p_ncclAllReduce((const void *)(uintptr_t)buffer, (void *)(uintptr_t)buffer, count, ncclFloat32, ncclAvg, comm, stream);
+}
+int ifcn_nccl_async_error(void *comm, int *error) { NEED(3); return p_ncclCommGetAsyncError(comm, error); }
+int ifcn_nccl_comm_destroy(void *comm) { NEED(3); return p_ncclCommDestroy(comm); }
+int ifcn_nccl_comm_abort(void *comm) { NEED(3); return p_ncclCommAbort(comm); }

@@ -62,6 +62,11 @@ extension Backends {
         return max(1, activeCoreCount / max(1, ranksOnNode))
     }
 
+    /// The device a backend computes on, as failure messages name it.
+    public static func deviceDescription(_ backend: any ComputeBackend) -> String {
+        (backend as? CUDABackend)?.deviceDescription ?? "the CPU (\(backend.threads) thread(s))"
+    }
+
     /// One line naming the backend and its device.
     public static func describe(_ backend: any ComputeBackend) -> String {
         if let cuda = backend as? CUDABackend {

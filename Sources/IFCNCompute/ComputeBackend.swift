@@ -97,6 +97,10 @@ public protocol ComputeBackend: AnyObject {
 
     /// Scale in place (gradient averaging after an allreduce).
     func scale(_ tensor: TensorRef, by factor: Float)
+
+    /// Sum of the squared elements in float64 over fixed blocks in a fixed order (the same bits on every
+    /// run); not finite exactly when an element is not (the averaged gradient's divergence check).
+    func sumOfSquares(_ tensor: TensorRef) -> Double
 }
 
 /// An eval-mode batch norm (running statistics) and optional ReLU, as applied to a convolution's output.

@@ -118,6 +118,9 @@ public enum BackendAgreement {
             let n = k.b.overlapCounts(prob: k.t(prob), target: k.t(target))
             return [("predicted, reference, both", k.t([Float(n.predicted), Float(n.reference), Float(n.intersection)]))]
         }
+        agree("sum of squares") { k in
+            [("sum", k.t([Float(k.b.sumOfSquares(k.t(x)))]))]
+        }
         agree("adam") { k in
             let p = k.t(x), m = k.t(Array(base)), v = k.t(base.map { $0 * $0 })
             for step in 1...3 {

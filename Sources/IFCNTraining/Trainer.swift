@@ -54,6 +54,8 @@ public final class Trainer {
         var lastCheckpoint: Int?
         /// Rank 0's hold on the run folder, released when the session ends.
         var lock: RunLock?
+        /// How the ranks' gradients are averaged (`--allreduce`).
+        var averaging = GradientAveraging.mpi
         init(config: NetworkConfig, backend: any ComputeBackend, threads: Int, net: Network, adam: Adam,
              run: RunDirectory, data: TrainingData, info: ModelInfo) {
             self.config = config; self.backend = backend; self.threads = threads; self.net = net; self.adam = adam
@@ -135,6 +137,8 @@ public final class Trainer {
         }
         if let fallback, comm.isRoot { log(fallback) }
         log("rank \(comm.rank): \(Backends.describe(backend))")
+        DeviceFailure.owner = "rank \(comm.rank) of \(comm.size) on host \(comm.processorName)"
+        DeviceFailure.terminate = { [comm] code, message in comm.abort(code: code, message: message) }
         let net = Network(config: config, backend: backend, seed: o.seed)
         let run = RunDirectory(path: o.outputDir)
         let lock = try collectively(onlyRoot: true) { () -> RunLock in
@@ -149,6 +153,9 @@ public final class Trainer {
         let session = Session(config: config, backend: backend, threads: threads, net: net,
                               adam: Adam(network: net, learningRate: o.learningRate), run: run, data: data, info: info)
         session.lock = lock
+        session.averaging = try GradientAveraging.choose(o.allreduce, backend: backend, comm: comm, note: log)
+        rootLog(session.averaging.describe(backend: backend))
+        noteRecovery(session)
         return session
     }
 
@@ -169,6 +176,7 @@ public final class Trainer {
             s.net.loadParameters(params); s.net.loadBuffers(stats)
             s.adam.restore(step: Int(header[1]), firstMoment: m, secondMoment: v)
             start = Int(header[0]); s.bestDice = header[2]; s.lastCheckpoint = start
+            noteRecovery(s)
             s.net.setBatchesTracked(start)
             rootLog("resumed from \(loaded?.path ?? s.run.latest) at iteration \(start)")
         } else {
@@ -198,6 +206,9 @@ public final class Trainer {
             StandardError.write("rank \(comm.rank): injected signal \(r.signal) at iteration \(it)")
             raise(r.signal)
         }
+        if let d = o.testHooks.deviceFailureAt, d.rank == comm.rank, d.iteration == it {
+            DeviceFailure.stop(device: Backends.deviceDescription(s.backend), call: "iteration \(it)", reason: "injected device failure")
+        }
         let t0 = Date()
         sample.image.withUnsafeBufferPointer { im in sample.memory.withUnsafeBufferPointer { net.setInput(image: im.baseAddress!, memory: $0.baseAddress!) } }
         net.forward(training: true)
@@ -207,10 +218,7 @@ public final class Trainer {
         }
         s.backend.synchronize()  // a device backend queues the backward pass: time it as compute
         let t1 = Date()
-        let gradientNormSquared = try s.backend.withHostMemory(net.gradients) {
-            try comm.averageGradients($0, count: net.gradients.count)
-            return sumOfSquares($0, count: net.gradients.count)
-        }
+        let gradientNormSquared = try s.averaging.average(net.gradients, backend: s.backend, comm: comm)
         let stop = try agree(s, iteration: it, loss: loss.total, gradientNormSquared: gradientNormSquared,
                              signal: stopSignal.requested)
         let t2 = Date()
@@ -246,6 +254,8 @@ public final class Trainer {
         }
         // Everyone leaves the epoch together (the checkpoint is complete before anyone goes on).
         comm.barrier()
+        s.lastCheckpoint = it
+        noteRecovery(s)
     }
 
     /// Weights must be identical everywhere; rank 0's running statistics become everyone's, so
@@ -294,6 +304,12 @@ public final class Trainer {
                             to: s.run.latest)
         s.lastCheckpoint = it
         try s.run.archiveLatest(iteration: it, isBest: isBest, keep: o.keepCheckpoints)
+    }
+
+    /// What a rank that loses its device says stays safe (`DeviceFailure`): checkpoints are written atomically.
+    func noteRecovery(_ s: Session) {
+        let last = s.lastCheckpoint.map { "iteration \($0) in \(s.run.latest)" } ?? "none written yet"
+        DeviceFailure.recovery = "The last checkpoint (\(last)) stays resumable: run the same command with --resume"
     }
 
     /// One line of metrics.jsonl and one human-readable epoch line.

@@ -41,18 +41,3 @@ extension Trainer {
         }
     }
 }
-
-/// Sum of squares of `count` floats in float64, over fixed blocks summed in order (the same bits on
-/// every run); not finite exactly when a value is not finite.
-func sumOfSquares(_ buf: UnsafePointer<Float>, count: Int) -> Double {
-    let block = 1 << 16
-    var partial = [Double](repeating: 0, count: (count + block - 1) / block)
-    partial.withUnsafeMutableBufferPointer { out in
-        parallelBlocks(count: count, blockSize: block) { b, range in  // each block writes its own slot
-            var sum = 0.0
-            for i in range { let x = Double(buf[i]); sum += x * x }
-            out[b] = sum
-        }
-    }
-    return partial.reduce(0, +)
-}

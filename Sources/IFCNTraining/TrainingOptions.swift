@@ -22,6 +22,8 @@ public struct TrainingOptions: Sendable {
     public var backend: BackendKind = .auto
     /// Convolution math when the backend is CUDA.
     public var gpuMath: GPUMath = .tf32
+    /// How gradients are averaged across ranks.
+    public var allreduce: AllreduceMethod = .auto
     public var validationCases: Int?
     public var resume = false
     public var augmentations: Set<Augmentation> = Augmentation.defaults
@@ -69,6 +71,8 @@ public enum LearningRateScaling: String, CaseIterable, Sendable {
 public struct TrainingTestHooks: Sendable {
     /// This rank exits at this iteration.
     public var dieAt: (rank: Int, iteration: Int)?
+    /// This rank's device fails at the start of this iteration (as a driver error would end it: `DeviceFailure`).
+    public var deviceFailureAt: (rank: Int, iteration: Int)?
     /// This rank sends itself `signal` at the start of this iteration (SIGSTOP: a hung rank; SIGTERM: preemption).
     public var raiseAt: (rank: Int, iteration: Int, signal: Int32)?
     /// Draw the samples of this rank's stream instead of the process's own rank.

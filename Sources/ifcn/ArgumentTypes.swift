@@ -12,6 +12,7 @@ extension CropMode: ExpressibleByArgument {}
 extension DownsamplingFilter: ExpressibleByArgument {}
 extension LabelResampling: ExpressibleByArgument {}
 extension LearningRateScaling: ExpressibleByArgument {}
+extension AllreduceMethod: ExpressibleByArgument {}
 
 /// `preprocess --image-type`: the voxel types images may be written as.
 enum ImageType: String, CaseIterable, ExpressibleByArgument {

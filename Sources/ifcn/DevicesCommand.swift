@@ -9,7 +9,8 @@ struct DevicesCommand: ParsableCommand {
         abstract: "List the NVIDIA libraries and GPUs ifcn can use, or say why it cannot.",
         discussion: """
             Libraries are searched in IFCN_CUDA_LIBRARY_PATH, then the site-packages/nvidia/*/lib folders of \
-            VIRTUAL_ENV and of /opt/*/.venv, then the system loader paths. --compile-kernels compiles every \
+            VIRTUAL_ENV and of /opt/*/.venv, then the system loader paths. NCCL (libnccl.so.2) is optional: \
+            without it, training averages gradients through MPI. --compile-kernels compiles every \
             kernel with NVRTC for --arch (no GPU needed) and exits non-zero on a compile error.
             """)
 
@@ -49,9 +50,10 @@ struct DevicesCommand: ParsableCommand {
                 "driver_version": inv.driverVersion.map(Self.cudaVersion) ?? NSNull(),
                 "cudnn_version": inv.cudnnVersion ?? NSNull(),
                 "nvrtc_version": inv.nvrtcVersion.map { "\($0.major).\($0.minor)" } ?? NSNull(),
+                "nccl_version": inv.ncclVersion.map(Self.ncclVersion) ?? NSNull(),
                 "devices": inv.devices.map { d -> [String: Any] in
                     ["ordinal": d.ordinal, "name": d.name, "arch": d.architecture, "memory_bytes": d.memoryBytes,
-                     "multiprocessors": d.multiprocessors]
+                     "multiprocessors": d.multiprocessors, "pci": d.pciAddress]
                 },
                 "usable": inv.usable, "problems": inv.problems,
             ]
@@ -61,14 +63,16 @@ struct DevicesCommand: ParsableCommand {
         } else {
             for s in inv.libraries {
                 print(String(format: "%-12@ %@", s.library.name as NSString,
-                             s.loaded ? s.path! : "not loaded: \(s.problem ?? "?")"))
+                             s.loaded ? s.path! : "not loaded: \(s.problem ?? "?")"
+                                + (s.library.required ? "" : " (optional: gradients are then averaged through MPI)")))
             }
             if let v = inv.driverVersion { print("driver       CUDA \(Self.cudaVersion(v))") }
             if let v = inv.cudnnVersion { print("cuDNN        \(v)") }
             if let v = inv.nvrtcVersion { print("NVRTC        \(v.major).\(v.minor)") }
+            if let v = inv.ncclVersion { print("NCCL         \(Self.ncclVersion(v))") }
             for d in inv.devices {
-                print(String(format: "GPU %d        %@  %@  %.1f GiB  %d SMs", d.ordinal, d.name, d.architecture,
-                             Double(d.memoryBytes) / 1_073_741_824, d.multiprocessors))
+                print(String(format: "GPU %d        %@  %@  %.1f GiB  %d SMs  PCI %@", d.ordinal, d.name, d.architecture,
+                             Double(d.memoryBytes) / 1_073_741_824, d.multiprocessors, d.pciAddress))
             }
             for p in inv.problems { print("unusable: \(p)") }
             print(inv.usable ? "CUDA backend: usable" : "CUDA backend: not usable here (the CPU backend is used)")
@@ -85,4 +89,5 @@ struct DevicesCommand: ParsableCommand {
     }
 
     static func cudaVersion(_ v: Int) -> String { "\(v / 1000).\((v % 1000) / 10)" }
+    static func ncclVersion(_ v: Int) -> String { "\(v / 10000).\((v % 10000) / 100).\(v % 100)" }
 }

@@ -52,9 +52,13 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("collective-timeout"),
             help: "Seconds a rank waits for the others in a training step before the job ends naming the ranks that did not answer.")
     var collectiveTimeout: Double = 300
+    @Option(help: ArgumentHelp("How gradients are averaged across ranks: nccl (on each GPU, no host copy; needs libnccl.so.2 "
+                               + "and one GPU per rank), mpi (through host memory), or auto (nccl where it can run, else mpi)."))
+    var allreduce: AllreduceMethod = .auto
     @OptionGroup var compute: BackendOptions
     @Option(name: .customLong("inject-failure"), help: .hidden) var injectFailure: String?
     @Option(name: .customLong("inject-signal"), help: .hidden) var injectSignal: String?
+    @Option(name: .customLong("inject-device-failure"), help: .hidden) var injectDeviceFailure: String?
     @Option(name: .customLong("sample-rank"), help: .hidden) var sampleRank: Int?
     @Option(name: .customLong("dump-gradients"), help: .hidden) var dumpGradients: String?
     @Option(name: .customLong("dump-weights"), help: .hidden) var dumpWeights: String?
@@ -63,7 +67,7 @@ struct TrainCommand: ParsableCommand {
         var o = TrainingOptions(dataDir: data, outputDir: output)
         o.variant = variant; o.channels = channels; o.patch = patch; o.iterations = iterations
         o.iterationsPerEpoch = itersPerEpoch; o.learningRate = lr; o.seed = seed; o.threads = threads
-        o.learningRateScaling = lrScaling; o.warmupIterations = warmupIterations
+        o.learningRateScaling = lrScaling; o.warmupIterations = warmupIterations; o.allreduce = allreduce
         o.validationCases = valCases; o.resume = resume;  o.keepCheckpoints = keep
         o.progressInterval = progressSeconds; o.collectiveTimeout = collectiveTimeout
         do { o.backend = try Backends.resolve(compute.backend) } catch { throw CLIError("\(error)") }
@@ -81,6 +85,11 @@ struct TrainCommand: ParsableCommand {
             let p = f.split(separator: ":").compactMap { Int($0) }
             guard p.count == 2 else { throw ValidationError("--inject-failure RANK:ITERATION") }
             o.testHooks.dieAt = (p[0], p[1])
+        }
+        if let f = injectDeviceFailure {
+            let p = f.split(separator: ":").compactMap { Int($0) }
+            guard p.count == 2 else { throw ValidationError("--inject-device-failure RANK:ITERATION") }
+            o.testHooks.deviceFailureAt = (p[0], p[1])
         }
         if let f = injectSignal {
             let p = f.split(separator: ":").map(String.init)

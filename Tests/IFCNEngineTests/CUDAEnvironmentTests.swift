@@ -128,6 +128,39 @@ final class CUDAEnvironmentTests: XCTestCase {
             }
             checked += 1
         }
-        if checked == 0 { throw XCTSkip("no NVIDIA headers here (pip install nvidia-cuda-runtime nvidia-cudnn-cu13)") }
+        if let dir = Self.nvidiaFolders("include").first(where: { FileManager.default.fileExists(atPath: $0 + "/nccl.h") }) {
+            let header = try String(contentsOfFile: dir + "/nccl.h", encoding: .utf8)
+            for name in ["ncclFloat32", "ncclAvg"] {
+                var declared: Int64 = 0
+                XCTAssertEqual(ifcn_cuda_declared_constant(name, &declared), 0, name)
+                XCTAssertEqual(value(in: header, name).map(Int64.init), declared, name)
+            }
+            var bytes: Int64 = 0
+            XCTAssertEqual(ifcn_cuda_declared_constant("NCCL_UNIQUE_ID_BYTES", &bytes), 0)
+            XCTAssertTrue(header.contains("#define NCCL_UNIQUE_ID_BYTES \(bytes)"), "NCCL_UNIQUE_ID_BYTES is not \(bytes)")
+            checked += 1
+        }
+        if checked == 0 { throw XCTSkip("no NVIDIA headers here (pip install nvidia-cuda-runtime nvidia-cudnn-cu13 nvidia-nccl-cu13)") }
+    }
+
+    /// NCCL (optional) loads from pip's layout with every symbol ifcn binds, and reports the version its header declares.
+    func testNCCLLoadsAndReportsItsHeadersVersion() throws {
+        guard let lib = Self.nvidiaFolders("lib").first(where: { FileManager.default.fileExists(atPath: $0 + "/libnccl.so.2") }),
+              let include = Self.nvidiaFolders("include").first(where: { FileManager.default.fileExists(atPath: $0 + "/nccl.h") })
+        else { throw XCTSkip("NCCL is not installed here (pip install nvidia-nccl-cu13)") }
+        setenv("IFCN_CUDA_LIBRARY_PATH", lib, 1)
+        defer { unsetenv("IFCN_CUDA_LIBRARY_PATH") }
+        let status = NCCLCommunicator.load()
+        XCTAssertTrue(status.loaded, status.problem ?? "")
+        let header = try String(contentsOfFile: include + "/nccl.h", encoding: .utf8)
+        func define(_ name: String) -> String? {
+            header.range(of: "#define \(name) +[0-9]+", options: .regularExpression).map {
+                String(header[$0].split(separator: " ").last!)
+            }
+        }
+        let expected = [define("NCCL_MAJOR"), define("NCCL_MINOR"), define("NCCL_PATCH")].compactMap { $0 }.joined(separator: ".")
+        XCTAssertEqual(NCCLCommunicator.version, expected)
+        // Optional: its absence is not a reason the CUDA backend is unusable.
+        XCTAssertFalse(CUDAInventory.probe().problems.contains { $0.hasPrefix("NCCL") })
     }
 }

@@ -1,5 +1,6 @@
 // Run-time binding to the NVIDIA libraries ifcn uses: the CUDA driver (libcuda.so.1), cuDNN 9
-// (libcudnn.so.9) and NVRTC (libnvrtc.so.13 / .12). Nothing here needs CUDA headers or the toolkit
+// (libcudnn.so.9), NVRTC (libnvrtc.so.13 / .12) and, for gradient averaging across GPUs, NCCL
+// (libnccl.so.2). Nothing here needs CUDA headers or the toolkit
 // at build time: the few prototypes and constants are declared in ifcn_cuda.c, the libraries are
 // dlopen'ed when a CUDA backend is asked for, and every call returns the library's status code.
 #ifndef IFCN_CUDA_H
@@ -10,7 +11,7 @@
 
 typedef unsigned long long ifcn_devptr;
 
-// Libraries: 0 the CUDA driver, 1 cuDNN, 2 NVRTC.
+// Libraries: 0 the CUDA driver, 1 cuDNN, 2 NVRTC, 3 NCCL.
 // dlopen's `path` (a file or a plain SONAME) and resolves every symbol ifcn needs from it.
 // 0 on success; otherwise writes the reason to msg and leaves that library unloaded.
 int ifcn_cuda_open(int library, const char *path, char *msg, int msg_len);
@@ -95,6 +96,22 @@ int ifcn_conv3_backward_filter(void *handle, ifcn_conv3 *conv, ifcn_devptr x, if
 // The algorithm chosen per direction (-1 before ifcn_conv3_find); set overrides it (a cached choice).
 int ifcn_conv3_algorithm(const ifcn_conv3 *conv, int direction);
 void ifcn_conv3_set_algorithm(ifcn_conv3 *conv, int direction, int algorithm);
+
+// ---- NCCL (ncclResult_t codes; 0 = ncclSuccess) ----
+#define IFCN_NCCL_UNIQUE_ID_BYTES 128
+const char *ifcn_nccl_error_string(int code);
+// version = major * 10000 + minor * 100 + patch (NCCL >= 2.9)
+int ifcn_nccl_version(int *version);
+// Writes the 128-byte id rank 0 creates and every rank passes to ifcn_nccl_comm_init.
+int ifcn_nccl_unique_id(unsigned char *id);
+// Collective over the nranks ranks; the calling thread's current CUDA context picks the GPU.
+int ifcn_nccl_comm_init(void **comm, int nranks, const unsigned char *id, int rank);
+// In place: count float32 at buffer become their mean over the ranks (ncclAvg), queued on stream.
+int ifcn_nccl_allreduce_average(void *comm, ifcn_devptr buffer, size_t count, void *stream);
+// The communicator's asynchronous error (a failed peer or network), without waiting.
+int ifcn_nccl_async_error(void *comm, int *error);
+int ifcn_nccl_comm_destroy(void *comm);
+int ifcn_nccl_comm_abort(void *comm);
 
 // The value this shim declares for an NVIDIA constant, by its name in NVIDIA's headers (for the
 // test that checks them against the headers); 0 if known, -1 if not.

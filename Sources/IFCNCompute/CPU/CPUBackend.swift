@@ -150,4 +150,18 @@ open class CPUBackend: ComputeBackend {
             for i in partRange(t, of: parts, total: n) { p[i] *= factor }
         }
     }
+
+    public func sumOfSquares(_ tensor: TensorRef) -> Double {
+        let buf = tensor.host, count = tensor.count
+        let block = 1 << 16
+        var partial = [Double](repeating: 0, count: (count + block - 1) / block)
+        partial.withUnsafeMutableBufferPointer { out in
+            parallelBlocks(count: count, blockSize: block) { b, range in  // each block writes its own slot
+                var sum = 0.0
+                for i in range { let x = Double(buf[i]); sum += x * x }
+                out[b] = sum
+            }
+        }
+        return partial.reduce(0, +)
+    }
 }

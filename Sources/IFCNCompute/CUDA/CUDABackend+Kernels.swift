@@ -74,6 +74,18 @@ extension CUDABackend {
         launch1D(.scale, blocks: kernelBlocks(n), [kernelArg(tensor), .float(factor), .int64(Int64(n))])
     }
 
+    public func sumOfSquares(_ tensor: TensorRef) -> Double {
+        let n = tensor.count
+        guard n > 0 else { return 0 }
+        let parts = kernelReductionParts(n, rows: 1)
+        let layout = kernelLayout([8, parts * 8])
+        let base = workspace(.reduction, bytes: layout.total)
+        let out = base + UInt64(layout.offsets[0]), partial = base + UInt64(layout.offsets[1])
+        launch1D(.sumSquaresPartial, blocks: parts, [kernelArg(tensor), .pointer(partial), .int64(Int64(n)), .int32(Int32(parts))])
+        launch1D(.sumFinalize, blocks: 1, [.pointer(partial), .pointer(out), .int32(Int32(parts))])
+        return readDoubles(out, count: 1)[0]
+    }
+
     public func adamStep(parameters: TensorRef, gradients: TensorRef, firstMoment: TensorRef, secondMoment: TensorRef,
                          learningRate: Float, beta1: Float, beta2: Float, epsilon: Float, step: Int) {
         let n = parameters.count

@@ -91,16 +91,24 @@ public final class CUDABackend: ComputeBackend {
     @inline(__always)
     func bind() { check(ifcn_cu_bind(context), "cuCtxSetCurrent") }
 
-    /// A failed CUDA call inside a kernel wrapper is a broken device: stop with the call and reason.
+    /// The device as failure messages name it.
+    public var deviceDescription: String { "GPU \(device.ordinal) (\(device.name), PCI \(device.pciAddress))" }
+
+    /// A failed CUDA call inside a kernel wrapper is a lost device: report it (`DeviceFailure`) and end.
     @inline(__always)
     func check(_ code: Int32, _ call: @autoclosure () -> String) {
-        if code != 0 { fatalError("CUDA: \(call()) failed: \(String(cString: ifcn_cu_error_string(code))) (\(code))") }
+        if code != 0 {
+            DeviceFailure.stop(device: deviceDescription, call: call(), reason: "\(String(cString: ifcn_cu_error_string(code))) (CUresult \(code))")
+        }
     }
 
     /// The same for cuDNN calls.
     @inline(__always)
     func checkDNN(_ code: Int32, _ call: @autoclosure () -> String) {
-        if code != 0 { fatalError("cuDNN: \(call()) failed: \(String(cString: ifcn_cudnn_error_string(code))) (\(code))") }
+        if code != 0 {
+            DeviceFailure.stop(device: deviceDescription, call: "cuDNN " + call(),
+                               reason: "\(String(cString: ifcn_cudnn_error_string(code))) (cudnnStatus \(code))")
+        }
     }
 
     func deviceAllocate(bytes: Int) -> UInt64 {
@@ -110,8 +118,8 @@ public final class CUDABackend: ComputeBackend {
         if r != 0 {
             var free = 0, total = 0
             _ = ifcn_cu_mem_get_info(&free, &total)
-            fatalError("CUDA: out of device memory allocating \(bytes) bytes on \(device.name) "
-                       + "(\(free >> 20) MiB free of \(total >> 20) MiB): \(String(cString: ifcn_cu_error_string(r)))")
+            DeviceFailure.stop(device: deviceDescription, call: "cuMemAlloc(\(bytes) bytes)",
+                               reason: "\(String(cString: ifcn_cu_error_string(r))) (\(free >> 20) MiB free of \(total >> 20) MiB)")
         }
         allocatedBytes += bytes
         peakAllocatedBytes = max(peakAllocatedBytes, allocatedBytes)

@@ -31,6 +31,8 @@ enum CUDAKernel: String, CaseIterable {
     // Generic per-row sums.
     case channelSumPartial = "ifcn_channel_sum_partial"
     case addPartialSums = "ifcn_add_partial_sums"
+    case sumSquaresPartial = "ifcn_sum_squares_partial"
+    case sumFinalize = "ifcn_sum_finalize"
     // Batch norm.
     case batchNormMeanFinalize = "ifcn_bn_mean_finalize"
     case batchNormVarPartial = "ifcn_bn_var_partial"
@@ -260,6 +262,27 @@ enum CUDAKernelSource {
         const int row = blockIdx.x;
         const double s = ifcn_sum_partials(partial + (long long)row * parts, parts, 1, sh);
         if (threadIdx.x == 0) dst[row] = __fadd_rn(dst[row], (float)s);
+    }
+
+    // Grid: parts blocks. partial[b] = sum of x[i]^2 over block b's range, in double.
+    extern "C" __global__ void ifcn_sum_squares_partial(const float* x, double* partial, long long n, int parts) {
+        __shared__ double sh[IFCN_BLOCK];
+        long long lo, hi;
+        ifcn_part_range(n, blockIdx.x, parts, &lo, &hi);
+        double s = 0.0;
+        for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
+            const double v = (double)x[i];
+            s += v * v;
+        }
+        s = ifcn_block_sum(s, sh);
+        if (threadIdx.x == 0) partial[blockIdx.x] = s;
+    }
+
+    // Grid: 1 block. out[0] = sum of partial[0..<parts].
+    extern "C" __global__ void ifcn_sum_finalize(const double* partial, double* out, int parts) {
+        __shared__ double sh[IFCN_BLOCK];
+        const double s = ifcn_sum_partials(partial, parts, 1, sh);
+        if (threadIdx.x == 0) out[0] = s;
     }
 
     // ---------------------------------------------------------------- batch norm

@@ -1,21 +1,26 @@
 import CCUDA
 import Foundation
 
-/// The NVIDIA libraries the CUDA backend loads at run time, found in this order:
+/// The NVIDIA libraries the CUDA backend loads at run time (NCCL only for gradient averaging across GPUs,
+/// and optional), found in this order:
 /// `IFCN_CUDA_LIBRARY_PATH` (folders, ':'-separated), the `site-packages/nvidia/*/lib` folders of the
-/// active Python environment (`VIRTUAL_ENV`) and of common ones (`/opt/*/.venv`, `/opt/*/venv`,
+/// active Python environment (`VIRTUAL_ENV`) and of common ones (`/opt/*`, `/opt/*/.venv`, `/opt/*/venv`,
 /// `~/.venv`, `/usr/local/lib/python3*/dist-packages`), then the plain SONAME (the system's loader
 /// paths). pip's folder layout stays intact, so cuDNN's sub-libraries find cuBLASLt through their RUNPATH.
 public enum CUDALibrary: Int32, CaseIterable, Sendable {
-    case driver = 0, cudnn = 1, nvrtc = 2
+    case driver = 0, cudnn = 1, nvrtc = 2, nccl = 3
 
     public var name: String {
         switch self {
         case .driver: return "CUDA driver"
         case .cudnn: return "cuDNN"
         case .nvrtc: return "NVRTC"
+        case .nccl: return "NCCL"
         }
     }
+
+    /// Whether the CUDA backend needs it (NCCL is optional: without it gradients are averaged through MPI).
+    public var required: Bool { self != .nccl }
 
     /// SONAMEs tried, newest first.
     public var sonames: [String] {
@@ -23,6 +28,7 @@ public enum CUDALibrary: Int32, CaseIterable, Sendable {
         case .driver: return ["libcuda.so.1"]
         case .cudnn: return ["libcudnn.so.9"]
         case .nvrtc: return ["libnvrtc.so.13", "libnvrtc.so.12"]
+        case .nccl: return ["libnccl.so.2"]
         }
     }
 }
@@ -52,7 +58,8 @@ public enum CUDALoader {
         let fm = FileManager.default
         for parent in ["/opt"] {
             for entry in ((try? fm.contentsOfDirectory(atPath: parent)) ?? []).sorted() {
-                for venv in [".venv", "venv"] { environments.append("\(parent)/\(entry)/\(venv)") }
+                // /opt/NAME itself a venv, or holding one
+                for venv in ["", "/.venv", "/venv"] { environments.append("\(parent)/\(entry)\(venv)") }
             }
         }
         if let home = environment["HOME"] { environments.append(home + "/.venv") }
@@ -128,6 +135,9 @@ enum CUDADeviceAttribute {
     static let multiprocessorCount: Int32 = 16
     static let computeCapabilityMajor: Int32 = 75
     static let computeCapabilityMinor: Int32 = 76
+    static let pciBusID: Int32 = 33
+    static let pciDeviceID: Int32 = 34
+    static let pciDomainID: Int32 = 50
 }
 
 /// One GPU as the driver reports it.
@@ -137,6 +147,8 @@ public struct CUDADeviceInfo: Sendable {
     public let computeCapability: (major: Int, minor: Int)
     public let memoryBytes: Int
     public let multiprocessors: Int
+    /// PCI address, domain:bus:device (as nvidia-smi prints it): unique per GPU within one host.
+    public let pciAddress: String
     public var architecture: String { "sm_\(computeCapability.major)\(computeCapability.minor)" }
 }
 
@@ -146,6 +158,8 @@ public struct CUDAInventory: Sendable {
     public var driverVersion: Int?
     public var cudnnVersion: Int?
     public var nvrtcVersion: (major: Int, minor: Int)?
+    /// major * 10000 + minor * 100 + patch, when NCCL loaded.
+    public var ncclVersion: Int?
     public var devices: [CUDADeviceInfo] = []
     public var problems: [String] = []
     public var usable: Bool { problems.isEmpty && !devices.isEmpty }
@@ -153,13 +167,17 @@ public struct CUDAInventory: Sendable {
     public static func probe() -> CUDAInventory {
         var inv = CUDAInventory()
         inv.libraries = CUDALibrary.allCases.map { CUDALoader.load($0) }
-        for s in inv.libraries where !s.loaded {
+        for s in inv.libraries where !s.loaded && s.library.required {
             inv.problems.append("\(s.library.name): \(s.problem ?? "not loaded")")
         }
         if ifcn_cuda_is_open(CUDALibrary.cudnn.rawValue) != 0 { inv.cudnnVersion = Int(ifcn_cudnn_version()) }
         if ifcn_cuda_is_open(CUDALibrary.nvrtc.rawValue) != 0 {
             var major: Int32 = 0, minor: Int32 = 0
             if ifcn_nvrtc_version(&major, &minor) == 0 { inv.nvrtcVersion = (Int(major), Int(minor)) }
+        }
+        if ifcn_cuda_is_open(CUDALibrary.nccl.rawValue) != 0 {
+            var v: Int32 = 0
+            if ifcn_nccl_version(&v) == 0 { inv.ncclVersion = Int(v) }
         }
         guard ifcn_cuda_is_open(CUDALibrary.driver.rawValue) != 0 else { return inv }
         var r = ifcn_cu_init()
@@ -185,9 +203,14 @@ public struct CUDAInventory: Sendable {
             _ = ifcn_cu_device_attribute(CUDADeviceAttribute.multiprocessorCount, Int32(i), &sms)
             var mem = 0
             _ = ifcn_cu_device_total_mem(Int32(i), &mem)
+            var domain: Int32 = 0, bus: Int32 = 0, slot: Int32 = 0
+            _ = ifcn_cu_device_attribute(CUDADeviceAttribute.pciDomainID, Int32(i), &domain)
+            _ = ifcn_cu_device_attribute(CUDADeviceAttribute.pciBusID, Int32(i), &bus)
+            _ = ifcn_cu_device_attribute(CUDADeviceAttribute.pciDeviceID, Int32(i), &slot)
             inv.devices.append(CUDADeviceInfo(ordinal: i, name: String(cString: name),
                                               computeCapability: (Int(major), Int(minor)),
-                                              memoryBytes: mem, multiprocessors: Int(sms)))
+                                              memoryBytes: mem, multiprocessors: Int(sms),
+                                              pciAddress: String(format: "%08x:%02x:%02x", domain, bus, slot)))
         }
         return inv
     }

@@ -48,7 +48,7 @@ let package = Package(
         .target(name: "IFCNVolume", dependencies: ["IFCNSupport", "CNIfTI"], swiftSettings: swiftSettings),
         .target(name: "IFCNDistributed", dependencies: ["IFCNSupport", "CMPIShim"], swiftSettings: swiftSettings),
         .target(name: "IFCNEvaluation", dependencies: ["IFCNSupport", "IFCNVolume"], swiftSettings: swiftSettings),
-        .target(name: "IFCNSegmentation", dependencies: ["IFCNSupport", "IFCNEngine", "IFCNVolume"],
+        .target(name: "IFCNSegmentation", dependencies: ["IFCNSupport", "IFCNCompute", "IFCNEngine", "IFCNVolume"],
                 swiftSettings: swiftSettings),
         .target(name: "IFCNTraining",
                 dependencies: ["IFCNSupport", "IFCNCompute", "IFCNEngine", "IFCNVolume", "IFCNDistributed",

@@ -5,7 +5,9 @@
 #   OUT=results scripts/gpu_check.sh -> prints every step and a summary table; JSON in $OUT
 # Steps: ifcn devices; every fixture through check-reference on the GPU (fp32 math), with a
 # bitwise repeat and agreement with the CPU; a resumed training run against an uninterrupted one;
-# two-rank training with per-epoch validation on the VerSe scans; ifcn bench at C=64, P=128 (fp32,
+# two-rank training with per-epoch validation on the VerSe scans (two ranks on one GPU: MPI); NCCL with
+# one rank against MPI, bit for bit; the VerSe scans segmented on the GPU and on the CPU (label maps
+# compared); a paper-size model's seconds per scan (segment_seconds); ifcn bench at C=64, P=128 (fp32,
 # tf32) next to bench/pytorch_step.py --device cuda (fp32, tf32, bf16, channels-last).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -87,18 +89,55 @@ run_ifcn timeout 180 mpirun --oversubscribe -np 2 "$ifcn" train --data "$B/data4
 train_seconds=$(( $(date +%s) - t0 ))
 cp "$B/run2/metrics.jsonl" "$OUT/train_metrics.jsonl" 2>/dev/null
 
-section "segmentation of the held-out scan with the 2-rank model: GPU against CPU"
-for b in cuda cpu; do
-    run_ifcn timeout 120 "$ifcn" segment --backend $b --threads 16 --checkpoint "$B/run2/checkpoints/best.safetensors" \
-        --input data/verse/sub-verse008_ct.nii.gz --output "$B/seg_$b" > "$OUT/segment_$b.txt" 2>&1
-    tail -2 "$OUT/segment_$b.txt" | tee -a "$log"
-    run_ifcn timeout 60 "$ifcn" evaluate --reference data/verse/sub-verse008_seg-vert_msk.nii.gz \
-        --prediction "$B/seg_$b/sub-verse008.nii.gz" --json "$OUT/evaluate_$b.json" 2>&1 | tail -3 | tee -a "$log"
+section "gradient averaging: NCCL with one rank (the single-GPU communicator) against MPI, bit for bit"
+nccl_common=(--data "$data" --variant paper --channels 16 --patch 64 --iters-per-epoch 20 --iterations 20 --backend cuda --gpu-math fp32 --val-cases 1 --progress-seconds 1000)
+run_ifcn timeout 90 "$ifcn" train "${nccl_common[@]}" --output "$B/runN" --allreduce nccl --dump-weights "$B/N" > "$OUT/nccl_1rank.txt" 2>&1; nccl_rc=$?
+run_ifcn timeout 90 "$ifcn" train "${nccl_common[@]}" --output "$B/runM" --allreduce mpi --dump-weights "$B/M" > "$OUT/mpi_1rank.txt" 2>&1
+grep -E "gradients averaged|NCCL" "$OUT/nccl_1rank.txt" | head -3 | tee -a "$log"
+if [[ $nccl_rc == 0 ]] && cmp -s "$B/N.rank0.safetensors" "$B/M.rank0.safetensors"; then nccl=true; else nccl=false; fi
+echo "NCCL (1 rank) weights bit-identical to MPI: $nccl (exit $nccl_rc)" | tee -a "$log"
+grep -h "gradients averaged\|NCCL not used" "$OUT/train_2ranks.txt" | head -2 | tee -a "$log"
+
+section "segmentation of the VerSe scans with the 2-rank model: GPU against CPU"
+same=()
+for c in sub-verse005 sub-verse008 sub-verse012; do
+    for b in cuda cpu; do
+        run_ifcn timeout 120 "$ifcn" segment --backend $b --threads 16 --checkpoint "$B/run2/checkpoints/best.safetensors" \
+            --input data/verse/${c}_ct.nii.gz --output "$B/seg_$b" > "$OUT/segment_${c}_$b.txt" 2>&1
+        tail -1 "$OUT/segment_${c}_$b.txt" | tee -a "$log"
+        run_ifcn timeout 60 "$ifcn" evaluate --reference data/verse/${c}_seg-vert_msk.nii.gz \
+            --prediction "$B/seg_$b/$c.nii.gz" --json "$OUT/evaluate_${c}_$b.json" 2>&1 | tail -1 | tee -a "$log"
+    done
+    differing=$(python3 - "$B/seg_cuda/$c.nii.gz" "$B/seg_cpu/$c.nii.gz" <<'PY'
+import sys
+sys.path.insert(0, "bench")
+import nifti_gz
+a, b = nifti_gz.read(sys.argv[1])[3], nifti_gz.read(sys.argv[2])[3]
+print(int((a != b).sum()) if a.shape == b.shape else -1)
+PY
+)
+    echo "$c: label maps GPU vs CPU differ in ${differing:-?} voxels" | tee -a "$log"
+    same+=("$c=${differing:-?}")
 done
-cmp -s "$B/seg_cuda/sub-verse008.nii.gz" "$B/seg_cpu/sub-verse008.nii.gz" && echo "label maps identical" | tee -a "$log"
+
+section "paper-size model (C=64, P=128, 1 mm) on the GPU: seconds per scan"
+run_ifcn "$ifcn" preprocess --input data/verse --output "$B/data1" --spacing 1 --validation sub-verse008,sub-verse012 2>&1 | tail -1 | tee -a "$log"
+run_ifcn timeout 150 "$ifcn" train --data "$B/data1" --output "$B/run128" --variant paper --channels 64 --patch 128 --iterations 20 \
+    --iters-per-epoch 20 --val-cases 0 --backend cuda --progress-seconds 1000 > "$OUT/train_p128.txt" 2>&1
+tail -2 "$OUT/train_p128.txt" | tee -a "$log"
+for c in sub-verse005 sub-verse008 sub-verse012; do
+    run_ifcn timeout 120 "$ifcn" segment --backend cuda --checkpoint "$B/run128/checkpoints/latest.safetensors" \
+        --input data/verse/${c}_ct.nii.gz --output "$B/seg128" > "$OUT/segment128_$c.txt" 2>&1
+    tail -1 "$OUT/segment128_$c.txt" | tee -a "$log"
+done
+run_ifcn timeout 120 "$ifcn" segment --backend cpu --threads 16 --checkpoint "$B/run128/checkpoints/latest.safetensors" \
+    --input data/verse/sub-verse005_ct.nii.gz --output "$B/seg128cpu" > "$OUT/segment128_cpu.txt" 2>&1
+tail -1 "$OUT/segment128_cpu.txt" | tee -a "$log"
+cmp -s "$B/seg128/sub-verse005.nii.gz" "$B/seg128cpu/sub-verse005.nii.gz" && echo "C=64 P=128 sub-verse005: GPU and CPU label maps identical" | tee -a "$log"
+cp "$B"/seg128/*.json "$OUT/" 2>/dev/null
 
 section "summary"
-LAYERS=$layers_rc FIXTURES="${fixtures[*]}" RESUME=$resume TRAIN_SECONDS=$train_seconds python3 - "$OUT" <<'PY' | tee -a "$log"
+LAYERS=$layers_rc FIXTURES="${fixtures[*]}" RESUME=$resume TRAIN_SECONDS=$train_seconds NCCL=$nccl SAME="${same[*]}" python3 - "$OUT" <<'PY' | tee -a "$log"
 import json, os, sys, glob
 out = sys.argv[1]
 def load(p):
@@ -115,10 +154,20 @@ for kv in os.environ["FIXTURES"].split():
     res["fixtures"][k] = v == "0"
 res["resume_bit_identical"] = os.environ["RESUME"] == "true"
 res["layers_agree_with_cpu"] = os.environ["LAYERS"] == "0"
-for b in ["cuda", "cpu"]:
-    e = load(f"evaluate_{b}.json")
-    if e:
-        res.setdefault("segment_sub_verse008", {})[b] = {k: v for k, v in e.items() if k != "cases"}
+res["nccl_one_rank_equals_mpi"] = os.environ["NCCL"] == "true"
+for c in ["sub-verse005", "sub-verse008", "sub-verse012"]:
+    for b in ["cuda", "cpu"]:
+        e = load(f"evaluate_{c}_{b}.json")
+        if e:
+            res.setdefault("segment_demo_model", {}).setdefault(c, {})[b] = {k: v for k, v in e.items() if k != "cases"}
+for kv in os.environ["SAME"].split():
+    k, v = kv.split("=")
+    res.setdefault("segment_demo_model", {}).setdefault(k, {})["differing_voxels_gpu_vs_cpu"] = int(v) if v.lstrip("-").isdigit() else None
+for c in ["sub-verse005", "sub-verse008", "sub-verse012"]:
+    r = load(f"{c}.json")
+    if r:
+        res.setdefault("segment_seconds", {})[c] = r["seconds"]
+        res.setdefault("segment_evaluations", {})[c] = r["evaluations"]
 for m in ["fp32", "tf32"]:
     b = load(f"bench_ifcn_{m}.json")
     if b:
@@ -145,7 +194,9 @@ json.dump(res, open(os.path.join(out, "gpu_check.json"), "w"), indent=1, sort_ke
 print(f"card {res['card']}  driver {res['driver']}  cuDNN {res['cudnn']}  NVRTC {res['nvrtc']}")
 print("fixtures: " + ", ".join(f"{k} {'passed' if v else 'FAILED'}" for k, v in res["fixtures"].items()))
 print(f"resume bit-identical: {res['resume_bit_identical']}  layers agree with the CPU: {res['layers_agree_with_cpu']}")
-print(f"segment sub-verse008: {res.get('segment_sub_verse008')}")
+print(f"NCCL with one rank equals MPI: {res['nccl_one_rank_equals_mpi']}")
+print(f"segment with the demo-size model: {res.get('segment_demo_model')}")
+print(f"segment_seconds (C=64, P=128, 1 mm, GPU): {res.get('segment_seconds')}  evaluations: {res.get('segment_evaluations')}")
 print("| engine | mode | step (s) | forward (s) | peak device memory (MiB) |")
 print("| --- | --- | --- | --- | --- |")
 for m, v in res["ifcn"].items():

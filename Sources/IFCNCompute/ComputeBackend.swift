@@ -98,9 +98,57 @@ public protocol ComputeBackend: AnyObject {
     /// Scale in place (gradient averaging after an allreduce).
     func scale(_ tensor: TensorRef, by factor: Float)
 
+    // Whole-scan volumes for segmentation: the scan and the instance memory stay on the backend, so an
+    // evaluation moves a bit mask and a few scalars, not volumes. A byte mask of n voxels is a tensor of
+    // (n + 3) / 4 elements holding n bytes (0 or 1).
+
+    /// Copies the box of side `box.side` at `box.origin` out of `volume` (a scan of `box.scan` voxels, x fastest)
+    /// into `patch` (side^3, x fastest), with `fill` outside the scan.
+    func extractPatch(_ volume: TensorRef, box: PatchBox, fill: Float, into patch: TensorRef)
+    /// The same from a byte mask: 1 where the byte is set, else 0 (also outside the scan).
+    func extractMaskPatch(_ mask: TensorRef, box: PatchBox, into patch: TensorRef)
+    /// Sets the bytes of `mask` at the linear voxel indices `indices` to 1.
+    func markVoxels(_ mask: TensorRef, indices: UnsafeBufferPointer<Int>)
+    /// Bit i % 32 of word i / 32 of `bits` (host memory, (count + 31) / 32 words) is tensor[i] > threshold
+    /// (NaN: not set).
+    func thresholdBits(_ tensor: TensorRef, above threshold: Float, into bits: UnsafeMutablePointer<UInt32>)
+
     /// Sum of the squared elements in float64 over fixed blocks in a fixed order (the same bits on every
     /// run); not finite exactly when an element is not (the averaged gradient's divergence check).
     func sumOfSquares(_ tensor: TensorRef) -> Double
+}
+
+/// A cube of `side` voxels at `origin` (its first voxel; it may lie partly outside) of a scan of `scan` voxels.
+public struct PatchBox: Equatable, Sendable {
+    public var scan: SIMD3<Int>
+    public var origin: SIMD3<Int>
+    public var side: Int
+    public init(scan: SIMD3<Int>, origin: SIMD3<Int>, side: Int) { self.scan = scan; self.origin = origin; self.side = side }
+
+    /// Elements of a byte-mask tensor for a scan of `voxels` voxels.
+    public static func maskElements(voxels: Int) -> Int { (voxels + 3) / 4 }
+
+    /// Visits each row of the box: `row(patchOffset, scanIndex, count)` for the run inside the scan (count > 0),
+    /// and `outside(patchOffset, count)` for the parts outside it. The host loop behind the CPU backend.
+    @inline(__always)
+    public func forEachRow(inside row: (Int, Int, Int) -> Void, outside: (Int, Int) -> Void) {
+        let p = side, nx = scan.x, ny = scan.y, nz = scan.z, o = origin
+        let x0 = max(0, -o.x), x1 = min(p, nx - o.x)
+        for pz in 0..<p {
+            let z = o.z + pz
+            for py in 0..<p {
+                let y = o.y + py
+                let start = p * (py + p * pz)
+                guard z >= 0, z < nz, y >= 0, y < ny, x1 > x0 else {
+                    outside(start, p)
+                    continue
+                }
+                if x0 > 0 { outside(start, x0) }
+                row(start + x0, o.x + x0 + nx * (y + ny * z), x1 - x0)
+                if x1 < p { outside(start + x1, p - x1) }
+            }
+        }
+    }
 }
 
 /// An eval-mode batch norm (running statistics) and optional ReLU, as applied to a convolution's output.

@@ -118,6 +118,21 @@ public enum BackendAgreement {
             let n = k.b.overlapCounts(prob: k.t(prob), target: k.t(target))
             return [("predicted, reference, both", k.t([Float(n.predicted), Float(n.reference), Float(n.intersection)]))]
         }
+        agree("segmentation volumes") { k in
+            // A box of side 12 reaching out of the scan on three sides; the memory mask with four voxels marked.
+            let scan = SIMD3(e.w, e.h, e.d), side = 12
+            let box = PatchBox(scan: scan, origin: SIMD3(-3, e.h - 7, e.d / 2), side: side)
+            let patch = k.zeros(side * side * side), memory = k.zeros(side * side * side)
+            k.b.extractPatch(k.t(Array(x.prefix(V))), box: box, fill: -2, into: patch)
+            let mask = k.zeros(PatchBox.maskElements(voxels: V))
+            let marked = [0, 5 + e.w * (e.h - 2 + e.h * (e.d / 2 + 1)), 2 + e.w * (e.h - 1 + e.h * (e.d - 1)), V - 1]
+            marked.withUnsafeBufferPointer { k.b.markVoxels(mask, indices: $0) }
+            k.b.extractMaskPatch(mask, box: box, into: memory)
+            var bits = [UInt32](repeating: 0, count: (V + 31) / 32)
+            bits.withUnsafeMutableBufferPointer { k.b.thresholdBits(k.t(Array(x.prefix(V))), above: 0.5, into: $0.baseAddress!) }
+            let above = (0..<V).map { Float(bits[$0 / 32] >> UInt32($0 % 32) & 1) }
+            return [("image patch", patch), ("memory patch", memory), ("bits above 0.5", k.t(above))]
+        }
         agree("sum of squares") { k in
             [("sum", k.t([Float(k.b.sumOfSquares(k.t(x)))]))]
         }

@@ -138,6 +138,16 @@ public final class Network {
         backend.upload(memory, to: arena.slice(graph.input.offset + v, v))
     }
 
+    /// The input channels on the backend (0: the normalised image, 1: the instance memory), for callers that
+    /// fill them there (whole-scan segmentation copies patches on the device).
+    public var inputChannels: (image: TensorRef, memory: TensorRef) {
+        let v = config.voxels
+        return (arena.slice(graph.input.offset, v), arena.slice(graph.input.offset + v, v))
+    }
+
+    /// The segmentation probabilities [P, P, P] of the last forward pass, on the backend.
+    public var segmentationProbabilities: TensorRef { tensor(graph.segProb) }
+
     /// Sets the input from one [2, P, P, P] array.
     public func setInput(_ input: UnsafePointer<Float>) {
         setInput(image: input, memory: input + config.voxels)

@@ -40,19 +40,18 @@ final class InstanceWalk {
     /// Receives one line per decision of the walk (`ifcn segment --explain`).
     var explain: ((String) -> Void)?
 
-    /// Normalised image, instance memory (0/1) and output labels (0 = none yet), x fastest.
-    let image: [Float]
+    /// Instance memory (0/1; the model keeps its own copy) and output labels (0 = none yet), x fastest.
     private(set) var memory: [UInt8]
     private(set) var labels: [Int32]
     private(set) var found: [Found] = []
     private(set) var evaluations = 0
 
-    private let imagePatch: UnsafeMutablePointer<Float>
-    private let memoryPatch: UnsafeMutablePointer<Float>
-    private let probabilities: UnsafeMutablePointer<Float>
-    /// The input whose output `probabilities` holds: patch origin and the number of instances accepted then
+    /// The model's output above 0.5 of the last evaluation, one bit a patch voxel.
+    private let above: UnsafeMutablePointer<UInt32>
+    private let aboveWords: Int
+    /// The input whose output the model holds: patch origin and the number of instances accepted then
     /// (the memory only changes on acceptance).
-    private var probabilitiesInput: (origin: SIMD3<Int>, accepted: Int)?
+    private var modelInput: (origin: SIMD3<Int>, accepted: Int)?
     /// Results by (centre, memory under the patch), so an input the model has seen is not evaluated again
     /// (cleared when it grows past `cacheLimit`, which bounds its size on huge scans).
     private var cache: [CacheKey: Fragment] = [:]
@@ -63,6 +62,7 @@ final class InstanceWalk {
         var memoryHash: UInt64
     }
 
+    /// A walk over `image` (normalised intensities, x fastest), handed to the model (`PatchModel.begin`).
     init(image: [Float], size: SIMD3<Int>, patch: Int, model: PatchModel, options: SegmentationOptions,
          minVoxels: Int, paddingValue: Float) {
         precondition(image.count == size.x * size.y * size.z)
@@ -71,19 +71,16 @@ final class InstanceWalk {
         self.options = options
         self.minVoxels = minVoxels
         self.paddingValue = paddingValue
-        self.image = image
         memory = [UInt8](repeating: 0, count: image.count)
         labels = [Int32](repeating: 0, count: image.count)
-        let v = patch * patch * patch
-        imagePatch = .allocate(capacity: v)
-        memoryPatch = .allocate(capacity: v)
-        probabilities = .allocate(capacity: v)
+        aboveWords = (patch * patch * patch + 31) / 32
+        above = .allocate(capacity: aboveWords)
+        model.begin(image: image, size: size, fill: paddingValue)
     }
 
     deinit {
-        imagePatch.deallocate()
-        memoryPatch.deallocate()
-        probabilities.deallocate()
+        above.deallocate()
+        model.end()
     }
 
     /// Runs the whole walk.
@@ -151,18 +148,12 @@ final class InstanceWalk {
     /// Evaluates the patch centred at `centre` against the current memory (cached).
     func evaluate(_ centre: SIMD3<Int>) -> Fragment {
         let origin = grid.origin(of: centre)
-        let v = grid.patch * grid.patch * grid.patch
-        memory.withUnsafeBufferPointer { grid.extract($0.baseAddress!, origin: origin, fill: 0, into: memoryPatch) }
-        let key = CacheKey(centre: centre, memoryHash: InstanceWalk.hash(memoryPatch, count: v))
+        let key = CacheKey(centre: centre, memoryHash: memory.withUnsafeBufferPointer { grid.hash($0.baseAddress!, origin: origin) })
         if let hit = cache[key] { return hit }
-        image.withUnsafeBufferPointer {
-            grid.extract($0.baseAddress!, origin: origin, fill: paddingValue, into: imagePatch)
-        }
-        let completeness = model.evaluate(image: imagePatch, memory: memoryPatch, origin: origin,
-                                          probabilities: probabilities)
-        probabilitiesInput = (origin, found.count)
+        let completeness = model.evaluate(origin: origin, above: above)
+        modelInput = (origin, found.count)
         evaluations += 1
-        let fragment = grid.fragment(probabilities, origin: origin, completeness: completeness)
+        let fragment = grid.fragment(above, origin: origin, completeness: completeness)
         if cache.count >= InstanceWalk.cacheLimit { cache.removeAll(keepingCapacity: true) }
         cache[key] = fragment
         return fragment
@@ -225,6 +216,7 @@ final class InstanceWalk {
         memory.withUnsafeMutableBufferPointer { mem in
             for i in fragment.indices { mem[i] = 1 }
         }
+        model.remember(fragment.indices)
         found.append(Found(label: Int(label), voxels: added, centroid: sum / Double(added),
                            completeness: fragment.completeness, evaluations: spent, moves: moves,
                            probability: probability))
@@ -232,26 +224,18 @@ final class InstanceWalk {
     }
 
     /// The network's probabilities for the input `fragment` came from (its patch with the current memory):
-    /// the buffer when it still holds them, else the model runs again (the fragment came from the cache).
+    /// the model's last output when it still is that input's, else the model runs again (the fragment came
+    /// from the cache).
     func probabilities(of fragment: Fragment) -> InstanceProbability {
-        if probabilitiesInput?.origin != fragment.origin || probabilitiesInput?.accepted != found.count {
-            memory.withUnsafeBufferPointer {
-                grid.extract($0.baseAddress!, origin: fragment.origin, fill: 0, into: memoryPatch)
-            }
-            image.withUnsafeBufferPointer {
-                grid.extract($0.baseAddress!, origin: fragment.origin, fill: paddingValue, into: imagePatch)
-            }
-            _ = model.evaluate(image: imagePatch, memory: memoryPatch, origin: fragment.origin, probabilities: probabilities)
-            probabilitiesInput = (fragment.origin, found.count)
+        if modelInput?.origin != fragment.origin || modelInput?.accepted != found.count {
+            _ = model.evaluate(origin: fragment.origin, above: above)
+            modelInput = (fragment.origin, found.count)
             evaluations += 1
         }
-        return InstanceProbability(probabilities, origin: fragment.origin, patch: grid.patch)
-    }
-
-    /// 64-bit hash of the set voxels of a 0/1 patch.
-    static func hash(_ p: UnsafePointer<Float>, count: Int) -> UInt64 {
-        var h = SplitMix64.golden
-        for i in 0..<count where p[i] != 0 { h = mix64(h ^ UInt64(i)) }
-        return h
+        let v = grid.patch * grid.patch * grid.patch
+        let values = UnsafeMutablePointer<Float>.allocate(capacity: v)
+        defer { values.deallocate() }
+        model.readProbabilities(into: values)
+        return InstanceProbability(values, origin: fragment.origin, patch: grid.patch)
     }
 }

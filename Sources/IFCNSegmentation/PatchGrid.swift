@@ -1,3 +1,6 @@
+import IFCNCompute
+import IFCNSupport
+
 /// Patch placement over a canonical image of `size` voxels for patches of `patch`^3 voxels.
 ///
 /// A patch is addressed by its centre voxel; it covers `centre - P/2 ..< centre + P/2` on each axis.
@@ -54,76 +57,47 @@ struct PatchGrid {
     /// First voxel of the patch centred at `centre`.
     func origin(of centre: SIMD3<Int>) -> SIMD3<Int> { centre &- patch / 2 }
 
-    /// Copies the patch at `origin` out of `source` (an image of `size`, x fastest) into `destination`
-    /// (P^3, x fastest), with `fill` outside the image.
-    func extract(_ source: UnsafePointer<Float>, origin: SIMD3<Int>, fill: Float,
-                 into destination: UnsafeMutablePointer<Float>) {
-        extractRows(origin: origin, fill: fill, into: destination) { row, start, count in
-            row.update(from: source + start, count: count)
-        }
-    }
-
-    /// As `extract`, from a 0/1 mask.
-    func extract(_ source: UnsafePointer<UInt8>, origin: SIMD3<Int>, fill: Float,
-                 into destination: UnsafeMutablePointer<Float>) {
-        extractRows(origin: origin, fill: fill, into: destination) { row, start, count in
-            for i in 0..<count { row[i] = Float(source[start + i]) }
-        }
-    }
-
-    /// Fills the parts of each patch row outside the image and lets `copy(row, imageIndex, count)` fill
-    /// the run inside it.
-    @inline(__always)
-    private func extractRows(origin o: SIMD3<Int>, fill: Float, into destination: UnsafeMutablePointer<Float>,
-                             copy: (UnsafeMutablePointer<Float>, Int, Int) -> Void) {
-        let p = patch, nx = size.x, ny = size.y, nz = size.z
-        let x0 = max(0, -o.x), x1 = min(p, nx - o.x)
-        for pz in 0..<p {
-            let z = o.z + pz
-            for py in 0..<p {
-                let y = o.y + py
-                let row = destination + p * (py + p * pz)
-                guard z >= 0, z < nz, y >= 0, y < ny, x1 > x0 else {
-                    row.update(repeating: fill, count: p)
-                    continue
-                }
-                if x0 > 0 { row.update(repeating: fill, count: x0) }
-                copy(row + x0, o.x + x0 + nx * (y + ny * z), x1 - x0)
-                if x1 < p { (row + x1).update(repeating: fill, count: p - x1) }
-            }
-        }
-    }
-
-    /// The voxels of the patch at `origin` inside the image whose probability exceeds 0.5, as linear image
-    /// indices, with their mean position (continuous image index).
-    func fragment(_ probabilities: UnsafePointer<Float>, origin o: SIMD3<Int>, completeness: Double) -> Fragment {
-        let p = patch, nx = size.x, ny = size.y, nz = size.z
-        let x0 = max(0, -o.x), x1 = min(p, nx - o.x)
-        let y0 = max(0, -o.y), y1 = min(p, ny - o.y)
-        let z0 = max(0, -o.z), z1 = min(p, nz - o.z)
+    /// The voxels of the patch at `origin` inside the image whose bit is set in `above` (the model's output
+    /// above 0.5: bit i % 32 of word i / 32, patch index i), as linear image indices, with their mean position
+    /// (continuous image index).
+    func fragment(_ above: UnsafePointer<UInt32>, origin o: SIMD3<Int>, completeness: Double) -> Fragment {
         var indices: [Int] = []
         var sum = SIMD3<Double>()
-        if x1 > x0 {
-            for pz in z0..<max(z0, z1) {
-                let z = o.z + pz
-                for py in y0..<max(y0, y1) {
-                    let y = o.y + py
-                    let row = probabilities + p * (py + p * pz)
-                    let base = nx * (y + ny * z) + o.x
-                    var rowCount = 0, rowX = 0
-                    for px in x0..<x1 where row[px] > 0.5 {
-                        indices.append(base + px)
-                        rowCount += 1
-                        rowX += o.x + px
-                    }
-                    if rowCount > 0 {
-                        sum += SIMD3(Double(rowX), Double(rowCount * y), Double(rowCount * z))
-                    }
+        let p = patch, nx = size.x, ny = size.y
+        PatchBox(scan: size, origin: o, side: p).forEachRow(inside: { at, index, count in
+            var rowCount = 0, rowX = 0
+            let x = index % nx
+            var k = 0
+            while k < count {
+                let i = at + k
+                let word = above[i >> 5]
+                if word == 0 {  // skip to the next word
+                    k += 32 - (i & 31)
+                    continue
                 }
+                if word & (1 << UInt32(i & 31)) != 0 {
+                    indices.append(index + k)
+                    rowCount += 1
+                    rowX += x + k
+                }
+                k += 1
             }
-        }
+            if rowCount > 0 {
+                let y = (index / nx) % ny, z = index / (nx * ny)
+                sum += SIMD3(Double(rowX), Double(rowCount * y), Double(rowCount * z))
+            }
+        }, outside: { _, _ in })
         let centroid = indices.isEmpty ? SIMD3<Double>() : sum / Double(indices.count)
         return Fragment(indices: indices, centroid: centroid, completeness: completeness, origin: o)
+    }
+
+    /// 64-bit hash of the patch positions of the set voxels of `mask` (a 0/1 image of `size`) in the patch at `origin`.
+    func hash(_ mask: UnsafePointer<UInt8>, origin: SIMD3<Int>) -> UInt64 {
+        var h = SplitMix64.golden
+        PatchBox(scan: size, origin: origin, side: patch).forEachRow(inside: { at, index, count in
+            for k in 0..<count where mask[index + k] != 0 { h = mix64(h ^ UInt64(at + k)) }
+        }, outside: { _, _ in })
+        return h
     }
 }
 

@@ -20,11 +20,11 @@ public final class Segmenter {
         model = NetworkPatchModel(network: network)
     }
 
-    /// A segmenter over any patch model (tests use ground-truth stand-ins).
-    init(model: PatchModel, info: ModelInfo, options: SegmentationOptions = .init()) {
+    /// A segmenter over a model of host patches (tests use ground-truth stand-ins).
+    init(model: HostPatchModel, info: ModelInfo, options: SegmentationOptions = .init()) {
         self.info = info
         self.options = options
-        self.model = model
+        self.model = HostPatchAdapter(model, patch: info.config.patch)
     }
 
     /// Segments `image` (HU) that is already on a canonical grid (identity direction) at `info.spacingMM`.
@@ -38,8 +38,8 @@ public final class Segmenter {
         -> (result: SegmentationResult, probabilities: [(label: Int32, probability: InstanceProbability)]) {
         let start = DispatchTime.now().uptimeNanoseconds
         let g = image.grid
-        let normalised = normalise(image.voxels)
-        let walk = InstanceWalk(image: normalised, size: g.size, patch: info.config.patch, model: model,
+        // The normalised copy goes to the model (onto its backend) and is released after this call.
+        let walk = InstanceWalk(image: normalise(image.voxels), size: g.size, patch: info.config.patch, model: model,
                                 options: options, minVoxels: options.minVoxels(spacing: g.spacing),
                                 paddingValue: info.intensity.apply(-1000))
         walk.keepProbabilities = keepProbabilities

@@ -23,7 +23,7 @@ struct DevicesCommand: ParsableCommand {
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
-        let inv = CUDAInventory.probe()
+        let inv = CUDAInventory.probe(everything: true)
         var compiled: [[String: Any]] = []
         var compileFailed = false
         if compileKernels {

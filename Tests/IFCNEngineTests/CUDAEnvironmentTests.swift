@@ -161,6 +161,9 @@ final class CUDAEnvironmentTests: XCTestCase {
         let expected = [define("NCCL_MAJOR"), define("NCCL_MINOR"), define("NCCL_PATCH")].compactMap { $0 }.joined(separator: ".")
         XCTAssertEqual(NCCLCommunicator.version, expected)
         // Optional: its absence is not a reason the CUDA backend is unusable.
-        XCTAssertFalse(CUDAInventory.probe().problems.contains { $0.hasPrefix("NCCL") })
+        let inventory = CUDAInventory.probe(everything: true)
+        XCTAssertTrue(inventory.libraries.contains { $0.library == .nccl && $0.loaded })
+        XCTAssertEqual(inventory.ncclVersion.map { "\($0 / 10000).\(($0 % 10000) / 100).\($0 % 100)" }, expected)
+        XCTAssertFalse(inventory.problems.contains { $0.hasPrefix("NCCL") })
     }
 }

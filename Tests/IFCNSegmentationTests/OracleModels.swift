@@ -35,7 +35,7 @@ struct CanonicalTruth {
 }
 
 /// Records every evaluation and checks that no input (patch position and memory under it) is seen twice.
-class RecordingModel: PatchModel {
+class RecordingModel: HostPatchModel {
     let patch: Int
     private(set) var origins: [SIMD3<Int>] = []
     private(set) var repeatedInputs = 0
@@ -167,5 +167,19 @@ enum Fixture {
             if x && y { both += 1 }
         }
         return na + nb == 0 ? 1 : 2 * Double(both) / Double(na + nb)
+    }
+}
+
+/// The network on host patches (what `segment` did before the scan and memory moved to the backend).
+final class HostNetworkModel: HostPatchModel {
+    let network: Network
+    init(network: Network) { self.network = network }
+
+    func evaluate(image: UnsafePointer<Float>, memory: UnsafePointer<Float>, origin: SIMD3<Int>,
+                  probabilities: UnsafeMutablePointer<Float>) -> Double {
+        network.setInput(image: image, memory: memory)
+        network.forward(training: false)
+        network.readSegmentation(into: probabilities)
+        return network.completeness
     }
 }

@@ -170,6 +170,64 @@ final class ScanTests: XCTestCase {
         XCTAssertEqual(scan.evaluations, result.evaluations)
     }
 
+    /// The network evaluated on the backend's own copies of the scan and the memory (the path `segment` takes,
+    /// on a GPU too) walks exactly as the same network on host patches: same evaluations, instances and labels,
+    /// also through each instance's probabilities onto the input grid.
+    func testBackendResidentWalkEqualsTheHostPatchWalk() throws {
+        let config = try NetworkConfig(variant: .paper, channels: 2, patch: 16)
+        // Built for training, which keeps every activation: the input is still there after the forward pass.
+        let network = Network(config: config, backend: CPUBackend(threads: 2), seed: 5)
+        let info = ModelInfo(config: config, spacingMM: 4, intensity: .paper)
+        let (image, _) = obliqueInput(seed: 8)
+        let canonical = try resampleToCanonical(image, spacing: 4, interpolation: .linear, fill: -1000)
+        let size = canonical.grid.size, p = config.patch
+        let normalised = canonical.voxels.map { info.intensity.apply($0) }
+        let fill = info.intensity.apply(-1000)
+
+        // The inputs the model gives the network: the scan's box and the memory's, on the backend.
+        let model = NetworkPatchModel(network: network)
+        model.begin(image: normalised, size: size, fill: fill)
+        let origin = SIMD3(size.x - 10, -3, size.z / 2), remembered = [0, size.x - 1, size.x * size.y * (size.z / 2 + 2) + size.x - 5]
+        model.remember(remembered)
+        var bits = [UInt32](repeating: 0, count: p * p * p / 32)
+        _ = bits.withUnsafeMutableBufferPointer { model.evaluate(origin: origin, above: $0.baseAddress!) }
+        var imageIn = [Float](repeating: 0, count: p * p * p), memoryIn = imageIn
+        network.backend.download(network.inputChannels.image, to: &imageIn)
+        network.backend.download(network.inputChannels.memory, to: &memoryIn)
+        for pz in 0..<p { for py in 0..<p { for px in 0..<p {
+            let x = origin.x + px, y = origin.y + py, z = origin.z + pz, i = px + p * (py + p * pz)
+            let inside = (0..<size.x).contains(x) && (0..<size.y).contains(y) && (0..<size.z).contains(z)
+            let index = x + size.x * (y + size.y * z)
+            XCTAssertEqual(imageIn[i], inside ? normalised[index] : fill)
+            XCTAssertEqual(memoryIn[i], inside && remembered.contains(index) ? 1 : 0)
+        } } }
+        XCTAssertEqual(memoryIn.reduce(0, +), 1, "one remembered voxel lies in the box")
+        // The output's bits are the probabilities above 0.5.
+        let probabilities = network.readSegmentation()
+        for i in 0..<p * p * p { XCTAssertEqual(bits[i / 32] >> UInt32(i % 32) & 1 == 1, probabilities[i] > 0.5) }
+        model.end()
+
+        // A segmentation bias that puts about half of a patch above 0.5, so what is found depends on image and memory.
+        let logits = probabilities.map { log(Double($0) / (1 - Double($0))) }.sorted()
+        var parameters = network.readParameters()
+        let bias = try XCTUnwrap(network.parameterTable["seg.bias"])
+        parameters[bias.offset] -= Float(logits[logits.count / 2])
+        network.loadParameters(parameters)
+        var options = SegmentationOptions()
+        options.minVolumeMM3 = 64 * 20
+        let onBackend = Segmenter(network: network, info: info, options: options)
+        let onHost = Segmenter(model: HostNetworkModel(network: network), info: info, options: options)
+        let a = onBackend.segmentCanonical(canonical), b = onHost.segmentCanonical(canonical)
+        XCTAssertGreaterThanOrEqual(a.instances.count, 2)
+        XCTAssertEqual(a.evaluations, b.evaluations)
+        XCTAssertEqual(a.instances.map(\.voxels), b.instances.map(\.voxels))
+        XCTAssertEqual(a.instances.map(\.completeness), b.instances.map(\.completeness))
+        XCTAssertEqual(a.labels.voxels, b.labels.voxels)
+        let sa = try onBackend.segmentScan(image), sb = try onHost.segmentScan(image)
+        XCTAssertEqual(sa.evaluations, sb.evaluations)
+        XCTAssertEqual(sa.labels.voxels, sb.labels.voxels)
+    }
+
     func testGridCentres() {
         XCTAssertEqual(PatchGrid.centres(along: 10, patch: 32), [5])
         XCTAssertEqual(PatchGrid.centres(along: 32, patch: 32), [16])
@@ -189,29 +247,43 @@ final class ScanTests: XCTestCase {
         }
     }
 
-    /// Patch extraction pads with the fill value and copies the inside exactly.
+    /// Patch extraction (the backend's, as the walk runs it) pads with the fill value and copies the inside
+    /// exactly; the memory mask marks the remembered voxels; a fragment keeps the voxels above 0.5 inside the image.
     func testExtractAndFragment() {
         let size = SIMD3(5, 4, 3), p = 16
         let g = PatchGrid(size: size, patch: p)
-        let image = (0..<60).map(Float.init)
-        var patch = [Float](repeating: .nan, count: p * p * p)
-        let origin = SIMD3(-6, -7, -8)
-        image.withUnsafeBufferPointer { src in
-            patch.withUnsafeMutableBufferPointer { g.extract(src.baseAddress!, origin: origin, fill: -1, into: $0.baseAddress!) }
-        }
+        let backend = CPUBackend(threads: 1)
+        let image = TensorRef(buffer: backend.allocate(60)), mask = TensorRef(buffer: backend.allocate(PatchBox.maskElements(voxels: 60)))
+        backend.upload((0..<60).map(Float.init), to: image)
+        let patch = TensorRef(buffer: backend.allocate(p * p * p)), memory = TensorRef(buffer: backend.allocate(p * p * p))
+        let origin = SIMD3(-6, -7, -8), box = PatchBox(scan: size, origin: origin, side: p)
+        backend.extractPatch(image, box: box, fill: -1, into: patch)
+        let remembered = [0, 7, 59]
+        remembered.withUnsafeBufferPointer { backend.markVoxels(mask, indices: $0) }
+        backend.extractMaskPatch(mask, box: box, into: memory)
+        var inside = 0
         for pz in 0..<p { for py in 0..<p { for px in 0..<p {
-            let x = px + origin.x, y = py + origin.y, z = pz + origin.z
-            let inside = (0..<5).contains(x) && (0..<4).contains(y) && (0..<3).contains(z)
-            XCTAssertEqual(patch[px + p * (py + p * pz)], inside ? Float(x + 5 * (y + 4 * z)) : -1)
+            let x = px + origin.x, y = py + origin.y, z = pz + origin.z, i = px + p * (py + p * pz)
+            let isInside = (0..<5).contains(x) && (0..<4).contains(y) && (0..<3).contains(z)
+            let index = x + 5 * (y + 4 * z)
+            XCTAssertEqual(patch.host[i], isInside ? Float(index) : -1)
+            XCTAssertEqual(memory.host[i], isInside && remembered.contains(index) ? 1 : 0)
+            inside += isInside ? 1 : 0
         } } }
-        // A fragment keeps only voxels inside the image.
-        var prob = [Float](repeating: 0.9, count: p * p * p)
-        prob[6 + p * (7 + p * 8)] = 0.5  // image voxel (0,0,0) at exactly 0.5 is not foreground
-        let f = prob.withUnsafeBufferPointer { g.fragment($0.baseAddress!, origin: origin, completeness: 0.3) }
-        XCTAssertEqual(f.count, 59)
-        XCTAssertFalse(f.indices.contains(0))
+        XCTAssertEqual(inside, 60)
+        // A fragment keeps only voxels inside the image, above 0.5 (exactly 0.5 and NaN are not foreground).
+        let prob = TensorRef(buffer: backend.allocate(p * p * p))
+        backend.fill(prob, value: 0.9)
+        prob.host[6 + p * (7 + p * 8)] = 0.5  // image voxel (0,0,0)
+        prob.host[7 + p * (7 + p * 8)] = .nan  // image voxel (1,0,0)
+        var bits = [UInt32](repeating: 0xFFFF_FFFF, count: p * p * p / 32)
+        bits.withUnsafeMutableBufferPointer { backend.thresholdBits(prob, above: 0.5, into: $0.baseAddress!) }
+        XCTAssertEqual(bits.reduce(0) { $0 + $1.nonzeroBitCount }, p * p * p - 2)
+        let f = bits.withUnsafeBufferPointer { g.fragment($0.baseAddress!, origin: origin, completeness: 0.3) }
+        XCTAssertEqual(f.count, 58)
+        XCTAssertEqual(f.indices, Array(2..<60))
         XCTAssertEqual(f.completeness, 0.3)
-        let mean = f.indices.reduce(SIMD3<Double>()) { $0 + SIMD3(Double($1 % 5), Double(($1 / 5) % 4), Double($1 / 20)) } / 59
+        let mean = f.indices.reduce(SIMD3<Double>()) { $0 + SIMD3(Double($1 % 5), Double(($1 / 5) % 4), Double($1 / 20)) } / 58
         XCTAssertEqual(f.centroid, mean)
     }
 

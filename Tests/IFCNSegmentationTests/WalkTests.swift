@@ -164,7 +164,7 @@ final class WalkTests: XCTestCase {
         let info = try Fixture.info(patch: patch, spacing: spacing)
         let positions = PatchGrid(size: image.grid.size, patch: patch).walk.count
 
-        func explained(_ model: PatchModel, _ options: SegmentationOptions = .init()) -> [String] {
+        func explained(_ model: HostPatchModel, _ options: SegmentationOptions = .init()) -> [String] {
             let segmenter = Segmenter(model: model, info: info, options: options)
             var lines: [String] = []
             segmenter.explain = { lines.append($0) }

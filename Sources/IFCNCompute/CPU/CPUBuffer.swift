@@ -38,7 +38,7 @@ public final class CPUBuffer: DeviceBuffer {
 extension TensorRef {
     /// Host pointer of a tensor owned by the CPU backend.
     @inline(__always)
-    var host: UnsafeMutablePointer<Float> {
+    public var host: UnsafeMutablePointer<Float> {
         unsafeDowncast(buffer, to: CPUBuffer.self).pointer + offset
     }
 }

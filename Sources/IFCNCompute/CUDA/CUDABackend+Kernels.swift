@@ -1,8 +1,10 @@
+import CCUDA
 import Foundation
 
 // The CUDA backend's own kernels (CUDAKernels.swift): everything but the 3x3x3 convolutions.
-// Every launch is asynchronous on the backend's stream; the only host copies are the loss's two sums
-// and the three overlap counts.
+// Every launch is asynchronous on the backend's stream; the only host copies are the loss's two sums,
+// the three overlap counts, the gradient's sum of squares, and in segmentation a patch's thresholded
+// output as bits (and the voxel indices of an accepted instance, to the device).
 //
 // Reductions over voxels run on a grid that depends only on the sizes (kernelReductionParts), each
 // block reducing a fixed range in double with a fixed tree, and the partials are summed by a second
@@ -72,6 +74,41 @@ extension CUDABackend {
         let n = tensor.count
         guard n > 0 else { return }
         launch1D(.scale, blocks: kernelBlocks(n), [kernelArg(tensor), .float(factor), .int64(Int64(n))])
+    }
+
+    // MARK: - Whole-scan volumes (segmentation)
+
+    private func boxArgs(_ box: PatchBox) -> [KernelArg] {
+        [.int32(Int32(box.side)), .int32(Int32(box.scan.x)), .int32(Int32(box.scan.y)), .int32(Int32(box.scan.z)),
+         .int32(Int32(box.origin.x)), .int32(Int32(box.origin.y)), .int32(Int32(box.origin.z))]
+    }
+
+    public func extractPatch(_ volume: TensorRef, box: PatchBox, fill: Float, into patch: TensorRef) {
+        precondition(patch.count == box.side * box.side * box.side, "patch tensor of the wrong size")
+        launch1D(.extractPatch, blocks: kernelBlocks(patch.count), [kernelArg(volume), kernelArg(patch)] + boxArgs(box) + [.float(fill)])
+    }
+
+    public func extractMaskPatch(_ mask: TensorRef, box: PatchBox, into patch: TensorRef) {
+        precondition(patch.count == box.side * box.side * box.side, "patch tensor of the wrong size")
+        launch1D(.extractMaskPatch, blocks: kernelBlocks(patch.count), [kernelArg(mask), kernelArg(patch)] + boxArgs(box))
+    }
+
+    public func markVoxels(_ mask: TensorRef, indices: UnsafeBufferPointer<Int>) {
+        guard let base = indices.baseAddress, indices.count > 0 else { return }
+        let device = workspace(.voxelIndices, bytes: indices.count * 8)
+        // From pageable memory the copy returns once the indices are staged: the caller may reuse them.
+        check(ifcn_cu_memcpy_htod(device, base, indices.count * 8, stream), "cuMemcpyHtoDAsync(voxel indices)")
+        launch1D(.markVoxels, blocks: kernelBlocks(indices.count), [kernelArg(mask), .pointer(device), .int64(Int64(indices.count))])
+    }
+
+    public func thresholdBits(_ tensor: TensorRef, above threshold: Float, into bits: UnsafeMutablePointer<UInt32>) {
+        let n = tensor.count
+        guard n > 0 else { return }
+        let words = (n + 31) / 32
+        let device = workspace(.patchBits, bytes: words * 4)
+        launch1D(.thresholdBits, blocks: kernelBlocks(words * 32), [kernelArg(tensor), .pointer(device), .int64(Int64(n)), .float(threshold)])
+        check(ifcn_cu_memcpy_dtoh(bits, device, words * 4, stream), "cuMemcpyDtoHAsync(bits)")
+        synchronize()
     }
 
     public func sumOfSquares(_ tensor: TensorRef) -> Double {

@@ -32,6 +32,10 @@ enum CUDAKernel: String, CaseIterable {
     case channelSumPartial = "ifcn_channel_sum_partial"
     case addPartialSums = "ifcn_add_partial_sums"
     case sumSquaresPartial = "ifcn_sum_squares_partial"
+    case extractPatch = "ifcn_extract_patch"
+    case extractMaskPatch = "ifcn_extract_mask_patch"
+    case markVoxels = "ifcn_mark_voxels"
+    case thresholdBits = "ifcn_threshold_bits"
     case sumFinalize = "ifcn_sum_finalize"
     // Batch norm.
     case batchNormMeanFinalize = "ifcn_bn_mean_finalize"
@@ -283,6 +287,52 @@ enum CUDAKernelSource {
         __shared__ double sh[IFCN_BLOCK];
         const double s = ifcn_sum_partials(partial, parts, 1, sh);
         if (threadIdx.x == 0) out[0] = s;
+    }
+
+    // ---------------------------------------------------------------- whole-scan volumes (segmentation)
+
+    // The scan index of patch element i of the box at (ox, oy, oz) of side p, or -1 outside the scan.
+    __device__ __forceinline__ long long ifcn_box_index(long long i, int p, int nx, int ny, int nz,
+                                                        int ox, int oy, int oz) {
+        const long long pp = (long long)p * p;
+        const int x = ox + (int)(i % p), y = oy + (int)((i / p) % p), z = oz + (int)(i / pp);
+        if (x < 0 || x >= nx || y < 0 || y >= ny || z < 0 || z >= nz) return -1;
+        return x + (long long)nx * (y + (long long)ny * z);
+    }
+
+    // patch[i] = volume at the box's element i, fill outside the scan.
+    extern "C" __global__ void ifcn_extract_patch(const float* volume, float* patch, int p, int nx, int ny, int nz,
+                                                  int ox, int oy, int oz, float fill) {
+        const long long n = (long long)p * p * p;
+        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) {
+            const long long v = ifcn_box_index(i, p, nx, ny, nz, ox, oy, oz);
+            patch[i] = v < 0 ? fill : volume[v];
+        }
+    }
+
+    // patch[i] = 1 where the mask byte at the box's element i is set, else 0 (also outside the scan).
+    extern "C" __global__ void ifcn_extract_mask_patch(const unsigned char* mask, float* patch, int p, int nx, int ny,
+                                                       int nz, int ox, int oy, int oz) {
+        const long long n = (long long)p * p * p;
+        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) {
+            const long long v = ifcn_box_index(i, p, nx, ny, nz, ox, oy, oz);
+            patch[i] = (v >= 0 && mask[v] != 0) ? 1.0f : 0.0f;
+        }
+    }
+
+    // mask[indices[k]] = 1 for k < n.
+    extern "C" __global__ void ifcn_mark_voxels(unsigned char* mask, const long long* indices, long long n) {
+        for (long long k = ifcn_global_index(); k < n; k += ifcn_global_stride()) mask[indices[k]] = 1;
+    }
+
+    // Bit i % 32 of bits[i / 32] = x[i] > threshold (NaN: 0). Lanes of a warp hold 32 consecutive elements
+    // (the loop bound is a multiple of 32 and the stride a multiple of the block), so one ballot is one word.
+    extern "C" __global__ void ifcn_threshold_bits(const float* x, unsigned int* bits, long long n, float threshold) {
+        const long long total = (n + 31) / 32 * 32;
+        for (long long i = ifcn_global_index(); i < total; i += ifcn_global_stride()) {
+            const unsigned int word = __ballot_sync(0xffffffffu, i < n && x[i] > threshold);
+            if ((threadIdx.x & 31) == 0) bits[i >> 5] = word;
+        }
     }
 
     // ---------------------------------------------------------------- batch norm

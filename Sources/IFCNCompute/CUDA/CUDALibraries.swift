@@ -164,11 +164,19 @@ public struct CUDAInventory: Sendable {
     public var problems: [String] = []
     public var usable: Bool { problems.isEmpty && !devices.isEmpty }
 
-    public static func probe() -> CUDAInventory {
+    /// What the CUDA backend can use here. The driver comes first: without it or without a GPU nothing else is
+    /// loaded (a CPU-only machine maps no NVIDIA library), unless `everything` (`ifcn devices`, which also
+    /// reports the optional NCCL).
+    public static func probe(everything: Bool = false) -> CUDAInventory {
         var inv = CUDAInventory()
-        inv.libraries = CUDALibrary.allCases.map { CUDALoader.load($0) }
-        for s in inv.libraries where !s.loaded && s.library.required {
-            inv.problems.append("\(s.library.name): \(s.problem ?? "not loaded")")
+        let driver = CUDALoader.load(.driver)
+        inv.libraries.append(driver)
+        if driver.loaded { inv.probeDevices() } else { inv.problems.append("\(driver.library.name): \(driver.problem ?? "not loaded")") }
+        guard everything || !inv.devices.isEmpty else { return inv }
+        for library in CUDALibrary.allCases where library != .driver && (everything || library.required) {
+            let s = CUDALoader.load(library)
+            inv.libraries.append(s)
+            if !s.loaded && library.required { inv.problems.append("\(library.name): \(s.problem ?? "not loaded")") }
         }
         if ifcn_cuda_is_open(CUDALibrary.cudnn.rawValue) != 0 { inv.cudnnVersion = Int(ifcn_cudnn_version()) }
         if ifcn_cuda_is_open(CUDALibrary.nvrtc.rawValue) != 0 {
@@ -179,21 +187,25 @@ public struct CUDAInventory: Sendable {
             var v: Int32 = 0
             if ifcn_nccl_version(&v) == 0 { inv.ncclVersion = Int(v) }
         }
-        guard ifcn_cuda_is_open(CUDALibrary.driver.rawValue) != 0 else { return inv }
+        return inv
+    }
+
+    /// The driver's version and GPUs (the driver is loaded).
+    private mutating func probeDevices() {
         var r = ifcn_cu_init()
         guard r == 0 else {
-            inv.problems.append("cuInit failed: \(String(cString: ifcn_cu_error_string(r))) (\(r)); no usable GPU or driver")
-            return inv
+            problems.append("cuInit failed: \(String(cString: ifcn_cu_error_string(r))) (\(r)); no usable GPU or driver")
+            return
         }
         var v: Int32 = 0
-        if ifcn_cu_driver_version(&v) == 0 { inv.driverVersion = Int(v) }
+        if ifcn_cu_driver_version(&v) == 0 { driverVersion = Int(v) }
         var count: Int32 = 0
         r = ifcn_cu_device_count(&count)
         guard r == 0 else {
-            inv.problems.append("cuDeviceGetCount failed: \(String(cString: ifcn_cu_error_string(r)))")
-            return inv
+            problems.append("cuDeviceGetCount failed: \(String(cString: ifcn_cu_error_string(r)))")
+            return
         }
-        if count == 0 { inv.problems.append("the driver sees no GPU (CUDA_VISIBLE_DEVICES='\(ProcessInfo.processInfo.environment["CUDA_VISIBLE_DEVICES"] ?? "")')") }
+        if count == 0 { problems.append("the driver sees no GPU (CUDA_VISIBLE_DEVICES='\(ProcessInfo.processInfo.environment["CUDA_VISIBLE_DEVICES"] ?? "")')") }
         for i in 0..<Int(count) {
             var name = [CChar](repeating: 0, count: 256)
             _ = ifcn_cu_device_name(Int32(i), &name, Int32(name.count))
@@ -207,12 +219,11 @@ public struct CUDAInventory: Sendable {
             _ = ifcn_cu_device_attribute(CUDADeviceAttribute.pciDomainID, Int32(i), &domain)
             _ = ifcn_cu_device_attribute(CUDADeviceAttribute.pciBusID, Int32(i), &bus)
             _ = ifcn_cu_device_attribute(CUDADeviceAttribute.pciDeviceID, Int32(i), &slot)
-            inv.devices.append(CUDADeviceInfo(ordinal: i, name: String(cString: name),
-                                              computeCapability: (Int(major), Int(minor)),
-                                              memoryBytes: mem, multiprocessors: Int(sms),
-                                              pciAddress: String(format: "%08x:%02x:%02x", domain, bus, slot)))
+            devices.append(CUDADeviceInfo(ordinal: i, name: String(cString: name),
+                                          computeCapability: (Int(major), Int(minor)),
+                                          memoryBytes: mem, multiprocessors: Int(sms),
+                                          pciAddress: String(format: "%08x:%02x:%02x", domain, bus, slot)))
         }
-        return inv
     }
 }
 

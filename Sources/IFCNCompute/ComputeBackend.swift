@@ -98,20 +98,23 @@ public protocol ComputeBackend: AnyObject {
     /// Scale in place (gradient averaging after an allreduce).
     func scale(_ tensor: TensorRef, by factor: Float)
 
-    // Whole-scan volumes for segmentation: the scan and the instance memory stay on the backend, so an
-    // evaluation moves a bit mask and a few scalars, not volumes. A byte mask of n voxels is a tensor of
-    // (n + 3) / 4 elements holding n bytes (0 or 1).
+    // Whole-scan volumes for segmentation: the scan, the instance memory and the labels stay on the backend, so
+    // an evaluation of the walk moves a few scalars, not volumes. A byte mask of n voxels is a tensor of
+    // (n + 3) / 4 elements holding n bytes (0 or 1); a label volume holds one Int32 per element.
 
     /// Copies the box of side `box.side` at `box.origin` out of `volume` (a scan of `box.scan` voxels, x fastest)
     /// into `patch` (side^3, x fastest), with `fill` outside the scan.
     func extractPatch(_ volume: TensorRef, box: PatchBox, fill: Float, into patch: TensorRef)
     /// The same from a byte mask: 1 where the byte is set, else 0 (also outside the scan).
     func extractMaskPatch(_ mask: TensorRef, box: PatchBox, into patch: TensorRef)
-    /// Sets the bytes of `mask` at the linear voxel indices `indices` to 1.
-    func markVoxels(_ mask: TensorRef, indices: UnsafeBufferPointer<Int>)
-    /// Bit i % 32 of word i / 32 of `bits` (host memory, (count + 31) / 32 words) is tensor[i] > threshold
-    /// (NaN: not set).
-    func thresholdBits(_ tensor: TensorRef, above threshold: Float, into bits: UnsafeMutablePointer<UInt32>)
+    /// A hash of which voxels of the box are set in `mask` (a wrapping sum of mix64 of their patch positions).
+    func maskHash(_ mask: TensorRef, box: PatchBox) -> UInt64
+    /// The voxels of the box inside the scan where `probabilities` (side^3) exceed 0.5 and, when `labels` is given,
+    /// whose label is 0: their number and the sums of their scan coordinates.
+    func fragmentSums(_ probabilities: TensorRef, box: PatchBox, unlabelledIn labels: TensorRef?) -> VoxelSums
+    /// Accepts the fragment of `probabilities` (as `fragmentSums` counts it): its voxels are set in `mask`, and
+    /// those whose label is 0 get `label`.
+    func acceptFragment(_ probabilities: TensorRef, box: PatchBox, mask: TensorRef, labels: TensorRef, label: Int32)
 
     /// Sum of the squared elements in float64 over fixed blocks in a fixed order (the same bits on every
     /// run); not finite exactly when an element is not (the averaged gradient's divergence check).
@@ -149,6 +152,15 @@ public struct PatchBox: Equatable, Sendable {
             }
         }
     }
+}
+
+/// Some voxels of a scan: how many, and the sums of their x, y and z indices (exact below 2^53).
+public struct VoxelSums: Equatable, Sendable {
+    public var count: Int
+    public var sum: SIMD3<Double>
+    public init(count: Int, sum: SIMD3<Double>) { self.count = count; self.sum = sum }
+    /// Their mean position (zero for none).
+    public var centroid: SIMD3<Double> { count > 0 ? sum / Double(count) : SIMD3() }
 }
 
 /// An eval-mode batch norm (running statistics) and optional ReLU, as applied to a convolution's output.

@@ -119,19 +119,26 @@ public enum BackendAgreement {
             return [("predicted, reference, both", k.t([Float(n.predicted), Float(n.reference), Float(n.intersection)]))]
         }
         agree("segmentation volumes") { k in
-            // A box of side 12 reaching out of the scan on three sides; the memory mask with four voxels marked.
-            let scan = SIMD3(e.w, e.h, e.d), side = 12
+            // A box of side 12 reaching out of the scan on three sides; a fragment accepted twice (labels 1, then 2
+            // where the second box's fragment is still unlabelled), then the memory under the first box.
+            let scan = SIMD3(e.w, e.h, e.d), side = 12, n = side * side * side
             let box = PatchBox(scan: scan, origin: SIMD3(-3, e.h - 7, e.d / 2), side: side)
-            let patch = k.zeros(side * side * side), memory = k.zeros(side * side * side)
+            let second = PatchBox(scan: scan, origin: SIMD3(2, e.h - 9, e.d / 2 - 3), side: side)
+            let patch = k.zeros(n), memory = k.zeros(n)
             k.b.extractPatch(k.t(Array(x.prefix(V))), box: box, fill: -2, into: patch)
-            let mask = k.zeros(PatchBox.maskElements(voxels: V))
-            let marked = [0, 5 + e.w * (e.h - 2 + e.h * (e.d / 2 + 1)), 2 + e.w * (e.h - 1 + e.h * (e.d - 1)), V - 1]
-            marked.withUnsafeBufferPointer { k.b.markVoxels(mask, indices: $0) }
+            let mask = k.zeros(PatchBox.maskElements(voxels: V)), labels = k.zeros(V)
+            let p1 = k.t(Array(prob.prefix(n))), p2 = k.t(Array(prob.suffix(n)))
+            let before = k.b.fragmentSums(p1, box: box, unlabelledIn: nil), hash0 = k.b.maskHash(mask, box: box)
+            k.b.acceptFragment(p1, box: box, mask: mask, labels: labels, label: 1)
+            let unlabelled = k.b.fragmentSums(p2, box: second, unlabelledIn: labels)
+            k.b.acceptFragment(p2, box: second, mask: mask, labels: labels, label: 2)
+            let hash1 = k.b.maskHash(mask, box: box)
             k.b.extractMaskPatch(mask, box: box, into: memory)
-            var bits = [UInt32](repeating: 0, count: (V + 31) / 32)
-            bits.withUnsafeMutableBufferPointer { k.b.thresholdBits(k.t(Array(x.prefix(V))), above: 0.5, into: $0.baseAddress!) }
-            let above = (0..<V).map { Float(bits[$0 / 32] >> UInt32($0 % 32) & 1) }
-            return [("image patch", patch), ("memory patch", memory), ("bits above 0.5", k.t(above))]
+            let labelFloats = k.read(labels).map { Float($0.bitPattern) }
+            // Hashes as their top 24 bits (exact in a float): equal on both backends, and changed by the accept.
+            let scalars = [before.count, Int(before.sum.x), Int(before.sum.y), Int(before.sum.z), unlabelled.count,
+                           Int(unlabelled.sum.z), Int(hash0 >> 40), Int(hash1 >> 40)].map(Float.init)
+            return [("image patch", patch), ("memory patch", memory), ("labels", k.t(labelFloats)), ("sums and hashes", k.t(scalars))]
         }
         agree("sum of squares") { k in
             [("sum", k.t([Float(k.b.sumOfSquares(k.t(x)))]))]

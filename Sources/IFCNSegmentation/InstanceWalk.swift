@@ -1,4 +1,5 @@
 import Foundation
+import IFCNCompute
 import IFCNSupport
 
 /// The iterative instance segmentation of one canonical image (docs/METHOD.md, "Inference"): a grid walk from
@@ -40,22 +41,20 @@ final class InstanceWalk {
     /// Receives one line per decision of the walk (`ifcn segment --explain`).
     var explain: ((String) -> Void)?
 
-    /// Instance memory (0/1; the model keeps its own copy) and output labels (0 = none yet), x fastest.
-    private(set) var memory: [UInt8]
-    private(set) var labels: [Int32]
     private(set) var found: [Found] = []
     private(set) var evaluations = 0
 
-    /// The model's output above 0.5 of the last evaluation, one bit a patch voxel.
-    private let above: UnsafeMutablePointer<UInt32>
-    private let aboveWords: Int
     /// The input whose output the model holds: patch origin and the number of instances accepted then
     /// (the memory only changes on acceptance).
     private var modelInput: (origin: SIMD3<Int>, accepted: Int)?
     /// Results by (centre, memory under the patch), so an input the model has seen is not evaluated again
-    /// (cleared when it grows past `cacheLimit`, which bounds its size on huge scans).
+    /// (cleared when it grows past `cacheLimit`, which bounds its size on huge scans), and the unlabelled part
+    /// of the fragments judged for acceptance (labels inside a patch change only with the memory under it).
     private var cache: [CacheKey: Fragment] = [:]
+    private var judged: [CacheKey: VoxelSums] = [:]
     private static let cacheLimit = 256
+    /// Unlabelled voxels of the last fragment judged (for `--explain`).
+    private var lastJudged = 0
 
     private struct CacheKey: Hashable {
         var centre: SIMD3<Int>
@@ -71,17 +70,13 @@ final class InstanceWalk {
         self.options = options
         self.minVoxels = minVoxels
         self.paddingValue = paddingValue
-        memory = [UInt8](repeating: 0, count: image.count)
-        labels = [Int32](repeating: 0, count: image.count)
-        aboveWords = (patch * patch * patch + 31) / 32
-        above = .allocate(capacity: aboveWords)
         model.begin(image: image, size: size, fill: paddingValue)
     }
 
-    deinit {
-        above.deallocate()
-        model.end()
-    }
+    deinit { model.end() }
+
+    /// The labels written so far (0 = none), x fastest.
+    func readLabels() -> [Int32] { model.readLabels() }
 
     /// Runs the whole walk.
     func run(progress: ((String) -> Void)?) {
@@ -103,7 +98,7 @@ final class InstanceWalk {
                 let outcome = follow(from: centre)
                 let accepted: Bool
                 if case let .converged(converged, fragment, moves, spent, _) = outcome {
-                    accepted = accept(fragment, moves: moves, evaluations: spent)
+                    accepted = accept(fragment, at: converged, moves: moves, evaluations: spent)
                     if accepted {
                         centre = converged
                         if let f = found.last {
@@ -139,8 +134,7 @@ final class InstanceWalk {
                 return "\(how); accepted instance \(f.label): \(f.voxels) new voxels, completeness "
                     + String(format: "%.2f", f.completeness)
             }
-            let new = labels.withUnsafeBufferPointer { lab in fragment.indices.reduce(0) { $0 + (lab[$1] == 0 ? 1 : 0) } }
-            return "\(how); nothing accepted: fragment of \(fragment.count) voxels adds only \(new) unlabelled "
+            return "\(how); nothing accepted: fragment of \(fragment.count) voxels adds only \(lastJudged) unlabelled "
                 + "(< n_min \(minVoxels)), already segmented"
         }
     }
@@ -148,15 +142,27 @@ final class InstanceWalk {
     /// Evaluates the patch centred at `centre` against the current memory (cached).
     func evaluate(_ centre: SIMD3<Int>) -> Fragment {
         let origin = grid.origin(of: centre)
-        let key = CacheKey(centre: centre, memoryHash: memory.withUnsafeBufferPointer { grid.hash($0.baseAddress!, origin: origin) })
+        let key = CacheKey(centre: centre, memoryHash: model.memoryHash(origin: origin))
         if let hit = cache[key] { return hit }
-        let completeness = model.evaluate(origin: origin, above: above)
+        let (sums, completeness) = model.evaluate(origin: origin)
         modelInput = (origin, found.count)
         evaluations += 1
-        let fragment = grid.fragment(above, origin: origin, completeness: completeness)
-        if cache.count >= InstanceWalk.cacheLimit { cache.removeAll(keepingCapacity: true) }
+        let fragment = Fragment(count: sums.count, centroid: sums.centroid, completeness: completeness, origin: origin,
+                                memoryHash: key.memoryHash)
+        if cache.count >= InstanceWalk.cacheLimit {
+            cache.removeAll(keepingCapacity: true)
+            judged.removeAll(keepingCapacity: true)
+        }
         cache[key] = fragment
         return fragment
+    }
+
+    /// Makes the model hold the output `fragment` came from (it runs again when the fragment came from the cache).
+    func makeCurrent(_ fragment: Fragment) {
+        guard modelInput?.origin != fragment.origin || modelInput?.accepted != found.count else { return }
+        _ = model.evaluate(origin: fragment.origin)
+        modelInput = (fragment.origin, found.count)
+        evaluations += 1
     }
 
     /// Follows the fragment seen from `start` until the patch centre settles (or `maxMoves` moves, then the
@@ -197,45 +203,33 @@ final class InstanceWalk {
     }
 
     /// Writes the fragment's unlabelled voxels with the next label and adds the fragment to the memory,
-    /// when it adds at least n_min voxels; otherwise changes nothing and returns false.
-    func accept(_ fragment: Fragment, moves: Int, evaluations spent: Int) -> Bool {
-        let label = Int32(found.count + 1)
-        let nx = grid.size.x, nxy = grid.size.x * grid.size.y
-        var added = 0
-        var sum = SIMD3<Double>()
-        labels.withUnsafeMutableBufferPointer { lab in
-            for i in fragment.indices where lab[i] == 0 { added += 1 }
-            guard added >= minVoxels else { return }
-            for i in fragment.indices where lab[i] == 0 {
-                lab[i] = label
-                sum += SIMD3(Double(i % nx), Double((i % nxy) / nx), Double(i / nxy))
-            }
+    /// when it adds at least n_min voxels; otherwise changes nothing and returns false. `centre` is the patch
+    /// centre it was seen from.
+    func accept(_ fragment: Fragment, at centre: SIMD3<Int>, moves: Int, evaluations spent: Int) -> Bool {
+        let key = CacheKey(centre: centre, memoryHash: fragment.memoryHash)
+        let new: VoxelSums
+        if let known = judged[key] {
+            new = known
+        } else {
+            makeCurrent(fragment)
+            new = model.unlabelled()
+            judged[key] = new
         }
-        guard added >= minVoxels else { return false }
-        let probability = keepProbabilities ? probabilities(of: fragment) : nil
-        memory.withUnsafeMutableBufferPointer { mem in
-            for i in fragment.indices { mem[i] = 1 }
+        lastJudged = new.count
+        guard new.count >= minVoxels else { return false }
+        makeCurrent(fragment)
+        var probability: InstanceProbability?
+        if keepProbabilities {
+            let v = grid.patch * grid.patch * grid.patch
+            let values = UnsafeMutablePointer<Float>.allocate(capacity: v)
+            defer { values.deallocate() }
+            model.readProbabilities(into: values)
+            probability = InstanceProbability(values, origin: fragment.origin, patch: grid.patch)
         }
-        model.remember(fragment.indices)
-        found.append(Found(label: Int(label), voxels: added, centroid: sum / Double(added),
-                           completeness: fragment.completeness, evaluations: spent, moves: moves,
-                           probability: probability))
+        let label = found.count + 1
+        model.accept(label: Int32(label))
+        found.append(Found(label: label, voxels: new.count, centroid: new.centroid, completeness: fragment.completeness,
+                           evaluations: spent, moves: moves, probability: probability))
         return true
-    }
-
-    /// The network's probabilities for the input `fragment` came from (its patch with the current memory):
-    /// the model's last output when it still is that input's, else the model runs again (the fragment came
-    /// from the cache).
-    func probabilities(of fragment: Fragment) -> InstanceProbability {
-        if modelInput?.origin != fragment.origin || modelInput?.accepted != found.count {
-            _ = model.evaluate(origin: fragment.origin, above: above)
-            modelInput = (fragment.origin, found.count)
-            evaluations += 1
-        }
-        let v = grid.patch * grid.patch * grid.patch
-        let values = UnsafeMutablePointer<Float>.allocate(capacity: v)
-        defer { values.deallocate() }
-        model.readProbabilities(into: values)
-        return InstanceProbability(values, origin: fragment.origin, patch: grid.patch)
     }
 }

@@ -1,6 +1,3 @@
-import IFCNCompute
-import IFCNSupport
-
 /// Patch placement over a canonical image of `size` voxels for patches of `patch`^3 voxels.
 ///
 /// A patch is addressed by its centre voxel; it covers `centre - P/2 ..< centre + P/2` on each axis.
@@ -56,59 +53,16 @@ struct PatchGrid {
 
     /// First voxel of the patch centred at `centre`.
     func origin(of centre: SIMD3<Int>) -> SIMD3<Int> { centre &- patch / 2 }
-
-    /// The voxels of the patch at `origin` inside the image whose bit is set in `above` (the model's output
-    /// above 0.5: bit i % 32 of word i / 32, patch index i), as linear image indices, with their mean position
-    /// (continuous image index).
-    func fragment(_ above: UnsafePointer<UInt32>, origin o: SIMD3<Int>, completeness: Double) -> Fragment {
-        var indices: [Int] = []
-        var sum = SIMD3<Double>()
-        let p = patch, nx = size.x, ny = size.y
-        PatchBox(scan: size, origin: o, side: p).forEachRow(inside: { at, index, count in
-            var rowCount = 0, rowX = 0
-            let x = index % nx
-            var k = 0
-            while k < count {
-                let i = at + k
-                let word = above[i >> 5]
-                if word == 0 {  // skip to the next word
-                    k += 32 - (i & 31)
-                    continue
-                }
-                if word & (1 << UInt32(i & 31)) != 0 {
-                    indices.append(index + k)
-                    rowCount += 1
-                    rowX += x + k
-                }
-                k += 1
-            }
-            if rowCount > 0 {
-                let y = (index / nx) % ny, z = index / (nx * ny)
-                sum += SIMD3(Double(rowX), Double(rowCount * y), Double(rowCount * z))
-            }
-        }, outside: { _, _ in })
-        let centroid = indices.isEmpty ? SIMD3<Double>() : sum / Double(indices.count)
-        return Fragment(indices: indices, centroid: centroid, completeness: completeness, origin: o)
-    }
-
-    /// 64-bit hash of the patch positions of the set voxels of `mask` (a 0/1 image of `size`) in the patch at `origin`.
-    func hash(_ mask: UnsafePointer<UInt8>, origin: SIMD3<Int>) -> UInt64 {
-        var h = SplitMix64.golden
-        PatchBox(scan: size, origin: origin, side: patch).forEachRow(inside: { at, index, count in
-            for k in 0..<count where mask[index + k] != 0 { h = mix64(h ^ UInt64(at + k)) }
-        }, outside: { _, _ in })
-        return h
-    }
 }
 
-/// A thresholded network output: its voxels inside the image, their centroid, the completeness.
+/// What the model found in one patch: its voxels inside the image above 0.5 (number and mean position), the
+/// completeness, and the input it came from (patch origin and the memory's hash under it).
 struct Fragment {
-    /// Linear image indices (x fastest) of voxels with probability > 0.5.
-    var indices: [Int]
+    var count: Int
     /// Mean continuous image index of those voxels.
     var centroid: SIMD3<Double>
     var completeness: Double
     /// First voxel of the patch it was seen in.
     var origin: SIMD3<Int>
-    var count: Int { indices.count }
+    var memoryHash: UInt64
 }

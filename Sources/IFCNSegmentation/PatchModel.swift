@@ -1,63 +1,114 @@
 import IFCNCompute
 import IFCNEngine
 
-/// What the instance walk asks of a model. It holds the scan and the instance memory for a walk (`begin`),
-/// evaluates a patch against them, and learns each accepted instance (`remember`). Per evaluation only the
-/// thresholded output (one bit a voxel) and the completeness come back.
+/// What the instance walk asks of a model. For a walk (`begin` ... `end`) it holds the scan, the instance
+/// memory and the labels; it evaluates a patch against them and accepts what it found. Per evaluation only
+/// scalars come back: the memory's hash under the patch, the voxels above 0.5 (count and coordinate sums)
+/// and the completeness.
 protocol PatchModel: AnyObject {
     /// Starts a walk over `image` (normalised intensities of a scan of `size` voxels, x fastest); `fill` is the
-    /// value outside the scan; the memory starts empty.
+    /// value outside the scan; memory and labels start empty.
     func begin(image: [Float], size: SIMD3<Int>, fill: Float)
-    /// Evaluates the P^3 patch at `origin` (its first voxel; it may reach outside the scan) against the memory.
-    /// Writes which voxels have probability > 0.5 (bit i % 32 of word i / 32, patch index i, x fastest) and
-    /// returns the completeness.
-    func evaluate(origin: SIMD3<Int>, above: UnsafeMutablePointer<UInt32>) -> Double
-    /// Adds the scan voxels `indices` (linear, x fastest) to the memory.
-    func remember(_ indices: [Int])
+    /// A hash of the memory under the P^3 patch at `origin` (its first voxel; the patch may reach outside the scan).
+    func memoryHash(origin: SIMD3<Int>) -> UInt64
+    /// Evaluates the patch at `origin` against the memory: its voxels inside the scan with probability > 0.5
+    /// (the fragment), and the completeness.
+    func evaluate(origin: SIMD3<Int>) -> (fragment: VoxelSums, completeness: Double)
+    /// The last evaluation's fragment voxels that have no label yet.
+    func unlabelled() -> VoxelSums
+    /// Gives the last evaluation's unlabelled fragment voxels `label` and adds the whole fragment to the memory.
+    func accept(label: Int32)
     /// The probabilities of the last evaluation (P^3).
     func readProbabilities(into destination: UnsafeMutablePointer<Float>)
-    /// Ends the walk (the scan and memory are released).
+    /// The labels (0 = none), x fastest.
+    func readLabels() -> [Int32]
+    /// Ends the walk (scan, memory and labels are released).
     func end()
 }
 
-/// The network as a patch model, on its own backend: the scan and the memory live there (on a GPU they never
-/// cross to the host), each evaluation copies its two input channels out of them on the backend, runs the
-/// network (eval mode: running batch-norm statistics) and brings back the thresholded output as bits.
+/// The scan, memory and labels of one walk on a backend, and the patch evaluated last: the state behind both
+/// patch models.
+struct ScanOnBackend {
+    let backend: any ComputeBackend
+    let image: TensorRef, memory: TensorRef, labels: TensorRef
+    let size: SIMD3<Int>, fill: Float, patch: Int
+    var last: PatchBox?
+
+    init(backend: any ComputeBackend, image: [Float], size: SIMD3<Int>, fill: Float, patch: Int) {
+        let voxels = size.x * size.y * size.z
+        precondition(image.count == voxels, "image of \(image.count) voxels for a scan of \(voxels)")
+        self.backend = backend
+        let scan = TensorRef(buffer: backend.allocate(voxels))
+        image.withUnsafeBufferPointer { backend.upload($0.baseAddress!, to: scan) }
+        self.image = scan
+        // Fresh buffers are zero-initialised: an empty memory and no labels.
+        memory = TensorRef(buffer: backend.allocate(PatchBox.maskElements(voxels: voxels)))
+        labels = TensorRef(buffer: backend.allocate(voxels))
+        self.size = size
+        self.fill = fill
+        self.patch = patch
+    }
+
+    func box(_ origin: SIMD3<Int>) -> PatchBox { PatchBox(scan: size, origin: origin, side: patch) }
+
+    /// Copies the patch at `box`'s two input channels out of the scan and the memory.
+    func extract(_ box: PatchBox, image: TensorRef, memory: TensorRef) {
+        backend.extractPatch(self.image, box: box, fill: fill, into: image)
+        backend.extractMaskPatch(self.memory, box: box, into: memory)
+    }
+
+    func readLabels() -> [Int32] {
+        var out = [Int32](repeating: 0, count: labels.count)
+        out.withUnsafeMutableBytes { backend.download(labels, to: $0.baseAddress!.assumingMemoryBound(to: Float.self)) }
+        return out
+    }
+}
+
+/// The network as a patch model, on its own backend: the scan, the memory and the labels live there (on a GPU
+/// they never cross to the host); each evaluation copies its two input channels out of them on the backend and
+/// runs the network (eval mode: running batch-norm statistics).
 final class NetworkPatchModel: PatchModel {
     let network: Network
-    private var scan: (image: TensorRef, memory: TensorRef, size: SIMD3<Int>, fill: Float)?
+    private var scan: ScanOnBackend?
 
     init(network: Network) { self.network = network }
 
+    private var current: (ScanOnBackend, PatchBox) {
+        guard let scan, let box = scan.last else { preconditionFailure("no evaluation in this walk yet") }
+        return (scan, box)
+    }
+
     func begin(image: [Float], size: SIMD3<Int>, fill: Float) {
-        let b = network.backend
-        let voxels = size.x * size.y * size.z
-        precondition(image.count == voxels, "image of \(image.count) voxels for a scan of \(voxels)")
-        let imageTensor = TensorRef(buffer: b.allocate(voxels))
-        image.withUnsafeBufferPointer { b.upload($0.baseAddress!, to: imageTensor) }
-        // Fresh buffers are zero-initialised: an empty memory.
-        scan = (imageTensor, TensorRef(buffer: b.allocate(PatchBox.maskElements(voxels: voxels))), size, fill)
+        scan = ScanOnBackend(backend: network.backend, image: image, size: size, fill: fill, patch: network.config.patch)
     }
 
-    func evaluate(origin: SIMD3<Int>, above: UnsafeMutablePointer<UInt32>) -> Double {
-        guard let scan else { preconditionFailure("evaluate before begin") }
-        let b = network.backend, input = network.inputChannels
-        let box = PatchBox(scan: scan.size, origin: origin, side: network.config.patch)
-        b.extractPatch(scan.image, box: box, fill: scan.fill, into: input.image)
-        b.extractMaskPatch(scan.memory, box: box, into: input.memory)
+    func memoryHash(origin: SIMD3<Int>) -> UInt64 {
+        guard let scan else { preconditionFailure("memoryHash before begin") }
+        return network.backend.maskHash(scan.memory, box: scan.box(origin))
+    }
+
+    func evaluate(origin: SIMD3<Int>) -> (fragment: VoxelSums, completeness: Double) {
+        guard scan != nil else { preconditionFailure("evaluate before begin") }
+        let box = scan!.box(origin), input = network.inputChannels
+        scan!.extract(box, image: input.image, memory: input.memory)
         network.forward(training: false)
-        b.thresholdBits(network.segmentationProbabilities, above: 0.5, into: above)
-        return network.completeness
+        scan!.last = box
+        return (network.backend.fragmentSums(network.segmentationProbabilities, box: box, unlabelledIn: nil), network.completeness)
     }
 
-    func remember(_ indices: [Int]) {
-        guard let scan else { preconditionFailure("remember before begin") }
-        indices.withUnsafeBufferPointer { network.backend.markVoxels(scan.memory, indices: $0) }
+    func unlabelled() -> VoxelSums {
+        let (scan, box) = current
+        return network.backend.fragmentSums(network.segmentationProbabilities, box: box, unlabelledIn: scan.labels)
     }
 
-    func readProbabilities(into destination: UnsafeMutablePointer<Float>) {
-        network.readSegmentation(into: destination)
+    func accept(label: Int32) {
+        let (scan, box) = current
+        network.backend.acceptFragment(network.segmentationProbabilities, box: box, mask: scan.memory, labels: scan.labels, label: label)
     }
+
+    func readProbabilities(into destination: UnsafeMutablePointer<Float>) { network.readSegmentation(into: destination) }
+
+    func readLabels() -> [Int32] { scan?.readLabels() ?? [] }
 
     func end() { scan = nil }
 }
@@ -71,13 +122,13 @@ protocol HostPatchModel: AnyObject {
                   probabilities: UnsafeMutablePointer<Float>) -> Double
 }
 
-/// A `HostPatchModel` as a `PatchModel`: the scan and memory on the host, patches copied out by the CPU
+/// A `HostPatchModel` as a `PatchModel`: the scan, memory and labels in host memory, handled by the CPU
 /// backend's own loops.
 final class HostPatchAdapter: PatchModel {
     let model: HostPatchModel
     let patch: Int
     private let host = CPUBackend(threads: 1)
-    private var scan: (image: TensorRef, memory: TensorRef, size: SIMD3<Int>, fill: Float)?
+    private var scan: ScanOnBackend?
     private let imagePatch: TensorRef, memoryPatch: TensorRef, probabilities: TensorRef
 
     init(_ model: HostPatchModel, patch: Int) {
@@ -89,32 +140,45 @@ final class HostPatchAdapter: PatchModel {
         probabilities = TensorRef(buffer: host.allocate(v))
     }
 
-    func begin(image: [Float], size: SIMD3<Int>, fill: Float) {
-        let voxels = size.x * size.y * size.z
-        let imageTensor = TensorRef(buffer: host.allocate(voxels))
-        image.withUnsafeBufferPointer { host.upload($0.baseAddress!, to: imageTensor) }
-        scan = (imageTensor, TensorRef(buffer: host.allocate(PatchBox.maskElements(voxels: voxels))), size, fill)
+    private var current: (ScanOnBackend, PatchBox) {
+        guard let scan, let box = scan.last else { preconditionFailure("no evaluation in this walk yet") }
+        return (scan, box)
     }
 
-    func evaluate(origin: SIMD3<Int>, above: UnsafeMutablePointer<UInt32>) -> Double {
-        guard let scan else { preconditionFailure("evaluate before begin") }
-        let box = PatchBox(scan: scan.size, origin: origin, side: patch)
-        host.extractPatch(scan.image, box: box, fill: scan.fill, into: imagePatch)
-        host.extractMaskPatch(scan.memory, box: box, into: memoryPatch)
+    func begin(image: [Float], size: SIMD3<Int>, fill: Float) {
+        scan = ScanOnBackend(backend: host, image: image, size: size, fill: fill, patch: patch)
+    }
+
+    func memoryHash(origin: SIMD3<Int>) -> UInt64 {
+        guard let scan else { preconditionFailure("memoryHash before begin") }
+        return host.maskHash(scan.memory, box: scan.box(origin))
+    }
+
+    func evaluate(origin: SIMD3<Int>) -> (fragment: VoxelSums, completeness: Double) {
+        guard scan != nil else { preconditionFailure("evaluate before begin") }
+        let box = scan!.box(origin)
+        scan!.extract(box, image: imagePatch, memory: memoryPatch)
         let completeness = model.evaluate(image: imagePatch.host, memory: memoryPatch.host, origin: origin,
                                           probabilities: probabilities.host)
-        host.thresholdBits(probabilities, above: 0.5, into: above)
-        return completeness
+        scan!.last = box
+        return (host.fragmentSums(probabilities, box: box, unlabelledIn: nil), completeness)
     }
 
-    func remember(_ indices: [Int]) {
-        guard let scan else { preconditionFailure("remember before begin") }
-        indices.withUnsafeBufferPointer { host.markVoxels(scan.memory, indices: $0) }
+    func unlabelled() -> VoxelSums {
+        let (scan, box) = current
+        return host.fragmentSums(probabilities, box: box, unlabelledIn: scan.labels)
+    }
+
+    func accept(label: Int32) {
+        let (scan, box) = current
+        host.acceptFragment(probabilities, box: box, mask: scan.memory, labels: scan.labels, label: label)
     }
 
     func readProbabilities(into destination: UnsafeMutablePointer<Float>) {
         destination.update(from: probabilities.host, count: probabilities.count)
     }
+
+    func readLabels() -> [Int32] { scan?.readLabels() ?? [] }
 
     func end() { scan = nil }
 }

@@ -57,7 +57,7 @@ public final class Segmenter {
         var newLabel = [Int32](repeating: 0, count: walk.found.count + 1)
         for (i, f) in kept.enumerated() { newLabel[f.label] = Int32(i + 1) }
         var labels = LabelVolume(grid: g)
-        walk.labels.withUnsafeBufferPointer { src in
+        walk.readLabels().withUnsafeBufferPointer { src in
             labels.voxels.withUnsafeMutableBufferPointer { dst in
                 let s = src.baseAddress!, d = dst.baseAddress!
                 newLabel.withUnsafeBufferPointer { map in

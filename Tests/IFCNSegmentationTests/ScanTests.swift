@@ -184,27 +184,34 @@ final class ScanTests: XCTestCase {
         let normalised = canonical.voxels.map { info.intensity.apply($0) }
         let fill = info.intensity.apply(-1000)
 
-        // The inputs the model gives the network: the scan's box and the memory's, on the backend.
+        // The inputs the model gives the network: the scan's box and the memory's, on the backend; an accepted
+        // fragment goes into the memory and the labels.
         let model = NetworkPatchModel(network: network)
         model.begin(image: normalised, size: size, fill: fill)
-        let origin = SIMD3(size.x - 10, -3, size.z / 2), remembered = [0, size.x - 1, size.x * size.y * (size.z / 2 + 2) + size.x - 5]
-        model.remember(remembered)
-        var bits = [UInt32](repeating: 0, count: p * p * p / 32)
-        _ = bits.withUnsafeMutableBufferPointer { model.evaluate(origin: origin, above: $0.baseAddress!) }
+        let origin = SIMD3(size.x - 10, -3, size.z / 2)
+        let first = model.evaluate(origin: origin)
+        let probabilities = network.readSegmentation()
+        model.accept(label: 3)
+        let labels = model.readLabels()
+        let second = model.evaluate(origin: origin)
+        XCTAssertEqual(second.fragment.count, model.evaluate(origin: origin).fragment.count, "evaluations are repeatable")
         var imageIn = [Float](repeating: 0, count: p * p * p), memoryIn = imageIn
         network.backend.download(network.inputChannels.image, to: &imageIn)
         network.backend.download(network.inputChannels.memory, to: &memoryIn)
+        var fragment = 0
         for pz in 0..<p { for py in 0..<p { for px in 0..<p {
             let x = origin.x + px, y = origin.y + py, z = origin.z + pz, i = px + p * (py + p * pz)
             let inside = (0..<size.x).contains(x) && (0..<size.y).contains(y) && (0..<size.z).contains(z)
             let index = x + size.x * (y + size.y * z)
+            let above = inside && probabilities[i] > 0.5
+            fragment += above ? 1 : 0
             XCTAssertEqual(imageIn[i], inside ? normalised[index] : fill)
-            XCTAssertEqual(memoryIn[i], inside && remembered.contains(index) ? 1 : 0)
+            XCTAssertEqual(memoryIn[i], above ? 1 : 0)
+            if inside { XCTAssertEqual(labels[index], above ? 3 : 0) }
         } } }
-        XCTAssertEqual(memoryIn.reduce(0, +), 1, "one remembered voxel lies in the box")
-        // The output's bits are the probabilities above 0.5.
-        let probabilities = network.readSegmentation()
-        for i in 0..<p * p * p { XCTAssertEqual(bits[i / 32] >> UInt32(i % 32) & 1 == 1, probabilities[i] > 0.5) }
+        XCTAssertEqual(first.fragment.count, fragment)
+        XCTAssertGreaterThan(fragment, 0)
+        XCTAssertEqual(labels.filter { $0 != 0 }.count, fragment)
         model.end()
 
         // A segmentation bias that puts about half of a patch above 0.5, so what is found depends on image and memory.
@@ -247,44 +254,55 @@ final class ScanTests: XCTestCase {
         }
     }
 
-    /// Patch extraction (the backend's, as the walk runs it) pads with the fill value and copies the inside
-    /// exactly; the memory mask marks the remembered voxels; a fragment keeps the voxels above 0.5 inside the image.
+    /// The backend's segmentation volumes, as the walk runs them: patch extraction pads with the fill value and
+    /// copies the inside exactly; a fragment is the patch's voxels inside the image above 0.5; accepting it marks
+    /// the memory and labels its unlabelled voxels; the memory's hash follows the memory under the patch.
     func testExtractAndFragment() {
-        let size = SIMD3(5, 4, 3), p = 16
-        let g = PatchGrid(size: size, patch: p)
+        let size = SIMD3(5, 4, 3), p = 16, n = p * p * p
         let backend = CPUBackend(threads: 1)
-        let image = TensorRef(buffer: backend.allocate(60)), mask = TensorRef(buffer: backend.allocate(PatchBox.maskElements(voxels: 60)))
+        let image = TensorRef(buffer: backend.allocate(60))
+        let mask = TensorRef(buffer: backend.allocate(PatchBox.maskElements(voxels: 60))), labels = TensorRef(buffer: backend.allocate(60))
         backend.upload((0..<60).map(Float.init), to: image)
-        let patch = TensorRef(buffer: backend.allocate(p * p * p)), memory = TensorRef(buffer: backend.allocate(p * p * p))
+        let patch = TensorRef(buffer: backend.allocate(n)), memory = TensorRef(buffer: backend.allocate(n))
         let origin = SIMD3(-6, -7, -8), box = PatchBox(scan: size, origin: origin, side: p)
         backend.extractPatch(image, box: box, fill: -1, into: patch)
-        let remembered = [0, 7, 59]
-        remembered.withUnsafeBufferPointer { backend.markVoxels(mask, indices: $0) }
-        backend.extractMaskPatch(mask, box: box, into: memory)
+        func patchIndex(_ v: Int) -> Int {
+            let x: Int = v % 5 - origin.x, y: Int = (v / 5) % 4 - origin.y, z: Int = v / 20 - origin.z
+            return x + p * (y + p * z)
+        }
         var inside = 0
         for pz in 0..<p { for py in 0..<p { for px in 0..<p {
             let x = px + origin.x, y = py + origin.y, z = pz + origin.z, i = px + p * (py + p * pz)
             let isInside = (0..<5).contains(x) && (0..<4).contains(y) && (0..<3).contains(z)
-            let index = x + 5 * (y + 4 * z)
-            XCTAssertEqual(patch.host[i], isInside ? Float(index) : -1)
-            XCTAssertEqual(memory.host[i], isInside && remembered.contains(index) ? 1 : 0)
+            XCTAssertEqual(patch.host[i], isInside ? Float(x + 5 * (y + 4 * z)) : -1)
             inside += isInside ? 1 : 0
         } } }
         XCTAssertEqual(inside, 60)
         // A fragment keeps only voxels inside the image, above 0.5 (exactly 0.5 and NaN are not foreground).
-        let prob = TensorRef(buffer: backend.allocate(p * p * p))
+        let prob = TensorRef(buffer: backend.allocate(n))
         backend.fill(prob, value: 0.9)
-        prob.host[6 + p * (7 + p * 8)] = 0.5  // image voxel (0,0,0)
-        prob.host[7 + p * (7 + p * 8)] = .nan  // image voxel (1,0,0)
-        var bits = [UInt32](repeating: 0xFFFF_FFFF, count: p * p * p / 32)
-        bits.withUnsafeMutableBufferPointer { backend.thresholdBits(prob, above: 0.5, into: $0.baseAddress!) }
-        XCTAssertEqual(bits.reduce(0) { $0 + $1.nonzeroBitCount }, p * p * p - 2)
-        let f = bits.withUnsafeBufferPointer { g.fragment($0.baseAddress!, origin: origin, completeness: 0.3) }
+        prob.host[patchIndex(0)] = 0.5
+        prob.host[patchIndex(1)] = .nan
+        let f = backend.fragmentSums(prob, box: box, unlabelledIn: nil)
         XCTAssertEqual(f.count, 58)
-        XCTAssertEqual(f.indices, Array(2..<60))
-        XCTAssertEqual(f.completeness, 0.3)
-        let mean = f.indices.reduce(SIMD3<Double>()) { $0 + SIMD3(Double($1 % 5), Double(($1 / 5) % 4), Double($1 / 20)) } / 58
+        var total = SIMD3<Double>()
+        for v in 2..<60 { total += SIMD3<Double>(Double(v % 5), Double((v / 5) % 4), Double(v / 20)) }
+        let mean = total / 58
         XCTAssertEqual(f.centroid, mean)
+        // Accepting: labels where none was, the whole fragment into the memory; its hash changes with it.
+        labels.host.withMemoryRebound(to: Int32.self, capacity: 60) { $0[7] = 9 }
+        let emptyHash = backend.maskHash(mask, box: box)
+        XCTAssertEqual(backend.fragmentSums(prob, box: box, unlabelledIn: labels).count, 57)
+        backend.acceptFragment(prob, box: box, mask: mask, labels: labels, label: 4)
+        XCTAssertEqual(backend.fragmentSums(prob, box: box, unlabelledIn: labels).count, 0)
+        let written = labels.host.withMemoryRebound(to: Int32.self, capacity: 60) { Array(UnsafeBufferPointer(start: $0, count: 60)) }
+        XCTAssertEqual(written, [0, 0] + (2..<60).map { $0 == 7 ? 9 : 4 })
+        backend.extractMaskPatch(mask, box: box, into: memory)
+        XCTAssertEqual((0..<n).filter { memory.host[$0] == 1 }, (2..<60).map(patchIndex).sorted())
+        XCTAssertEqual((0..<n).filter { memory.host[$0] != 0 && memory.host[$0] != 1 }, [])
+        XCTAssertNotEqual(backend.maskHash(mask, box: box), emptyHash)
+        // The hash depends only on the memory under the patch: a patch beside the scan sees none of it.
+        XCTAssertEqual(backend.maskHash(mask, box: PatchBox(scan: size, origin: SIMD3(5, 0, 0), side: p)), emptyHash)
     }
 
     func testMinVoxels() {

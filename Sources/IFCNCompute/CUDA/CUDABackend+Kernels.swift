@@ -3,8 +3,8 @@ import Foundation
 
 // The CUDA backend's own kernels (CUDAKernels.swift): everything but the 3x3x3 convolutions.
 // Every launch is asynchronous on the backend's stream; the only host copies are the loss's two sums,
-// the three overlap counts, the gradient's sum of squares, and in segmentation a patch's thresholded
-// output as bits (and the voxel indices of an accepted instance, to the device).
+// the three overlap counts, the gradient's sum of squares, and in segmentation a fragment's four sums and
+// the memory's hash.
 //
 // Reductions over voxels run on a grid that depends only on the sizes (kernelReductionParts), each
 // block reducing a fixed range in double with a fixed tree, and the partials are summed by a second
@@ -93,22 +93,32 @@ extension CUDABackend {
         launch1D(.extractMaskPatch, blocks: kernelBlocks(patch.count), [kernelArg(mask), kernelArg(patch)] + boxArgs(box))
     }
 
-    public func markVoxels(_ mask: TensorRef, indices: UnsafeBufferPointer<Int>) {
-        guard let base = indices.baseAddress, indices.count > 0 else { return }
-        let device = workspace(.voxelIndices, bytes: indices.count * 8)
-        // From pageable memory the copy returns once the indices are staged: the caller may reuse them.
-        check(ifcn_cu_memcpy_htod(device, base, indices.count * 8, stream), "cuMemcpyHtoDAsync(voxel indices)")
-        launch1D(.markVoxels, blocks: kernelBlocks(indices.count), [kernelArg(mask), .pointer(device), .int64(Int64(indices.count))])
+    public func maskHash(_ mask: TensorRef, box: PatchBox) -> UInt64 {
+        let parts = kernelReductionParts(box.side * box.side * box.side, rows: 1)
+        let layout = kernelLayout([8, parts * 8])
+        let base = workspace(.segmentation, bytes: layout.total)
+        let out = base + UInt64(layout.offsets[0]), partial = base + UInt64(layout.offsets[1])
+        launch1D(.maskHashPartial, blocks: parts, [kernelArg(mask), .pointer(partial)] + boxArgs(box) + [.int32(Int32(parts))])
+        launch1D(.maskHashFinalize, blocks: 1, [.pointer(partial), .pointer(out), .int32(Int32(parts))])
+        return readDoubles(out, count: 1)[0].bitPattern
     }
 
-    public func thresholdBits(_ tensor: TensorRef, above threshold: Float, into bits: UnsafeMutablePointer<UInt32>) {
-        let n = tensor.count
-        guard n > 0 else { return }
-        let words = (n + 31) / 32
-        let device = workspace(.patchBits, bytes: words * 4)
-        launch1D(.thresholdBits, blocks: kernelBlocks(words * 32), [kernelArg(tensor), .pointer(device), .int64(Int64(n)), .float(threshold)])
-        check(ifcn_cu_memcpy_dtoh(bits, device, words * 4, stream), "cuMemcpyDtoHAsync(bits)")
-        synchronize()
+    public func fragmentSums(_ probabilities: TensorRef, box: PatchBox, unlabelledIn labels: TensorRef?) -> VoxelSums {
+        let parts = kernelReductionParts(box.side * box.side * box.side, rows: 1)
+        let layout = kernelLayout([4 * 8, 4 * parts * 8])
+        let base = workspace(.segmentation, bytes: layout.total)
+        let out = base + UInt64(layout.offsets[0]), partial = base + UInt64(layout.offsets[1])
+        launch1D(.fragmentSumsPartial, blocks: parts,
+                 [kernelArg(probabilities), labels.map(kernelArg) ?? .pointer(0), .pointer(partial)] + boxArgs(box)
+                    + [.int32(Int32(parts))])
+        launch1D(.fragmentSumsFinalize, blocks: 1, [.pointer(partial), .pointer(out), .int32(Int32(parts))])
+        let v = readDoubles(out, count: 4)
+        return VoxelSums(count: Int(v[0]), sum: SIMD3(v[1], v[2], v[3]))
+    }
+
+    public func acceptFragment(_ probabilities: TensorRef, box: PatchBox, mask: TensorRef, labels: TensorRef, label: Int32) {
+        launch1D(.acceptFragment, blocks: kernelBlocks(box.side * box.side * box.side),
+                 [kernelArg(probabilities), kernelArg(mask), kernelArg(labels), .int32(label)] + boxArgs(box))
     }
 
     public func sumOfSquares(_ tensor: TensorRef) -> Double {

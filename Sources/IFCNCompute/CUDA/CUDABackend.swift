@@ -24,7 +24,7 @@ enum KernelArg {
 
 /// Grow-only device scratch regions, one per purpose.
 enum WorkspaceSlot: Int, CaseIterable {
-    case reduction = 0, reduction2 = 1, loss = 2, convolution = 3, convolutionFind = 4, patchBits = 5, voxelIndices = 6
+    case reduction = 0, reduction2 = 1, loss = 2, convolution = 3, convolutionFind = 4, segmentation = 5
 }
 
 /// Convolution math on the GPU: float32 FMA (reference checks, tests) or TF32 tensor cores.

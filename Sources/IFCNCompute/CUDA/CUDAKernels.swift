@@ -34,8 +34,11 @@ enum CUDAKernel: String, CaseIterable {
     case sumSquaresPartial = "ifcn_sum_squares_partial"
     case extractPatch = "ifcn_extract_patch"
     case extractMaskPatch = "ifcn_extract_mask_patch"
-    case markVoxels = "ifcn_mark_voxels"
-    case thresholdBits = "ifcn_threshold_bits"
+    case maskHashPartial = "ifcn_mask_hash_partial"
+    case maskHashFinalize = "ifcn_mask_hash_finalize"
+    case fragmentSumsPartial = "ifcn_fragment_sums_partial"
+    case fragmentSumsFinalize = "ifcn_fragment_sums_finalize"
+    case acceptFragment = "ifcn_accept_fragment"
     case sumFinalize = "ifcn_sum_finalize"
     // Batch norm.
     case batchNormMeanFinalize = "ifcn_bn_mean_finalize"
@@ -320,18 +323,100 @@ enum CUDAKernelSource {
         }
     }
 
-    // mask[indices[k]] = 1 for k < n.
-    extern "C" __global__ void ifcn_mark_voxels(unsigned char* mask, const long long* indices, long long n) {
-        for (long long k = ifcn_global_index(); k < n; k += ifcn_global_stride()) mask[indices[k]] = 1;
+    // Wrapping tree sum over the block's 256 threads; every thread gets the result.
+    __device__ unsigned long long ifcn_block_sum_u64(unsigned long long v, unsigned long long* sh) {
+        const int t = threadIdx.x;
+        sh[t] = v;
+        __syncthreads();
+        for (int s = IFCN_BLOCK / 2; s > 0; s >>= 1) {
+            if (t < s) sh[t] = sh[t] + sh[t + s];
+            __syncthreads();
+        }
+        const unsigned long long r = sh[0];
+        __syncthreads();
+        return r;
     }
 
-    // Bit i % 32 of bits[i / 32] = x[i] > threshold (NaN: 0). Lanes of a warp hold 32 consecutive elements
-    // (the loop bound is a multiple of 32 and the stride a multiple of the block), so one ballot is one word.
-    extern "C" __global__ void ifcn_threshold_bits(const float* x, unsigned int* bits, long long n, float threshold) {
-        const long long total = (n + 31) / 32 * 32;
-        for (long long i = ifcn_global_index(); i < total; i += ifcn_global_stride()) {
-            const unsigned int word = __ballot_sync(0xffffffffu, i < n && x[i] > threshold);
-            if ((threadIdx.x & 31) == 0) bits[i >> 5] = word;
+    // The splitmix64 finaliser (IFCNSupport's mix64).
+    __device__ __forceinline__ unsigned long long ifcn_mix64(unsigned long long z) {
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        return z ^ (z >> 31);
+    }
+
+    // Grid: parts blocks over the box's elements. partial[b] = wrapping sum of mix64(i ^ golden) over the
+    // box elements i of block b's range whose mask byte is set.
+    extern "C" __global__ void ifcn_mask_hash_partial(const unsigned char* mask, unsigned long long* partial, int p, int nx,
+                                                      int ny, int nz, int ox, int oy, int oz, int parts) {
+        __shared__ unsigned long long sh[IFCN_BLOCK];
+        long long lo, hi;
+        ifcn_part_range((long long)p * p * p, blockIdx.x, parts, &lo, &hi);
+        unsigned long long h = 0ull;
+        for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
+            const long long v = ifcn_box_index(i, p, nx, ny, nz, ox, oy, oz);
+            if (v >= 0 && mask[v] != 0) h += ifcn_mix64((unsigned long long)i ^ 0x9E3779B97F4A7C15ull);
+        }
+        h = ifcn_block_sum_u64(h, sh);
+        if (threadIdx.x == 0) partial[blockIdx.x] = h;
+    }
+
+    // Grid: 1 block. out[0] = wrapping sum of partial[0..<parts].
+    extern "C" __global__ void ifcn_mask_hash_finalize(const unsigned long long* partial, unsigned long long* out, int parts) {
+        __shared__ unsigned long long sh[IFCN_BLOCK];
+        unsigned long long h = 0ull;
+        for (int i = threadIdx.x; i < parts; i += IFCN_BLOCK) h += partial[i];
+        h = ifcn_block_sum_u64(h, sh);
+        if (threadIdx.x == 0) out[0] = h;
+    }
+
+    // Grid: parts blocks over the box's elements. partial[4 b + k]: over block b's range, the voxels inside the
+    // scan with prob > 0.5 (and label 0 when labels is not null): k = 0 their number, 1..3 the sums of x, y, z
+    // (integers, exact in double).
+    extern "C" __global__ void ifcn_fragment_sums_partial(const float* prob, const int* labels, double* partial, int p,
+                                                          int nx, int ny, int nz, int ox, int oy, int oz, int parts) {
+        __shared__ double sh[IFCN_BLOCK];
+        long long lo, hi;
+        ifcn_part_range((long long)p * p * p, blockIdx.x, parts, &lo, &hi);
+        double c = 0.0, sx = 0.0, sy = 0.0, sz = 0.0;
+        const long long pp = (long long)p * p;
+        for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
+            const long long v = ifcn_box_index(i, p, nx, ny, nz, ox, oy, oz);
+            if (v < 0 || !(prob[i] > 0.5f) || (labels != 0 && labels[v] != 0)) continue;
+            c += 1.0;
+            sx += (double)(ox + (int)(i % p));
+            sy += (double)(oy + (int)((i / p) % p));
+            sz += (double)(oz + (int)(i / pp));
+        }
+        c = ifcn_block_sum(c, sh);
+        sx = ifcn_block_sum(sx, sh);
+        sy = ifcn_block_sum(sy, sh);
+        sz = ifcn_block_sum(sz, sh);
+        if (threadIdx.x == 0) {
+            partial[4 * (long long)blockIdx.x] = c;
+            partial[4 * (long long)blockIdx.x + 1] = sx;
+            partial[4 * (long long)blockIdx.x + 2] = sy;
+            partial[4 * (long long)blockIdx.x + 3] = sz;
+        }
+    }
+
+    // Grid: 1 block. out[k] = sum over blocks of partial[4 b + k].
+    extern "C" __global__ void ifcn_fragment_sums_finalize(const double* partial, double* out, int parts) {
+        __shared__ double sh[IFCN_BLOCK];
+        for (int k = 0; k < 4; k++) {
+            const double s = ifcn_sum_partials(partial + k, parts, 4, sh);
+            if (threadIdx.x == 0) out[k] = s;
+        }
+    }
+
+    // For the box elements inside the scan with prob > 0.5: mask = 1, and label where it is 0.
+    extern "C" __global__ void ifcn_accept_fragment(const float* prob, unsigned char* mask, int* labels, int label, int p,
+                                                    int nx, int ny, int nz, int ox, int oy, int oz) {
+        const long long n = (long long)p * p * p;
+        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) {
+            const long long v = ifcn_box_index(i, p, nx, ny, nz, ox, oy, oz);
+            if (v < 0 || !(prob[i] > 0.5f)) continue;
+            mask[v] = 1;
+            if (labels[v] == 0) labels[v] = label;
         }
     }
 

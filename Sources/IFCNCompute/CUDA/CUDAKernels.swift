@@ -90,8 +90,10 @@ enum CUDAKernelSource {
         return (long long)gridDim.x * IFCN_BLOCK;
     }
 
-    // Fixed-order tree sum over the block's 256 threads; every thread gets the result.
-    __device__ double ifcn_block_sum(double v, double* sh) {
+    // Fixed-order tree sum over the block's 256 threads (double, or wrapping unsigned long long); every thread
+    // gets the result.
+    template <typename T>
+    __device__ T ifcn_block_sum(T v, T* sh) {
         const int t = threadIdx.x;
         sh[t] = v;
         __syncthreads();
@@ -99,7 +101,7 @@ enum CUDAKernelSource {
             if (t < s) sh[t] = sh[t] + sh[t + s];
             __syncthreads();
         }
-        const double r = sh[0];
+        const T r = sh[0];
         __syncthreads();
         return r;
     }
@@ -323,20 +325,6 @@ enum CUDAKernelSource {
         }
     }
 
-    // Wrapping tree sum over the block's 256 threads; every thread gets the result.
-    __device__ unsigned long long ifcn_block_sum_u64(unsigned long long v, unsigned long long* sh) {
-        const int t = threadIdx.x;
-        sh[t] = v;
-        __syncthreads();
-        for (int s = IFCN_BLOCK / 2; s > 0; s >>= 1) {
-            if (t < s) sh[t] = sh[t] + sh[t + s];
-            __syncthreads();
-        }
-        const unsigned long long r = sh[0];
-        __syncthreads();
-        return r;
-    }
-
     // The splitmix64 finaliser (IFCNSupport's mix64).
     __device__ __forceinline__ unsigned long long ifcn_mix64(unsigned long long z) {
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -356,7 +344,7 @@ enum CUDAKernelSource {
             const long long v = ifcn_box_index(i, p, nx, ny, nz, ox, oy, oz);
             if (v >= 0 && mask[v] != 0) h += ifcn_mix64((unsigned long long)i ^ 0x9E3779B97F4A7C15ull);
         }
-        h = ifcn_block_sum_u64(h, sh);
+        h = ifcn_block_sum(h, sh);
         if (threadIdx.x == 0) partial[blockIdx.x] = h;
     }
 
@@ -365,7 +353,7 @@ enum CUDAKernelSource {
         __shared__ unsigned long long sh[IFCN_BLOCK];
         unsigned long long h = 0ull;
         for (int i = threadIdx.x; i < parts; i += IFCN_BLOCK) h += partial[i];
-        h = ifcn_block_sum_u64(h, sh);
+        h = ifcn_block_sum(h, sh);
         if (threadIdx.x == 0) out[0] = h;
     }
 

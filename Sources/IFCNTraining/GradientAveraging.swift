@@ -25,7 +25,7 @@ enum GradientAveraging {
         case .mpi:
             try backend.withHostMemory(gradients) { try comm.averageGradients($0, count: gradients.count) }
         case .nccl(let nccl):
-            try nccl.average(gradients)
+            nccl.average(gradients)
         }
         return backend.sumOfSquares(gradients)
     }

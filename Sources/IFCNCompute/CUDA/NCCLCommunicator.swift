@@ -55,13 +55,20 @@ public final class NCCLCommunicator {
     }
 
     /// Replaces `tensor` by its mean over the ranks, queued on the backend's stream (no host copy, no wait).
-    public func average(_ tensor: TensorRef) throws {
+    /// A failure here (a peer or the network gone, the GPU lost) ends the job through `DeviceFailure`.
+    public func average(_ tensor: TensorRef) {
         backend.bind()
         guard tensor.count > 0 else { return }
-        try Self.check(ifcn_nccl_allreduce_average(comm, backend.pointer(tensor), tensor.count, backend.stream),
-                       "ncclAllReduce(\(tensor.count) floats, average)")
-        var asyncError: Int32 = 0
-        if ifcn_nccl_async_error(comm, &asyncError) == 0 { try Self.check(asyncError, "NCCL (asynchronous error)") }
+        var code = ifcn_nccl_allreduce_average(comm, backend.pointer(tensor), tensor.count, backend.stream)
+        var call = "ncclAllReduce(\(tensor.count) floats, average)"
+        if code == 0 {
+            var asyncError: Int32 = 0
+            if ifcn_nccl_async_error(comm, &asyncError) == 0, asyncError != 0 { (code, call) = (asyncError, "NCCL (asynchronous error)") }
+        }
+        if code != 0 {
+            DeviceFailure.stop(device: backend.deviceDescription, call: call,
+                               reason: "\(String(cString: ifcn_nccl_error_string(code))) (ncclResult \(code))")
+        }
     }
 
     private static func require() throws {

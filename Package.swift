@@ -2,8 +2,8 @@
 import PackageDescription
 
 // Layers, bottom up:
-//   IFCNSupport   dependency-free helpers used by every layer: parallel loops, SplitMix64, atomic file
-//                 writes, stderr lines
+//   IFCNSupport   dependency-free helpers used by every layer: parallel loops, background jobs and overlapped
+//                 stages, SplitMix64, atomic file writes, stderr lines
 //   C shims over system libraries (Open MPI, OpenBLAS, nifticlib, libpng) and, loaded at run time with
 //   dlopen, the NVIDIA libraries (CCUDA: CUDA driver, cuDNN, NVRTC; nothing CUDA at build time);
 //   CConvKernels: direct 3x3x3 convolution kernels in AVX2 intrinsics, chosen at run time

@@ -2,6 +2,7 @@
 #include <nifti2_io.h>
 #include <zlib.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,12 @@ static void set_err(char *err, size_t errlen, const char *msg) {
         snprintf(err, errlen, "%s", msg);
     }
 }
+
+/* nifticlib's debug level is a global: set once, so that a scan read on one thread and a label map written on
+   another (segment with scans in flight) do not both write it. */
+static pthread_once_t quiet_once = PTHREAD_ONCE_INIT;
+static void set_quiet(void) { nifti_set_debug_level(0); }
+static void quiet(void) { pthread_once(&quiet_once, set_quiet); }
 
 static void copy_mat(const nifti_dmat44 *m, double out[16]) {
     for (int r = 0; r < 4; r++)
@@ -102,7 +109,7 @@ static int check_raw_header(const char *path, char *err, size_t errlen) {
 }
 
 ifcn_nifti_file *ifcn_nifti_open(const char *path, ifcn_nifti_header *h, char *err, size_t errlen) {
-    nifti_set_debug_level(0);
+    quiet();
     nifti_image *nim = nifti_image_read(path, 0);
     if (!nim) {
         set_err(err, errlen, "not a readable NIfTI file (bad or truncated header)");
@@ -246,7 +253,7 @@ void ifcn_nifti_close(ifcn_nifti_file *f) {
 
 int ifcn_nifti_write(const char *path, const void *data, int datatype, const int64_t size[3],
                      const double affine[16], char *err, size_t errlen) {
-    nifti_set_debug_level(0);
+    quiet();
     int64_t dims[8] = {3, size[0], size[1], size[2], 1, 1, 1, 1};
     nifti_image *nim = nifti_make_new_nim(dims, datatype, 0);
     if (!nim) {

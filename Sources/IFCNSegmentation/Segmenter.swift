@@ -37,9 +37,16 @@ public final class Segmenter {
     func walkCanonical(_ image: Volume, keepProbabilities: Bool, progress: ((String) -> Void)?)
         -> (result: SegmentationResult, probabilities: [(label: Int32, probability: InstanceProbability)]) {
         let start = DispatchTime.now().uptimeNanoseconds
-        let g = image.grid
-        // The normalised copy goes to the model (onto its backend) and is released after this call.
-        let walk = InstanceWalk(image: normalise(image.voxels), size: g.size, patch: info.config.patch, model: model,
+        return walkCanonical(normalised: normalise(image.voxels), grid: image.grid, keepProbabilities: keepProbabilities,
+                             since: start, progress: progress)
+    }
+
+    /// The walk over network input `normalised` (channel 0, see `normalise`) on the canonical grid `g`; the
+    /// result's seconds count from `start` (a `DispatchTime` uptime in nanoseconds).
+    func walkCanonical(normalised: [Float], grid g: Grid, keepProbabilities: Bool, since start: UInt64,
+                       progress: ((String) -> Void)?)
+        -> (result: SegmentationResult, probabilities: [(label: Int32, probability: InstanceProbability)]) {
+        let walk = InstanceWalk(image: normalised, size: g.size, patch: info.config.patch, model: model,
                                 options: options, minVoxels: options.minVoxels(spacing: g.spacing),
                                 paddingValue: info.intensity.apply(-1000))
         walk.keepProbabilities = keepProbabilities
@@ -85,16 +92,36 @@ public final class Segmenter {
     /// instance's probabilities trilinear, or the labels nearest). The result has exactly the input's size,
     /// spacing, origin and direction; voxel counts and centroids refer to that grid. Throws
     /// `TooLarge` when the canonical grid at the model's spacing would exceed the voxel or memory limits.
+    /// The same as `segment(prepare(image))`.
     public func segmentScan(_ image: Volume, progress: ((String) -> Void)? = nil) throws -> SegmentationResult {
+        segment(try prepare(image, progress: progress), progress: progress)
+    }
+
+    /// The part of `segmentScan` that needs no network: resamples `image` to the canonical grid at
+    /// `info.spacingMM` and normalises its intensities. Reads only `info` and `options`, so it may run on
+    /// another thread while `segment` works on another scan. Throws `TooLarge` when the canonical grid would
+    /// exceed the voxel or memory limits.
+    public func prepare(_ image: Volume, progress: ((String) -> Void)? = nil) throws -> PreparedScan {
         let start = DispatchTime.now().uptimeNanoseconds
         let canonical = try resampleToCanonical(image, spacing: info.spacingMM, interpolation: .linear, fill: -1000,
                                                 filter: options.downsampling)
         let c = canonical.grid.size
         progress?("canonical grid \(c.x)x\(c.y)x\(c.z) at \(info.spacingMM) mm")
+        let normalised = normalise(canonical.voxels)
+        return PreparedScan(scanGrid: image.grid, canonicalGrid: canonical.grid, normalised: normalised,
+                            seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    }
+
+    /// The network part of `segmentScan`: walks `scan` on its canonical grid and brings the labels back onto
+    /// the scan's own grid. The result's seconds include the preparation's.
+    public func segment(_ scan: PreparedScan, progress: ((String) -> Void)? = nil) -> SegmentationResult {
+        let start = DispatchTime.now().uptimeNanoseconds
         let byProbability = options.labelResampling == .probability
-        let (inner, probabilities) = walkCanonical(canonical, keepProbabilities: byProbability, progress: progress)
-        let labels = byProbability ? IFCNSegmentation.labels(from: probabilities, canonical: canonical.grid, onto: image.grid)
-            : resample(inner.labels, onto: image.grid)
+        let (inner, probabilities) = walkCanonical(normalised: scan.normalised, grid: scan.canonicalGrid,
+                                                   keepProbabilities: byProbability, since: start, progress: progress)
+        let labels = byProbability
+            ? IFCNSegmentation.labels(from: probabilities, canonical: scan.canonicalGrid, onto: scan.scanGrid)
+            : resample(inner.labels, onto: scan.scanGrid)
         let stats = Dictionary(uniqueKeysWithValues: VertebraInfo.collect(from: labels).map { ($0.label, $0) })
         let instances = inner.instances.map { r -> InstanceReport in
             var r = r
@@ -102,7 +129,7 @@ public final class Segmenter {
             if let c = stats[r.label]?.centroidMM { r.centroidMM = [c.x, c.y, c.z] }
             return r
         }
-        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let seconds = scan.seconds + Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         return SegmentationResult(labels: labels, instances: instances, evaluations: inner.evaluations, seconds: seconds)
     }
 

@@ -1,23 +1,21 @@
-import Dispatch
 import Foundation
+import IFCNSupport
 
 /// Prepares the next iteration's sample on a background thread while the current step runs.
 final class Prefetcher: @unchecked Sendable {
     private let sampler: PatchSampler
-    private let queue = DispatchQueue(label: "ifcn.prefetch")
-    private var pending: (iteration: Int, group: DispatchGroup)?
-    private var ready: TrainingSample?
+    private var pending: (iteration: Int, job: BackgroundJob<TrainingSample>)?
     /// Seconds `take` spent waiting for samples (the step waited on sampling or the disk), and how often.
     private(set) var waitSeconds = 0.0
     private(set) var takes = 0
 
     init(sampler: PatchSampler) { self.sampler = sampler }
 
-    /// Starts drawing sample `iteration` in the background.
+    /// Starts drawing sample `iteration` in the background (after any sample still being drawn).
     func prefetch(_ iteration: Int) {
-        let g = DispatchGroup()
-        pending = (iteration, g)
-        queue.async(group: g) { [self] in ready = sampler.sample(iteration: iteration) }
+        _ = pending?.job.wait()
+        let sampler = sampler
+        pending = (iteration, BackgroundJob(label: "ifcn.prefetch") { sampler.sample(iteration: iteration) })
     }
 
     /// The sample of `iteration`: waits for the prefetched one, or draws it now.
@@ -25,15 +23,10 @@ final class Prefetcher: @unchecked Sendable {
         let t0 = Date()
         takes += 1
         defer { waitSeconds += Date().timeIntervalSince(t0) }
-        if let p = pending, p.iteration == iteration {
-            p.group.wait()
-            pending = nil
-            let s = ready!
-            ready = nil
-            return s
-        }
-        pending?.group.wait()
+        let p = pending
         pending = nil
+        if let p, p.iteration == iteration { return p.job.wait() }
+        _ = p?.job.wait()
         return sampler.sample(iteration: iteration)
     }
 

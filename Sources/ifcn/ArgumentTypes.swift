@@ -26,6 +26,15 @@ enum ImageType: String, CaseIterable, ExpressibleByArgument {
     }
 }
 
+/// `segment --overlap`: how the scans of a folder share the machine.
+enum ScanOverlap: String, CaseIterable, ExpressibleByArgument {
+    /// Scans in flight: the next scan is read and resampled, and the previous one's outputs written, while the
+    /// network works on the current one (at most three scans in memory).
+    case scans
+    /// One scan at a time: read, resample, network, write, then the next (to measure what the overlap gains).
+    case off
+}
+
 /// `train --augment elastic,blur`: a comma-separated set of augmentations. Read through
 /// `@Option(transform: AugmentationList.init(parsing:))` rather than `ExpressibleByArgument`, whose
 /// failable `init?(argument:)` cannot say which item is wrong.

@@ -16,8 +16,9 @@ struct SegmentCommand: ParsableCommand {
             Each scan (a file, or every image file of a directory except label maps named *_label, *_seg, \
             *_seg-vert_msk, *_msk) is resampled to the model's canonical grid, segmented, and its labels 1...K \
             (superior to inferior) written back on the scan's own grid as OUTPUT/<case>.nii.gz, with \
-            OUTPUT/<case>.json describing every instance. A plain PyTorch export needs --variant, --channels \
-            and --patch.
+            OUTPUT/<case>.json describing every instance. With several scans, the next scan is read and resampled, \
+            and the previous one's outputs written, while the network works on the current one (--overlap off: one \
+            at a time). A plain PyTorch export needs --variant, --channels and --patch.
             """)
 
     @Option(help: "Checkpoint (.safetensors) written by ifcn train, or a plain PyTorch export.")
@@ -66,6 +67,10 @@ struct SegmentCommand: ParsableCommand {
     @Flag(help: "Also write OUTPUT/<case>.png: mid-sagittal and mid-coronal slices with the instances overlaid and numbered.")
     var preview = false
 
+    @Option(help: ArgumentHelp("With several scans: scans (the next scan is read and resampled, and the previous one's "
+                               + "outputs written, while the network works on the current one) or off (one scan at a time)."))
+    var overlap: ScanOverlap = .scans
+
     @OptionGroup var compute: BackendOptions
     @OptionGroup var reading: ReadingOptions
 
@@ -96,38 +101,39 @@ struct SegmentCommand: ParsableCommand {
         } catch {
             throw CLIError("\(output): cannot create the output directory: \(error.localizedDescription)")
         }
-        var failures: [String] = []
-        for (i, path) in scans.enumerated() {
-            let name = ScanFiles.caseName(path)
-            StandardError.write("[\(i + 1)/\(scans.count)] \(name): \(path)")
-            do {
-                let image = try VolumeIO.readScan(path, options: reading.volumeReadOptions)
-                let result: SegmentationResult
-                do {
-                    result = try segmenter.segmentScan(image) { StandardError.write("  " + $0) }
-                } catch let error as TooLarge {
-                    throw VolumeError(path: path, message: "cannot segment at the model's \(info.spacingMM) mm: \(error.message)")
-                }
-                let labelPath = output + "/" + name + ".nii.gz"
-                let type: VoxelType = result.instances.count <= 255 ? .uint8 : .int16
-                try VolumeIO.write(result.labels, to: labelPath, as: type)
-                let report = CaseReport(case: name, input: path, labels: labelPath, checkpoint: checkpoint,
-                                        model: info.config.description, spacingMM: info.spacingMM,
-                                        seconds: result.seconds, evaluations: result.evaluations,
-                                        instances: result.instances)
-                try writeJSON(report, to: output + "/" + name + ".json")
-                if preview {
-                    try PNG.write(CasePreview.segmentation(image: image, labels: result.labels), to: output + "/" + name + ".png")
-                }
-                StandardError.write("  wrote \(labelPath): \(result.instances.count) instances, \(result.evaluations) evaluations, "
-                    + String(format: "%.1f s", result.seconds))
-            } catch {
-                StandardError.write("error: \(error)")
-                failures.append("\(error)")
-            }
-        }
+        let start = DispatchTime.now().uptimeNanoseconds
+        let overlapped = overlap == .scans && scans.count > 1
+        var failures: [Int: String] = [:]
+        runStages(count: scans.count, overlapped: overlapped,
+                  prepare: { i in prepareScan(scans[i], with: segmenter) },
+                  process: { i, read -> SegmentedScan? in
+                      StandardError.write("\(tag(i, of: scans)): \(scans[i])")
+                      for line in read.lines { StandardError.write(line) }
+                      switch read.scan {
+                      case .failure(let error):
+                          StandardError.write("error: \(error)")
+                          failures[i] = "\(error)"
+                          return nil
+                      case .success(let ready):
+                          return runNetwork(ready, with: segmenter)
+                      }
+                  },
+                  finish: { i, segmented in segmented.map { writeOutputs($0, of: scans[i], modelInfo: info) } },
+                  report: { i, written in
+                      switch written {
+                      case nil: break
+                      case .success(let line)?: StandardError.write("\(tag(i, of: scans)): " + line)
+                      case .failure(let error)?:
+                          StandardError.write("\(tag(i, of: scans)): error: \(error)")
+                          failures[i] = "\(error)"
+                      }
+                  })
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        StandardError.write("\(scans.count) scan\(scans.count == 1 ? "" : "s") in " + String(format: "%.1f s", seconds)
+                            + (overlapped ? " (scans overlapped)" : ""))
         if !failures.isEmpty {
-            throw CLIError("\(failures.count) of \(scans.count) scans failed:\n" + failures.joined(separator: "\n"))
+            throw CLIError("\(failures.count) of \(scans.count) scans failed:\n"
+                           + failures.sorted { $0.key < $1.key }.map(\.value).joined(separator: "\n"))
         }
     }
 

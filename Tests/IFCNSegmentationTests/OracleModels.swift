@@ -1,6 +1,8 @@
 import Foundation
+import IFCNCompute
 import IFCNEngine
 import IFCNVolume
+import XCTest
 @testable import IFCNSegmentation
 
 /// Ground truth on the canonical grid the segmenter works on, with per-label facts the stand-in models use.
@@ -146,6 +148,18 @@ enum Fixture {
     static func info(patch: Int, spacing: Double) throws -> ModelInfo {
         ModelInfo(config: try NetworkConfig(variant: .paper, channels: 2, patch: patch), spacingMM: spacing,
                   intensity: .paper)
+    }
+
+    /// A C=2, P=16 paper network made to segment everything it sees (segmentation bias 50): every patch yields
+    /// a fragment, so the walk accepts instances where random weights alone would find none.
+    static func segmentingNetwork(threads: Int = 2) throws -> Network {
+        let config = try NetworkConfig(variant: .paper, channels: 2, patch: 16)
+        let network = Network(config: config, backend: CPUBackend(threads: threads), seed: 5)
+        var parameters = network.readParameters()
+        let bias = try XCTUnwrap(network.parameterTable["seg.bias"])
+        for i in 0..<bias.count { parameters[bias.offset + i] = 50 }
+        network.loadParameters(parameters)
+        return network
     }
 
     /// A synthetic scan resampled onto the canonical grid at `spacing`: (image HU, labels).

@@ -138,13 +138,8 @@ final class ScanTests: XCTestCase {
     /// The network made to segment everything it sees (a large segmentation bias): every patch yields a
     /// fragment, so acceptance, memory and the superior-to-inferior renumbering run on the network path.
     func testNetworkThatSegmentsEverything() throws {
-        let config = try NetworkConfig(variant: .paper, channels: 2, patch: 16)
-        let network = Network(config: config, backend: CPUBackend(threads: 2), seed: 5)
-        var parameters = network.readParameters()
-        let bias = try XCTUnwrap(network.parameterTable["seg.bias"])
-        for i in 0..<bias.count { parameters[bias.offset + i] = 50 }
-        network.loadParameters(parameters)
-        let info = ModelInfo(config: config, spacingMM: 4, intensity: .paper)
+        let network = try Fixture.segmentingNetwork()
+        let info = ModelInfo(config: network.config, spacingMM: 4, intensity: .paper)
         var options = SegmentationOptions()
         options.minVolumeMM3 = 64 * 20  // 20 voxels at 4 mm
         let (image, _) = obliqueInput(seed: 8)

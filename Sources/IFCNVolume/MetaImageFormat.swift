@@ -166,18 +166,10 @@ enum MetaImageFormat {
             }
             dataPath = try resolveDataFile(dataFile, header: path, options: options)
         }
-        let fileSize: Int
-        do {
-            let attributes = try FileManager.default.attributesOfItem(atPath: dataPath)
-            guard (attributes[.type] as? FileAttributeType) == .typeRegular else {
-                throw VolumeError(path: path, message: "data file \(quoted(dataFile)) is not a regular file")
-            }
-            fileSize = (attributes[.size] as? NSNumber)?.intValue ?? 0
-        } catch let error as VolumeError {
-            throw error
-        } catch {
-            throw VolumeError(path: path, message: "cannot read data file \(quoted(dataFile)): \(error.localizedDescription)")
+        guard let (regular, fileSize) = VolumeIO.regularFileSize(dataPath) else {
+            throw VolumeError(path: path, message: "cannot read data file \(quoted(dataFile)): \(String(cString: strerror(errno)))")
         }
+        guard regular else { throw VolumeError(path: path, message: "data file \(quoted(dataFile)) is not a regular file") }
         let available = fileSize - dataStart
         let needed = count * type.byteSize
         var start = dataStart, length = available

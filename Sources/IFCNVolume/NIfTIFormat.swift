@@ -50,8 +50,7 @@ enum NIfTIFormat {
         let count = size[0] * size[1] * size[2]  // at most 10^12: no overflow
         let bpv = Int(header.bytes_per_voxel)
         guard bpv > 0 else { throw VolumeError(path: path, message: "unsupported NIfTI datatype \(header.datatype)") }
-        let attributes = try? FileManager.default.attributesOfItem(atPath: path)
-        let fileSize = (attributes?[.size] as? NSNumber)?.intValue ?? 0
+        let fileSize = VolumeIO.regularFileSize(path)?.bytes ?? 0
         let needed = Int(header.data_offset) + count * bpv
         if header.compressed == 0 {
             guard fileSize >= needed else {

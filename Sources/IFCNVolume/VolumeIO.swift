@@ -96,6 +96,14 @@ public enum VolumeIO {
         try MetaImageFormat.write(volume, to: path, as: type, compressed: compressed)
     }
 
+    /// What `stat` says of the file at `path`, following symbolic links (a linked scan is its target):
+    /// whether it is a regular file and its size; nil when it cannot be read.
+    static func regularFileSize(_ path: String) -> (regular: Bool, bytes: Int)? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return ((st.st_mode & S_IFMT) == S_IFREG, Int(st.st_size))
+    }
+
     /// Checks sizes against the caps before anything is allocated.
     static func validateSize(_ size: [Int], path: String) throws {
         guard size.count == 3 else { throw VolumeError(path: path, message: "expected a 3-D image") }

@@ -36,6 +36,32 @@ final class NIfTITests: XCTestCase {
         XCTAssertEqual(b.voxels, [Float](repeating: 7, count: 27))
     }
 
+    /// A scan given through a symbolic link (a common way to gather a data set) reads as its target: the size
+    /// checks follow the link (they once measured the link itself and called the file truncated).
+    func testSymbolicLinksReadAsTheirTargets() throws {
+        let dir = try TestSupport.tempDir(self)
+        let grid = Grid.canonical(size: SIMD3(16, 16, 16), spacing: SIMD3(1, 1, 1), origin: .zero)
+        let volume = Volume(grid: grid, voxels: (0..<4096).map { Float($0 % 97) })
+        for name in ["a.nii.gz", "a.nii", "a.mhd"] {
+            let target = dir + "/target-" + name, link = dir + "/link-" + name
+            if name.hasSuffix(".mhd") {
+                try VolumeIO.writeMetaImage(volume, to: target, as: .int16, compressed: false)
+            } else {
+                try VolumeIO.write(volume, to: target, as: .int16)
+            }
+            try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
+            XCTAssertEqual(try VolumeIO.read(link).voxels, volume.voxels, name)
+        }
+        // The data file of a MetaImage header may be a link too.
+        let raw = try FileManager.default.contentsOfDirectory(atPath: dir).first { $0.hasPrefix("target-a") && !$0.hasSuffix(".mhd") && !$0.contains(".nii") }
+        let data = try XCTUnwrap(raw)
+        try FileManager.default.createSymbolicLink(atPath: dir + "/linked.raw", withDestinationPath: dir + "/" + data)
+        let header = try String(contentsOfFile: dir + "/target-a.mhd", encoding: .utf8)
+            .replacingOccurrences(of: "ElementDataFile = \(data)", with: "ElementDataFile = linked.raw")
+        try header.write(toFile: dir + "/via-link.mhd", atomically: true, encoding: .utf8)
+        XCTAssertEqual(try VolumeIO.read(dir + "/via-link.mhd").voxels, volume.voxels)
+    }
+
     /// Non-integral values, negative values and integer clamping.
     func testValueConversion() throws {
         let dir = try TestSupport.tempDir(self)

@@ -168,6 +168,7 @@ for c in ["sub-verse005", "sub-verse008", "sub-verse012"]:
     if r:
         res.setdefault("segment_seconds", {})[c] = r["seconds"]
         res.setdefault("segment_evaluations", {})[c] = r["evaluations"]
+        res.setdefault("segment_evaluations_per_vertebra", {})[c] = r["evaluations"] / max(len(r.get("instances") or []), 1)
 for m in ["fp32", "tf32"]:
     b = load(f"bench_ifcn_{m}.json")
     if b:

@@ -55,7 +55,7 @@ enum GradientAveraging {
             if comm.isRoot && backend is CUDABackend { note("NCCL not used (\(reason))") }
             return .mpi
         }
-        let cuda = backend as! CUDABackend  // no obstacle: every rank runs on CUDA
+        guard let cuda = backend as? CUDABackend else { return .mpi }  // not reached: no obstacle means CUDA everywhere
         var id = [UInt8](repeating: 0, count: NCCLCommunicator.uniqueIDBytes)
         var made = 1.0
         if comm.isRoot {

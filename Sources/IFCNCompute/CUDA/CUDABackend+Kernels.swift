@@ -100,7 +100,7 @@ extension CUDABackend {
         let out = base + UInt64(layout.offsets[0]), partial = base + UInt64(layout.offsets[1])
         launch1D(.maskHashPartial, blocks: parts, [kernelArg(mask), .pointer(partial)] + boxArgs(box) + [.int32(Int32(parts))])
         launch1D(.maskHashFinalize, blocks: 1, [.pointer(partial), .pointer(out), .int32(Int32(parts))])
-        return readDoubles(out, count: 1)[0].bitPattern
+        return read(out, count: 1, as: UInt64.self)[0]
     }
 
     public func fragmentSums(_ probabilities: TensorRef, box: PatchBox, unlabelledIn labels: TensorRef?) -> VoxelSums {

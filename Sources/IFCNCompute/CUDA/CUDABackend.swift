@@ -223,14 +223,17 @@ public final class CUDABackend: ComputeBackend {
         return address
     }
 
-    /// Waits for the stream and copies `count` doubles to the host.
-    func readDoubles(_ address: UInt64, count: Int) -> [Double] {
+    /// Waits for the stream and copies `count` values of type `T` (doubles, 64-bit hashes) to the host.
+    func read<T: BitwiseCopyable>(_ address: UInt64, count: Int, as type: T.Type) -> [T] {
         bind()
-        var out = [Double](repeating: 0, count: count)
-        out.withUnsafeMutableBytes { b in
-            check(ifcn_cu_memcpy_dtoh(b.baseAddress!, address, count * 8, stream), "cuMemcpyDtoHAsync")
+        let out = [T](unsafeUninitializedCapacity: count) { buffer, n in
+            check(ifcn_cu_memcpy_dtoh(buffer.baseAddress!, address, count * MemoryLayout<T>.stride, stream), "cuMemcpyDtoHAsync")
+            n = count
         }
         synchronize()
         return out
     }
+
+    /// Waits for the stream and copies `count` doubles to the host.
+    func readDoubles(_ address: UInt64, count: Int) -> [Double] { read(address, count: count, as: Double.self) }
 }

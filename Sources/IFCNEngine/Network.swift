@@ -45,6 +45,9 @@ public final class Network {
     /// Forward uses of each batch-norm module in training mode (PyTorch's num_batches_tracked).
     public internal(set) var batchesTracked: [String: Int]
 
+    /// How often each batch-norm module runs in one forward pass (more than once where blocks share weights).
+    private let batchNormUses: [Int]
+
     public static let batchNormMomentum: Float = 0.1
     public static let batchNormEpsilon: Float = 1e-5
     public static let falsePositiveWeight: Float = 0.1
@@ -65,6 +68,9 @@ public final class Network {
         backwardPlan = use == .training ? Network.planBackward(built) : []
         gradientLayout = GradientLayout(graph: built, plan: backwardPlan)
         batchesTracked = Dictionary(uniqueKeysWithValues: graph.batchNorms.map { ($0.prefix, 0) })
+        batchNormUses = graph.ops.reduce(into: [Int](repeating: 0, count: graph.batchNorms.count)) { uses, op in
+            if case let .batchNorm(_, _, m, _, _) = op { uses[m] += 1 }
+        }
         initialise(seed: seed)
     }
 
@@ -157,6 +163,34 @@ public final class Network {
     /// running statistics; eval mode uses the running statistics.
     public func forward(training: Bool) {
         precondition(!training || use == .training, "a network built for inference runs eval-mode forward passes only")
+        run(training ? .training : .running)
+    }
+
+    /// A forward pass that measures batch-norm statistics (`segment --scan-statistics`): it normalises with the
+    /// patch's own statistics, as training does, and makes the running statistics the equal-weight mean of this
+    /// patch's and the `index` patches measured before it (`index` 0 replaces them; a module used several times in
+    /// one pass, as the seed variant's shared blocks are, averages over every use). The weights do not change;
+    /// an inference network may run it (its batch norms run in place, which both backends' kernels allow).
+    public func measureBatchNormStatistics(index: Int) {
+        precondition(index >= 0, "patch index \(index)")
+        run(.measuring(index: index))
+    }
+
+    /// What batch norm does in a forward pass.
+    private enum BatchStatistics: Equatable {
+        /// Normalise with the running statistics (eval mode).
+        case running
+        /// Normalise with the patch's statistics and fold them into the running ones with PyTorch's momentum.
+        case training
+        /// Normalise with the patch's statistics; the running ones become the mean over patches 0...index.
+        case measuring(index: Int)
+    }
+
+    /// The forward pass.
+    private func run(_ statistics: BatchStatistics) {
+        let training = statistics != .running
+        // Uses of each batch-norm module in this pass so far, and in a whole pass (for measuring).
+        var used = [Int](repeating: 0, count: graph.batchNorms.count)
         let b = backend
         var fusedNorm = false
         for (index, op) in graph.ops.enumerated() {
@@ -186,13 +220,19 @@ public final class Network {
             case let .batchNorm(x, y, m, saved, relu):
                 let bn = graph.batchNorms[m], c = x.channels
                 if training {
+                    let momentum: Float
+                    switch statistics {
+                    case .training: momentum = Network.batchNormMomentum; batchesTracked[bn.prefix, default: 0] += 1
+                    case let .measuring(k): momentum = 1 / Float(k * batchNormUses[m] + used[m] + 1)
+                    case .running: preconditionFailure()
+                    }
+                    used[m] += 1
                     b.batchNormTrainForward(
                         input: tensor(x), output: tensor(y), channels: c, voxels: x.extent.voxels,
                         gamma: param(bn.gamma, c), beta: param(bn.beta, c),
                         runningMean: buffers.slice(bn.mean, c), runningVar: buffers.slice(bn.variance, c),
                         savedMean: savedStats.slice(saved, c), savedInvStd: savedStats.slice(saved + c, c),
-                        momentum: Network.batchNormMomentum, epsilon: Network.batchNormEpsilon, relu: relu)
-                    batchesTracked[bn.prefix, default: 0] += 1
+                        momentum: momentum, epsilon: Network.batchNormEpsilon, relu: relu)
                 } else {
                     b.batchNormEvalForward(
                         input: tensor(x), output: tensor(y), channels: c, voxels: x.extent.voxels,

@@ -82,6 +82,11 @@ final class InstanceWalk {
     func run(progress: ((String) -> Void)?) {
         let positions = grid.walk
         progress?("grid walk: \(positions.count) patch positions, n_min \(minVoxels) voxels")
+        if options.scanStatistics > 0 {
+            model.adaptStatistics(origins: positions.map(grid.origin(of:)), weight: options.scanStatistics)
+            progress?("batch norm: the scan's statistics (\(positions.count) patches) weighted "
+                      + String(format: "%g", options.scanStatistics) + ", the model's " + String(format: "%g", 1 - options.scanStatistics))
+        }
         for (number, position) in positions.enumerated() {
             if found.count >= options.maxInstances {
                 explain?("position \(number + 1)/\(positions.count) \(show(position)) and after: not visited, "

@@ -14,6 +14,9 @@ protocol PatchModel: AnyObject {
     /// Evaluates the patch at `origin` against the memory: its voxels inside the scan with probability > 0.5
     /// (the fragment), and the completeness.
     func evaluate(origin: SIMD3<Int>) -> (fragment: VoxelSums, completeness: Double)
+    /// From now until `end`, normalise with (1 - `weight`) x the model's batch-norm statistics + `weight` x the
+    /// scan's own, measured on the patches at `origins` with an empty memory (`SegmentationOptions.scanStatistics`).
+    func adaptStatistics(origins: [SIMD3<Int>], weight: Double)
     /// The last evaluation's fragment voxels that have no label yet.
     func unlabelled() -> VoxelSums
     /// Gives the last evaluation's unlabelled fragment voxels `label` and adds the whole fragment to the memory.
@@ -70,6 +73,8 @@ struct ScanOnBackend {
 final class NetworkPatchModel: PatchModel {
     let network: Network
     private var scan: ScanOnBackend?
+    /// The model's own running statistics while a walk uses adapted ones (restored by `end`).
+    private var modelStatistics: [Float]?
 
     init(network: Network) { self.network = network }
 
@@ -96,6 +101,21 @@ final class NetworkPatchModel: PatchModel {
         return (network.backend.fragmentSums(network.segmentationProbabilities, box: box, unlabelledIn: nil), network.completeness)
     }
 
+    func adaptStatistics(origins: [SIMD3<Int>], weight: Double) {
+        guard scan != nil else { preconditionFailure("adaptStatistics before begin") }
+        precondition((0...1).contains(weight), "statistics weight \(weight)")
+        guard weight > 0, !origins.isEmpty else { return }
+        let model = modelStatistics ?? network.readBuffers()
+        modelStatistics = model
+        let input = network.inputChannels
+        for (index, origin) in origins.enumerated() {
+            scan!.extract(scan!.box(origin), image: input.image, memory: input.memory)
+            network.measureBatchNormStatistics(index: index)
+        }
+        let w = Float(weight)
+        network.loadBuffers(zip(model, network.readBuffers()).map { (1 - w) * $0 + w * $1 })
+    }
+
     func unlabelled() -> VoxelSums {
         let (scan, box) = current
         return network.backend.fragmentSums(network.segmentationProbabilities, box: box, unlabelledIn: scan.labels)
@@ -110,7 +130,11 @@ final class NetworkPatchModel: PatchModel {
 
     func readLabels() -> [Int32] { scan?.readLabels() ?? [] }
 
-    func end() { scan = nil }
+    func end() {
+        scan = nil
+        if let m = modelStatistics { network.loadBuffers(m) }
+        modelStatistics = nil
+    }
 }
 
 /// A model that computes on host patches: it is given the image and memory patches (P^3, x fastest) and
@@ -162,6 +186,10 @@ final class HostPatchAdapter: PatchModel {
                                           probabilities: probabilities.host)
         scan!.last = box
         return (host.fragmentSums(probabilities, box: box, unlabelledIn: nil), completeness)
+    }
+
+    func adaptStatistics(origins: [SIMD3<Int>], weight: Double) {
+        precondition(weight == 0, "a host patch model has no batch-norm statistics to adapt")
     }
 
     func unlabelled() -> VoxelSums {

@@ -17,6 +17,9 @@ public struct SegmentationOptions: Sendable {
     public var labelResampling: LabelResampling = .probability
     /// Filter of the scan before it is resampled to the model's spacing: the one the model's training data had.
     public var downsampling: DownsamplingFilter = .gaussian
+    /// Batch norm normalises with (1 - w) x the model's running statistics + w x the scan's own, measured on the
+    /// grid positions' patches before the walk (0: the model's, as PyTorch's eval mode; docs/ACCURACY.md).
+    public var scanStatistics: Double = 0
 
     public init() {}
 

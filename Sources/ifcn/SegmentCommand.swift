@@ -44,6 +44,11 @@ struct SegmentCommand: ParsableCommand {
                                + "model's training data was preprocessed with, from the checkpoint; none for older checkpoints)."))
     var downsampling: DownsamplingFilter?
 
+    @Option(name: .customLong("scan-statistics"),
+            help: ArgumentHelp("Weight w in 0...1: batch norm normalises with (1 - w) x the model's statistics + w x the scan's own, "
+                               + "measured on the grid positions' patches (0: the model's; docs/ACCURACY.md, \"Batch-norm statistics\")."))
+    var scanStatistics: Double = 0
+
     @Flag(help: ArgumentHelp("Print every decision of the instance walk: per grid position and followed fragment, "
                              + "what was accepted or why nothing was (no fragment above n_min, fragment lost, "
                              + "already segmented, bound reached)."))
@@ -76,6 +81,7 @@ struct SegmentCommand: ParsableCommand {
 
     func validate() throws {
         if let minVoxels, minVoxels < 1 { throw ValidationError("--min-voxels must be >= 1") }
+        guard (0...1).contains(scanStatistics) else { throw ValidationError("--scan-statistics must be in 0...1, got \(scanStatistics)") }
         if let threads, let problem = ThreadCount.problem(threads) { throw ValidationError(problem) }
         if let spacing, let problem = ModelInfo.spacingProblem(spacing, name: "--spacing") { throw ValidationError(problem) }
     }
@@ -89,6 +95,7 @@ struct SegmentCommand: ParsableCommand {
         var options = SegmentationOptions()
         options.dropIncomplete = dropIncomplete
         options.labelResampling = labelResampling
+        options.scanStatistics = scanStatistics
         options.downsampling = try downsampling ?? DownsamplingFilter.ofCheckpoint(loaded.metadata, path: checkpoint)
         if let minVoxels { options.minVolumeMM3 = Double(minVoxels) * pow(info.spacingMM, 3) }
         let segmenter = Segmenter(network: network, info: info, options: options)

@@ -58,6 +58,43 @@ final class NetworkTests: XCTestCase {
         }
     }
 
+    /// Measured batch-norm statistics (`segment --scan-statistics`): after patches 0...k the running statistics are
+    /// the equal-weight mean of what each patch alone gives, the same on an inference network (its batch norms run
+    /// in place) as on a training network, and the weights do not change.
+    func testMeasuredStatisticsAreThePatchesMeanOnAnyNetwork() throws {
+        for v in Variant.allCases {
+            let config = try NetworkConfig(variant: v, channels: 4, patch: 16)
+            let backend = CPUBackend(threads: 2)
+            let training = Network(config: config, backend: backend, seed: 6)
+            let inference = Network(config: config, backend: backend, seed: 6, use: .inference)
+            let weights = training.readParameters()
+            var r = SeededGenerator(seed: 11)
+            // Patches with different intensity levels and spreads, as patches of different scans would have.
+            let patches = (0..<3).map { k in randomValues(2 * config.voxels, &r, scale: 1 + Double(k)).map { $0 + Float(k) } }
+            var alone: [[Float]] = []
+            for p in patches {
+                p.withUnsafeBufferPointer { training.setInput($0.baseAddress!) }
+                training.measureBatchNormStatistics(index: 0)
+                alone.append(training.readBuffers())
+            }
+            for net in [training, inference] {
+                for (k, p) in patches.enumerated() {
+                    p.withUnsafeBufferPointer { net.setInput($0.baseAddress!) }
+                    net.measureBatchNormStatistics(index: k)
+                }
+            }
+            let measured = training.readBuffers()
+            XCTAssertEqual(inference.readBuffers(), measured, "\(v): inference network")
+            XCTAssertEqual(training.readParameters(), weights, "\(v): weights")
+            XCTAssertEqual(training.batchesTracked.values.reduce(0, +), 0, "\(v): a measurement is not a training step")
+            for i in measured.indices {
+                let mean = (Double(alone[0][i]) + Double(alone[1][i]) + Double(alone[2][i])) / 3
+                XCTAssertEqual(Double(measured[i]), mean, accuracy: 1e-5 * max(1, abs(mean)), "\(v): statistic \(i)")
+            }
+            XCTAssertNotEqual(alone[0], alone[2], "\(v): the patches differ in what they measure")
+        }
+    }
+
     /// Same seed and threads: bit-identical training steps; a training step lowers the loss on
     /// a repeated example.
     func testDeterministicTrainingStepsReduceLoss() throws {

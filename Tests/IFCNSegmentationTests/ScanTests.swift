@@ -168,6 +168,68 @@ final class ScanTests: XCTestCase {
     /// The network evaluated on the backend's own copies of the scan and the memory (the path `segment` takes,
     /// on a GPU too) walks exactly as the same network on host patches: same evaluations, instances and labels,
     /// also through each instance's probabilities onto the input grid.
+    /// `scanStatistics` w: during a walk batch norm uses (1 - w) x the model's statistics + w x those measured on the
+    /// grid positions' patches with an empty memory; the model's come back when the walk ends, so the next scan
+    /// starts from them; w = 0 is the plain walk.
+    func testScanStatisticsBlendTheModelsWithTheScansForOneWalk() throws {
+        let config = try NetworkConfig(variant: .paper, channels: 2, patch: 16)
+        let network = Network(config: config, backend: CPUBackend(threads: 2), seed: 5, use: .inference)
+        let info = ModelInfo(config: config, spacingMM: 4, intensity: .paper)
+        let (image, _) = obliqueInput(seed: 8)
+        let canonical = try resampleToCanonical(image, spacing: 4, interpolation: .linear, fill: -1000)
+        let size = canonical.grid.size
+        let normalised = canonical.voxels.map { info.intensity.apply($0) }
+        let fill = info.intensity.apply(-1000)
+        // Running statistics of a scan like this one, and a segmentation bias that puts about half of a patch above
+        // 0.5 with them, so that what the walk finds depends on the statistics.
+        let probe = NetworkPatchModel(network: network)
+        probe.begin(image: normalised, size: size, fill: fill)
+        probe.adaptStatistics(origins: [SIMD3(0, 0, 0), SIMD3(4, 4, 4)], weight: 1)
+        let trained = network.readBuffers()
+        probe.end()
+        network.loadBuffers(trained)
+        probe.begin(image: normalised, size: size, fill: fill)
+        _ = probe.evaluate(origin: SIMD3(size.x / 2 - 8, size.y / 2 - 8, size.z / 2 - 8))
+        let logits = network.readSegmentation().map { log(Double($0) / (1 - Double($0))) }.sorted()
+        probe.end()
+        var parameters = network.readParameters()
+        let bias = try XCTUnwrap(network.parameterTable["seg.bias"])
+        parameters[bias.offset] -= Float(logits[logits.count / 2])
+        network.loadParameters(parameters)
+        let own = network.readBuffers()
+        let origins = PatchGrid(size: size, patch: network.config.patch).walk.map { $0 &- network.config.patch / 2 }
+        XCTAssertGreaterThan(origins.count, 1)
+
+        func adapted(_ weight: Double) -> [Float] {
+            let model = NetworkPatchModel(network: network)
+            model.begin(image: normalised, size: size, fill: fill)
+            model.adaptStatistics(origins: origins, weight: weight)
+            let statistics = network.readBuffers()
+            model.end()
+            XCTAssertEqual(network.readBuffers(), own, "the model's statistics are back after the walk")
+            return statistics
+        }
+        let scan = adapted(1), quarter = adapted(0.25)
+        XCTAssertEqual(adapted(0), own)
+        XCTAssertNotEqual(scan, own)
+        for i in own.indices {
+            XCTAssertEqual(quarter[i], 0.75 * own[i] + 0.25 * scan[i], accuracy: 1e-6 * max(1, abs(scan[i])))
+        }
+
+        var options = SegmentationOptions()
+        options.minVolumeMM3 = 64 * 20
+        let plain = Segmenter(network: network, info: info, options: options).segmentCanonical(canonical)
+        options.scanStatistics = 1
+        var lines: [String] = []
+        let adaptedWalk = Segmenter(network: network, info: info, options: options).segmentCanonical(canonical) { lines.append($0) }
+        XCTAssertTrue(lines.contains { $0.hasPrefix("batch norm: the scan's statistics (\(origins.count) patches) weighted 1") }, "\(lines)")
+        XCTAssertEqual(network.readBuffers(), own)
+        XCTAssertNotEqual(plain.labels.voxels, adaptedWalk.labels.voxels, "the walk used the scan's statistics")
+        options.scanStatistics = 0
+        XCTAssertEqual(Segmenter(network: network, info: info, options: options).segmentCanonical(canonical).labels.voxels,
+                       plain.labels.voxels)
+    }
+
     func testBackendResidentWalkEqualsTheHostPatchWalk() throws {
         let config = try NetworkConfig(variant: .paper, channels: 2, patch: 16)
         // Built for training, which keeps every activation: the input is still there after the forward pass.

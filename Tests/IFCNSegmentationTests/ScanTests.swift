@@ -165,9 +165,6 @@ final class ScanTests: XCTestCase {
         XCTAssertEqual(scan.evaluations, result.evaluations)
     }
 
-    /// The network evaluated on the backend's own copies of the scan and the memory (the path `segment` takes,
-    /// on a GPU too) walks exactly as the same network on host patches: same evaluations, instances and labels,
-    /// also through each instance's probabilities onto the input grid.
     /// `scanStatistics` w: during a walk batch norm uses (1 - w) x the model's statistics + w x those measured on the
     /// grid positions' patches with an empty memory; the model's come back when the walk ends, so the next scan
     /// starts from them; w = 0 is the plain walk.
@@ -230,6 +227,9 @@ final class ScanTests: XCTestCase {
                        plain.labels.voxels)
     }
 
+    /// The network evaluated on the backend's own copies of the scan and the memory (the path `segment` takes,
+    /// on a GPU too) walks exactly as the same network on host patches: same evaluations, instances and labels,
+    /// also through each instance's probabilities onto the input grid.
     func testBackendResidentWalkEqualsTheHostPatchWalk() throws {
         let config = try NetworkConfig(variant: .paper, channels: 2, patch: 16)
         // Built for training, which keeps every activation: the input is still there after the forward pass.

@@ -170,7 +170,8 @@ public final class Network {
     /// patch's own statistics, as training does, and makes the running statistics the equal-weight mean of this
     /// patch's and the `index` patches measured before it (`index` 0 replaces them; a module used several times in
     /// one pass, as the seed variant's shared blocks are, averages over every use). The weights do not change;
-    /// an inference network may run it (its batch norms run in place, which both backends' kernels allow).
+    /// an inference network may run it (its batch norms run in place, which both backends' kernels allow), and the
+    /// convolutions are the inference ones (no training scratch, the fast algorithms).
     public func measureBatchNormStatistics(index: Int) {
         precondition(index >= 0, "patch index \(index)")
         run(.measuring(index: index))
@@ -210,7 +211,7 @@ public final class Network {
             switch op {
             case let .conv3(x, y, w, bias):
                 let weight = param(w, y.channels * x.channels * 27), bias = bias.map { param($0, y.channels) }
-                if training {
+                if statistics == .training {
                     b.conv3Forward(input: tensor(x), inChannels: x.channels, extent: x.extent, weight: weight,
                                    bias: bias, output: tensor(y), outChannels: y.channels)
                 } else {

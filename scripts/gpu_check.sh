@@ -7,7 +7,7 @@
 # bitwise repeat and agreement with the CPU; a resumed training run against an uninterrupted one;
 # two-rank training with per-epoch validation on the VerSe scans (two ranks on one GPU: MPI); NCCL with
 # one rank against MPI, bit for bit; the VerSe scans segmented on the GPU and on the CPU (label maps
-# compared); a paper-size model's seconds per scan (segment_seconds); ifcn bench at C=64, P=128 (fp32,
+# compared, also with --scan-statistics); a paper-size model's seconds per scan (segment_seconds); ifcn bench at C=64, P=128 (fp32,
 # tf32) next to bench/pytorch_step.py --device cuda (fp32, tf32, bf16, channels-last).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -98,6 +98,17 @@ if [[ $nccl_rc == 0 ]] && cmp -s "$B/N.rank0.safetensors" "$B/M.rank0.safetensor
 echo "NCCL (1 rank) weights bit-identical to MPI: $nccl (exit $nccl_rc)" | tee -a "$log"
 grep -h "gradients averaged\|NCCL not used" "$OUT/train_2ranks.txt" | head -2 | tee -a "$log"
 
+# Voxels in which two label maps differ (-1: different shapes).
+differing_voxels() {
+    python3 - "$1" "$2" <<'PY'
+import sys
+sys.path.insert(0, "bench")
+import nifti_gz
+a, b = nifti_gz.read(sys.argv[1])[3], nifti_gz.read(sys.argv[2])[3]
+print(int((a != b).sum()) if a.shape == b.shape else -1)
+PY
+}
+
 section "segmentation of the VerSe scans with the 2-rank model: GPU against CPU"
 same=()
 for c in sub-verse005 sub-verse008 sub-verse012; do
@@ -108,17 +119,20 @@ for c in sub-verse005 sub-verse008 sub-verse012; do
         run_ifcn timeout 60 "$ifcn" evaluate --reference data/verse/${c}_seg-vert_msk.nii.gz \
             --prediction "$B/seg_$b/$c.nii.gz" --json "$OUT/evaluate_${c}_$b.json" 2>&1 | tail -1 | tee -a "$log"
     done
-    differing=$(python3 - "$B/seg_cuda/$c.nii.gz" "$B/seg_cpu/$c.nii.gz" <<'PY'
-import sys
-sys.path.insert(0, "bench")
-import nifti_gz
-a, b = nifti_gz.read(sys.argv[1])[3], nifti_gz.read(sys.argv[2])[3]
-print(int((a != b).sum()) if a.shape == b.shape else -1)
-PY
-)
+    differing=$(differing_voxels "$B/seg_cuda/$c.nii.gz" "$B/seg_cpu/$c.nii.gz")
     echo "$c: label maps GPU vs CPU differ in ${differing:-?} voxels" | tee -a "$log"
     same+=("$c=${differing:-?}")
 done
+
+section "segment --scan-statistics 0.5 (training-mode batch norm in place on an inference network): GPU against CPU"
+for b in cuda cpu; do
+    run_ifcn timeout 120 "$ifcn" segment --backend $b --threads 16 --checkpoint "$B/run2/checkpoints/best.safetensors" \
+        --input data/verse/sub-verse012_ct.nii.gz --output "$B/segstat_$b" --scan-statistics 0.5 > "$OUT/segment_statistics_$b.txt" 2>&1
+    grep -h "batch norm" "$OUT/segment_statistics_$b.txt" | head -1 | tee -a "$log"
+    tail -1 "$OUT/segment_statistics_$b.txt" | tee -a "$log"
+done
+statistics_differing=$(differing_voxels "$B/segstat_cuda/sub-verse012.nii.gz" "$B/segstat_cpu/sub-verse012.nii.gz")
+echo "sub-verse012 with the scan's statistics: label maps GPU vs CPU differ in ${statistics_differing:-?} voxels" | tee -a "$log"
 
 section "paper-size model (C=64, P=128, 1 mm) on the GPU: seconds per scan"
 mkdir -p "$B/raw1" && cp data/verse/sub-verse005_* "$B/raw1/"   # one scan: the model is timed, not judged
@@ -138,7 +152,7 @@ cmp -s "$B/seg128/sub-verse005.nii.gz" "$B/seg128cpu/sub-verse005.nii.gz" && ech
 cp "$B"/seg128/*.json "$OUT/" 2>/dev/null
 
 section "summary"
-LAYERS=$layers_rc FIXTURES="${fixtures[*]}" RESUME=$resume TRAIN_SECONDS=$train_seconds NCCL=$nccl SAME="${same[*]}" python3 - "$OUT" <<'PY' | tee -a "$log"
+STATISTICS="${statistics_differing:-?}" LAYERS=$layers_rc FIXTURES="${fixtures[*]}" RESUME=$resume TRAIN_SECONDS=$train_seconds NCCL=$nccl SAME="${same[*]}" python3 - "$OUT" <<'PY' | tee -a "$log"
 import json, os, sys, glob
 out = sys.argv[1]
 def load(p):
@@ -164,6 +178,8 @@ for c in ["sub-verse005", "sub-verse008", "sub-verse012"]:
 for kv in os.environ["SAME"].split():
     k, v = kv.split("=")
     res.setdefault("segment_demo_model", {}).setdefault(k, {})["differing_voxels_gpu_vs_cpu"] = int(v) if v.lstrip("-").isdigit() else None
+v = os.environ["STATISTICS"]
+res["scan_statistics_differing_voxels_gpu_vs_cpu"] = int(v) if v.lstrip("-").isdigit() else None
 for c in ["sub-verse005", "sub-verse008", "sub-verse012"]:
     r = load(f"{c}.json")
     if r:
@@ -198,6 +214,7 @@ print("fixtures: " + ", ".join(f"{k} {'passed' if v else 'FAILED'}" for k, v in 
 print(f"resume bit-identical: {res['resume_bit_identical']}  layers agree with the CPU: {res['layers_agree_with_cpu']}")
 print(f"NCCL with one rank equals MPI: {res['nccl_one_rank_equals_mpi']}")
 print(f"segment with the demo-size model: {res.get('segment_demo_model')}")
+print(f"segment --scan-statistics 0.5, sub-verse012: label maps GPU vs CPU differ in {res['scan_statistics_differing_voxels_gpu_vs_cpu']} voxels")
 print(f"segment_seconds (C=64, P=128, 1 mm, GPU): {res.get('segment_seconds')}  evaluations: {res.get('segment_evaluations')}")
 print("| engine | mode | step (s) | forward (s) | peak device memory (MiB) |")
 print("| --- | --- | --- | --- | --- |")

@@ -171,7 +171,8 @@ public final class Network {
     /// patch's and the `index` patches measured before it (`index` 0 replaces them; a module used several times in
     /// one pass, as the seed variant's shared blocks are, averages over every use). The weights do not change;
     /// an inference network may run it (its batch norms run in place, which both backends' kernels allow), and the
-    /// convolutions are the inference ones (no training scratch, the fast algorithms).
+    /// convolutions are the inference ones (no training scratch, the fast algorithms), writing only memory that an
+    /// eval-mode pass writes too, so measuring adds nothing to the resident memory.
     public func measureBatchNormStatistics(index: Int) {
         precondition(index >= 0, "patch index \(index)")
         run(.measuring(index: index))
@@ -193,19 +194,45 @@ public final class Network {
         // Uses of each batch-norm module in this pass so far, and in a whole pass (for measuring).
         var used = [Int](repeating: 0, count: graph.batchNorms.count)
         let b = backend
-        var fusedNorm = false
+        // Batch norm with the patch's statistics, from `x` into `y` (which may be the same tensor).
+        func normaliseWithPatchStatistics(_ x: TensorRef, _ y: TensorRef, module m: Int, saved: Int, relu: Bool) {
+            let bn = graph.batchNorms[m], c = bn.channels
+            let momentum: Float
+            switch statistics {
+            case .training: momentum = Network.batchNormMomentum; batchesTracked[bn.prefix, default: 0] += 1
+            case let .measuring(k): momentum = 1 / Float(k * batchNormUses[m] + used[m] + 1)
+            case .running: preconditionFailure()
+            }
+            used[m] += 1
+            b.batchNormTrainForward(
+                input: x, output: y, channels: c, voxels: x.count / c,
+                gamma: param(bn.gamma, c), beta: param(bn.beta, c),
+                runningMean: buffers.slice(bn.mean, c), runningVar: buffers.slice(bn.variance, c),
+                savedMean: savedStats.slice(saved, c), savedInvStd: savedStats.slice(saved + c, c),
+                momentum: momentum, epsilon: Network.batchNormEpsilon, relu: relu)
+        }
+        var normDone = false
         for (index, op) in graph.ops.enumerated() {
-            if fusedNorm { fusedNorm = false; continue }
-            if !training, use == .inference, case let .conv3(x, y, w, nil) = op, index + 1 < graph.ops.count,
-               case let .batchNorm(bx, by, m, _, relu) = graph.ops[index + 1], bx.offset == y.offset, bx.count == y.count {
-                // An inference network's paper block: conv and batch norm in one pass where the backend fuses them.
+            if normDone { normDone = false; continue }
+            if statistics != .training, use == .inference, case let .conv3(x, y, w, nil) = op, index + 1 < graph.ops.count,
+               case let .batchNorm(bx, by, m, saved, relu) = graph.ops[index + 1], bx.offset == y.offset, bx.count == y.count {
+                // An inference network's paper block: the convolution writes straight into the norm's output, which the
+                // packing keeps live from the convolution on, so the convolution's own output block (separate where the
+                // norm writes into a skip connection's concatenation buffer: 512 MiB at C=64, P=128) is never touched.
                 let bn = graph.batchNorms[m], c = y.channels
-                let norm = EvalBatchNorm(gamma: param(bn.gamma, c), beta: param(bn.beta, c), runningMean: buffers.slice(bn.mean, c),
-                                         runningVar: buffers.slice(bn.variance, c), epsilon: Network.batchNormEpsilon, relu: relu)
-                b.conv3BatchNormInferenceForward(input: tensor(x), inChannels: x.channels, extent: x.extent,
-                                                 weight: param(w, c * x.channels * 27), convOutput: tensor(y), outChannels: c,
-                                                 norm: norm, output: tensor(by))
-                fusedNorm = true
+                if case .measuring = statistics {
+                    b.conv3InferenceForward(input: tensor(x), inChannels: x.channels, extent: x.extent,
+                                            weight: param(w, c * x.channels * 27), bias: nil, output: tensor(by), outChannels: c)
+                    normaliseWithPatchStatistics(tensor(by), tensor(by), module: m, saved: saved, relu: relu)
+                } else {
+                    // Conv and batch norm in one pass where the backend fuses them.
+                    let norm = EvalBatchNorm(gamma: param(bn.gamma, c), beta: param(bn.beta, c), runningMean: buffers.slice(bn.mean, c),
+                                             runningVar: buffers.slice(bn.variance, c), epsilon: Network.batchNormEpsilon, relu: relu)
+                    b.conv3BatchNormInferenceForward(input: tensor(x), inChannels: x.channels, extent: x.extent,
+                                                     weight: param(w, c * x.channels * 27), convOutput: tensor(y), outChannels: c,
+                                                     norm: norm, output: tensor(by))
+                }
+                normDone = true
                 continue
             }
             switch op {
@@ -221,19 +248,7 @@ public final class Network {
             case let .batchNorm(x, y, m, saved, relu):
                 let bn = graph.batchNorms[m], c = x.channels
                 if training {
-                    let momentum: Float
-                    switch statistics {
-                    case .training: momentum = Network.batchNormMomentum; batchesTracked[bn.prefix, default: 0] += 1
-                    case let .measuring(k): momentum = 1 / Float(k * batchNormUses[m] + used[m] + 1)
-                    case .running: preconditionFailure()
-                    }
-                    used[m] += 1
-                    b.batchNormTrainForward(
-                        input: tensor(x), output: tensor(y), channels: c, voxels: x.extent.voxels,
-                        gamma: param(bn.gamma, c), beta: param(bn.beta, c),
-                        runningMean: buffers.slice(bn.mean, c), runningVar: buffers.slice(bn.variance, c),
-                        savedMean: savedStats.slice(saved, c), savedInvStd: savedStats.slice(saved + c, c),
-                        momentum: momentum, epsilon: Network.batchNormEpsilon, relu: relu)
+                    normaliseWithPatchStatistics(tensor(x), tensor(y), module: m, saved: saved, relu: relu)
                 } else {
                     b.batchNormEvalForward(
                         input: tensor(x), output: tensor(y), channels: c, voxels: x.extent.voxels,

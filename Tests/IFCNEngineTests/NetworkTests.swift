@@ -1,5 +1,5 @@
 import IFCNCompute
-import IFCNEngine
+@testable import IFCNEngine
 import XCTest
 
 final class NetworkTests: XCTestCase {
@@ -92,6 +92,35 @@ final class NetworkTests: XCTestCase {
                 XCTAssertEqual(Double(measured[i]), mean, accuracy: 1e-5 * max(1, abs(mean)), "\(v): statistic \(i)")
             }
             XCTAssertNotEqual(alone[0], alone[2], "\(v): the patches differ in what they measure")
+        }
+    }
+
+    /// On an inference network the measuring pass writes no activation memory that an eval-mode pass leaves
+    /// untouched. Where the fused convolution + batch norm writes into a skip connection's concatenation buffer, the
+    /// convolution's own output block is never written by an eval pass; the measuring pass had written it, which
+    /// cost 0.5 GB of resident memory at C=64, P=128 (`segment --scan-statistics`). Winograd forces the fused path
+    /// at this small size.
+    func testMeasuringWritesOnlyMemoryTheEvalPassWrites() throws {
+        for v in Variant.allCases {
+            let config = try NetworkConfig(variant: v, channels: 4, patch: 16)
+            let net = Network(config: config, backend: CPUBackend(threads: 2, convolutionAlgorithm: .winograd), seed: 6, use: .inference)
+            var r = SeededGenerator(seed: 12)
+            let patch = randomValues(2 * config.voxels, &r)
+            let sentinel = [Float](repeating: .nan, count: net.arena.count)
+            func written(_ pass: () -> Void) -> Set<Int> {
+                net.write(sentinel, to: net.arena)
+                patch.withUnsafeBufferPointer { net.setInput($0.baseAddress!) }
+                pass()
+                let values = net.read(net.arena)
+                return Set(values.indices.filter { !values[$0].isNaN })
+            }
+            let byEval = written { net.forward(training: false) }
+            let byMeasuring = written { net.measureBatchNormStatistics(index: 0) }
+            XCTAssertTrue(byMeasuring.isSubset(of: byEval),
+                          "\(v): the measuring pass writes \(byMeasuring.subtracting(byEval).count) floats the eval pass does not")
+            if v == .paper {
+                XCTAssertLessThan(byEval.count, net.arena.count, "the paper variant has convolution outputs the fused pass skips")
+            }
         }
     }
 

@@ -19,9 +19,9 @@ public enum Augmentation: String, CaseIterable, Sendable {
     /// the tissue around them (docs/ACCURACY.md, "Field of view").
     case context
 
-    /// What `ifcn train` uses without `--augment`: METHOD.md's four and `affine`, chosen by the cross-validation
-    /// of docs/ACCURACY.md ("Affine and flip at the full budget").
-    public static let defaults: Set<Augmentation> = [.elastic, .blur, .noise, .crop, .affine]
+    /// What `ifcn train` uses without `--augment`: METHOD.md's four, `affine` and `flip`, chosen by the
+    /// cross-validation of docs/ACCURACY.md ("Affine and flip at the full budget", "Affine and flip together").
+    public static let defaults: Set<Augmentation> = [.elastic, .blur, .noise, .crop, .affine, .flip]
 }
 
 /// Every augmentation's parameters, in millimetres (or HU), so that each means the same at any voxel

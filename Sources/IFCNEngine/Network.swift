@@ -219,13 +219,14 @@ public final class Network {
                 // An inference network's paper block: the convolution writes straight into the norm's output, which the
                 // packing keeps live from the convolution on, so the convolution's own output block (separate where the
                 // norm writes into a skip connection's concatenation buffer: 512 MiB at C=64, P=128) is never touched.
-                let bn = graph.batchNorms[m], c = y.channels
+                let c = y.channels
                 if case .measuring = statistics {
                     b.conv3InferenceForward(input: tensor(x), inChannels: x.channels, extent: x.extent,
                                             weight: param(w, c * x.channels * 27), bias: nil, output: tensor(by), outChannels: c)
                     normaliseWithPatchStatistics(tensor(by), tensor(by), module: m, saved: saved, relu: relu)
                 } else {
                     // Conv and batch norm in one pass where the backend fuses them.
+                    let bn = graph.batchNorms[m]
                     let norm = EvalBatchNorm(gamma: param(bn.gamma, c), beta: param(bn.beta, c), runningMean: buffers.slice(bn.mean, c),
                                              runningVar: buffers.slice(bn.variance, c), epsilon: Network.batchNormEpsilon, relu: relu)
                     b.conv3BatchNormInferenceForward(input: tensor(x), inChannels: x.channels, extent: x.extent,

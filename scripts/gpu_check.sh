@@ -8,7 +8,8 @@
 # two-rank training with per-epoch validation on the VerSe scans (two ranks on one GPU: MPI); NCCL with
 # one rank against MPI, bit for bit; the VerSe scans segmented on the GPU and on the CPU (label maps
 # compared, also with --scan-statistics); a paper-size model's seconds per scan (segment_seconds); ifcn bench at C=64, P=128 (fp32,
-# tf32) next to bench/pytorch_step.py --device cuda (fp32, tf32, bf16, channels-last).
+# tf32, with --profile: time per kind of kernel) next to bench/pytorch_step.py --device cuda (fp32, tf32, bf16, channels-last);
+# the training curve of tf32 against fp32 (bench/compare_curves.py).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-check-out}
@@ -42,7 +43,7 @@ section "bench: ifcn (fp32, tf32) and PyTorch"
 run_ifcn timeout 100 "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels 16 --patch 64 --steps 10 2>&1 | tee -a "$log"
 for m in fp32 tf32; do
     run_ifcn timeout 150 "$ifcn" bench --backend cuda --gpu-math $m --variant paper --channels 64 --patch 128 --steps 10 --json \
-        > "$OUT/bench_ifcn_$m.json" 2> "$OUT/bench_ifcn_$m.err"; echo "exit $?" >> "$OUT/bench_ifcn_$m.err"
+        --profile > "$OUT/bench_ifcn_$m.json" 2> "$OUT/bench_ifcn_$m.err"; echo "exit $?" >> "$OUT/bench_ifcn_$m.err"
     cat "$OUT/bench_ifcn_$m.json" | tee -a "$log"; tail -5 "$OUT/bench_ifcn_$m.err" | tee -a "$log"
 done
 for m in fp32 tf32 bf16; do
@@ -88,6 +89,24 @@ run_ifcn timeout 180 mpirun --oversubscribe -np 2 "$ifcn" train --data "$B/data4
     --patch 32 --iterations 1600 --iters-per-epoch 400 --backend cuda --augment noise,blur --progress-seconds 20 2>&1 | tee "$OUT/train_2ranks.txt" | tail -8 | tee -a "$log"
 train_seconds=$(( $(date +%s) - t0 ))
 cp "$B/run2/metrics.jsonl" "$OUT/train_metrics.jsonl" 2>/dev/null
+
+section "training curve: tf32 (the training default) against fp32 math, 2,000 iterations of the demo's configuration"
+# One rank each, the four runs side by side on the GPU: fp32 and tf32 with seed 1, and fp32 with seeds 2 and 3 for
+# the run-to-run noise. bench/compare_curves.py: tf32 matches when its last epochs' loss and validation Dice lie
+# no further from fp32's than the other seeds' do.
+curve_common=(--data "$B/data4" --variant paper --channels 16 --patch 32 --iterations 2000 --iters-per-epoch 200
+              --lr-steps 1500 --backend cuda --progress-seconds 1000)
+t0=$(date +%s)
+for spec in fp32:1 tf32:1 fp32:2 fp32:3; do
+    m=${spec%:*}; seed=${spec#*:}
+    run_ifcn timeout 150 "$ifcn" train "${curve_common[@]}" --gpu-math $m --seed $seed --output "$B/curve_${m}_$seed" \
+        > "$OUT/curve_${m}_$seed.txt" 2>&1 &
+done
+wait
+curve_seconds=$(( $(date +%s) - t0 ))
+python3 bench/compare_curves.py --reference fp32="$B/curve_fp32_1" --noise fp32-seed2="$B/curve_fp32_2" \
+    --noise fp32-seed3="$B/curve_fp32_3" --candidate tf32="$B/curve_tf32_1" --json "$OUT/curves.json" 2>&1 | tee -a "$log"
+echo "four curves in $curve_seconds s" | tee -a "$log"
 
 section "gradient averaging: NCCL with one rank (the single-GPU communicator) against MPI, bit for bit"
 nccl_common=(--data "$data" --variant paper --channels 16 --patch 64 --iters-per-epoch 20 --iterations 20 --backend cuda --gpu-math fp32 --val-cases 1 --progress-seconds 1000)
@@ -192,6 +211,8 @@ for m in ["fp32", "tf32"]:
         res["ifcn"][m] = b["step_seconds_median"]
         res.setdefault("ifcn_forward", {})[m] = b["forward_seconds_median"]
         res.setdefault("ifcn_peak_bytes_by_mode", {})[m] = b.get("device_peak_bytes")
+        if b.get("profile"):
+            res.setdefault("ifcn_profile", {})[m] = b["profile"]
 for m in ["fp32", "tf32", "bf16", "tf32_cl"]:
     b = load(f"bench_torch_{m}.json")
     if b:
@@ -201,6 +222,9 @@ for m in ["fp32", "tf32", "bf16", "tf32_cl"]:
         res.setdefault("pytorch_peak_bytes_by_mode", {})[key] = b.get("peak_device_bytes")
 res["ifcn_peak_bytes"] = max([v for v in (res.get("ifcn_peak_bytes_by_mode") or {}).values() if v] or [0])
 res["pytorch_peak_bytes"] = max([v for v in (res.get("pytorch_peak_bytes_by_mode") or {}).values() if v] or [0])
+curves = load("curves.json")
+if curves:
+    res["training_curve_tf32_vs_fp32"] = curves
 metrics = []
 try:
     metrics = [json.loads(l) for l in open(os.path.join(out, "train_metrics.jsonl"))]
@@ -222,6 +246,15 @@ for m, v in res["ifcn"].items():
     print(f"| ifcn | {m} | {v:.4f} | {res['ifcn_forward'][m]:.4f} | {(res['ifcn_peak_bytes_by_mode'][m] or 0) / 2**20:.0f} |")
 for m, v in res["pytorch"].items():
     print(f"| PyTorch | {m} | {v:.4f} | {res['pytorch_forward'][m]:.4f} | {(res['pytorch_peak_bytes_by_mode'][m] or 0) / 2**20:.0f} |")
+for m, prof in (res.get("ifcn_profile") or {}).items():
+    step = prof.get("step") or {}
+    parts = sorted((step.get("seconds") or {}).items(), key=lambda kv: -kv[1])
+    print(f"ifcn {m} step by kind (CUDA events, ms): " + ", ".join(f"{k} {v * 1e3:.1f}" for k, v in parts)
+          + f", between kernels {step.get('between_calls_seconds', 0) * 1e3:.1f}, total {step.get('total_seconds', 0) * 1e3:.1f}")
+if curves:
+    t = curves["candidates"].get("tf32", {})
+    print(f"training curve, tf32 against fp32 (2,000 iterations): {'within' if t.get('within_noise') else 'OUTSIDE'} run-to-run noise "
+          f"(val Dice off by {t.get('distance', {}).get('dice', float('nan')):.3f}, seeds span {curves['noise_span']['dice']:.3f})")
 for e in res["training"]["epochs"]:
     print(f"epoch {e['epoch']} iter {e['iteration']} loss {e['train_loss']:.1f} train Dice {e['train_dice']} val Dice {e['val_dice']} {e['samples_per_second']:.1f} samples/s")
 PY

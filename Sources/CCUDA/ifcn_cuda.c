@@ -17,6 +17,7 @@ typedef void *CUcontext;
 typedef void *CUmodule;
 typedef void *CUfunction;
 typedef void *CUstream;
+typedef void *CUevent;
 typedef unsigned long long CUdeviceptr;
 
 // ---- cuDNN types and constants ----
@@ -73,6 +74,11 @@ FN(CUresult, cuMemcpyDtoDAsync_v2, (CUdeviceptr, CUdeviceptr, size_t, CUstream))
 FN(CUresult, cuMemsetD32Async, (CUdeviceptr, unsigned, size_t, CUstream));
 FN(CUresult, cuStreamCreate, (CUstream *, unsigned));
 FN(CUresult, cuStreamSynchronize, (CUstream));
+FN(CUresult, cuEventCreate, (CUevent *, unsigned));
+FN(CUresult, cuEventRecord, (CUevent, CUstream));
+FN(CUresult, cuEventDestroy_v2, (CUevent));
+// Resolved at open but optional: cuEventElapsedTime_v2 (CUDA 12.8 and later), else the original symbol.
+static CUresult (*p_event_elapsed)(float *, CUevent, CUevent);
 FN(CUresult, cuModuleLoadData, (CUmodule *, const void *));
 FN(CUresult, cuModuleGetFunction, (CUfunction *, CUmodule, const char *));
 FN(CUresult, cuLaunchKernel, (CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
@@ -151,6 +157,7 @@ static const symbol driver_symbols[] = {
     SYM(cuCtxSetCurrent), SYM(cuMemGetInfo_v2), SYM(cuMemAlloc_v2), SYM(cuMemFree_v2), SYM(cuMemAllocHost_v2),
     SYM(cuMemFreeHost), SYM(cuMemcpyHtoDAsync_v2), SYM(cuMemcpyDtoHAsync_v2), SYM(cuMemcpyDtoDAsync_v2),
     SYM(cuMemsetD32Async), SYM(cuStreamCreate), SYM(cuStreamSynchronize), SYM(cuModuleLoadData),
+    SYM(cuEventCreate), SYM(cuEventRecord), SYM(cuEventDestroy_v2),
     SYM(cuModuleGetFunction), SYM(cuLaunchKernel),
 };
 static const symbol nvrtc_symbols[] = {
@@ -209,6 +216,10 @@ int ifcn_cuda_open(int library, const char *path, char *msg, int msg_len) {
     Dl_info info;
     if (dladdr(*table[0].slot, &info) && info.dli_fname) snprintf(resolved[library], sizeof resolved[library], "%s", info.dli_fname);
     else snprintf(resolved[library], sizeof resolved[library], "%s", path);
+    if (library == 0) {
+        p_event_elapsed = (CUresult(*)(float *, CUevent, CUevent))dlsym(h, "cuEventElapsedTime_v2");
+        if (!p_event_elapsed) p_event_elapsed = (CUresult(*)(float *, CUevent, CUevent))dlsym(h, "cuEventElapsedTime");
+    }
     handles[library] = h;
     return 0;
 }
@@ -286,6 +297,14 @@ int ifcn_cu_memset_d32(ifcn_devptr dst, uint32_t value, size_t count, void *stre
 }
 int ifcn_cu_stream_create(void **stream) { NEED(0); return p_cuStreamCreate(stream, 0); }
 int ifcn_cu_stream_synchronize(void *stream) { NEED(0); return p_cuStreamSynchronize(stream); }
+int ifcn_cu_event_create(void **event) { NEED(0); return p_cuEventCreate(event, 0); }  // CU_EVENT_DEFAULT: timed
+int ifcn_cu_event_record(void *event, void *stream) { NEED(0); return p_cuEventRecord(event, stream); }
+int ifcn_cu_event_destroy(void *event) { NEED(0); return p_cuEventDestroy_v2(event); }
+int ifcn_cu_event_elapsed(float *milliseconds, void *start, void *end) {
+    NEED(0);
+    if (!p_event_elapsed) return 500;  // CUDA_ERROR_NOT_FOUND: the driver exports neither elapsed-time symbol
+    return p_event_elapsed(milliseconds, start, end);
+}
 int ifcn_cu_module_load_data(void **module, const void *image) { NEED(0); return p_cuModuleLoadData(module, image); }
 int ifcn_cu_module_get_function(void **function, void *module, const char *name) {
     NEED(0); return p_cuModuleGetFunction(function, module, name);

@@ -51,6 +51,9 @@ public enum Backends {
         }
     }
 
+    /// `backend` with every call marked on its clock, so that spans of work split by kind of kernel (`ifcn bench --profile`).
+    public static func profiling(_ backend: any ComputeBackend) -> ProfilingBackend { ProfilingBackend(backend) }
+
     /// The CPU backend (it cannot fail): `threads` compute threads, default all cores.
     public static func cpu(threads: Int? = nil) -> CPUBackend { CPUBackend(threads: threads) }
 }

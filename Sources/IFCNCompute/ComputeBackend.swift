@@ -11,6 +11,8 @@ public protocol ComputeBackend: AnyObject {
 
     /// Waits until all queued work is done (a no-op on the CPU, which works synchronously).
     func synchronize()
+    /// A clock that marks points in this backend's order of work (profiles).
+    func makeClock() -> any BackendClock
 
     func allocate(_ count: Int) -> any DeviceBuffer
     func upload(_ source: UnsafePointer<Float>, to destination: TensorRef)

@@ -16,6 +16,8 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Compute threads (default: all cores).") var threads: Int?
     @Flag(help: "Time only eval-mode forward passes (no training step): for sizes where a step takes minutes.")
     var forwardOnly = false
+    @Flag(help: "Then run as many steps and forward passes again with each backend call marked (CUDA events on a GPU, the host clock on the CPU) and print the time per kind of kernel.")
+    var profile = false
     @Flag(help: "Print one JSON line.") var json = false
     @OptionGroup var compute: BackendOptions
 
@@ -26,7 +28,11 @@ struct BenchCommand: ParsableCommand {
     func run() throws {
         guard steps >= 1 else { throw ValidationError("--steps must be >= 1") }
         let config = try NetworkConfig(variant: variant, channels: channels, patch: patch)
-        let backend = try compute.make(threads: threads, defaultMath: .tf32)
+        let base = try compute.make(threads: threads, defaultMath: .tf32)
+        // With --profile the network runs on the marking wrapper, switched off for the timed runs.
+        let profiler = profile ? Backends.profiling(base) : nil
+        profiler?.enabled = false
+        let backend: any ComputeBackend = profiler ?? base
         let net = Network(config: config, backend: backend, seed: 1, use: forwardOnly ? .inference : .training)
         let adam = Adam(network: net)
         var rng = SeededGenerator(seed: 2)
@@ -64,6 +70,17 @@ struct BenchCommand: ParsableCommand {
         }
         _ = forward()
         let forwardTimes = (0..<steps).map { _ in forward() }
+        var profiles: [(title: String, key: String, profile: KernelProfile)] = []
+        if let profiler {
+            profiler.enabled = true
+            if !forwardOnly {
+                for _ in 0..<steps { _ = step(); profiler.collect() }
+                profiles.append(("training step", "step", profiler.profile(reset: true)))
+            }
+            for _ in 0..<steps { _ = forward(); profiler.collect() }
+            profiles.append(("forward (eval)", "forward", profiler.profile(reset: true)))
+            profiler.enabled = false
+        }
         func median(_ a: [Double]) -> Double { let s = a.sorted(); if s.isEmpty { return .nan }; return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2 }
         let ms = median(stepTimes), mf = median(forwardTimes)
         let rss = peakRSSBytes()
@@ -74,12 +91,15 @@ struct BenchCommand: ParsableCommand {
                 "steps": steps, "step_seconds_median": ms, "forward_seconds_median": mf,
                 "train_forward_seconds_median": median(fwdTrain), "backward_adam_seconds_median": median(bwd),
                 "step_gflops": stepGflops, "forward_gflops": fwdGflops, "peak_rss_bytes": rss,
-                "parameters": net.parameters.count, "backend": backend.name,
-                "device": (backend as? CUDABackend)?.device.name ?? "cpu",
-                "gpu_math": (backend as? CUDABackend)?.math.rawValue ?? "n/a",
-                "device_peak_bytes": (backend as? CUDABackend)?.peakAllocatedBytes ?? 0,
-                "cpu_convolutions": backend is CPUBackend ? ConvolutionAlgorithm.policy : "n/a",
+                "parameters": net.parameters.count, "backend": base.name,
+                "device": (base as? CUDABackend)?.device.name ?? "cpu",
+                "gpu_math": (base as? CUDABackend)?.math.rawValue ?? "n/a",
+                "device_peak_bytes": (base as? CUDABackend)?.peakAllocatedBytes ?? 0,
+                "cpu_convolutions": base is CPUBackend ? ConvolutionAlgorithm.policy : "n/a",
             ]
+            if !profiles.isEmpty {
+                obj["profile"] = Dictionary(uniqueKeysWithValues: profiles.map { ($0.key, $0.profile.json) })
+            }
             if forwardOnly {
                 for key in ["step_seconds_median", "train_forward_seconds_median", "backward_adam_seconds_median", "step_gflops"] {
                     obj[key] = nil
@@ -96,9 +116,10 @@ struct BenchCommand: ParsableCommand {
             }
             print(String(format: "forward (eval) median %.3f s  %.1f GFLOP/s", mf, fwdGflops))
             print(String(format: "peak RSS %.0f MiB", Double(rss) / 1048576))
-            if let cuda = backend as? CUDABackend {
+            if let cuda = base as? CUDABackend {
                 print(String(format: "peak device memory held %.0f MiB", Double(cuda.peakAllocatedBytes) / 1048576))
             }
+            for p in profiles { print(p.profile.table(title: "profile of a \(p.title)")) }
         }
     }
 }

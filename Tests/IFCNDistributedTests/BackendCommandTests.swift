@@ -56,6 +56,27 @@ final class BackendCommandTests: XCTestCase {
         XCTAssertTrue(e.stderr.contains("IFCN_BACKEND='gpu'"), e.summary)
     }
 
+    func testBenchProfileSplitsTheStepByKindOfKernel() throws {
+        let r = try run(["bench", "--channels", "4", "--patch", "16", "--steps", "2", "--threads", "1", "--backend", "cpu",
+                         "--profile", "--json"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.summary)
+        let profile = try XCTUnwrap(obj["profile"] as? [String: [String: Any]], r.summary)
+        for span in ["step", "forward"] {
+            let p = try XCTUnwrap(profile[span], r.summary)
+            XCTAssertEqual(p["clock"] as? String, "host clock")
+            XCTAssertEqual(p["spans"] as? Int, 2)
+            let calls = try XCTUnwrap(p["calls"] as? [String: Int], r.summary)
+            XCTAssertGreaterThan(calls["conv3 forward"] ?? 0, 0, r.summary)
+            XCTAssertEqual(calls["conv3 backward filter"] != nil, span == "step", r.summary)
+            XCTAssertGreaterThan(p["total_seconds"] as? Double ?? 0, 0, r.summary)
+        }
+        let text = try run(["bench", "--channels", "4", "--patch", "16", "--steps", "1", "--threads", "1", "--backend", "cpu", "--profile"])
+        XCTAssertEqual(text.status, 0, text.summary)
+        XCTAssertTrue(text.stdout.contains("profile of a training step: mean of 1, host clock"), text.summary)
+        XCTAssertTrue(text.stdout.contains("conv3 backward data"), text.summary)
+    }
+
     func testCheckBackendsOnTheCPU() throws {
         let r = try run(["check-backends", "--backend", "cpu", "--threads", "2"])
         XCTAssertEqual(r.status, 0, r.summary)

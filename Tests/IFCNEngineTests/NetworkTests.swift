@@ -128,23 +128,8 @@ final class NetworkTests: XCTestCase {
     /// a repeated example.
     func testDeterministicTrainingStepsReduceLoss() throws {
         func run() throws -> ([Float], [Double]) {
-            let config = try NetworkConfig(variant: .paper, channels: 4, patch: 16)
-            let net = Network(config: config, backend: CPUBackend(threads: 2), seed: 3)
-            let adam = Adam(network: net, learningRate: 1e-2)
-            var rng = SeededGenerator(seed: 5)
-            let V = config.voxels
-            let image = randomValues(V, &rng), memory = [Float](repeating: 0, count: V)
-            let target = (0..<V).map { i in Float(i % 16 < 8 ? 1 : 0) }, weight = [Float](repeating: 1, count: V)
-            var losses: [Double] = []
-            for _ in 0..<8 {
-                image.withUnsafeBufferPointer { im in memory.withUnsafeBufferPointer { net.setInput(image: im.baseAddress!, memory: $0.baseAddress!) } }
-                net.forward(training: true)
-                net.zeroGradients()
-                let l = target.withUnsafeBufferPointer { t in weight.withUnsafeBufferPointer { net.backward(target: t.baseAddress!, weight: $0.baseAddress!, completenessLabel: 1) } }
-                adam.update()
-                losses.append(l.total)
-            }
-            return (net.readParameters(), losses)
+            let r = try trainSmallNetwork(on: CPUBackend(threads: 2), steps: 8)
+            return (r.parameters, r.losses)
         }
         let (p1, l1) = try run(), (p2, l2) = try run()
         XCTAssertEqual(p1, p2)

@@ -60,3 +60,27 @@ func assertGradient(_ name: String, at x: [Float], analytic: [Float], samples: I
 func dot(_ a: [Float], _ b: [Float]) -> Double {
     zip(a, b).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
 }
+
+/// `steps` Adam steps of a paper C=4, P=16 network (seed 3) on one repeated random example with a striped target;
+/// `afterEachStep` runs after each. The parameters after them and each step's loss.
+func trainSmallNetwork(on backend: any ComputeBackend, steps: Int,
+                       afterEachStep: () -> Void = {}) throws -> (parameters: [Float], losses: [Double]) {
+    let config = try NetworkConfig(variant: .paper, channels: 4, patch: 16)
+    let net = Network(config: config, backend: backend, seed: 3)
+    let adam = Adam(network: net, learningRate: 1e-2)
+    var rng = SeededGenerator(seed: 5)
+    let V = config.voxels
+    let image = randomValues(V, &rng), memory = [Float](repeating: 0, count: V)
+    let target = (0..<V).map { i in Float(i % 16 < 8 ? 1 : 0) }, weight = [Float](repeating: 1, count: V)
+    var losses: [Double] = []
+    for _ in 0..<steps {
+        image.withUnsafeBufferPointer { im in memory.withUnsafeBufferPointer { net.setInput(image: im.baseAddress!, memory: $0.baseAddress!) } }
+        net.forward(training: true)
+        net.zeroGradients()
+        let l = target.withUnsafeBufferPointer { t in weight.withUnsafeBufferPointer { net.backward(target: t.baseAddress!, weight: $0.baseAddress!, completenessLabel: 1) } }
+        adam.update()
+        afterEachStep()
+        losses.append(l.total)
+    }
+    return (net.readParameters(), losses)
+}

@@ -42,6 +42,12 @@ int ifcn_cu_memcpy_dtod(ifcn_devptr dst, ifcn_devptr src, size_t bytes, void *st
 int ifcn_cu_memset_d32(ifcn_devptr dst, uint32_t value, size_t count, void *stream);
 int ifcn_cu_stream_create(void **stream);
 int ifcn_cu_stream_synchronize(void *stream);
+// Events for timing work on a stream (ifcn bench --profile): created with timing on, recorded on `stream`;
+// the elapsed time between two completed events in milliseconds.
+int ifcn_cu_event_create(void **event);
+int ifcn_cu_event_record(void *event, void *stream);
+int ifcn_cu_event_destroy(void *event);
+int ifcn_cu_event_elapsed(float *milliseconds, void *start, void *end);
 int ifcn_cu_module_load_data(void **module, const void *image);
 int ifcn_cu_module_get_function(void **function, void *module, const char *name);
 int ifcn_cu_launch(void *function, unsigned grid_x, unsigned grid_y, unsigned grid_z,

@@ -28,6 +28,8 @@ open class CPUBackend: ComputeBackend {
 
     public func synchronize() {}
 
+    public func makeClock() -> any BackendClock { HostClock() }
+
     public func upload(_ source: UnsafePointer<Float>, to destination: TensorRef) {
         destination.host.update(from: source, count: destination.count)
     }

@@ -141,6 +141,8 @@ public final class CUDABackend: ComputeBackend {
         unsafeDowncast(t.buffer, to: CUDABuffer.self).address + UInt64(t.offset * 4)
     }
 
+    public func makeClock() -> any BackendClock { CUDAEventClock(backend: self) }
+
     public func synchronize() {
         bind()
         check(ifcn_cu_stream_synchronize(stream), "cuStreamSynchronize")

@@ -36,6 +36,7 @@ public enum Backends {
     public static func make(_ kind: BackendKind, threads: Int? = nil, localRank: Int = Backends.localRank,
                             gpuMath: GPUMath = .fp32, note: (String) -> Void = { _ in }) throws -> any ComputeBackend {
         _ = try ConvolutionAlgorithm.override()  // a bad IFCN_CONV_ALGORITHM fails here, before any work
+        _ = try BFloat16.emulationRequested()     // and a bad IFCN_EMULATE_BF16
         switch kind {
         case .cpu:
             return cpu(threads: threads)

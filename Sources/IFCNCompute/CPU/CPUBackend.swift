@@ -5,20 +5,29 @@ import IFCNSupport
 /// The CPU backend: OpenBLAS sgemm for convolutions, hand-written loops on all cores elsewhere.
 /// Open so tests can plant a faulty kernel (reluForward) and show the backend checks catch it.
 open class CPUBackend: ComputeBackend {
-    public var name: String { convolutionAlgorithm.map { "cpu (\($0.rawValue) convolutions)" } ?? "cpu" }
+    public var name: String {
+        let parts = [convolutionAlgorithm.map { "\($0.rawValue) convolutions" }, bfloat16Inference ? "bfloat16 inference, emulated" : nil]
+            .compactMap { $0 }
+        return parts.isEmpty ? "cpu" : "cpu (\(parts.joined(separator: ", ")))"
+    }
     public let threads: Int
     /// One convolution algorithm for every convolution it handles (tests run the fixtures once per
     /// algorithm); nil: IFCN_CONV_ALGORITHM if set, else the per-shape rule.
     public let convolutionAlgorithm: ConvolutionAlgorithm?
+    /// Inference convolutions with bfloat16 operands and float32 sums, emulated (CPUBFloat16Emulation.swift);
+    /// training is unaffected. Default: `IFCN_EMULATE_BF16`.
+    public let bfloat16Inference: Bool
     let scratch: ScratchPool
     let weightScratch: ScratchPool
 
     /// `threads` compute threads (default: all cores). OpenBLAS itself runs single-threaded
     /// inside our own parallel regions.
-    public init(threads: Int? = nil, convolutionAlgorithm: ConvolutionAlgorithm? = nil) {
+    public init(threads: Int? = nil, convolutionAlgorithm: ConvolutionAlgorithm? = nil,
+                bfloat16Inference: Bool = BFloat16.processEmulation) {
         let n = threads ?? activeCoreCount
         self.threads = max(1, n)
         self.convolutionAlgorithm = convolutionAlgorithm
+        self.bfloat16Inference = bfloat16Inference
         scratch = ScratchPool(threads: self.threads)
         weightScratch = ScratchPool(threads: self.threads)
         openblas_set_num_threads(1)

@@ -104,7 +104,7 @@ extension CPUBackend {
                                                convOutput: TensorRef, outChannels: Int, norm: EvalBatchNorm, output: TensorRef) {
         let algorithm = ConvolutionAlgorithm.choose(inChannels: inChannels, outChannels: outChannels, extent: extent,
                                                     purpose: .inference, forced: convolutionAlgorithm)
-        guard algorithm == .winograd || algorithm == .winograd4 else {
+        guard !bfloat16Inference && (algorithm == .winograd || algorithm == .winograd4) else {
             conv3InferenceForward(input: input, inChannels: inChannels, extent: extent, weight: weight, bias: nil,
                                   output: convOutput, outChannels: outChannels)
             return batchNormEvalForward(input: convOutput, output: output, channels: outChannels, voxels: extent.voxels,
@@ -131,6 +131,10 @@ extension CPUBackend {
     public func conv3InferenceForward(input: TensorRef, inChannels: Int, extent: Extent3,
                                       weight: TensorRef, bias: TensorRef?, output: TensorRef, outChannels: Int) {
         precondition(input.count == inChannels * extent.voxels && output.count == outChannels * extent.voxels)
+        if bfloat16Inference {  // CPUBFloat16Emulation.swift
+            return conv3InferenceBFloat16(input: input, inChannels: inChannels, extent: extent, weight: weight, bias: bias,
+                                          output: output, outChannels: outChannels)
+        }
         let algorithm = ConvolutionAlgorithm.choose(inChannels: inChannels, outChannels: outChannels, extent: extent,
                                                     purpose: .inference, forced: convolutionAlgorithm)
         conv3(input: input.host, cin: inChannels, extent: extent, weight: weight.host, bias: bias?.host,

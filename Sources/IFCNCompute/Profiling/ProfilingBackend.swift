@@ -71,12 +71,12 @@ public final class ProfilingBackend: ComputeBackend {
     private let clock: any BackendClock
     private var marks = 0
     private var kinds: [KernelKind] = []
-    private var profile: KernelProfile
+    private var accumulated: KernelProfile
 
     init(_ inner: any ComputeBackend) {
         self.inner = inner
         clock = inner.makeClock()
-        profile = KernelProfile(clock: clock.source)
+        accumulated = KernelProfile(clock: clock.source)
     }
 
     public var name: String { inner.name }
@@ -87,25 +87,27 @@ public final class ProfilingBackend: ComputeBackend {
     public func collect() {
         inner.synchronize()
         guard marks >= 2 else { marks = 0; kinds.removeAll(keepingCapacity: true); return }
-        let n = Double(profile.spans)
+        let n = Double(accumulated.spans)
         func mean(_ old: Double, _ new: Double) -> Double { (old * n + new) / (n + 1) }
         var span: [KernelKind: Double] = [:], count: [KernelKind: Int] = [:]
         for (i, k) in kinds.enumerated() {
             span[k, default: 0] += clock.seconds(from: 2 * i, to: 2 * i + 1)
             count[k, default: 0] += 1
         }
-        for k in Set(span.keys).union(profile.seconds.keys) { profile.seconds[k] = mean(profile.seconds[k] ?? 0, span[k] ?? 0) }
-        profile.calls = count
-        profile.total = mean(profile.total, clock.seconds(from: 0, to: marks - 1))
-        profile.spans += 1
+        for k in Set(span.keys).union(accumulated.seconds.keys) {
+            accumulated.seconds[k] = mean(accumulated.seconds[k] ?? 0, span[k] ?? 0)
+        }
+        accumulated.calls = count
+        accumulated.total = mean(accumulated.total, clock.seconds(from: 0, to: marks - 1))
+        accumulated.spans += 1
         marks = 0
         kinds.removeAll(keepingCapacity: true)
     }
 
     /// The profile of the spans collected so far; `reset` starts a new one.
     public func profile(reset: Bool = false) -> KernelProfile {
-        let p = profile
-        if reset { profile = KernelProfile(clock: clock.source) }
+        let p = accumulated
+        if reset { accumulated = KernelProfile(clock: clock.source) }
         return p
     }
 

@@ -18,6 +18,7 @@ typedef void *CUmodule;
 typedef void *CUfunction;
 typedef void *CUstream;
 typedef void *CUevent;
+enum { CU_EVENT_DEFAULT = 0, CUDA_ERROR_NOT_FOUND = 500 };
 typedef unsigned long long CUdeviceptr;
 
 // ---- cuDNN types and constants ----
@@ -297,12 +298,12 @@ int ifcn_cu_memset_d32(ifcn_devptr dst, uint32_t value, size_t count, void *stre
 }
 int ifcn_cu_stream_create(void **stream) { NEED(0); return p_cuStreamCreate(stream, 0); }
 int ifcn_cu_stream_synchronize(void *stream) { NEED(0); return p_cuStreamSynchronize(stream); }
-int ifcn_cu_event_create(void **event) { NEED(0); return p_cuEventCreate(event, 0); }  // CU_EVENT_DEFAULT: timed
+int ifcn_cu_event_create(void **event) { NEED(0); return p_cuEventCreate(event, CU_EVENT_DEFAULT); }  // timing on
 int ifcn_cu_event_record(void *event, void *stream) { NEED(0); return p_cuEventRecord(event, stream); }
 int ifcn_cu_event_destroy(void *event) { NEED(0); return p_cuEventDestroy_v2(event); }
 int ifcn_cu_event_elapsed(float *milliseconds, void *start, void *end) {
     NEED(0);
-    if (!p_event_elapsed) return 500;  // CUDA_ERROR_NOT_FOUND: the driver exports neither elapsed-time symbol
+    if (!p_event_elapsed) return CUDA_ERROR_NOT_FOUND;  // the driver exports neither elapsed-time symbol
     return p_event_elapsed(milliseconds, start, end);
 }
 int ifcn_cu_module_load_data(void **module, const void *image) { NEED(0); return p_cuModuleLoadData(module, image); }
@@ -496,6 +497,8 @@ int ifcn_conv3_backward_filter(void *handle, ifcn_conv3 *c, ifcn_devptr x, ifcn_
 
 int ifcn_cuda_declared_constant(const char *name, long long *value) {
     static const struct { const char *name; long long value; } table[] = {
+        {"CU_EVENT_DEFAULT", CU_EVENT_DEFAULT},
+        {"CUDA_ERROR_NOT_FOUND", CUDA_ERROR_NOT_FOUND},
         {"CUDNN_DATA_FLOAT", CUDNN_DATA_FLOAT},
         {"CUDNN_TENSOR_NCHW", CUDNN_TENSOR_NCHW},
         {"CUDNN_CROSS_CORRELATION", CUDNN_CROSS_CORRELATION},

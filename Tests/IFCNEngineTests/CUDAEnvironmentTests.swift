@@ -112,6 +112,11 @@ final class CUDAEnvironmentTests: XCTestCase {
             XCTAssertEqual(value(in: header, "CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR"), Int(CUDADeviceAttribute.computeCapabilityMajor))
             XCTAssertEqual(value(in: header, "CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR"), Int(CUDADeviceAttribute.computeCapabilityMinor))
             XCTAssertEqual(value(in: header, "CUDA_SUCCESS"), 0)
+            for name in ["CU_EVENT_DEFAULT", "CUDA_ERROR_NOT_FOUND"] {
+                var declared: Int64 = 0
+                XCTAssertEqual(ifcn_cuda_declared_constant(name, &declared), 0, name)
+                XCTAssertEqual(value(in: header, name).map(Int64.init), declared, name)
+            }
             checked += 1
         }
         let cudnnHeaders = Self.nvidiaFolders("include").flatMap { dir in

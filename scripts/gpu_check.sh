@@ -28,6 +28,15 @@ ifcn="$B/bin/ifcn"
 log="$OUT/gpu_check.log"
 : > "$log"
 section() { echo; echo "=== $* ($(date +%T))" | tee -a "$log"; }
+# The device time a lent machine gives one run: sections that would not fit in what is left are skipped, saying so.
+script_t0=$(date +%s)
+budget_seconds=${GPU_CHECK_BUDGET:-450}
+fits() {  # fits SECONDS NAME: whether SECONDS more stay within the budget; else says the section is skipped
+    local left=$(( budget_seconds - ($(date +%s) - script_t0) ))
+    (( left >= $1 )) && return 0
+    echo "skipped: $2 needs about $1 s, $left s of the ${budget_seconds} s budget left" | tee -a "$log"
+    return 1
+}
 status_of() { [[ $1 == 0 ]] && echo true || echo false; }
 
 section "machine"
@@ -94,6 +103,7 @@ section "training curve: tf32 (the training default) against fp32 math, 2,000 it
 # One rank each, the four runs side by side on the GPU: fp32 and tf32 with seed 1, and fp32 with seeds 2 and 3 for
 # the run-to-run noise. bench/compare_curves.py: tf32 matches when its last epochs' loss and validation Dice lie
 # no further from fp32's than the other seeds' do.
+if fits 120 "the training curves"; then
 curve_common=(--data "$B/data4" --variant paper --channels 16 --patch 32 --iterations 2000 --iters-per-epoch 200
               --lr-steps 1500 --backend cuda --progress-seconds 1000)
 t0=$(date +%s)
@@ -107,6 +117,7 @@ curve_seconds=$(( $(date +%s) - t0 ))
 python3 bench/compare_curves.py --reference fp32="$B/curve_fp32_1" --noise fp32-seed2="$B/curve_fp32_2" \
     --noise fp32-seed3="$B/curve_fp32_3" --candidate tf32="$B/curve_tf32_1" --json "$OUT/curves.json" 2>&1 | tee -a "$log"
 echo "four curves in $curve_seconds s" | tee -a "$log"
+fi
 
 section "gradient averaging: NCCL with one rank (the single-GPU communicator) against MPI, bit for bit"
 nccl_common=(--data "$data" --variant paper --channels 16 --patch 64 --iters-per-epoch 20 --iterations 20 --backend cuda --gpu-math fp32 --val-cases 1 --progress-seconds 1000)
@@ -154,6 +165,7 @@ statistics_differing=$(differing_voxels "$B/segstat_cuda/sub-verse012.nii.gz" "$
 echo "sub-verse012 with the scan's statistics: label maps GPU vs CPU differ in ${statistics_differing:-?} voxels" | tee -a "$log"
 
 section "paper-size model (C=64, P=128, 1 mm) on the GPU: seconds per scan"
+if fits 150 "the paper-size model's segmentation"; then
 mkdir -p "$B/raw1" && cp data/verse/sub-verse005_* "$B/raw1/"   # one scan: the model is timed, not judged
 run_ifcn "$ifcn" preprocess --input "$B/raw1" --output "$B/data1" --spacing 1 --val-fraction 0 2>&1 | tail -1 | tee -a "$log"
 run_ifcn timeout 150 "$ifcn" train --data "$B/data1" --output "$B/run128" --variant paper --channels 64 --patch 128 --iterations 20 \
@@ -169,6 +181,7 @@ run_ifcn timeout 120 "$ifcn" segment --backend cpu --threads 16 --checkpoint "$B
 tail -1 "$OUT/segment128_cpu.txt" | tee -a "$log"
 cmp -s "$B/seg128/sub-verse005.nii.gz" "$B/seg128cpu/sub-verse005.nii.gz" && echo "C=64 P=128 sub-verse005: GPU and CPU label maps identical" | tee -a "$log"
 cp "$B"/seg128/*.json "$OUT/" 2>/dev/null
+fi
 
 section "summary"
 STATISTICS="${statistics_differing:-?}" LAYERS=$layers_rc FIXTURES="${fixtures[*]}" RESUME=$resume TRAIN_SECONDS=$train_seconds NCCL=$nccl SAME="${same[*]}" python3 - "$OUT" <<'PY' | tee -a "$log"
@@ -249,7 +262,7 @@ for m, v in res["pytorch"].items():
 for m, prof in (res.get("ifcn_profile") or {}).items():
     step = prof.get("step") or {}
     parts = sorted((step.get("seconds") or {}).items(), key=lambda kv: -kv[1])
-    print(f"ifcn {m} step by kind (CUDA events, ms): " + ", ".join(f"{k} {v * 1e3:.1f}" for k, v in parts)
+    print(f"ifcn {m} step by kind ({step.get('clock')}, ms): " + ", ".join(f"{k} {v * 1e3:.1f}" for k, v in parts)
           + f", between kernels {step.get('between_calls_seconds', 0) * 1e3:.1f}, total {step.get('total_seconds', 0) * 1e3:.1f}")
 if curves:
     t = curves["candidates"].get("tf32", {})

@@ -74,7 +74,11 @@ struct BenchCommand: ParsableCommand {
         if let profiler {
             profiler.enabled = true
             if !forwardOnly {
-                for _ in 0..<steps { _ = step(); profiler.collect() }
+                for i in 0..<steps {
+                    _ = step()
+                    profiler.collect()
+                    if !json { StandardError.write("profiled step \(i + 1)/\(steps)") }
+                }
                 profiles.append(("training step", "step", profiler.profile(reset: true)))
             }
             for _ in 0..<steps { _ = forward(); profiler.collect() }

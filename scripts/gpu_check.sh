@@ -9,7 +9,7 @@
 # one rank against MPI, bit for bit; the VerSe scans segmented on the GPU and on the CPU (label maps
 # compared, also with --scan-statistics); a paper-size model's seconds per scan (segment_seconds); ifcn bench at C=64, P=128 (fp32,
 # tf32, with --profile: time per kind of kernel) next to bench/pytorch_step.py --device cuda (fp32, tf32, bf16, channels-last);
-# the training curve of tf32 against fp32 (bench/compare_curves.py).
+# the training curve of tf32 against fp32 (bench/compare_curves.py); TFLOP/s of each step against the card's peak.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-check-out}
@@ -223,6 +223,9 @@ for m in ["fp32", "tf32"]:
     if b:
         res["ifcn"][m] = b["step_seconds_median"]
         res.setdefault("ifcn_forward", {})[m] = b["forward_seconds_median"]
+        # The model's FLOPs per step and per forward pass (the same model as PyTorch's, so they rate both engines).
+        res["step_flops"] = b["step_gflops"] * 1e9 * b["step_seconds_median"]
+        res["forward_flops"] = b["forward_gflops"] * 1e9 * b["forward_seconds_median"]
         res.setdefault("ifcn_peak_bytes_by_mode", {})[m] = b.get("device_peak_bytes")
         if b.get("profile"):
             res.setdefault("ifcn_profile", {})[m] = b["profile"]
@@ -245,6 +248,16 @@ except Exception:
     pass
 res["training"] = {"ranks": 2, "config": "paper C=16 P=32, 4 mm, noise+blur, trained on sub-verse005 and sub-verse012, validated on sub-verse008", "wall_seconds": int(os.environ["TRAIN_SECONDS"]),
                    "epochs": [{k: m.get(k) for k in ["epoch", "iteration", "train_loss", "train_dice", "val_dice", "samples_per_second"]} for m in metrics]}
+# Dense peak TFLOP/s of the card's math units (NVIDIA's data sheets; tensor-core figures without sparsity), first
+# match; each engine's step rated by the model's FLOPs per step (the same model in both).
+PEAKS = [("H200 NVL", {"fp32": 60, "tf32": 418, "bf16": 835}), ("H200", {"fp32": 67, "tf32": 495, "bf16": 989}),
+         ("H100 PCIe", {"fp32": 51, "tf32": 378, "bf16": 756}), ("H100 NVL", {"fp32": 60, "tf32": 418, "bf16": 835}),
+         ("H100", {"fp32": 67, "tf32": 495, "bf16": 989})]
+res["card_peak_tflops"] = next((p for name, p in PEAKS if name in (res["card"] or "")), None)
+for key in ("ifcn", "pytorch"):
+    for m, v in res[key].items():
+        if res.get("step_flops") and v:
+            res.setdefault(key + "_step_tflops", {})[m] = round(res["step_flops"] / v / 1e12, 2)
 json.dump(res, open(os.path.join(out, "gpu_check.json"), "w"), indent=1, sort_keys=True)
 print(f"card {res['card']}  driver {res['driver']}  cuDNN {res['cudnn']}  NVRTC {res['nvrtc']}")
 print("fixtures: " + ", ".join(f"{k} {'passed' if v else 'FAILED'}" for k, v in res["fixtures"].items()))
@@ -253,12 +266,16 @@ print(f"NCCL with one rank equals MPI: {res['nccl_one_rank_equals_mpi']}")
 print(f"segment with the demo-size model: {res.get('segment_demo_model')}")
 print(f"segment --scan-statistics 0.5, sub-verse012: label maps GPU vs CPU differ in {res['scan_statistics_differing_voxels_gpu_vs_cpu']} voxels")
 print(f"segment_seconds (C=64, P=128, 1 mm, GPU): {res.get('segment_seconds')}  evaluations: {res.get('segment_evaluations')}")
-print("| engine | mode | step (s) | forward (s) | peak device memory (MiB) |")
-print("| --- | --- | --- | --- | --- |")
-for m, v in res["ifcn"].items():
-    print(f"| ifcn | {m} | {v:.4f} | {res['ifcn_forward'][m]:.4f} | {(res['ifcn_peak_bytes_by_mode'][m] or 0) / 2**20:.0f} |")
-for m, v in res["pytorch"].items():
-    print(f"| PyTorch | {m} | {v:.4f} | {res['pytorch_forward'][m]:.4f} | {(res['pytorch_peak_bytes_by_mode'][m] or 0) / 2**20:.0f} |")
+print("| engine | mode | step (s) | forward (s) | step TFLOP/s | of the card's peak | peak device memory (MiB) |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+for engine, key in (("ifcn", "ifcn"), ("PyTorch", "pytorch")):
+    for m, v in res[key].items():
+        t = (res.get(key + "_step_tflops") or {}).get(m)
+        p = (res.get("card_peak_tflops") or {}).get(m.split()[0])
+        share = f"{100 * t / p:.1f}% of {p}" if t is not None and p else ""
+        memory = ((res.get(key + "_peak_bytes_by_mode") or {}).get(m) or 0) / 2**20
+        print(f"| {engine} | {m} | {v:.4f} | {(res.get(key + '_forward') or {}).get(m, float('nan')):.4f} | "
+              f"{t if t is not None else ''} | {share} | {memory:.0f} |")
 for m, prof in (res.get("ifcn_profile") or {}).items():
     step = prof.get("step") or {}
     parts = sorted((step.get("seconds") or {}).items(), key=lambda kv: -kv[1])

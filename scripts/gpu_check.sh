@@ -9,6 +9,7 @@
 # one rank against MPI, bit for bit; the VerSe scans segmented on the GPU and on the CPU (label maps
 # compared, also with --scan-statistics); a paper-size model's seconds per scan (segment_seconds); ifcn bench at C=64, P=128 (fp32,
 # tf32, with --profile: time per kind of kernel) next to bench/pytorch_step.py --device cuda (fp32, tf32, bf16, channels-last);
+# the step's convolutions timed in cuDNN in each precision (fp32, tf32, bf16) and layout (NCDHW, NDHWC) (bench --conv-sweep);
 # the training curve of tf32 against fp32 (bench/compare_curves.py); TFLOP/s of each step against the card's peak.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -61,6 +62,13 @@ for m in fp32 tf32 bf16; do
 done
 timeout 120 python3 bench/pytorch_step.py --device cuda --mode tf32 --channels-last --variant paper --channels 64 --patch 128 --steps 10 --json \
     > "$OUT/bench_torch_tf32_cl.json" 2>>"$log"; cat "$OUT/bench_torch_tf32_cl.json" | tee -a "$log"
+
+section "convolution sweep at C=64, P=128: a step's 3x3x3 convolutions in each precision and layout (issue 10's levers)"
+if fits 120 "the convolution sweep"; then
+run_ifcn timeout 150 "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels 64 --patch 128 --steps 1 --json \
+    --conv-sweep --sweep-seconds 75 > "$OUT/bench_sweep.json" 2> "$OUT/bench_sweep.err"; echo "exit $?" >> "$OUT/bench_sweep.err"
+tail -4 "$OUT/bench_sweep.err" | tee -a "$log"
+fi
 
 section "reference fixtures on the GPU (fp32 math, bitwise repeat, agreement with the CPU)"
 fixtures=()
@@ -238,6 +246,9 @@ for m in ["fp32", "tf32", "bf16", "tf32_cl"]:
         res.setdefault("pytorch_peak_bytes_by_mode", {})[key] = b.get("peak_device_bytes")
 res["ifcn_peak_bytes"] = max([v for v in (res.get("ifcn_peak_bytes_by_mode") or {}).values() if v] or [0])
 res["pytorch_peak_bytes"] = max([v for v in (res.get("pytorch_peak_bytes_by_mode") or {}).values() if v] or [0])
+sweep = (load("bench_sweep.json") or {}).get("conv_sweep")
+if sweep:
+    res["conv_sweep"] = sweep
 curves = load("curves.json")
 if curves:
     res["training_curve_tf32_vs_fp32"] = curves
@@ -281,6 +292,17 @@ for m, prof in (res.get("ifcn_profile") or {}).items():
     parts = sorted((step.get("seconds") or {}).items(), key=lambda kv: -kv[1])
     print(f"ifcn {m} step by kind ({step.get('clock')}, ms): " + ", ".join(f"{k} {v * 1e3:.1f}" for k, v in parts)
           + f", between kernels {step.get('between_calls_seconds', 0) * 1e3:.1f}, total {step.get('total_seconds', 0) * 1e3:.1f}")
+if sweep:
+    base = ((sweep["variants"].get(sweep["baseline"].replace(" ", "_")) or {}).get("deterministic") or {}).get("total_seconds")
+    print(f"convolutions of a C=64, P=128 step by precision and layout ({sweep['device']}; ms, ratio to {sweep['baseline']} deterministic):")
+    for v, e in sweep["variants"].items():
+        cells = []
+        for k in ("deterministic", "any"):
+            t = e[k]["total_seconds"]
+            cells.append(f"{k} " + (f"{t * 1e3:.1f} ({t / base:.2f}x)" if t and base else "-"))
+        print(f"  {v}: " + ", ".join(cells))
+    if sweep.get("skipped"):
+        print("  not timed: " + ", ".join(sweep["skipped"]))
 if curves:
     t = curves["candidates"].get("tf32", {})
     print(f"training curve, tf32 against fp32 (2,000 iterations): {'within' if t.get('within_noise') else 'OUTSIDE'} run-to-run noise "

@@ -27,8 +27,9 @@ typedef void *cudnnHandle_t;
 typedef void *cudnnTensorDescriptor_t;
 typedef void *cudnnFilterDescriptor_t;
 typedef void *cudnnConvolutionDescriptor_t;
-enum { CUDNN_DATA_FLOAT = 0, CUDNN_TENSOR_NCHW = 0, CUDNN_CROSS_CORRELATION = 1 };
-enum { CUDNN_DEFAULT_MATH = 0, CUDNN_FMA_MATH = 3 };
+enum { CUDNN_DATA_FLOAT = 0, CUDNN_DATA_BFLOAT16 = 9, CUDNN_TENSOR_NCHW = 0, CUDNN_TENSOR_NHWC = 1,
+       CUDNN_CROSS_CORRELATION = 1 };
+enum { CUDNN_DEFAULT_MATH = 0, CUDNN_TENSOR_OP_MATH = 1, CUDNN_FMA_MATH = 3 };
 enum { CUDNN_DETERMINISTIC = 1 };
 // cudnnConvolution{Fwd,BwdData,BwdFilter}AlgoPerf_t share one layout.
 typedef struct {
@@ -351,6 +352,7 @@ const char *ifcn_cudnn_error_string(int code) {
     case IFCN_CUDNN_NO_ALGORITHM: return "no deterministic algorithm succeeded within the workspace limit";
     case IFCN_CUDNN_BAD_DIRECTION: return "unknown convolution direction";
     case IFCN_CUDNN_HOST_OUT_OF_MEMORY: return "out of host memory";
+    case IFCN_CUDNN_BAD_VARIANT: return "unknown convolution precision or layout";
     default: break;
     }
     return p_cudnnGetErrorString ? p_cudnnGetErrorString(code) : "unknown cuDNN error";
@@ -369,27 +371,38 @@ struct ifcn_conv3 {
     int algorithm[3];
 };
 
-static int set_tensor(cudnnTensorDescriptor_t t, int c, int d, int h, int w) {
+// [1, C, D, H, W] in the layout's order of memory: NCDHW (W fastest) or NDHWC (C fastest).
+static int set_tensor(cudnnTensorDescriptor_t t, int type, int layout, int c, int d, int h, int w) {
     int dims[5] = {1, c, d, h, w};
-    int strides[5] = {c * d * h * w, d * h * w, h * w, w, 1};
-    return p_cudnnSetTensorNdDescriptor(t, CUDNN_DATA_FLOAT, 5, dims, strides);
+    int ncdhw[5] = {c * d * h * w, d * h * w, h * w, w, 1};
+    int ndhwc[5] = {c * d * h * w, 1, h * w * c, w * c, c};
+    return p_cudnnSetTensorNdDescriptor(t, type, 5, dims, layout ? ndhwc : ncdhw);
 }
 
 int ifcn_conv3_create(ifcn_conv3 **out, int cin, int cout, int d, int h, int w, int math) {
+    return ifcn_conv3_create_variant(out, cin, cout, d, h, w, math ? 1 : 0, 0);
+}
+
+int ifcn_conv3_create_variant(ifcn_conv3 **out, int cin, int cout, int d, int h, int w, int precision, int layout) {
     NEED(1);
+    if (precision < 0 || precision > 2 || layout < 0 || layout > 1) return IFCN_CUDNN_BAD_VARIANT;
     ifcn_conv3 *c = calloc(1, sizeof *c);
     if (!c) return IFCN_CUDNN_HOST_OUT_OF_MEMORY;
     c->algorithm[0] = c->algorithm[1] = c->algorithm[2] = -1;
     int r;
     int fdims[5] = {cout, cin, 3, 3, 3};
     int pad[3] = {1, 1, 1}, stride[3] = {1, 1, 1}, dilation[3] = {1, 1, 1};
+    // bf16 tensors and filters with float32 accumulation (cuDNN's BFLOAT16 configuration); the
+    // convolution's compute type is float32 in every precision.
+    int type = precision == 2 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+    int mathType = precision == 0 ? CUDNN_FMA_MATH : precision == 1 ? CUDNN_DEFAULT_MATH : CUDNN_TENSOR_OP_MATH;
     if ((r = p_cudnnCreateTensorDescriptor(&c->x)) || (r = p_cudnnCreateTensorDescriptor(&c->y)) ||
         (r = p_cudnnCreateFilterDescriptor(&c->w)) || (r = p_cudnnCreateConvolutionDescriptor(&c->conv)) ||
-        (r = set_tensor(c->x, cin, d, h, w)) || (r = set_tensor(c->y, cout, d, h, w)) ||
-        (r = p_cudnnSetFilterNdDescriptor(c->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, 5, fdims)) ||
+        (r = set_tensor(c->x, type, layout, cin, d, h, w)) || (r = set_tensor(c->y, type, layout, cout, d, h, w)) ||
+        (r = p_cudnnSetFilterNdDescriptor(c->w, type, layout ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW, 5, fdims)) ||
         (r = p_cudnnSetConvolutionNdDescriptor(c->conv, 3, pad, stride, dilation, CUDNN_CROSS_CORRELATION,
                                                CUDNN_DATA_FLOAT)) ||
-        (r = p_cudnnSetConvolutionMathType(c->conv, math ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH))) {
+        (r = p_cudnnSetConvolutionMathType(c->conv, mathType))) {
         ifcn_conv3_destroy(c);
         return r;
     }
@@ -422,25 +435,50 @@ static int pick(ifcn_conv3 *c, int direction, const ifcn_algo_perf *perf, int co
     return IFCN_CUDNN_NO_ALGORITHM;
 }
 
-int ifcn_conv3_find(void *handle, ifcn_conv3 *c, int direction, ifcn_devptr x, ifcn_devptr w, ifcn_devptr y,
-                    ifcn_devptr ws, size_t ws_bytes, int *algorithm, size_t *needed, float *ms) {
+// cudnnFind...Ex for one direction: every algorithm cuDNN could run, fastest first.
+static int find_ranked(void *handle, ifcn_conv3 *c, int direction, ifcn_devptr x, ifcn_devptr w, ifcn_devptr y,
+                       ifcn_devptr ws, size_t ws_bytes, ifcn_algo_perf *perf, int *count) {
     NEED(1);
-    ifcn_algo_perf perf[IFCN_MAX_ALGOS];
-    memset(perf, 0, sizeof perf);
-    int count = 0, r;
+    memset(perf, 0, IFCN_MAX_ALGOS * sizeof *perf);
+    *count = 0;
     void *X = (void *)(uintptr_t)x, *W = (void *)(uintptr_t)w, *Y = (void *)(uintptr_t)y, *WS = (void *)(uintptr_t)ws;
     // Direction 0 writes y from (x, w); 1 writes x (dx) from (y (dy), w); 2 writes w (dw) from (x, y (dy)).
     switch (direction) {
-    case 0: r = p_cudnnFindConvolutionForwardAlgorithmEx(handle, c->x, X, c->w, W, c->conv, c->y, Y, IFCN_MAX_ALGOS,
-                                                         &count, perf, WS, ws_bytes); break;
-    case 1: r = p_cudnnFindConvolutionBackwardDataAlgorithmEx(handle, c->w, W, c->y, Y, c->conv, c->x, X,
-                                                              IFCN_MAX_ALGOS, &count, perf, WS, ws_bytes); break;
-    case 2: r = p_cudnnFindConvolutionBackwardFilterAlgorithmEx(handle, c->x, X, c->y, Y, c->conv, c->w, W,
-                                                                IFCN_MAX_ALGOS, &count, perf, WS, ws_bytes); break;
+    case 0: return p_cudnnFindConvolutionForwardAlgorithmEx(handle, c->x, X, c->w, W, c->conv, c->y, Y, IFCN_MAX_ALGOS,
+                                                            count, perf, WS, ws_bytes);
+    case 1: return p_cudnnFindConvolutionBackwardDataAlgorithmEx(handle, c->w, W, c->y, Y, c->conv, c->x, X,
+                                                                 IFCN_MAX_ALGOS, count, perf, WS, ws_bytes);
+    case 2: return p_cudnnFindConvolutionBackwardFilterAlgorithmEx(handle, c->x, X, c->y, Y, c->conv, c->w, W,
+                                                                   IFCN_MAX_ALGOS, count, perf, WS, ws_bytes);
     default: return IFCN_CUDNN_BAD_DIRECTION;
     }
+}
+
+int ifcn_conv3_find(void *handle, ifcn_conv3 *c, int direction, ifcn_devptr x, ifcn_devptr w, ifcn_devptr y,
+                    ifcn_devptr ws, size_t ws_bytes, int *algorithm, size_t *needed, float *ms) {
+    ifcn_algo_perf perf[IFCN_MAX_ALGOS];
+    int count = 0;
+    int r = find_ranked(handle, c, direction, x, w, y, ws, ws_bytes, perf, &count);
     if (r) return r;
     return pick(c, direction, perf, count, ws_bytes, algorithm, needed, ms, 1);
+}
+
+int ifcn_conv3_find_all(void *handle, ifcn_conv3 *c, int direction, ifcn_devptr x, ifcn_devptr w, ifcn_devptr y,
+                        ifcn_devptr ws, size_t ws_bytes, ifcn_conv3_candidate *out, int capacity, int *count) {
+    ifcn_algo_perf perf[IFCN_MAX_ALGOS];
+    int n = 0;
+    *count = 0;
+    int r = find_ranked(handle, c, direction, x, w, y, ws, ws_bytes, perf, &n);
+    if (r) return r;
+    for (int i = 0; i < n && *count < capacity; i++) {
+        ifcn_conv3_candidate *o = &out[(*count)++];
+        o->algorithm = perf[i].algo;
+        o->status = perf[i].status;
+        o->milliseconds = perf[i].time;
+        o->workspace_bytes = perf[i].memory;
+        o->deterministic = perf[i].determinism == CUDNN_DETERMINISTIC;
+    }
+    return 0;
 }
 
 int ifcn_conv3_heuristic(void *handle, ifcn_conv3 *c, int direction, size_t ws_bytes, int deterministic_only,
@@ -500,9 +538,12 @@ int ifcn_cuda_declared_constant(const char *name, long long *value) {
         {"CU_EVENT_DEFAULT", CU_EVENT_DEFAULT},
         {"CUDA_ERROR_NOT_FOUND", CUDA_ERROR_NOT_FOUND},
         {"CUDNN_DATA_FLOAT", CUDNN_DATA_FLOAT},
+        {"CUDNN_DATA_BFLOAT16", CUDNN_DATA_BFLOAT16},
         {"CUDNN_TENSOR_NCHW", CUDNN_TENSOR_NCHW},
+        {"CUDNN_TENSOR_NHWC", CUDNN_TENSOR_NHWC},
         {"CUDNN_CROSS_CORRELATION", CUDNN_CROSS_CORRELATION},
         {"CUDNN_DEFAULT_MATH", CUDNN_DEFAULT_MATH},
+        {"CUDNN_TENSOR_OP_MATH", CUDNN_TENSOR_OP_MATH},
         {"CUDNN_FMA_MATH", CUDNN_FMA_MATH},
         {"CUDNN_DETERMINISTIC", CUDNN_DETERMINISTIC},
         {"ncclFloat32", ncclFloat32},

@@ -18,6 +18,10 @@ struct BenchCommand: ParsableCommand {
     var forwardOnly = false
     @Flag(help: "Then run as many steps and forward passes again with each backend call marked (CUDA events on a GPU, the host clock on the CPU) and print the time per kind of kernel.")
     var profile = false
+    @Flag(help: "Then time the network's 3x3x3 convolutions (those of one step; of one forward pass with --forward-only) in cuDNN in each precision (fp32, tf32, bf16) and layout (NCDHW, channels-last NDHWC), with the fastest deterministic algorithm and the fastest of all, before the backend runs them so (needs --backend cuda).")
+    var convSweep = false
+    @Option(help: "Wall-clock seconds the convolution sweep may take; variants left when they are spent are listed as not timed.")
+    var sweepSeconds: Double = 150
     @Flag(help: "Print one JSON line.") var json = false
     @OptionGroup var compute: BackendOptions
 
@@ -27,10 +31,16 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         guard steps >= 1 else { throw ValidationError("--steps must be >= 1") }
+        guard sweepSeconds > 0, sweepSeconds.isFinite else { throw ValidationError("--sweep-seconds must be a positive number") }
         let config = try NetworkConfig(variant: variant, channels: channels, patch: patch)
         let base = try compute.make(threads: threads, defaultMath: .tf32)
-        // With --profile the network runs on the marking wrapper, switched off for the timed runs.
-        let profiler = profile ? Backends.profiling(base) : nil
+        if convSweep && !(base is CUDABackend) {
+            throw CLIError("--conv-sweep times cuDNN's convolutions on a GPU, but this bench runs on the \(base.name) backend: "
+                           + "give --backend cuda on a machine with an NVIDIA GPU (`ifcn devices` says what was found)")
+        }
+        // With --profile (and --conv-sweep, which takes the step's convolutions from it) the network runs on the
+        // marking wrapper, switched off for the timed runs.
+        let profiler = profile || convSweep ? Backends.profiling(base) : nil
         profiler?.enabled = false
         let backend: any ComputeBackend = profiler ?? base
         let net = Network(config: config, backend: backend, seed: 1, use: forwardOnly ? .inference : .training)
@@ -71,7 +81,7 @@ struct BenchCommand: ParsableCommand {
         _ = forward()
         let forwardTimes = (0..<steps).map { _ in forward() }
         var profiles: [(title: String, key: String, profile: KernelProfile)] = []
-        if let profiler {
+        if let profiler, profile {
             profiler.enabled = true
             if !forwardOnly {
                 for i in 0..<steps {
@@ -84,6 +94,15 @@ struct BenchCommand: ParsableCommand {
             for _ in 0..<steps { _ = forward(); profiler.collect() }
             profiles.append(("forward (eval)", "forward", profiler.profile(reset: true)))
             profiler.enabled = false
+        }
+        var sweep: ConvolutionSweep?
+        if convSweep, let profiler, let cuda = base as? CUDABackend {
+            profiler.enabled = true
+            if forwardOnly { _ = forward() } else { _ = step() }
+            profiler.collect()
+            let calls = profiler.profile(reset: true).convolutions
+            profiler.enabled = false
+            sweep = cuda.sweepConvolutions(calls, budgetSeconds: sweepSeconds) { if !json { StandardError.write($0) } }
         }
         func median(_ a: [Double]) -> Double { let s = a.sorted(); if s.isEmpty { return .nan }; return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2 }
         let ms = median(stepTimes), mf = median(forwardTimes)
@@ -104,6 +123,7 @@ struct BenchCommand: ParsableCommand {
             if !profiles.isEmpty {
                 obj["profile"] = Dictionary(uniqueKeysWithValues: profiles.map { ($0.key, $0.profile.json) })
             }
+            if let sweep { obj["conv_sweep"] = sweep.json }
             if forwardOnly {
                 for key in ["step_seconds_median", "train_forward_seconds_median", "backward_adam_seconds_median", "step_gflops"] {
                     obj[key] = nil
@@ -124,6 +144,7 @@ struct BenchCommand: ParsableCommand {
                 print(String(format: "peak device memory held %.0f MiB", Double(cuda.peakAllocatedBytes) / 1048576))
             }
             for p in profiles { print(p.profile.table(title: "profile of a \(p.title)")) }
+            if let sweep { print(sweep.table()) }
         }
     }
 }

@@ -77,6 +77,17 @@ final class BackendCommandTests: XCTestCase {
         XCTAssertTrue(text.stdout.contains("conv3 backward data"), text.summary)
     }
 
+    /// The convolution sweep times cuDNN: asked for on the CPU it is a clear error before any work, as is a bad budget.
+    func testBenchConvolutionSweepNeedsAGPU() throws {
+        let r = try run(["bench", "--channels", "4", "--patch", "16", "--steps", "1", "--threads", "1", "--backend", "cpu", "--conv-sweep"])
+        XCTAssertEqual(r.status, 1, r.summary)
+        XCTAssertTrue(r.stderr.contains("--conv-sweep times cuDNN's convolutions on a GPU, but this bench runs on the cpu backend"), r.summary)
+        XCTAssertFalse(r.stderr.contains("step 1/1"), r.summary)
+        let budget = try run(["bench", "--backend", "cpu", "--conv-sweep", "--sweep-seconds", "0"])
+        XCTAssertNotEqual(budget.status, 0, budget.summary)
+        XCTAssertTrue(budget.stderr.contains("--sweep-seconds must be a positive number"), budget.summary)
+    }
+
     func testCheckBackendsOnTheCPU() throws {
         let r = try run(["check-backends", "--backend", "cpu", "--threads", "2"])
         XCTAssertEqual(r.status, 0, r.summary)

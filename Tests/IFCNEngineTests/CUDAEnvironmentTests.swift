@@ -124,8 +124,8 @@ final class CUDAEnvironmentTests: XCTestCase {
         }
         if !cudnnHeaders.isEmpty {
             let text = try cudnnHeaders.map { try String(contentsOfFile: $0, encoding: .utf8) }.joined(separator: "\n")
-            for name in ["CUDNN_DATA_FLOAT", "CUDNN_TENSOR_NCHW", "CUDNN_CROSS_CORRELATION", "CUDNN_DEFAULT_MATH",
-                         "CUDNN_FMA_MATH", "CUDNN_DETERMINISTIC"] {
+            for name in ["CUDNN_DATA_FLOAT", "CUDNN_DATA_BFLOAT16", "CUDNN_TENSOR_NCHW", "CUDNN_TENSOR_NHWC", "CUDNN_CROSS_CORRELATION",
+                         "CUDNN_DEFAULT_MATH", "CUDNN_TENSOR_OP_MATH", "CUDNN_FMA_MATH", "CUDNN_DETERMINISTIC"] {
                 var declared: Int64 = 0
                 XCTAssertEqual(ifcn_cuda_declared_constant(name, &declared), 0, name)
                 // Enumerators without "= N" count from the previous one; the ones ifcn uses are all explicit or first.

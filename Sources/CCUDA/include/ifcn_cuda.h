@@ -67,6 +67,7 @@ void ifcn_cuda_free(void *pointer);
 #define IFCN_CUDNN_NO_ALGORITHM (-2)
 #define IFCN_CUDNN_BAD_DIRECTION (-3)
 #define IFCN_CUDNN_HOST_OUT_OF_MEMORY (-4)
+#define IFCN_CUDNN_BAD_VARIANT (-5)
 const char *ifcn_cudnn_error_string(int code);
 size_t ifcn_cudnn_version(void);
 int ifcn_cudnn_create(void **handle, void *stream);
@@ -76,6 +77,10 @@ int ifcn_cudnn_create(void **handle, void *stream);
 typedef struct ifcn_conv3 ifcn_conv3;
 // math: 0 = float32 FMA only, 1 = TF32 tensor cores allowed.
 int ifcn_conv3_create(ifcn_conv3 **conv, int cin, int cout, int d, int h, int w, int math);
+// The same convolution in other precisions and layouts (ifcn bench --conv-sweep): precision 0 =
+// float32 FMA, 1 = TF32 allowed, 2 = bfloat16 tensors and filters accumulated in float32; layout
+// 0 = NCDHW (W fastest), 1 = NDHWC (channels fastest, filters [cout, 3, 3, 3, cin]).
+int ifcn_conv3_create_variant(ifcn_conv3 **conv, int cin, int cout, int d, int h, int w, int precision, int layout);
 void ifcn_conv3_destroy(ifcn_conv3 *conv);
 // Benchmarks the algorithms of one direction with cudnnFind...Ex on the given buffers (outputs
 // are scratch: they are overwritten) and keeps the fastest deterministic one whose workspace fits
@@ -86,6 +91,21 @@ int ifcn_conv3_find(void *handle, ifcn_conv3 *conv, int direction,
                     ifcn_devptr x, ifcn_devptr w, ifcn_devptr y,
                     ifcn_devptr workspace, size_t workspace_bytes,
                     int *algorithm, size_t *needed_bytes, float *milliseconds);
+// One algorithm cudnnFind...Ex tried: its cuDNN status, measured time, workspace and whether it
+// gives the same bits on every run.
+typedef struct {
+    int algorithm;
+    int status;
+    float milliseconds;
+    size_t workspace_bytes;
+    int deterministic;
+} ifcn_conv3_candidate;
+// Every algorithm cudnnFind...Ex tried for one direction, fastest first (at most `capacity`), without
+// choosing one.
+int ifcn_conv3_find_all(void *handle, ifcn_conv3 *conv, int direction,
+                        ifcn_devptr x, ifcn_devptr w, ifcn_devptr y,
+                        ifcn_devptr workspace, size_t workspace_bytes,
+                        ifcn_conv3_candidate *out, int capacity, int *count);
 // The same choice from cuDNN's heuristics (no benchmark), for shapes where Find...Ex fails;
 // deterministic_only = 0 also accepts algorithms whose results may vary between runs (last resort).
 int ifcn_conv3_heuristic(void *handle, ifcn_conv3 *conv, int direction, size_t workspace_bytes,

@@ -2,16 +2,6 @@ import CCUDA
 import Foundation
 import IFCNSupport
 
-/// One 3x3x3 convolution shape on the GPU.
-struct ConvolutionShape: Hashable {
-    let inChannels: Int, outChannels: Int, extent: Extent3
-}
-
-/// Which cuDNN convolution pass.
-enum ConvolutionDirection: Int32, CaseIterable {
-    case forward = 0, backwardData = 1, backwardFilter = 2
-}
-
 /// cuDNN's algorithm choices, kept on disk so a resumed or repeated run uses the same algorithms
 /// (and so computes the same bits) as the first: `<cache folder>/cudnn-algorithms.tsv`, one line
 /// per (GPU, cuDNN version, math, shape, direction) with the algorithm and its workspace bytes.

@@ -28,6 +28,8 @@ public struct KernelProfile: Sendable {
     public var seconds: [KernelKind: Double] = [:]
     /// Calls of each kind per span.
     public var calls: [KernelKind: Int] = [:]
+    /// Calls of each 3x3x3 convolution shape and pass per span (what `ifcn bench --conv-sweep` times).
+    public var convolutions: [ConvolutionCall: Int] = [:]
     /// Mean seconds per span from the first mark to the last.
     public var total = 0.0
 
@@ -53,7 +55,8 @@ public struct KernelProfile: Sendable {
     public var json: [String: Any] {
         ["clock": clock, "spans": spans, "total_seconds": total, "between_calls_seconds": between,
          "seconds": Dictionary(uniqueKeysWithValues: seconds.map { ($0.key.rawValue, $0.value) }),
-         "calls": Dictionary(uniqueKeysWithValues: calls.map { ($0.key.rawValue, $0.value) })]
+         "calls": Dictionary(uniqueKeysWithValues: calls.map { ($0.key.rawValue, $0.value) }),
+         "convolutions": Dictionary(uniqueKeysWithValues: convolutions.map { ($0.key.description, $0.value) })]
     }
 }
 
@@ -71,6 +74,7 @@ public final class ProfilingBackend: ComputeBackend {
     private let clock: any BackendClock
     private var marks = 0
     private var kinds: [KernelKind] = []
+    private var spanConvolutions: [ConvolutionCall: Int] = [:]
     private var accumulated: KernelProfile
 
     init(_ inner: any ComputeBackend) {
@@ -86,6 +90,7 @@ public final class ProfilingBackend: ComputeBackend {
     /// Ends the current span: waits for the backend, adds the span's times to the profile and starts a new one.
     public func collect() {
         inner.synchronize()
+        defer { spanConvolutions.removeAll(keepingCapacity: true) }
         guard marks >= 2 else { marks = 0; kinds.removeAll(keepingCapacity: true); return }
         let n = Double(accumulated.spans)
         func mean(_ old: Double, _ new: Double) -> Double { (old * n + new) / (n + 1) }
@@ -98,6 +103,7 @@ public final class ProfilingBackend: ComputeBackend {
             accumulated.seconds[k] = mean(accumulated.seconds[k] ?? 0, span[k] ?? 0)
         }
         accumulated.calls = count
+        accumulated.convolutions = spanConvolutions
         accumulated.total = mean(accumulated.total, clock.seconds(from: 0, to: marks - 1))
         accumulated.spans += 1
         marks = 0
@@ -123,6 +129,12 @@ public final class ProfilingBackend: ComputeBackend {
         return r
     }
 
+    /// Counts a convolution of the current span.
+    @inline(__always)
+    private func note(_ shape: ConvolutionShape, _ direction: ConvolutionDirection) {
+        if enabled { spanConvolutions[ConvolutionCall(shape, direction), default: 0] += 1 }
+    }
+
     // MARK: forwarded calls
 
     public func synchronize() { inner.synchronize() }
@@ -141,6 +153,7 @@ public final class ProfilingBackend: ComputeBackend {
 
     public func conv3Forward(input: TensorRef, inChannels: Int, extent: Extent3,
                              weight: TensorRef, bias: TensorRef?, output: TensorRef, outChannels: Int) {
+        note(ConvolutionShape(inChannels: inChannels, outChannels: outChannels, extent: extent), .forward)
         timed(.convolutionForward) {
             inner.conv3Forward(input: input, inChannels: inChannels, extent: extent, weight: weight, bias: bias,
                                output: output, outChannels: outChannels)
@@ -148,6 +161,7 @@ public final class ProfilingBackend: ComputeBackend {
     }
     public func conv3InferenceForward(input: TensorRef, inChannels: Int, extent: Extent3,
                                       weight: TensorRef, bias: TensorRef?, output: TensorRef, outChannels: Int) {
+        note(ConvolutionShape(inChannels: inChannels, outChannels: outChannels, extent: extent), .forward)
         timed(.convolutionForward) {
             inner.conv3InferenceForward(input: input, inChannels: inChannels, extent: extent, weight: weight, bias: bias,
                                         output: output, outChannels: outChannels)
@@ -155,6 +169,7 @@ public final class ProfilingBackend: ComputeBackend {
     }
     public func conv3BatchNormInferenceForward(input: TensorRef, inChannels: Int, extent: Extent3, weight: TensorRef,
                                                convOutput: TensorRef, outChannels: Int, norm: EvalBatchNorm, output: TensorRef) {
+        note(ConvolutionShape(inChannels: inChannels, outChannels: outChannels, extent: extent), .forward)
         timed(.convolutionForward) {
             inner.conv3BatchNormInferenceForward(input: input, inChannels: inChannels, extent: extent, weight: weight,
                                                  convOutput: convOutput, outChannels: outChannels, norm: norm, output: output)
@@ -162,6 +177,7 @@ public final class ProfilingBackend: ComputeBackend {
     }
     public func conv3BackwardData(gradOutput: TensorRef, outChannels: Int, extent: Extent3,
                                   weight: TensorRef, gradInput: TensorRef, inChannels: Int, accumulate: Bool) {
+        note(ConvolutionShape(inChannels: inChannels, outChannels: outChannels, extent: extent), .backwardData)
         timed(.convolutionBackwardData) {
             inner.conv3BackwardData(gradOutput: gradOutput, outChannels: outChannels, extent: extent, weight: weight,
                                     gradInput: gradInput, inChannels: inChannels, accumulate: accumulate)
@@ -169,6 +185,7 @@ public final class ProfilingBackend: ComputeBackend {
     }
     public func conv3BackwardWeight(input: TensorRef, inChannels: Int, extent: Extent3, gradOutput: TensorRef,
                                     outChannels: Int, gradWeight: TensorRef, gradBias: TensorRef?) {
+        note(ConvolutionShape(inChannels: inChannels, outChannels: outChannels, extent: extent), .backwardFilter)
         timed(.convolutionBackwardFilter) {
             inner.conv3BackwardWeight(input: input, inChannels: inChannels, extent: extent, gradOutput: gradOutput,
                                       outChannels: outChannels, gradWeight: gradWeight, gradBias: gradBias)

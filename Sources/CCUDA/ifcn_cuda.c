@@ -188,6 +188,50 @@ static const symbol nccl_symbols[] = {
 static void *handles[LIBRARIES];
 static char resolved[LIBRARIES][4096];
 
+// cuDNN 9's libcudnn.so.9 is a dispatcher: its functions load the sub-libraries on first use, and
+// when one is missing it prints "Invalid handle. Cannot load symbol ..." and aborts the process. So
+// the sub-libraries ifcn's calls reach are loaded here first, from the dispatcher's folder or the
+// loader's paths; one that does not load makes cuDNN unusable, with the reason, instead of a crash.
+static int cudnn_sublibraries_missing(const char *dispatcher, char *msg, int msg_len) {
+    static const char *const needed[] = {"libcudnn_graph.so.9", "libcudnn_ops.so.9", "libcudnn_cnn.so.9"};
+    char folder[4096];
+    snprintf(folder, sizeof folder, "%s", dispatcher);
+    char *slash = strrchr(folder, '/');
+    if (slash) *slash = 0; else folder[0] = 0;
+    for (size_t i = 0; i < sizeof needed / sizeof *needed; i++) {
+        char beside[4352];
+        void *h = NULL;
+        if (folder[0]) {
+            snprintf(beside, sizeof beside, "%s/%s", folder, needed[i]);
+            h = dlopen(beside, RTLD_NOW | RTLD_GLOBAL);
+        }
+        if (!h) h = dlopen(needed[i], RTLD_NOW | RTLD_GLOBAL);
+        if (!h) {
+            const char *e = dlerror();
+            snprintf(msg, msg_len, "%s loads, but its sub-library %s does not (%s): cuDNN would abort at its first call",
+                     dispatcher, needed[i], e ? e : "not found");
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int ifcn_cuda_symbol_count(int library) {
+    switch (library) {
+    case 0: return (int)(sizeof driver_symbols / sizeof *driver_symbols);
+    case 1: return (int)(sizeof cudnn_symbols / sizeof *cudnn_symbols);
+    case 2: return (int)(sizeof nvrtc_symbols / sizeof *nvrtc_symbols);
+    case 3: return (int)(sizeof nccl_symbols / sizeof *nccl_symbols);
+    default: return 0;
+    }
+}
+
+const char *ifcn_cuda_symbol_name(int library, int index) {
+    const symbol *table = library == 0 ? driver_symbols : library == 1 ? cudnn_symbols
+                        : library == 2 ? nvrtc_symbols : library == 3 ? nccl_symbols : NULL;
+    return table && index >= 0 && index < ifcn_cuda_symbol_count(library) ? table[index].name : NULL;
+}
+
 int ifcn_cuda_open(int library, const char *path, char *msg, int msg_len) {
     const symbol *table;
     size_t n;
@@ -218,6 +262,11 @@ int ifcn_cuda_open(int library, const char *path, char *msg, int msg_len) {
     Dl_info info;
     if (dladdr(*table[0].slot, &info) && info.dli_fname) snprintf(resolved[library], sizeof resolved[library], "%s", info.dli_fname);
     else snprintf(resolved[library], sizeof resolved[library], "%s", path);
+    if (library == 1 && cudnn_sublibraries_missing(resolved[library], msg, msg_len)) {
+        for (size_t j = 0; j < n; j++) *table[j].slot = NULL;
+        dlclose(h);
+        return -1;
+    }
     if (library == 0) {
         p_event_elapsed = (CUresult(*)(float *, CUevent, CUevent))dlsym(h, "cuEventElapsedTime_v2");
         if (!p_event_elapsed) p_event_elapsed = (CUresult(*)(float *, CUevent, CUevent))dlsym(h, "cuEventElapsedTime");
@@ -452,15 +501,6 @@ static int find_ranked(void *handle, ifcn_conv3 *c, int direction, ifcn_devptr x
                                                                    IFCN_MAX_ALGOS, count, perf, WS, ws_bytes);
     default: return IFCN_CUDNN_BAD_DIRECTION;
     }
-}
-
-int ifcn_conv3_find(void *handle, ifcn_conv3 *c, int direction, ifcn_devptr x, ifcn_devptr w, ifcn_devptr y,
-                    ifcn_devptr ws, size_t ws_bytes, int *algorithm, size_t *needed, float *ms) {
-    ifcn_algo_perf perf[IFCN_MAX_ALGOS];
-    int count = 0;
-    int r = find_ranked(handle, c, direction, x, w, y, ws, ws_bytes, perf, &count);
-    if (r) return r;
-    return pick(c, direction, perf, count, ws_bytes, algorithm, needed, ms, 1);
 }
 
 int ifcn_conv3_find_all(void *handle, ifcn_conv3 *c, int direction, ifcn_devptr x, ifcn_devptr w, ifcn_devptr y,

@@ -37,15 +37,16 @@ public enum Backends {
                             gpuMath: GPUMath = .fp32, note: (String) -> Void = { _ in }) throws -> any ComputeBackend {
         _ = try ConvolutionAlgorithm.override()  // a bad IFCN_CONV_ALGORITHM fails here, before any work
         _ = try BFloat16.emulationRequested()     // and a bad IFCN_EMULATE_BF16
+        let algorithms = try CUDAAlgorithmPolicy.fromEnvironment()  // and a bad IFCN_CUDNN_ALGORITHMS
         switch kind {
         case .cpu:
             return cpu(threads: threads)
         case .cuda:
-            return try CUDABackend(deviceOrdinal: localRank, math: gpuMath)
+            return try CUDABackend(deviceOrdinal: localRank, math: gpuMath, algorithms: algorithms)
         case .auto:
             let inventory = CUDAInventory.probe()
             if inventory.usable {
-                return try CUDABackend(deviceOrdinal: localRank, math: gpuMath, inventory: inventory)
+                return try CUDABackend(deviceOrdinal: localRank, math: gpuMath, algorithms: algorithms, inventory: inventory)
             }
             note("backend: cpu (CUDA not usable: \(inventory.problems.first ?? "no GPU"))")
             return cpu(threads: threads)
@@ -77,6 +78,8 @@ extension Backends {
             let d = cuda.device
             return String(format: "backend cuda on GPU %d: %@ (%@, %.0f GiB), %@ convolutions", d.ordinal, d.name,
                           d.architecture, Double(d.memoryBytes) / 1_073_741_824, cuda.math.rawValue)
+                + (cuda.algorithmPolicy == .fastest
+                   ? ", fastest cuDNN algorithms (\(CUDAAlgorithmPolicy.environmentKey)=fastest: not bitwise repeatable)" : "")
         }
         return "backend \(backend.name), \(backend.threads) thread(s), convolutions: \(ConvolutionAlgorithm.policy)"
     }

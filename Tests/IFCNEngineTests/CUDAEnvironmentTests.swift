@@ -65,6 +65,97 @@ final class CUDAEnvironmentTests: XCTestCase {
         XCTAssertEqual(try Backends.resolve(nil), .auto)
     }
 
+    /// `IFCN_CUDNN_ALGORITHMS`: deterministic unless asked; a bad value stops any backend from being built, naming it.
+    func testConvolutionAlgorithmPolicyFromTheEnvironment() throws {
+        XCTAssertEqual(try CUDAAlgorithmPolicy.fromEnvironment([:]), .deterministic)
+        XCTAssertEqual(try CUDAAlgorithmPolicy.fromEnvironment(["IFCN_CUDNN_ALGORITHMS": ""]), .deterministic)
+        XCTAssertEqual(try CUDAAlgorithmPolicy.fromEnvironment(["IFCN_CUDNN_ALGORITHMS": "fastest"]), .fastest)
+        XCTAssertThrowsError(try CUDAAlgorithmPolicy.fromEnvironment(["IFCN_CUDNN_ALGORITHMS": "fast"])) {
+            XCTAssertTrue("\($0)".contains("IFCN_CUDNN_ALGORITHMS='fast' is not one of deterministic, fastest"), "\($0)")
+        }
+        setenv("IFCN_CUDNN_ALGORITHMS", "any", 1)
+        defer { unsetenv("IFCN_CUDNN_ALGORITHMS") }
+        XCTAssertThrowsError(try Backends.make(.cpu, threads: 1)) { XCTAssertTrue("\($0)".contains("IFCN_CUDNN_ALGORITHMS='any'"), "\($0)") }
+        setenv("IFCN_CUDNN_ALGORITHMS", "fastest", 1)
+        XCTAssertEqual(try Backends.make(.cpu, threads: 1).name, "cpu")  // a GPU setting: the CPU backend ignores it
+    }
+
+    /// cuDNN 9's libcudnn.so.9 aborts the process at its first call when a sub-library is missing ("Invalid handle.
+    /// Cannot load symbol ..."; seen with pip's dispatcher alone). Loading it checks them first: such an install is
+    /// unusable, with the reason, and nothing of it is called (here every function of the stand-in aborts).
+    func testABrokenCuDNNInstallIsUnusableNotACrash() throws {
+        guard ifcn_cuda_is_open(CUDALibrary.cudnn.rawValue) == 0 else { throw XCTSkip("cuDNN is already loaded in this process") }
+        if let real = dlopen("libcudnn_graph.so.9", RTLD_NOW) {
+            dlclose(real)
+            throw XCTSkip("a cuDNN sub-library is on the loader's path here: no install lacks it")
+        }
+        guard let compiler = ["cc", "clang", "gcc"].lazy.compactMap(Self.executable).first else {
+            throw XCTSkip("no C compiler to build the stand-in dispatcher")
+        }
+        let dir = NSTemporaryDirectory() + "ifcn-cudnn-dispatcher-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let library = CUDALibrary.cudnn.rawValue
+        let names = (0..<ifcn_cuda_symbol_count(library)).map { String(cString: ifcn_cuda_symbol_name(library, $0)) }
+        XCTAssertTrue(names.contains("cudnnGetVersion") && names.contains("cudnnFindConvolutionBackwardFilterAlgorithmEx"))
+        XCTAssertNil(ifcn_cuda_symbol_name(library, Int32(names.count)))
+        let source = "#include <stdlib.h>\n" + names.map { "void \($0)(void) { abort(); }\n" }.joined()
+        try source.write(toFile: dir + "/dispatcher.c", atomically: true, encoding: .utf8)
+        let cc = Process()
+        cc.executableURL = URL(fileURLWithPath: compiler)
+        cc.arguments = ["-shared", "-fPIC", "-o", dir + "/libcudnn.so.9", dir + "/dispatcher.c"]
+        try cc.run()
+        cc.waitUntilExit()
+        XCTAssertEqual(cc.terminationStatus, 0, "\(compiler) failed")
+        var msg = [CChar](repeating: 0, count: 1024)
+        XCTAssertEqual(ifcn_cuda_open(library, dir + "/libcudnn.so.9", &msg, Int32(msg.count)), -1)
+        let problem = String(cString: msg)
+        XCTAssertTrue(problem.contains("libcudnn.so.9 loads, but its sub-library libcudnn_graph.so.9 does not"), problem)
+        XCTAssertEqual(ifcn_cuda_is_open(library), 0)
+        XCTAssertEqual(ifcn_cudnn_version(), 0)  // no function of the stand-in is bound
+    }
+
+    /// The convolution descriptors of every precision and layout `bench --conv-sweep` times, as cuDNN itself accepts
+    /// them (descriptors need no GPU). Where pip's cuDNN is installed with its sub-libraries.
+    func testConvolutionDescriptorsOfEveryVariantAreAcceptedByCuDNN() throws {
+        guard let lib = Self.nvidiaFolders("lib").first(where: { dir in
+            ["libcudnn.so.9", "libcudnn_graph.so.9", "libcudnn_ops.so.9", "libcudnn_cnn.so.9"]
+                .allSatisfy { FileManager.default.fileExists(atPath: dir + "/" + $0) }
+        }) else { throw XCTSkip("cuDNN is not installed here (pip install nvidia-cudnn-cu13)") }
+        setenv("IFCN_CUDA_LIBRARY_PATH", lib, 1)
+        defer { unsetenv("IFCN_CUDA_LIBRARY_PATH") }
+        let status = CUDALoader.load(.cudnn)
+        XCTAssertTrue(status.loaded, status.problem ?? "")
+        XCTAssertGreaterThanOrEqual(ifcn_cudnn_version(), 90000)
+        for precision in ConvolutionPrecision.allCases {
+            for layout in TensorLayout.allCases {
+                for (cin, cout, side) in [(2, 64, 32), (8, 64, 32), (128, 64, 16)] {
+                    var conv: OpaquePointer?
+                    let r = ifcn_conv3_create_variant(&conv, Int32(cin), Int32(cout), Int32(side), Int32(side), Int32(side),
+                                                      precision.shimCode, layout == .ndhwc ? 1 : 0)
+                    XCTAssertEqual(r, 0, "\(precision) \(layout) \(cin)->\(cout): \(String(cString: ifcn_cudnn_error_string(r)))")
+                    XCTAssertNotNil(conv)
+                    XCTAssertEqual(ifcn_conv3_algorithm(conv, 0), -1)
+                    ifcn_conv3_destroy(conv)
+                }
+            }
+        }
+        // The backend's own descriptors (float32, NCDHW) through the older entry point, and ifcn's code for a bad variant.
+        var conv: OpaquePointer?
+        XCTAssertEqual(ifcn_conv3_create(&conv, 2, 16, 8, 8, 8, 1), 0)
+        ifcn_conv3_destroy(conv)
+        XCTAssertEqual(ifcn_conv3_create_variant(&conv, 2, 16, 8, 8, 8, 3, 0), IFCN_CUDNN_BAD_VARIANT)
+        XCTAssertEqual(String(cString: ifcn_cudnn_error_string(IFCN_CUDNN_BAD_VARIANT)), "unknown convolution precision or layout")
+    }
+
+    static func executable(_ name: String) -> String? {
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let path = "\(dir)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return nil
+    }
+
     func testLibrarySearchOrder() throws {
         let root = NSTemporaryDirectory() + "ifcn-cuda-search-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: root) }

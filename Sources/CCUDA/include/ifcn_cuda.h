@@ -14,8 +14,13 @@ typedef unsigned long long ifcn_devptr;
 // Libraries: 0 the CUDA driver, 1 cuDNN, 2 NVRTC, 3 NCCL.
 // dlopen's `path` (a file or a plain SONAME) and resolves every symbol ifcn needs from it.
 // 0 on success; otherwise writes the reason to msg and leaves that library unloaded.
+// For cuDNN it also loads the sub-libraries its calls need (libcudnn_graph, _ops, _cnn), from the same
+// folder or the loader's paths: cuDNN's dispatcher aborts the process when one is missing.
 int ifcn_cuda_open(int library, const char *path, char *msg, int msg_len);
 int ifcn_cuda_is_open(int library);
+// The symbols ifcn_cuda_open resolves from a library: how many, and each one's name (NULL past the end).
+int ifcn_cuda_symbol_count(int library);
+const char *ifcn_cuda_symbol_name(int library, int index);
 // Absolute path the loader resolved for a library that is open ("" if not).
 void ifcn_cuda_resolved_path(int library, char *out, int len);
 
@@ -82,15 +87,6 @@ int ifcn_conv3_create(ifcn_conv3 **conv, int cin, int cout, int d, int h, int w,
 // 0 = NCDHW (W fastest), 1 = NDHWC (channels fastest, filters [cout, 3, 3, 3, cin]).
 int ifcn_conv3_create_variant(ifcn_conv3 **conv, int cin, int cout, int d, int h, int w, int precision, int layout);
 void ifcn_conv3_destroy(ifcn_conv3 *conv);
-// Benchmarks the algorithms of one direction with cudnnFind...Ex on the given buffers (outputs
-// are scratch: they are overwritten) and keeps the fastest deterministic one whose workspace fits
-// `workspace_bytes` (IFCN_CUDNN_NO_ALGORITHM when none does). direction: 0 forward, 1 backward
-// data, 2 backward filter.
-// Reports the algorithm, its workspace need and its time in ms.
-int ifcn_conv3_find(void *handle, ifcn_conv3 *conv, int direction,
-                    ifcn_devptr x, ifcn_devptr w, ifcn_devptr y,
-                    ifcn_devptr workspace, size_t workspace_bytes,
-                    int *algorithm, size_t *needed_bytes, float *milliseconds);
 // One algorithm cudnnFind...Ex tried: its cuDNN status, measured time, workspace and whether it
 // gives the same bits on every run.
 typedef struct {
@@ -100,8 +96,9 @@ typedef struct {
     size_t workspace_bytes;
     int deterministic;
 } ifcn_conv3_candidate;
-// Every algorithm cudnnFind...Ex tried for one direction, fastest first (at most `capacity`), without
-// choosing one.
+// Benchmarks the algorithms of one direction with cudnnFind...Ex on the given buffers (outputs are
+// scratch: they are overwritten) and lists every one it tried, fastest first (at most `capacity`),
+// without choosing one. direction: 0 forward, 1 backward data, 2 backward filter.
 int ifcn_conv3_find_all(void *handle, ifcn_conv3 *conv, int direction,
                         ifcn_devptr x, ifcn_devptr w, ifcn_devptr y,
                         ifcn_devptr workspace, size_t workspace_bytes,
@@ -119,7 +116,8 @@ int ifcn_conv3_backward_data(void *handle, ifcn_conv3 *conv, ifcn_devptr dy, ifc
 // dw = corr(x, dy) + beta * dw
 int ifcn_conv3_backward_filter(void *handle, ifcn_conv3 *conv, ifcn_devptr x, ifcn_devptr dy, float beta,
                                ifcn_devptr dw, ifcn_devptr workspace, size_t workspace_bytes);
-// The algorithm chosen per direction (-1 before ifcn_conv3_find); set overrides it (a cached choice).
+// The algorithm chosen per direction (-1 until one is set: by ifcn_conv3_set_algorithm, or by
+// ifcn_conv3_heuristic).
 int ifcn_conv3_algorithm(const ifcn_conv3 *conv, int direction);
 void ifcn_conv3_set_algorithm(ifcn_conv3 *conv, int direction, int algorithm);
 

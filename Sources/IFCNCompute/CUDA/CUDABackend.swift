@@ -41,6 +41,8 @@ public final class CUDABackend: ComputeBackend {
     public let threads = 1
     public let device: CUDADeviceInfo
     public let math: GPUMath
+    /// Which cuDNN algorithms the convolutions may use.
+    public let algorithmPolicy: CUDAAlgorithmPolicy
     let context: UnsafeMutableRawPointer
     let stream: UnsafeMutableRawPointer
     let cudnn: UnsafeMutableRawPointer
@@ -56,13 +58,15 @@ public final class CUDABackend: ComputeBackend {
 
     /// Opens device `ordinal` (taken modulo the number of GPUs) and compiles or loads the kernels.
     /// `inventory`: a probe the caller already made (the factory's), else one is made here.
-    public init(deviceOrdinal: Int, math: GPUMath, inventory probed: CUDAInventory? = nil) throws {
+    public init(deviceOrdinal: Int, math: GPUMath, algorithms: CUDAAlgorithmPolicy = .deterministic,
+                inventory probed: CUDAInventory? = nil) throws {
         let inventory = probed ?? CUDAInventory.probe()
         guard inventory.usable else {
             throw CUDAError("CUDA is not usable: " + (inventory.problems.isEmpty ? "no GPU" : inventory.problems.joined(separator: "; ")))
         }
         device = inventory.devices[deviceOrdinal % inventory.devices.count]
         self.math = math
+        algorithmPolicy = algorithms
         var ctx: UnsafeMutableRawPointer?
         try CUDAError.check(ifcn_cu_primary_context(Int32(device.ordinal), &ctx), "cuDevicePrimaryCtxRetain")
         context = ctx!

@@ -2,6 +2,27 @@ import CCUDA
 import Foundation
 import IFCNSupport
 
+/// Which cuDNN algorithms the CUDA backend may choose for its convolutions (`IFCN_CUDNN_ALGORITHMS`).
+public enum CUDAAlgorithmPolicy: String, CaseIterable, Sendable {
+    /// Only algorithms that give the same bits on every run: same seed, same device, same numbers (the default).
+    case deterministic
+    /// The fastest cuDNN measures, deterministic or not (PyTorch's `cudnn.benchmark` without `cudnn.deterministic`):
+    /// a convolution's results may then differ in the last bits between runs, so a resumed run is no longer
+    /// bit-identical to an uninterrupted one.
+    case fastest
+
+    public static let environmentKey = "IFCN_CUDNN_ALGORITHMS"
+
+    /// The policy `environment` asks for: deterministic when unset or empty; an unknown value is an error naming it.
+    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> CUDAAlgorithmPolicy {
+        guard let value = environment[environmentKey], !value.isEmpty else { return .deterministic }
+        guard let policy = CUDAAlgorithmPolicy(rawValue: value) else {
+            throw CUDAError("\(environmentKey)='\(value)' is not one of " + allCases.map(\.rawValue).joined(separator: ", "))
+        }
+        return policy
+    }
+}
+
 /// cuDNN's algorithm choices, kept on disk so a resumed or repeated run uses the same algorithms
 /// (and so computes the same bits) as the first: `<cache folder>/cudnn-algorithms.tsv`, one line
 /// per (GPU, cuDNN version, math, shape, direction) with the algorithm and its workspace bytes.
@@ -23,8 +44,9 @@ final class CUDAAlgorithmCache {
         }
     }
 
-    func key(_ s: ConvolutionShape, _ d: ConvolutionDirection, _ math: GPUMath) -> String {
-        "\(prefix)\t\(math.rawValue)\t\(s.inChannels)x\(s.outChannels)x\(s.extent)\t\(d.rawValue)"
+    func key(_ s: ConvolutionShape, _ d: ConvolutionDirection, _ math: GPUMath, _ policy: CUDAAlgorithmPolicy) -> String {
+        // Deterministic choices keep the keys of earlier versions.
+        "\(prefix)\t\(math.rawValue)\(policy == .fastest ? "-fastest" : "")\t\(s.inChannels)x\(s.outChannels)x\(s.extent)\t\(d.rawValue)"
     }
 
     func lookup(_ key: String) -> (algorithm: Int32, workspace: Int)? { entries[key] }
@@ -70,7 +92,7 @@ extension CUDABackend {
             convolutions[shape] = conv
         }
         guard ifcn_conv3_algorithm(conv, direction.rawValue) < 0 else { return conv }
-        let key = algorithmCache.key(shape, direction, math)
+        let key = algorithmCache.key(shape, direction, math, algorithmPolicy)
         if let cached = algorithmCache.lookup(key) {
             ifcn_conv3_set_algorithm(conv, direction.rawValue, cached.algorithm)
             growConvolutionWorkspace(to: cached.workspace)
@@ -85,28 +107,41 @@ extension CUDABackend {
         case .backwardFilter: outputBytes = shape.outChannels * shape.inChannels * 27 * 4
         }
         let scratch = workspace(.convolutionFind, bytes: outputBytes)
+        let deterministicOnly = algorithmPolicy == .deterministic
         var algorithm: Int32 = 0, needed = 0
+        // Benchmarks every algorithm (cudnnFind...Ex) and keeps the fastest the policy allows within the workspace.
         func find() -> Int32 {
             let ws = convolutionWorkspace
-            var ms: Float = 0
+            var candidates = [ifcn_conv3_candidate](repeating: ifcn_conv3_candidate(), count: 16)
+            var count: Int32 = 0
+            let r: Int32
             switch direction {
             case .forward:
-                return ifcn_conv3_find(cudnn, conv, direction.rawValue, x, w, scratch, ws.address, ws.bytes, &algorithm, &needed, &ms)
+                r = ifcn_conv3_find_all(cudnn, conv, direction.rawValue, x, w, scratch, ws.address, ws.bytes, &candidates, 16, &count)
             case .backwardData:
-                return ifcn_conv3_find(cudnn, conv, direction.rawValue, scratch, w, y, ws.address, ws.bytes, &algorithm, &needed, &ms)
+                r = ifcn_conv3_find_all(cudnn, conv, direction.rawValue, scratch, w, y, ws.address, ws.bytes, &candidates, 16, &count)
             case .backwardFilter:
-                return ifcn_conv3_find(cudnn, conv, direction.rawValue, x, scratch, y, ws.address, ws.bytes, &algorithm, &needed, &ms)
+                r = ifcn_conv3_find_all(cudnn, conv, direction.rawValue, x, scratch, y, ws.address, ws.bytes, &candidates, 16, &count)
             }
+            guard r == 0 else { return r }
+            // Ranked fastest first: the first that ran, fits and is allowed.
+            guard let c = candidates.prefix(Int(count)).first(where: {
+                $0.status == 0 && $0.workspace_bytes <= ws.bytes && (!deterministicOnly || $0.deterministic != 0)
+            }) else { return IFCN_CUDNN_NO_ALGORITHM }
+            algorithm = c.algorithm
+            needed = c.workspace_bytes
+            ifcn_conv3_set_algorithm(conv, direction.rawValue, algorithm)
+            return 0
         }
         var r = find()
         if r != 0 {
-            // No deterministic algorithm fits the workspace (or Find failed): ask cuDNN's heuristics
-            // what the best deterministic one needs, within half the free device memory, grow the
-            // workspace to that and benchmark again.
+            // No allowed algorithm fits the workspace (or Find failed): ask cuDNN's heuristics what the
+            // best allowed one needs, within half the free device memory, grow the workspace to that and
+            // benchmark again.
             var free = 0, total = 0
             _ = ifcn_cu_mem_get_info(&free, &total)
             let cap = max(convolutionWorkspaceBytes, free / 2)
-            var h = ifcn_conv3_heuristic(cudnn, conv, direction.rawValue, cap, 1, &algorithm, &needed)
+            var h = ifcn_conv3_heuristic(cudnn, conv, direction.rawValue, cap, deterministicOnly ? 1 : 0, &algorithm, &needed)
             if h == IFCN_CUDNN_NO_ALGORITHM {
                 // Last resort: an algorithm that may not give the same bits on every run. Say so.
                 h = ifcn_conv3_heuristic(cudnn, conv, direction.rawValue, cap, 0, &algorithm, &needed)
@@ -116,7 +151,7 @@ extension CUDABackend {
                 }
             }
             if h != 0 {
-                fatalError("cuDNN: no deterministic \(direction) algorithm for \(shape) (Find: \(String(cString: ifcn_cudnn_error_string(r))); "
+                fatalError("cuDNN: no \(deterministicOnly ? "deterministic " : "")\(direction) algorithm for \(shape) (Find: \(String(cString: ifcn_cudnn_error_string(r))); "
                            + "heuristics within \(cap >> 20) MiB: \(String(cString: ifcn_cudnn_error_string(h))))")
             }
             if needed > convolutionWorkspaceBytes {

@@ -3,16 +3,23 @@
 # a Python venv; no Swift, no network). Build the bundle first on a build machine:
 #   scripts/gpu_bundle.sh            -> .gpu/bundle.tar.xz (carry .gpu)
 #   OUT=results scripts/gpu_check.sh -> prints every step and a summary table; JSON in $OUT
+#   OUT=results scripts/gpu_check.sh speed -> only the speed parts (devices, benches, training curves, convolution
+#                                       sweep): for a second run on the same lent machine when the first ran out of time
 # Steps: ifcn devices; every fixture through check-reference on the GPU (fp32 math), with a
 # bitwise repeat and agreement with the CPU; a resumed training run against an uninterrupted one;
 # two-rank training with per-epoch validation on the VerSe scans (two ranks on one GPU: MPI); NCCL with
 # one rank against MPI, bit for bit; the VerSe scans segmented on the GPU and on the CPU (label maps
 # compared, also with --scan-statistics); a paper-size model's seconds per scan (segment_seconds); ifcn bench at C=64, P=128 (fp32,
 # tf32, with --profile: time per kind of kernel; tf32 with IFCN_CUDNN_ALGORITHMS=fastest) next to bench/pytorch_step.py --device cuda (fp32, tf32, bf16; tf32 and bf16 channels-last);
-# the step's convolutions timed in cuDNN in each precision (fp32, tf32, bf16) and layout (NCDHW, NDHWC) (bench --conv-sweep);
+# the step's convolutions timed in cuDNN as ifcn runs them and in tf32 NDHWC, bf16 NDHWC and bf16 NCDHW (bench --conv-sweep);
 # the training curve of tf32 against fp32 (bench/compare_curves.py); TFLOP/s of each step against the card's peak.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+part=${1:-all}
+[[ $part == all || $part == speed ]] || { echo "usage: scripts/gpu_check.sh [all|speed]"; exit 2; }
+correctness() { [[ $part == all ]]; }   # the correctness sections run in a full check only
+# What the summary reads from sections that may not run (empty: not run).
+fixtures=(); layers_rc=""; resume=""; train_seconds=""; nccl=""; same=(); statistics_differing=""
 OUT=${OUT:-gpu-check-out}
 mkdir -p "$OUT"
 root=$(pwd)
@@ -70,15 +77,8 @@ for m in tf32 bf16; do
         > "$OUT/bench_torch_${m}_cl.json" 2>>"$log"; cat "$OUT/bench_torch_${m}_cl.json" | tee -a "$log"
 done
 
-section "convolution sweep at C=64, P=128: a step's 3x3x3 convolutions in each precision and layout (issue 10's levers)"
-if fits 120 "the convolution sweep"; then
-run_ifcn timeout 150 "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels 64 --patch 128 --steps 1 --json \
-    --conv-sweep --sweep-seconds 75 > "$OUT/bench_sweep.json" 2> "$OUT/bench_sweep.err"; echo "exit $?" >> "$OUT/bench_sweep.err"
-tail -4 "$OUT/bench_sweep.err" | tee -a "$log"
-fi
-
+if correctness; then
 section "reference fixtures on the GPU (fp32 math, bitwise repeat, agreement with the CPU)"
-fixtures=()
 for f in Tests/IFCNEngineTests/Fixtures/*.safetensors; do
     name=$(basename "$f" .safetensors)
     run_ifcn timeout 90 "$ifcn" check-reference "$f" --backend cuda --gpu-math fp32 --determinism --compare-cpu --threads 8 \
@@ -113,12 +113,14 @@ run_ifcn timeout 180 mpirun --oversubscribe -np 2 "$ifcn" train --data "$B/data4
     --patch 32 --iterations 1600 --iters-per-epoch 400 --backend cuda --augment noise,blur --progress-seconds 20 2>&1 | tee "$OUT/train_2ranks.txt" | tail -8 | tee -a "$log"
 train_seconds=$(( $(date +%s) - t0 ))
 cp "$B/run2/metrics.jsonl" "$OUT/train_metrics.jsonl" 2>/dev/null
+fi
 
 section "training curve: tf32 (the training default) against fp32 math, 2,000 iterations of the demo's configuration"
 # One rank each, the four runs side by side on the GPU: fp32 and tf32 with seed 1, and fp32 with seeds 2 and 3 for
 # the run-to-run noise. bench/compare_curves.py: tf32 matches when its last epochs' loss and validation Dice lie
 # no further from fp32's than the other seeds' do.
 if fits 120 "the training curves"; then
+[[ -d $B/data4 ]] || run_ifcn "$ifcn" preprocess --input data/verse --output "$B/data4" --spacing 4 --validation sub-verse008 2>&1 | tail -1 | tee -a "$log"
 curve_common=(--data "$B/data4" --variant paper --channels 16 --patch 32 --iterations 2000 --iters-per-epoch 200
               --lr-steps 1500 --backend cuda --progress-seconds 1000)
 t0=$(date +%s)
@@ -134,6 +136,14 @@ python3 bench/compare_curves.py --reference fp32="$B/curve_fp32_1" --noise fp32-
 echo "four curves in $curve_seconds s" | tee -a "$log"
 fi
 
+section "convolution sweep at C=64, P=128: a step's 3x3x3 convolutions as ifcn runs them and as channels-last / bf16 would (issue 10's levers)"
+if fits 100 "the convolution sweep"; then
+run_ifcn timeout 150 "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels 64 --patch 128 --steps 1 --json \
+    --conv-sweep --sweep-seconds 60 > "$OUT/bench_sweep.json" 2> "$OUT/bench_sweep.err"; echo "exit $?" >> "$OUT/bench_sweep.err"
+tail -4 "$OUT/bench_sweep.err" | tee -a "$log"
+fi
+
+if correctness; then
 section "gradient averaging: NCCL with one rank (the single-GPU communicator) against MPI, bit for bit"
 nccl_common=(--data "$data" --variant paper --channels 16 --patch 64 --iters-per-epoch 20 --iterations 20 --backend cuda --gpu-math fp32 --val-cases 1 --progress-seconds 1000)
 run_ifcn timeout 90 "$ifcn" train "${nccl_common[@]}" --output "$B/runN" --allreduce nccl --dump-weights "$B/N" > "$OUT/nccl_1rank.txt" 2>&1; nccl_rc=$?
@@ -197,9 +207,10 @@ tail -1 "$OUT/segment128_cpu.txt" | tee -a "$log"
 cmp -s "$B/seg128/sub-verse005.nii.gz" "$B/seg128cpu/sub-verse005.nii.gz" && echo "C=64 P=128 sub-verse005: GPU and CPU label maps identical" | tee -a "$log"
 cp "$B"/seg128/*.json "$OUT/" 2>/dev/null
 fi
+fi
 
 section "summary"
-STATISTICS="${statistics_differing:-?}" LAYERS=$layers_rc FIXTURES="${fixtures[*]}" RESUME=$resume TRAIN_SECONDS=$train_seconds NCCL=$nccl SAME="${same[*]}" python3 - "$OUT" <<'PY' | tee -a "$log"
+PART=$part STATISTICS="${statistics_differing:-?}" LAYERS=$layers_rc FIXTURES="${fixtures[*]}" RESUME=$resume TRAIN_SECONDS=$train_seconds NCCL=$nccl SAME="${same[*]}" python3 - "$OUT" <<'PY' | tee -a "$log"
 import json, os, sys, glob
 out = sys.argv[1]
 def load(p):
@@ -214,9 +225,12 @@ res = {"card": gpu.get("name"), "driver": dev.get("driver_version"), "cudnn": de
 for kv in os.environ["FIXTURES"].split():
     k, v = kv.split("=")
     res["fixtures"][k] = v == "0"
-res["resume_bit_identical"] = os.environ["RESUME"] == "true"
-res["layers_agree_with_cpu"] = os.environ["LAYERS"] == "0"
-res["nccl_one_rank_equals_mpi"] = os.environ["NCCL"] == "true"
+def ran(key, passed):  # None where the section did not run (scripts/gpu_check.sh speed)
+    return None if os.environ[key] == "" else os.environ[key] == passed
+res["part"] = os.environ["PART"]
+res["resume_bit_identical"] = ran("RESUME", "true")
+res["layers_agree_with_cpu"] = ran("LAYERS", "0")
+res["nccl_one_rank_equals_mpi"] = ran("NCCL", "true")
 for c in ["sub-verse005", "sub-verse008", "sub-verse012"]:
     for b in ["cuda", "cpu"]:
         e = load(f"evaluate_{c}_{b}.json")
@@ -265,8 +279,9 @@ try:
     metrics = [json.loads(l) for l in open(os.path.join(out, "train_metrics.jsonl"))]
 except Exception:
     pass
-res["training"] = {"ranks": 2, "config": "paper C=16 P=32, 4 mm, noise+blur, trained on sub-verse005 and sub-verse012, validated on sub-verse008", "wall_seconds": int(os.environ["TRAIN_SECONDS"]),
-                   "epochs": [{k: m.get(k) for k in ["epoch", "iteration", "train_loss", "train_dice", "val_dice", "samples_per_second"]} for m in metrics]}
+if os.environ["TRAIN_SECONDS"]:
+    res["training"] = {"ranks": 2, "config": "paper C=16 P=32, 4 mm, noise+blur, trained on sub-verse005 and sub-verse012, validated on sub-verse008", "wall_seconds": int(os.environ["TRAIN_SECONDS"]),
+                       "epochs": [{k: m.get(k) for k in ["epoch", "iteration", "train_loss", "train_dice", "val_dice", "samples_per_second"]} for m in metrics]}
 # Dense peak TFLOP/s of the card's math units (NVIDIA's data sheets; tensor-core figures without sparsity), first
 # match; each engine's step rated by the model's FLOPs per step (the same model in both).
 PEAKS = [("H200 NVL", {"fp32": 60, "tf32": 418, "bf16": 835}), ("H200", {"fp32": 67, "tf32": 495, "bf16": 989}),
@@ -315,7 +330,7 @@ if curves:
     t = curves["candidates"].get("tf32", {})
     print(f"training curve, tf32 against fp32 (2,000 iterations): {'within' if t.get('within_noise') else 'OUTSIDE'} run-to-run noise "
           f"(val Dice off by {t.get('distance', {}).get('dice', float('nan')):.3f}, seeds span {curves['noise_span']['dice']:.3f})")
-for e in res["training"]["epochs"]:
+for e in (res.get("training") or {}).get("epochs", []):
     print(f"epoch {e['epoch']} iter {e['iteration']} loss {e['train_loss']:.1f} train Dice {e['train_dice']} val Dice {e['val_dice']} {e['samples_per_second']:.1f} samples/s")
 PY
 tar -C "$OUT" -czf "$OUT/details.tar.gz" --exclude details.tar.gz --exclude gpu_check.json --exclude console.txt . 2>/dev/null

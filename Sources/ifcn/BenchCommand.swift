@@ -18,7 +18,7 @@ struct BenchCommand: ParsableCommand {
     var forwardOnly = false
     @Flag(help: "Then run as many steps and forward passes again with each backend call marked (CUDA events on a GPU, the host clock on the CPU) and print the time per kind of kernel.")
     var profile = false
-    @Flag(help: "Then time the network's 3x3x3 convolutions (those of one step; of one forward pass with --forward-only) in cuDNN in each precision (fp32, tf32, bf16) and layout (NCDHW, channels-last NDHWC), with the fastest deterministic algorithm and the fastest of all, before the backend runs them so (needs --backend cuda).")
+    @Flag(help: "Then time the network's 3x3x3 convolutions (those of one step; of one forward pass with --forward-only) in cuDNN as the backend runs them (--gpu-math, NCDHW) and as the speed levers would (tf32 channels-last NDHWC, bf16 NDHWC, bf16 NCDHW), with the fastest deterministic algorithm and the fastest of all (needs --backend cuda).")
     var convSweep = false
     @Option(help: "Wall-clock seconds the convolution sweep may take; variants left when they are spent are listed as not timed.")
     var sweepSeconds: Double = 150

@@ -20,13 +20,12 @@ extension GPUMath {
 }
 
 extension CUDABackend {
-    /// Times each convolution of `calls` in each variant, on scratch buffers: every algorithm cuDNN's Find...Ex
+    /// Times each convolution of `calls` in each variant (default: this backend's own, then the levers), on scratch buffers: every algorithm cuDNN's Find...Ex
     /// offers within the workspace cap is ranked, then the fastest deterministic one and the fastest of all are
     /// each run `repeats` times between CUDA events (median). A configuration cuDNN refuses is recorded, not fatal.
     /// Variants are timed in the order given until `budgetSeconds` of wall time have passed; the rest are listed
     /// as skipped. Nothing of the network is touched.
-    public func sweepConvolutions(_ calls: [ConvolutionCall: Int], variants: [ConvolutionVariant] = ConvolutionVariant.sweepOrder,
-                                  repeats: Int = 5, budgetSeconds: Double = .infinity,
+    public func sweepConvolutions(_ calls: [ConvolutionCall: Int], variants: [ConvolutionVariant]? = nil, repeats: Int = 5, budgetSeconds: Double = .infinity,
                                   progress: (String) -> Void = { _ in }) -> ConvolutionSweep {
         bind()
         synchronize()
@@ -56,6 +55,7 @@ extension CUDABackend {
                                      device: "\(device.name), cuDNN \(ifcn_cudnn_version()), workspace cap \(cap >> 20) MiB")
         let clock = makeClock()
         let ordered = sweep.orderedCalls
+        let variants = variants ?? ConvolutionVariant.sweep(from: math.convolutionVariant)
         for (index, variant) in variants.enumerated() {
             let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             if elapsed > budgetSeconds {

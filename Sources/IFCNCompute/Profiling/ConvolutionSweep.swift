@@ -25,12 +25,14 @@ public struct ConvolutionVariant: Hashable, Sendable, CustomStringConvertible {
     public init(_ precision: ConvolutionPrecision, _ layout: TensorLayout) { self.precision = precision; self.layout = layout }
     public var description: String { "\(precision.rawValue) \(layout.rawValue)" }
 
-    /// The sweep's order: what the backend runs by default first, then the levers by expected gain
-    /// (channels-last, bf16), then float32 math (a budget cut drops the least informative).
-    public static let sweepOrder: [ConvolutionVariant] = [
-        .init(.tf32, .ncdhw), .init(.tf32, .ndhwc), .init(.bf16, .ndhwc), .init(.bf16, .ncdhw),
-        .init(.fp32, .ncdhw), .init(.fp32, .ndhwc),
-    ]
+    /// The levers, by expected gain: channels-last, then bf16 in either layout.
+    public static let levers: [ConvolutionVariant] = [.init(.tf32, .ndhwc), .init(.bf16, .ndhwc), .init(.bf16, .ncdhw)]
+
+    /// What a sweep times: `baseline` (what the backend runs now) first, then the levers (a budget cut drops the
+    /// last). float32 math is no lever: it is timed only as a baseline (`--gpu-math fp32`).
+    public static func sweep(from baseline: ConvolutionVariant) -> [ConvolutionVariant] {
+        [baseline] + levers.filter { $0 != baseline }
+    }
 
     /// Input channels to time besides `channels` itself: channels-last kernels may want a multiple of 8
     /// (the "pad the 2-channel input to 8"), so such shapes are timed padded as well.

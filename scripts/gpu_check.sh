@@ -10,9 +10,9 @@
 # two-rank training with per-epoch validation on the VerSe scans (two ranks on one GPU: MPI); NCCL with
 # one rank against MPI, bit for bit; the VerSe scans segmented on the GPU and on the CPU (label maps
 # compared, also with --scan-statistics); a paper-size model's seconds per scan (segment_seconds); ifcn bench at C=64, P=128 (fp32,
-# tf32, with --profile: time per kind of kernel; tf32 with IFCN_CUDNN_ALGORITHMS=fastest) next to bench/pytorch_step.py --device cuda (fp32, tf32, bf16; tf32 and bf16 channels-last);
+# tf32, bf16, with --profile: time per kind of kernel; tf32 with IFCN_CUDNN_ALGORITHMS=fastest) next to bench/pytorch_step.py --device cuda (fp32, tf32, bf16; tf32 and bf16 channels-last);
 # the step's convolutions timed in cuDNN as ifcn runs them and in tf32 NDHWC, bf16 NDHWC and bf16 NCDHW (bench --conv-sweep);
-# the training curve of tf32 against fp32 (bench/compare_curves.py); TFLOP/s of each step against the card's peak.
+# the training curves of tf32 and bf16 against fp32 (bench/compare_curves.py); TFLOP/s of each step against the card's peak.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 part=${1:-all}
@@ -56,9 +56,9 @@ run_ifcn "$ifcn" devices 2>&1 | tee -a "$log"
 run_ifcn "$ifcn" devices --json > "$OUT/devices.json" 2>>"$log"
 run_ifcn "$ifcn" devices --compile-kernels 2>&1 | tail -2 | tee -a "$log"
 
-section "bench: ifcn (fp32, tf32) and PyTorch"
+section "bench: ifcn (fp32, tf32, bf16) and PyTorch"
 run_ifcn timeout 100 "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels 16 --patch 64 --steps 10 2>&1 | tee -a "$log"
-for m in fp32 tf32; do
+for m in fp32 tf32 bf16; do
     run_ifcn timeout 150 "$ifcn" bench --backend cuda --gpu-math $m --variant paper --channels 64 --patch 128 --steps 10 --json \
         --profile > "$OUT/bench_ifcn_$m.json" 2> "$OUT/bench_ifcn_$m.err"; echo "exit $?" >> "$OUT/bench_ifcn_$m.err"
     cat "$OUT/bench_ifcn_$m.json" | tee -a "$log"; tail -5 "$OUT/bench_ifcn_$m.err" | tee -a "$log"
@@ -87,8 +87,11 @@ for f in Tests/IFCNEngineTests/Fixtures/*.safetensors; do
     grep -E "FAIL|ok\*|determinism|agreement|passed" "$OUT/fixture_$name.txt" | tee -a "$log"
     fixtures+=("$name=$rc")
 done
-run_ifcn timeout 60 "$ifcn" check-reference Tests/IFCNEngineTests/Fixtures/paper_c4_p32.safetensors --backend cuda --gpu-math tf32 --quiet 2>&1 \
-    | tail -3 | sed 's/^/tf32: /' | tee -a "$log"
+for m in tf32 bf16; do   # the speed modes' distance from PyTorch float32 (they are not meant to meet its tolerance)
+    run_ifcn timeout 60 "$ifcn" check-reference Tests/IFCNEngineTests/Fixtures/paper_c4_p32.safetensors --backend cuda --gpu-math $m \
+        --quiet > "$OUT/fixture_paper_c4_p32_$m.txt" 2>&1
+    tail -3 "$OUT/fixture_paper_c4_p32_$m.txt" | sed "s/^/$m: /" | tee -a "$log"
+done
 
 section "every kernel on the GPU against the CPU, layer by layer (fp32 math, relL2 <= 1e-5)"
 run_ifcn timeout 60 "$ifcn" check-backends --backend cuda --threads 8 > "$OUT/check_backends.txt" 2>&1; layers_rc=$?
@@ -115,16 +118,16 @@ train_seconds=$(( $(date +%s) - t0 ))
 cp "$B/run2/metrics.jsonl" "$OUT/train_metrics.jsonl" 2>/dev/null
 fi
 
-section "training curve: tf32 (the training default) against fp32 math, 2,000 iterations of the demo's configuration"
-# One rank each, the four runs side by side on the GPU: fp32 and tf32 with seed 1, and fp32 with seeds 2 and 3 for
-# the run-to-run noise. bench/compare_curves.py: tf32 matches when its last epochs' loss and validation Dice lie
+section "training curve: tf32 (the training default) and bf16 against fp32 math, 2,000 iterations of the demo's configuration"
+# One rank each, the five runs side by side on the GPU: fp32, tf32 and bf16 with seed 1, and fp32 with seeds 2 and 3
+# for the run-to-run noise. bench/compare_curves.py: a mode matches when its last epochs' loss and validation Dice lie
 # no further from fp32's than the other seeds' do.
 if fits 120 "the training curves"; then
 [[ -d $B/data4 ]] || run_ifcn "$ifcn" preprocess --input data/verse --output "$B/data4" --spacing 4 --validation sub-verse008 2>&1 | tail -1 | tee -a "$log"
 curve_common=(--data "$B/data4" --variant paper --channels 16 --patch 32 --iterations 2000 --iters-per-epoch 200
               --lr-steps 1500 --backend cuda --progress-seconds 1000)
 t0=$(date +%s)
-for spec in fp32:1 tf32:1 fp32:2 fp32:3; do
+for spec in fp32:1 tf32:1 bf16:1 fp32:2 fp32:3; do
     m=${spec%:*}; seed=${spec#*:}
     run_ifcn timeout 150 "$ifcn" train "${curve_common[@]}" --gpu-math $m --seed $seed --output "$B/curve_${m}_$seed" \
         > "$OUT/curve_${m}_$seed.txt" 2>&1 &
@@ -132,8 +135,8 @@ done
 wait
 curve_seconds=$(( $(date +%s) - t0 ))
 python3 bench/compare_curves.py --reference fp32="$B/curve_fp32_1" --noise fp32-seed2="$B/curve_fp32_2" \
-    --noise fp32-seed3="$B/curve_fp32_3" --candidate tf32="$B/curve_tf32_1" --json "$OUT/curves.json" 2>&1 | tee -a "$log"
-echo "four curves in $curve_seconds s" | tee -a "$log"
+    --noise fp32-seed3="$B/curve_fp32_3" --candidate tf32="$B/curve_tf32_1" --candidate bf16="$B/curve_bf16_1" --json "$OUT/curves.json" 2>&1 | tee -a "$log"
+echo "five curves in $curve_seconds s" | tee -a "$log"
 fi
 
 section "convolution sweep at C=64, P=128: a step's 3x3x3 convolutions as ifcn runs them and as channels-last / bf16 would (issue 10's levers)"
@@ -247,7 +250,7 @@ for c in ["sub-verse005", "sub-verse008", "sub-verse012"]:
         res.setdefault("segment_seconds", {})[c] = r["seconds"]
         res.setdefault("segment_evaluations", {})[c] = r["evaluations"]
         res.setdefault("segment_evaluations_per_vertebra", {})[c] = r["evaluations"] / max(len(r.get("instances") or []), 1)
-for name in ["fp32", "tf32", "tf32_fastest"]:
+for name in ["fp32", "tf32", "bf16", "tf32_fastest"]:
     b = load(f"bench_ifcn_{name}.json")
     m = name.replace("_fastest", " fastest algorithms")
     if b:
@@ -273,7 +276,7 @@ if sweep:
     res["conv_sweep"] = sweep
 curves = load("curves.json")
 if curves:
-    res["training_curve_tf32_vs_fp32"] = curves
+    res["training_curves_vs_fp32"] = curves  # tf32 and bf16 against fp32
 metrics = []
 try:
     metrics = [json.loads(l) for l in open(os.path.join(out, "train_metrics.jsonl"))]
@@ -326,9 +329,8 @@ if sweep:
         print(f"  {v}: " + ", ".join(cells))
     if sweep.get("skipped"):
         print("  not timed: " + ", ".join(sweep["skipped"]))
-if curves:
-    t = curves["candidates"].get("tf32", {})
-    print(f"training curve, tf32 against fp32 (2,000 iterations): {'within' if t.get('within_noise') else 'OUTSIDE'} run-to-run noise "
+for mode, t in ((curves or {}).get("candidates") or {}).items():
+    print(f"training curve, {mode} against fp32 (2,000 iterations): {'within' if t.get('within_noise') else 'OUTSIDE'} run-to-run noise "
           f"(val Dice off by {t.get('distance', {}).get('dice', float('nan')):.3f}, seeds span {curves['noise_span']['dice']:.3f})")
 for e in (res.get("training") or {}).get("epochs", []):
     print(f"epoch {e['epoch']} iter {e['iteration']} loss {e['train_loss']:.1f} train Dice {e['train_dice']} val Dice {e['val_dice']} {e['samples_per_second']:.1f} samples/s")

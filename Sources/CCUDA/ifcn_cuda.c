@@ -428,10 +428,6 @@ static int set_tensor(cudnnTensorDescriptor_t t, int type, int layout, int c, in
     return p_cudnnSetTensorNdDescriptor(t, type, 5, dims, layout ? ndhwc : ncdhw);
 }
 
-int ifcn_conv3_create(ifcn_conv3 **out, int cin, int cout, int d, int h, int w, int math) {
-    return ifcn_conv3_create_variant(out, cin, cout, d, h, w, math ? 1 : 0, 0);
-}
-
 int ifcn_conv3_create_variant(ifcn_conv3 **out, int cin, int cout, int d, int h, int w, int precision, int layout) {
     NEED(1);
     if (precision < 0 || precision > 2 || layout < 0 || layout > 1) return IFCN_CUDNN_BAD_VARIANT;

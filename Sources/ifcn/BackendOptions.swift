@@ -11,7 +11,7 @@ struct BackendOptions: ParsableArguments {
     @Option(help: "Compute backend: auto (CUDA when a GPU and its libraries load, else CPU), cpu or cuda. Default: IFCN_BACKEND, else auto.")
     var backend: BackendKind?
 
-    @Option(name: .customLong("gpu-math"), help: "Convolution math on the GPU: fp32 or tf32 (tensor cores).")
+    @Option(name: .customLong("gpu-math"), help: "Convolution math on the GPU: fp32, tf32 (tensor cores) or bf16 (bfloat16 operands summed in float32, as PyTorch's bf16 autocast; activations, weights, batch norm, loss and Adam stay float32).")
     var gpuMath: GPUMath?
 
     /// The backend for a single-process command; prints one line saying what runs where.

@@ -77,14 +77,11 @@ const char *ifcn_cudnn_error_string(int code);
 size_t ifcn_cudnn_version(void);
 int ifcn_cudnn_create(void **handle, void *stream);
 
-// A 3x3x3 convolution, padding 1, stride 1, float32 tensors [1, C, D, H, W] and filters
-// [cout, cin, 3, 3, 3], with its descriptors and the algorithms chosen for it.
+// A 3x3x3 convolution, padding 1, stride 1, tensors [1, C, D, H, W] and filters [cout, cin, 3, 3, 3],
+// with its descriptors and the algorithms chosen for it. precision: 0 = float32 FMA only, 1 = float32
+// with TF32 tensor cores allowed, 2 = bfloat16 tensors and filters summed in float32; layout: 0 =
+// NCDHW (W fastest), 1 = NDHWC (channels fastest, filters [cout, 3, 3, 3, cin]; bench --conv-sweep).
 typedef struct ifcn_conv3 ifcn_conv3;
-// math: 0 = float32 FMA only, 1 = TF32 tensor cores allowed.
-int ifcn_conv3_create(ifcn_conv3 **conv, int cin, int cout, int d, int h, int w, int math);
-// The same convolution in other precisions and layouts (ifcn bench --conv-sweep): precision 0 =
-// float32 FMA, 1 = TF32 allowed, 2 = bfloat16 tensors and filters accumulated in float32; layout
-// 0 = NCDHW (W fastest), 1 = NDHWC (channels fastest, filters [cout, 3, 3, 3, cin]).
 int ifcn_conv3_create_variant(ifcn_conv3 **conv, int cin, int cout, int d, int h, int w, int precision, int layout);
 void ifcn_conv3_destroy(ifcn_conv3 *conv);
 // One algorithm cudnnFind...Ex tried: its cuDNN status, measured time, workspace and whether it

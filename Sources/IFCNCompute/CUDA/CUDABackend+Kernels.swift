@@ -70,6 +70,21 @@ extension CUDABackend {
         launch1D(.sigmoidForward, blocks: kernelBlocks(n), [kernelArg(input), kernelArg(output), .int64(Int64(n))])
     }
 
+    /// A bfloat16 copy of `t` (round to nearest even) in workspace `slot`: its device address.
+    func bfloat16Copy(_ t: TensorRef, slot: WorkspaceSlot) -> UInt64 {
+        let address = workspace(slot, bytes: max(t.count, 1) * 2)
+        if t.count > 0 {
+            launch1D(.toBFloat16, blocks: kernelBlocks(t.count), [kernelArg(t), .pointer(address), .int64(Int64(t.count))])
+        }
+        return address
+    }
+
+    /// Widens `t.count` bfloat16 values at `address` into `t` (exactly), adding to it when `accumulate`.
+    func widenBFloat16(_ address: UInt64, into t: TensorRef, accumulate: Bool) {
+        guard t.count > 0 else { return }
+        launch1D(.fromBFloat16, blocks: kernelBlocks(t.count), [.pointer(address), kernelArg(t), kernelFlag(accumulate), .int64(Int64(t.count))])
+    }
+
     public func scale(_ tensor: TensorRef, by factor: Float) {
         let n = tensor.count
         guard n > 0 else { return }

@@ -25,11 +25,17 @@ enum KernelArg {
 /// Grow-only device scratch regions, one per purpose.
 enum WorkspaceSlot: Int, CaseIterable {
     case reduction = 0, reduction2 = 1, loss = 2, convolution = 3, convolutionFind = 4, segmentation = 5
+    /// bf16 math: the rounded copies of a convolution's input (or input gradient), output (or output gradient) and filter.
+    case bf16Input = 6, bf16Output = 7, bf16Filter = 8
 }
 
-/// Convolution math on the GPU: float32 FMA (reference checks, tests) or TF32 tensor cores.
+/// Convolution math on the GPU: float32 FMA (reference checks, tests), TF32 tensor cores, or bfloat16 operands.
 public enum GPUMath: String, CaseIterable, Sendable {
     case fp32, tf32
+    /// The 3x3x3 convolutions on bfloat16 copies of their operands, summed in float32 by cuDNN, their results
+    /// rounded to bfloat16 and widened back (what PyTorch's bf16 autocast computes); activations, weights, batch
+    /// norm, the loss and Adam stay float32.
+    case bf16
 }
 
 /// The CUDA backend: one GPU (the driver's primary context), one stream, cuDNN for the 3x3x3

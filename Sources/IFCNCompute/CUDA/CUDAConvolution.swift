@@ -2,6 +2,30 @@ import CCUDA
 import Foundation
 import IFCNSupport
 
+extension ConvolutionPrecision {
+    /// The shim's precision code (ifcn_conv3_create_variant).
+    var shimCode: Int32 {
+        switch self {
+        case .fp32: return 0
+        case .tf32: return 1
+        case .bf16: return 2
+        }
+    }
+    /// A fill pattern of small values (0.01) for timing buffers: one float32, or two bfloat16s.
+    var fillPattern: UInt32 { self == .bf16 ? 0x3C24_3C24 : 0x3C23_D70A }
+}
+
+extension GPUMath {
+    /// The precision and layout the backend runs its convolutions in.
+    public var convolutionVariant: ConvolutionVariant {
+        switch self {
+        case .fp32: return ConvolutionVariant(.fp32, .ncdhw)
+        case .tf32: return ConvolutionVariant(.tf32, .ncdhw)
+        case .bf16: return ConvolutionVariant(.bf16, .ncdhw)
+        }
+    }
+}
+
 /// Which cuDNN algorithms the CUDA backend may choose for its convolutions (`IFCN_CUDNN_ALGORITHMS`).
 public enum CUDAAlgorithmPolicy: String, CaseIterable, Sendable {
     /// Only algorithms that give the same bits on every run: same seed, same device, same numbers (the default).
@@ -86,8 +110,9 @@ extension CUDABackend {
         } else {
             var c: OpaquePointer?
             let e = shape.extent
-            checkDNN(ifcn_conv3_create(&c, Int32(shape.inChannels), Int32(shape.outChannels), Int32(e.d), Int32(e.h), Int32(e.w),
-                                    math == .tf32 ? 1 : 0), "cudnn descriptors for \(shape)")
+            checkDNN(ifcn_conv3_create_variant(&c, Int32(shape.inChannels), Int32(shape.outChannels), Int32(e.d), Int32(e.h),
+                                               Int32(e.w), math.convolutionVariant.precision.shimCode, 0),
+                     "cudnn descriptors for \(shape)")
             conv = c!
             convolutions[shape] = conv
         }
@@ -170,17 +195,35 @@ extension CUDABackend {
                              weight: TensorRef, bias: TensorRef?, output: TensorRef, outChannels: Int) {
         precondition(input.count == inChannels * extent.voxels && output.count == outChannels * extent.voxels)
         let shape = ConvolutionShape(inChannels: inChannels, outChannels: outChannels, extent: extent)
-        let x = pointer(input), w = pointer(weight), y = pointer(output)
-        let conv = convolution(shape, .forward, x: x, w: w, y: y)
-        let ws = convolutionWorkspace
-        checkDNN(ifcn_conv3_forward(cudnn, conv, x, w, 0, y, ws.address, ws.bytes),
-              "cudnnConvolutionForward \(shape)")
+        if math == .bf16 {
+            let x = bfloat16Copy(input, slot: .bf16Input), w = bfloat16Copy(weight, slot: .bf16Filter)
+            let y = workspace(.bf16Output, bytes: output.count * 2)
+            let conv = convolution(shape, .forward, x: x, w: w, y: y)
+            let ws = convolutionWorkspace
+            checkDNN(ifcn_conv3_forward(cudnn, conv, x, w, 0, y, ws.address, ws.bytes), "cudnnConvolutionForward \(shape) bf16")
+            widenBFloat16(y, into: output, accumulate: false)
+        } else {
+            let x = pointer(input), w = pointer(weight), y = pointer(output)
+            let conv = convolution(shape, .forward, x: x, w: w, y: y)
+            let ws = convolutionWorkspace
+            checkDNN(ifcn_conv3_forward(cudnn, conv, x, w, 0, y, ws.address, ws.bytes), "cudnnConvolutionForward \(shape)")
+        }
         if let bias { addBias(output, bias: bias, channels: outChannels, voxels: extent.voxels) }
     }
 
     public func conv3BackwardData(gradOutput: TensorRef, outChannels: Int, extent: Extent3,
                                   weight: TensorRef, gradInput: TensorRef, inChannels: Int, accumulate: Bool) {
         let shape = ConvolutionShape(inChannels: inChannels, outChannels: outChannels, extent: extent)
+        if math == .bf16 {
+            let dy = bfloat16Copy(gradOutput, slot: .bf16Output), w = bfloat16Copy(weight, slot: .bf16Filter)
+            let dx = workspace(.bf16Input, bytes: gradInput.count * 2)
+            let conv = convolution(shape, .backwardData, x: dx, w: w, y: dy)
+            let ws = convolutionWorkspace
+            checkDNN(ifcn_conv3_backward_data(cudnn, conv, dy, w, 0, dx, ws.address, ws.bytes),
+                     "cudnnConvolutionBackwardData \(shape) bf16")
+            widenBFloat16(dx, into: gradInput, accumulate: accumulate)
+            return
+        }
         let dy = pointer(gradOutput), w = pointer(weight), dx = pointer(gradInput)
         let conv = convolution(shape, .backwardData, x: dx, w: w, y: dy)
         let ws = convolutionWorkspace
@@ -191,11 +234,22 @@ extension CUDABackend {
     public func conv3BackwardWeight(input: TensorRef, inChannels: Int, extent: Extent3, gradOutput: TensorRef,
                                     outChannels: Int, gradWeight: TensorRef, gradBias: TensorRef?) {
         let shape = ConvolutionShape(inChannels: inChannels, outChannels: outChannels, extent: extent)
-        let x = pointer(input), dy = pointer(gradOutput), dw = pointer(gradWeight)
-        let conv = convolution(shape, .backwardFilter, x: x, w: dw, y: dy)
-        let ws = convolutionWorkspace
-        checkDNN(ifcn_conv3_backward_filter(cudnn, conv, x, dy, 1, dw, ws.address, ws.bytes),
-              "cudnnConvolutionBackwardFilter \(shape)")
+        if math == .bf16 {
+            // The weight gradient comes out in bfloat16 (cuDNN's bf16 configuration) and is added to the float32 one.
+            let x = bfloat16Copy(input, slot: .bf16Input), dy = bfloat16Copy(gradOutput, slot: .bf16Output)
+            let dw = workspace(.bf16Filter, bytes: gradWeight.count * 2)
+            let conv = convolution(shape, .backwardFilter, x: x, w: dw, y: dy)
+            let ws = convolutionWorkspace
+            checkDNN(ifcn_conv3_backward_filter(cudnn, conv, x, dy, 0, dw, ws.address, ws.bytes),
+                     "cudnnConvolutionBackwardFilter \(shape) bf16")
+            widenBFloat16(dw, into: gradWeight, accumulate: true)
+        } else {
+            let x = pointer(input), dy = pointer(gradOutput), dw = pointer(gradWeight)
+            let conv = convolution(shape, .backwardFilter, x: x, w: dw, y: dy)
+            let ws = convolutionWorkspace
+            checkDNN(ifcn_conv3_backward_filter(cudnn, conv, x, dy, 1, dw, ws.address, ws.bytes),
+                     "cudnnConvolutionBackwardFilter \(shape)")
+        }
         if let gradBias { accumulateBiasGradient(gradOutput: gradOutput, channels: outChannels, voxels: extent.voxels, gradBias: gradBias) }
     }
 }

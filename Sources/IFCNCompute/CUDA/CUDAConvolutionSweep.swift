@@ -1,24 +1,6 @@
 import CCUDA
 import Foundation
 
-extension ConvolutionPrecision {
-    /// The shim's precision code (ifcn_conv3_create_variant).
-    var shimCode: Int32 {
-        switch self {
-        case .fp32: return 0
-        case .tf32: return 1
-        case .bf16: return 2
-        }
-    }
-    /// A fill pattern of small values (0.01) for timing buffers: one float32, or two bfloat16s.
-    var fillPattern: UInt32 { self == .bf16 ? 0x3C24_3C24 : 0x3C23_D70A }
-}
-
-extension GPUMath {
-    /// The sweep variant the backend runs its convolutions as.
-    public var convolutionVariant: ConvolutionVariant { ConvolutionVariant(self == .fp32 ? .fp32 : .tf32, .ncdhw) }
-}
-
 extension CUDABackend {
     /// Times each convolution of `calls` in each variant (default: this backend's own, then the levers), on scratch buffers: every algorithm cuDNN's Find...Ex
     /// offers within the workspace cap is ranked, then the fastest deterministic one and the fastest of all are

@@ -21,6 +21,9 @@ enum CUDAKernel: String, CaseIterable {
     case reluBackward = "ifcn_relu_backward"
     case sigmoidForward = "ifcn_sigmoid_forward"
     case scale = "ifcn_scale"
+    // bf16 convolutions (--gpu-math bf16): operands rounded into scratch, results widened back.
+    case toBFloat16 = "ifcn_to_bf16"
+    case fromBFloat16 = "ifcn_from_bf16"
     case adamStep = "ifcn_adam_step"
     // Segmentation loss.
     case segLossPartial = "ifcn_seg_loss_partial"
@@ -141,6 +144,23 @@ enum CUDAKernelSource {
 
     extern "C" __global__ void ifcn_scale(float* x, float factor, long long n) {
         for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) x[i] = __fmul_rn(x[i], factor);
+    }
+
+    // float32 -> bfloat16, round to nearest, ties to even (BFloat16.round on the CPU); a NaN stays a (quiet) NaN.
+    extern "C" __global__ void ifcn_to_bf16(const float* x, unsigned short* y, long long n) {
+        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) {
+            unsigned int b = __float_as_uint(x[i]);
+            if ((b & 0x7fffffffu) > 0x7f800000u) y[i] = (unsigned short)((b >> 16) | 0x40u);
+            else y[i] = (unsigned short)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+        }
+    }
+
+    // bfloat16 -> float32 (exact); accumulate != 0 adds to y.
+    extern "C" __global__ void ifcn_from_bf16(const unsigned short* x, float* y, int accumulate, long long n) {
+        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) {
+            float v = __uint_as_float(((unsigned int)x[i]) << 16);
+            y[i] = accumulate ? __fadd_rn(y[i], v) : v;
+        }
     }
 
     // PyTorch Adam (no weight decay) exactly as CPUBackend.adamStep; stepSize = lr / bc1 and

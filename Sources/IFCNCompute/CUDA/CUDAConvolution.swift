@@ -191,65 +191,59 @@ extension CUDABackend {
         return conv
     }
 
+    /// One pass of a convolution over `x` [cin, extent], `w` [cout, cin, 3, 3, 3] and `y` [cout, extent]: forward
+    /// writes y, backward data writes x from the output gradient in y, backward filter writes w from x and the output
+    /// gradient in y; `accumulate` adds to what the pass writes. In bf16 math the pass runs on bfloat16 copies of its
+    /// operands and its bfloat16 result is widened into the float32 tensor.
+    private func runConvolution(_ shape: ConvolutionShape, _ direction: ConvolutionDirection,
+                                x: TensorRef, w: TensorRef, y: TensorRef, accumulate: Bool) {
+        let bf16 = math == .bf16
+        func address(_ t: TensorRef, _ slot: WorkspaceSlot, writtenBy pass: ConvolutionDirection) -> UInt64 {
+            guard bf16 else { return pointer(t) }
+            return direction == pass ? workspace(slot, bytes: max(t.count, 1) * 2) : bfloat16Copy(t, slot: slot)
+        }
+        let xa = address(x, .bf16Input, writtenBy: .backwardData), wa = address(w, .bf16Filter, writtenBy: .backwardFilter)
+        let ya = address(y, .bf16Output, writtenBy: .forward)
+        let conv = convolution(shape, direction, x: xa, w: wa, y: ya)
+        let ws = convolutionWorkspace
+        // float32 math adds in cuDNN (beta 1); bf16 writes its scratch, and the widening adds.
+        let beta: Float = !bf16 && accumulate ? 1 : 0
+        let status: Int32
+        switch direction {
+        case .forward: status = ifcn_conv3_forward(cudnn, conv, xa, wa, beta, ya, ws.address, ws.bytes)
+        case .backwardData: status = ifcn_conv3_backward_data(cudnn, conv, ya, wa, beta, xa, ws.address, ws.bytes)
+        case .backwardFilter: status = ifcn_conv3_backward_filter(cudnn, conv, xa, ya, beta, wa, ws.address, ws.bytes)
+        }
+        checkDNN(status, "convolution \(direction) \(shape), \(math.rawValue)")
+        if bf16 {
+            switch direction {
+            case .forward: widenBFloat16(ya, into: y, accumulate: accumulate)
+            case .backwardData: widenBFloat16(xa, into: x, accumulate: accumulate)
+            case .backwardFilter: widenBFloat16(wa, into: w, accumulate: accumulate)
+            }
+        }
+    }
+
     public func conv3Forward(input: TensorRef, inChannels: Int, extent: Extent3,
                              weight: TensorRef, bias: TensorRef?, output: TensorRef, outChannels: Int) {
         precondition(input.count == inChannels * extent.voxels && output.count == outChannels * extent.voxels)
         let shape = ConvolutionShape(inChannels: inChannels, outChannels: outChannels, extent: extent)
-        if math == .bf16 {
-            let x = bfloat16Copy(input, slot: .bf16Input), w = bfloat16Copy(weight, slot: .bf16Filter)
-            let y = workspace(.bf16Output, bytes: output.count * 2)
-            let conv = convolution(shape, .forward, x: x, w: w, y: y)
-            let ws = convolutionWorkspace
-            checkDNN(ifcn_conv3_forward(cudnn, conv, x, w, 0, y, ws.address, ws.bytes), "cudnnConvolutionForward \(shape) bf16")
-            widenBFloat16(y, into: output, accumulate: false)
-        } else {
-            let x = pointer(input), w = pointer(weight), y = pointer(output)
-            let conv = convolution(shape, .forward, x: x, w: w, y: y)
-            let ws = convolutionWorkspace
-            checkDNN(ifcn_conv3_forward(cudnn, conv, x, w, 0, y, ws.address, ws.bytes), "cudnnConvolutionForward \(shape)")
-        }
+        runConvolution(shape, .forward, x: input, w: weight, y: output, accumulate: false)
         if let bias { addBias(output, bias: bias, channels: outChannels, voxels: extent.voxels) }
     }
 
     public func conv3BackwardData(gradOutput: TensorRef, outChannels: Int, extent: Extent3,
                                   weight: TensorRef, gradInput: TensorRef, inChannels: Int, accumulate: Bool) {
         let shape = ConvolutionShape(inChannels: inChannels, outChannels: outChannels, extent: extent)
-        if math == .bf16 {
-            let dy = bfloat16Copy(gradOutput, slot: .bf16Output), w = bfloat16Copy(weight, slot: .bf16Filter)
-            let dx = workspace(.bf16Input, bytes: gradInput.count * 2)
-            let conv = convolution(shape, .backwardData, x: dx, w: w, y: dy)
-            let ws = convolutionWorkspace
-            checkDNN(ifcn_conv3_backward_data(cudnn, conv, dy, w, 0, dx, ws.address, ws.bytes),
-                     "cudnnConvolutionBackwardData \(shape) bf16")
-            widenBFloat16(dx, into: gradInput, accumulate: accumulate)
-            return
-        }
-        let dy = pointer(gradOutput), w = pointer(weight), dx = pointer(gradInput)
-        let conv = convolution(shape, .backwardData, x: dx, w: w, y: dy)
-        let ws = convolutionWorkspace
-        checkDNN(ifcn_conv3_backward_data(cudnn, conv, dy, w, accumulate ? 1 : 0, dx, ws.address, ws.bytes),
-              "cudnnConvolutionBackwardData \(shape)")
+        runConvolution(shape, .backwardData, x: gradInput, w: weight, y: gradOutput, accumulate: accumulate)
     }
 
+    /// Parameter gradients always accumulate (in bf16 math the weight gradient comes out in bfloat16, cuDNN's bf16
+    /// configuration, and is added to the float32 one).
     public func conv3BackwardWeight(input: TensorRef, inChannels: Int, extent: Extent3, gradOutput: TensorRef,
                                     outChannels: Int, gradWeight: TensorRef, gradBias: TensorRef?) {
         let shape = ConvolutionShape(inChannels: inChannels, outChannels: outChannels, extent: extent)
-        if math == .bf16 {
-            // The weight gradient comes out in bfloat16 (cuDNN's bf16 configuration) and is added to the float32 one.
-            let x = bfloat16Copy(input, slot: .bf16Input), dy = bfloat16Copy(gradOutput, slot: .bf16Output)
-            let dw = workspace(.bf16Filter, bytes: gradWeight.count * 2)
-            let conv = convolution(shape, .backwardFilter, x: x, w: dw, y: dy)
-            let ws = convolutionWorkspace
-            checkDNN(ifcn_conv3_backward_filter(cudnn, conv, x, dy, 0, dw, ws.address, ws.bytes),
-                     "cudnnConvolutionBackwardFilter \(shape) bf16")
-            widenBFloat16(dw, into: gradWeight, accumulate: true)
-        } else {
-            let x = pointer(input), dy = pointer(gradOutput), dw = pointer(gradWeight)
-            let conv = convolution(shape, .backwardFilter, x: x, w: dw, y: dy)
-            let ws = convolutionWorkspace
-            checkDNN(ifcn_conv3_backward_filter(cudnn, conv, x, dy, 1, dw, ws.address, ws.bytes),
-                     "cudnnConvolutionBackwardFilter \(shape)")
-        }
+        runConvolution(shape, .backwardFilter, x: input, w: gradWeight, y: gradOutput, accumulate: true)
         if let gradBias { accumulateBiasGradient(gradOutput: gradOutput, channels: outChannels, voxels: extent.voxels, gradBias: gradBias) }
     }
 }

@@ -120,7 +120,7 @@ final class ProfilingTests: XCTestCase {
         XCTAssertTrue(table.contains("1.00x"), table)
         XCTAssertTrue(table.contains("0.25x"), table)  // channels-last, any algorithm: 3.5 ms of 14
         XCTAssertTrue(table.contains("CUDNN_STATUS_NOT_SUPPORTED"), table)
-        XCTAssertTrue(table.contains("not timed (time budget): fp32 ncdhw"), table)
+        XCTAssertTrue(table.contains("not (fully) timed (time budget): fp32 ncdhw"), table)
         let json = sweep.json
         let data = try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])  // serialisable as it is
         let back = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])

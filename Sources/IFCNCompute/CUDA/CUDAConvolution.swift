@@ -11,8 +11,6 @@ extension ConvolutionPrecision {
         case .bf16: return 2
         }
     }
-    /// A fill pattern of small values (0.01) for timing buffers: one float32, or two bfloat16s.
-    var fillPattern: UInt32 { self == .bf16 ? 0x3C24_3C24 : 0x3C23_D70A }
 }
 
 extension GPUMath {

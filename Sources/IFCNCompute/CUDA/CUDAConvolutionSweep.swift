@@ -1,14 +1,20 @@
 import CCUDA
 import Foundation
 
+private extension ConvolutionPrecision {
+    /// A fill pattern of small values (0.01) for timing buffers: one float32, or two bfloat16s.
+    var fillPattern: UInt32 { self == .bf16 ? 0x3C24_3C24 : 0x3C23_D70A }
+}
+
 extension CUDABackend {
-    /// Times each convolution of `calls` in each variant (default: this backend's own, then the levers), on scratch buffers: every algorithm cuDNN's Find...Ex
-    /// offers within the workspace cap is ranked, then the fastest deterministic one and the fastest of all are
-    /// each run `repeats` times between CUDA events (median). A configuration cuDNN refuses is recorded, not fatal.
-    /// Variants are timed in the order given until `budgetSeconds` of wall time have passed; the rest are listed
-    /// as skipped. Nothing of the network is touched.
-    public func sweepConvolutions(_ calls: [ConvolutionCall: Int], variants: [ConvolutionVariant]? = nil, repeats: Int = 5, budgetSeconds: Double = .infinity,
-                                  progress: (String) -> Void = { _ in }) -> ConvolutionSweep {
+    /// Times each convolution of `calls` in each variant (default: this backend's own, then the levers), on scratch
+    /// buffers: every algorithm cuDNN's Find...Ex offers within the workspace cap is ranked, then the fastest
+    /// deterministic one and the fastest of all are each run `repeats` times between CUDA events (median). A
+    /// configuration cuDNN refuses is recorded, not fatal. Variants are timed in the order given until `budgetSeconds`
+    /// of wall time have passed; the variant then in progress and the rest are listed as skipped. Nothing of the
+    /// network is touched.
+    public func sweepConvolutions(_ calls: [ConvolutionCall: Int], variants: [ConvolutionVariant]? = nil, repeats: Int = 5,
+                                  budgetSeconds: Double = .infinity, progress: (String) -> Void = { _ in }) -> ConvolutionSweep {
         bind()
         synchronize()
         let start = DispatchTime.now().uptimeNanoseconds
@@ -38,15 +44,15 @@ extension CUDABackend {
         let clock = makeClock()
         let ordered = sweep.orderedCalls
         let variants = variants ?? ConvolutionVariant.sweep(from: math.convolutionVariant)
-        for (index, variant) in variants.enumerated() {
-            let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            if elapsed > budgetSeconds {
-                sweep.skipped = Array(variants[index...])
-                progress(String(format: "conv sweep: %.0f s budget spent; not timed: %@", budgetSeconds,
-                                sweep.skipped.map(\.description).joined(separator: ", ")))
-                break
-            }
+        func spent() -> Bool { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 > budgetSeconds }
+        variantLoop: for (index, variant) in variants.enumerated() {
             for call in ordered {
+                if spent() {
+                    sweep.skipped = Array(variants[index...])
+                    progress(String(format: "conv sweep: %.0f s budget spent; not (fully) timed: ", budgetSeconds)
+                             + sweep.skipped.map(\.description).joined(separator: ", "))
+                    break variantLoop
+                }
                 let s = call.shape
                 for cin in [s.inChannels] + (variant.paddedInChannels(s.inChannels).map { [$0] } ?? []) {
                     // Fresh small values for each convolution: outputs fed back as inputs would grow without bound.

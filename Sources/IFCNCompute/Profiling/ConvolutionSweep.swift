@@ -77,7 +77,7 @@ public struct ConvolutionSweep: Sendable {
     public var measurements: [SweepMeasurement] = []
     /// The variant the backend runs now (the ratios' denominator).
     public var baseline: ConvolutionVariant
-    /// Variants not timed (the time budget ran out), in sweep order.
+    /// Variants not timed, or timed only in part, when the time budget ran out (in sweep order).
     public var skipped: [ConvolutionVariant] = []
     /// What the measurements ran on ("NVIDIA H200, cuDNN 91900, workspace cap 8192 MiB").
     public var device: String
@@ -150,7 +150,7 @@ public struct ConvolutionSweep: Sendable {
             lines.append("  \(p.variant), \(p.call) (cin \(p.timedInChannels)): \(p.problem!)")
         }
         if problems.count > 8 { lines.append("  ... \(problems.count - 8) more in the JSON") }
-        if !skipped.isEmpty { lines.append("  not timed (time budget): " + skipped.map(\.description).joined(separator: ", ")) }
+        if !skipped.isEmpty { lines.append("  not (fully) timed (time budget): " + skipped.map(\.description).joined(separator: ", ")) }
         return lines.joined(separator: "\n")
     }
 

@@ -22,6 +22,11 @@ public enum BackendAgreement {
         let target = (0..<V).map { _ in Float(rng.uniform() < 0.3 ? 1 : 0) }
         let weight = (0..<V).map { _ in Float(1 + 8 * rng.uniform()) }
         let base = rand(c * V, 0.5)  // what "accumulate" adds onto
+        // Probabilities of two boxes (segmentation volumes), from their own generator: a box may be larger than
+        // the test's scan, and the draws above stay as they were.
+        let boxSide = 12
+        var boxRNG = SeededGenerator(seed: seed ^ 0xB0C5)
+        let boxProb = (0..<(2 * boxSide * boxSide * boxSide)).map { _ in Float(boxRNG.uniform(0.01, 0.99)) }
         var out: [TensorComparison] = []
 
         /// Runs `body` on both backends and compares the named results.
@@ -121,13 +126,13 @@ public enum BackendAgreement {
         agree("segmentation volumes") { k in
             // A box of side 12 reaching out of the scan on three sides; a fragment accepted twice (labels 1, then 2
             // where the second box's fragment is still unlabelled), then the memory under the first box.
-            let scan = SIMD3(e.w, e.h, e.d), side = 12, n = side * side * side
+            let scan = SIMD3(e.w, e.h, e.d), side = boxSide, n = side * side * side
             let box = PatchBox(scan: scan, origin: SIMD3(-3, e.h - 7, e.d / 2), side: side)
             let second = PatchBox(scan: scan, origin: SIMD3(2, e.h - 9, e.d / 2 - 3), side: side)
             let patch = k.zeros(n), memory = k.zeros(n)
             k.b.extractPatch(k.t(Array(x.prefix(V))), box: box, fill: -2, into: patch)
             let mask = k.zeros(PatchBox.maskElements(voxels: V)), labels = k.zeros(V)
-            let p1 = k.t(Array(prob.prefix(n))), p2 = k.t(Array(prob.suffix(n)))
+            let p1 = k.t(Array(boxProb.prefix(n))), p2 = k.t(Array(boxProb.suffix(n)))
             let before = k.b.fragmentSums(p1, box: box, unlabelledIn: nil), hash0 = k.b.maskHash(mask, box: box)
             k.b.acceptFragment(p1, box: box, mask: mask, labels: labels, label: 1)
             let unlabelled = k.b.fragmentSums(p2, box: second, unlabelledIn: labels)

@@ -23,7 +23,10 @@ enum GradientAveraging {
     func average(_ gradients: TensorRef, backend: any ComputeBackend, comm: Communicator) throws -> Double {
         switch self {
         case .mpi:
-            try backend.withHostMemory(gradients) { try comm.averageGradients($0, count: gradients.count) }
+            // One rank has nothing to average: no host round trip of the gradients.
+            if comm.size > 1 {
+                try backend.withHostMemory(gradients) { try comm.averageGradients($0, count: gradients.count) }
+            }
         case .nccl(let nccl):
             nccl.average(gradients)
         }
@@ -31,9 +34,10 @@ enum GradientAveraging {
     }
 
     /// One line for the log.
-    func describe(backend: any ComputeBackend) -> String {
+    func describe(backend: any ComputeBackend, ranks: Int) -> String {
         switch self {
         case .mpi:
+            if ranks == 1 { return "one rank: its gradients are used as they are (nothing to average)" }
             return "gradients averaged by MPI allreduce" + (backend is CUDABackend ? " through pinned host memory" : "")
         case .nccl(let nccl):
             return "gradients averaged by NCCL \(NCCLCommunicator.version ?? "?") on each GPU's stream (\(nccl.ranks) rank(s))"
@@ -41,10 +45,11 @@ enum GradientAveraging {
     }
 
     /// Chooses for `method` (collective: every rank calls it). `auto` falls back to MPI with the first obstacle
-    /// in `note`; `nccl` throws it, on every rank.
+    /// in `note`; `nccl` throws it, on every rank. One rank averages nothing (`.mpi` then skips the host copy),
+    /// so `auto` sets no NCCL up for it; an explicit `nccl` still does (the device check compares it with MPI).
     static func choose(_ method: AllreduceMethod, backend: any ComputeBackend, comm: Communicator,
                        note: (String) -> Void) throws -> GradientAveraging {
-        guard method != .mpi else { return .mpi }
+        guard method == .nccl || (method == .auto && comm.size > 1) else { return .mpi }
         let obstacle = ncclObstacle(backend: backend, comm: comm)
         let first = Int(comm.allreduceMin(obstacle == nil ? Double(comm.size) : Double(comm.rank)))
         if first < comm.size {

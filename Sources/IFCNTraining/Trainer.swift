@@ -154,7 +154,7 @@ public final class Trainer {
                               adam: Adam(network: net, learningRate: o.learningRate), run: run, data: data, info: info)
         session.lock = lock
         session.averaging = try GradientAveraging.choose(o.allreduce, backend: backend, comm: comm, note: log)
-        rootLog(session.averaging.describe(backend: backend))
+        rootLog(session.averaging.describe(backend: backend, ranks: comm.size))
         noteRecovery(session)
         return session
     }

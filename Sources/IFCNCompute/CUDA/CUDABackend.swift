@@ -20,6 +20,21 @@ final class CUDABuffer: DeviceBuffer {
 /// Argument of a kernel launch, in the order of the kernel's C parameters.
 enum KernelArg {
     case pointer(UInt64), int32(Int32), int64(Int64), float(Float), double(Double)
+
+    /// The C parameter type an argument fills.
+    enum Kind: String, Equatable {
+        case pointer, int32 = "int", int64 = "long long", float, double
+    }
+
+    var kind: Kind {
+        switch self {
+        case .pointer: return .pointer
+        case .int32: return .int32
+        case .int64: return .int64
+        case .float: return .float
+        case .double: return .double
+        }
+    }
 }
 
 /// Grow-only device scratch regions, one per purpose.
@@ -207,6 +222,13 @@ public final class CUDABackend: ComputeBackend {
     func launch(_ kernel: CUDAKernel, grid: Int, gridY: Int = 1, block: Int, sharedBytes: Int = 0, _ args: [KernelArg]) {
         bind()
         precondition(grid > 0 && gridY > 0 && block > 0, "empty launch of \(kernel.rawValue)")
+        // The driver copies each argument by the size of the kernel's parameter: a wrong list is garbage on the GPU,
+        // so it stops here, in every build (the check costs a comparison of a few enums per launch).
+        let kinds = args.map(\.kind)
+        if kinds != kernel.parameters {
+            fatalError("launch of \(kernel.rawValue) with arguments (\(kinds.map(\.rawValue).joined(separator: ", "))); "
+                + "the kernel takes (\(kernel.parameters.map(\.rawValue).joined(separator: ", ")))")
+        }
         let storage = UnsafeMutableRawPointer.allocate(byteCount: max(args.count, 1) * 8, alignment: 8)
         let params = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: max(args.count, 1))
         defer { storage.deallocate(); params.deallocate() }

@@ -70,9 +70,47 @@ enum CUDAKernel: String, CaseIterable {
     case conv1WeightPartial = "ifcn_conv1_weight_partial"
 }
 
+extension CUDAKernel {
+    /// The kinds of the kernel's C parameters, from its definition in `CUDAKernelSource.text`: what a launch passes.
+    var parameters: [KernelArg.Kind] {
+        guard let kinds = CUDAKernelSource.parameters[self] else {
+            fatalError("\(rawValue): no parsable definition in CUDAKernelSource.text")
+        }
+        return kinds
+    }
+}
+
 enum CUDAKernelSource {
     /// Threads per block every kernel assumes.
     static let blockSize = 256
+
+    /// Each kernel's parameter kinds, parsed once from `text`.
+    static let parameters: [CUDAKernel: [KernelArg.Kind]] = {
+        var out: [CUDAKernel: [KernelArg.Kind]] = [:]
+        for kernel in CUDAKernel.allCases {
+            guard let start = text.range(of: "extern \"C\" __global__ void \(kernel.rawValue)("),
+                  let end = text[start.upperBound...].firstIndex(of: ")") else { continue }
+            let list = text[start.upperBound..<end]
+            let kinds = list.split(separator: ",").map { parameterKind(String($0)) }
+            if kinds.allSatisfy({ $0 != nil }) { out[kernel] = kinds.compactMap { $0 } }
+        }
+        return out
+    }()
+
+    /// The kind of one C parameter declaration such as `const float* x` or `long long n` (nil: a type ifcn does not pass).
+    static func parameterKind(_ declaration: String) -> KernelArg.Kind? {
+        if declaration.contains("*") { return .pointer }
+        var words = declaration.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
+        words.removeAll { $0 == "const" }
+        guard words.count >= 2 else { return nil }
+        switch words.dropLast().joined(separator: " ") {
+        case "int", "unsigned", "unsigned int": return .int32
+        case "long long", "unsigned long long": return .int64
+        case "float": return .float
+        case "double": return .double
+        default: return nil
+        }
+    }
 
     static let text: String = """
     // ifcn CUDA kernels (compiled by NVRTC; no includes).

@@ -1,0 +1,983 @@
+// A CPU emulator of the NVIDIA libraries ifcn loads at run time (libcuda.so.1, libnvrtc.so.13,
+// libcudnn.so.9), for testing the whole CUDA backend where no GPU is: the Swift code, the C shim
+// (Sources/CCUDA) and every one of ifcn's own CUDA kernels run for real, on the host.
+//
+// - Driver API: device memory is host memory, each allocation ending at a PROT_NONE guard page, so a
+//   kernel or copy that runs past the end of a buffer stops the process with SIGSEGV; streams are
+//   synchronous; events read the host clock. The device is "ifcn CUDA emulator", sm_90, 16 GiB.
+// - Kernels: the very source ifcn hands to NVRTC, compiled as host C++ with cuda_builtins.h and
+//   registered by name (scripts/cuda_emulator.sh generates the table). cuLaunchKernel runs the grid block by
+//   block; the threads of a block run on fibers (own stacks, switched in user space) that switch at
+//   __syncthreads(), in a fixed order, so a launch is deterministic. A kernel that never synchronises (learned from its first block) runs its
+//   threads as plain calls.
+// - NVRTC: accepts only the source the emulator was built from (anything else is a compile error
+//   telling to rebuild the emulator); the "cubin" is a tag that only this emulator's driver loads.
+// - cuDNN: the Nd convolution API on the descriptors ifcn sets (any strides, NCHW or NHWC filters,
+//   float or bfloat16 data), computed directly with double sums; float data under CUDNN_DEFAULT_MATH
+//   or CUDNN_TENSOR_OP_MATH is rounded to TF32 first, as the tensor cores would. Two algorithms per
+//   direction: 0 deterministic without workspace, 1 "non-deterministic" needing a workspace of the
+//   output's size (same arithmetic, reported at half its measured time, so that a choice of the fastest
+//   takes it); a call given less workspace than its algorithm needs fails. Find...Ex writes the output
+//   (as cuDNN does) and reports measured times.
+//
+// Not emulated: NCCL, concurrency between streams, real timings, cuDNN's own algorithms and rounding.
+#include "cuda_builtins.h"
+#include "kernel_table.h"
+
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+ifcn_emulator_dim3 ifcn_emulator_block_index, ifcn_emulator_thread_index, ifcn_emulator_grid_size,
+    ifcn_emulator_block_size;
+
+// From the generated kernel table (scripts/cuda_emulator.sh).
+extern const ifcn_emulator_kernel ifcn_emulator_kernels[];
+extern const int ifcn_emulator_kernel_count;
+extern const char ifcn_emulator_kernel_source[];
+
+namespace {
+
+[[noreturn]] void fatal(const std::string &message) {
+    std::fprintf(stderr, "ifcn CUDA emulator: %s\n", message.c_str());
+    std::fflush(stderr);
+    std::abort();
+}
+
+std::mutex big_lock;  // every entry point: the emulated device runs one call at a time
+
+// ------------------------------------------------------------------ memory with guard pages
+
+struct Allocation {
+    void *mapping;
+    size_t mapped;
+    size_t bytes;
+};
+std::map<uintptr_t, Allocation> allocations;  // by the address handed out
+size_t allocated_bytes = 0;
+const size_t total_bytes = size_t(16) << 30;
+
+size_t page_size() {
+    static const size_t p = size_t(sysconf(_SC_PAGESIZE));
+    return p;
+}
+
+// `bytes` ending 16 bytes short of (or at) a PROT_NONE page.
+void *guarded_alloc(size_t bytes, Allocation *out) {
+    const size_t page = page_size();
+    const size_t rounded = (std::max<size_t>(bytes, 1) + 15) / 16 * 16;
+    const size_t body = (rounded + page - 1) / page * page;
+    const size_t mapped = body + page;
+    void *m = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) return nullptr;
+    char *guard = static_cast<char *>(m) + body;
+    mprotect(guard, page, PROT_NONE);
+    char *p = guard - rounded;
+    // Not zero: code that reads memory it never wrote sees garbage. Large regions (cuDNN workspaces of
+    // gigabytes) stay untouched, so they cost no host memory.
+    if (rounded <= (size_t(64) << 20)) std::memset(p, 0xA5, rounded);
+    *out = Allocation{m, mapped, bytes};
+    return p;
+}
+
+// ------------------------------------------------------------------ kernels on fibers
+
+// A fiber switch saves what the C ABI asks a callee to keep. On x86-64 that is six registers, the stack
+// pointer and the SSE and x87 control words (a few nanoseconds); elsewhere ucontext, whose switches also
+// save the signal mask (a system call each).
+#if defined(__x86_64__)
+extern "C" void ifcn_emulator_switch(void **save_stack, void *load_stack);
+asm(R"(
+    .text
+    .globl ifcn_emulator_switch
+    .hidden ifcn_emulator_switch
+    .type ifcn_emulator_switch, @function
+ifcn_emulator_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw 4(%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    addq $8, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size ifcn_emulator_switch, .-ifcn_emulator_switch
+)");
+#endif
+
+struct Fiber {
+    char *stack;
+    bool done;
+    ifcn_emulator_dim3 thread;
+#if defined(__x86_64__)
+    void *saved;  // its stack pointer while switched out
+#else
+    ucontext_t context;
+#endif
+};
+
+Fiber *current_fiber = nullptr;
+bool synchronised = false;  // whether a thread of the running block called __syncthreads
+void (*running_launch)(void **) = nullptr;
+void **running_params = nullptr;
+const size_t fiber_stack_bytes = 256 * 1024;
+std::vector<Fiber> fibers;
+#if defined(__x86_64__)
+void *scheduler_saved;
+#else
+ucontext_t scheduler_context;
+#endif
+
+void to_scheduler(Fiber &f) {
+#if defined(__x86_64__)
+    ifcn_emulator_switch(&f.saved, scheduler_saved);
+#else
+    swapcontext(&f.context, &scheduler_context);
+#endif
+}
+
+void to_fiber(Fiber &f) {
+#if defined(__x86_64__)
+    ifcn_emulator_switch(&scheduler_saved, f.saved);
+#else
+    swapcontext(&scheduler_context, &f.context);
+#endif
+}
+
+void fiber_main() {
+    running_launch(running_params);
+    current_fiber->done = true;
+    to_scheduler(*current_fiber);
+    fatal("a finished fiber was resumed");
+}
+
+// Makes `f` start fiber_main on its own stack at its next switch.
+void restart(Fiber &f) {
+#if defined(__x86_64__)
+    // From the top (16-byte aligned): a zero return address for fiber_main, fiber_main's address for the
+    // switch's `ret`, six zero registers, then the control words (MXCSR 0x1f80, x87 0x037f: the defaults).
+    uintptr_t top = (uintptr_t(f.stack) + fiber_stack_bytes) & ~uintptr_t(15);
+    auto *words = reinterpret_cast<uint64_t *>(top);
+    words[-1] = 0;
+    words[-2] = uint64_t(uintptr_t(&fiber_main));
+    for (int i = 3; i <= 8; i++) words[-i] = 0;
+    words[-9] = uint64_t(0x1f80) | (uint64_t(0x037f) << 32);
+    f.saved = &words[-9];
+#else
+    getcontext(&f.context);
+    f.context.uc_stack.ss_sp = f.stack;
+    f.context.uc_stack.ss_size = fiber_stack_bytes;
+    f.context.uc_link = nullptr;
+    makecontext(&f.context, fiber_main, 0);
+#endif
+}
+
+struct KernelEntry {
+    const ifcn_emulator_kernel *kernel;
+    int synchronises;  // -1 unknown, 0 never (threads run as plain calls), 1 yes (fibers)
+};
+std::map<std::string, KernelEntry> kernel_table;
+const char *running_kernel = "";
+
+void run_block_on_fibers(const ifcn_emulator_dim3 &block) {
+    const unsigned threads = block.x * block.y * block.z;
+    if (fibers.size() < threads) {
+        const size_t old = fibers.size();
+        fibers.resize(threads);
+        for (size_t i = old; i < threads; i++) {
+            fibers[i].stack = static_cast<char *>(std::malloc(fiber_stack_bytes));
+            if (!fibers[i].stack) fatal("out of host memory for fiber stacks");
+        }
+    }
+    unsigned t = 0;
+    for (unsigned z = 0; z < block.z; z++)
+        for (unsigned y = 0; y < block.y; y++)
+            for (unsigned x = 0; x < block.x; x++, t++) {
+                Fiber &f = fibers[t];
+                f.done = false;
+                f.thread = {x, y, z};
+                restart(f);
+            }
+    // Round robin: each round runs every live thread up to its next barrier (or its end), so no
+    // thread passes a barrier before every other thread has reached it.
+    for (bool live = true; live;) {
+        live = false;
+        for (unsigned i = 0; i < threads; i++) {
+            Fiber &f = fibers[i];
+            if (f.done) continue;
+            current_fiber = &f;
+            ifcn_emulator_thread_index = f.thread;
+            to_fiber(f);
+            if (!f.done) live = true;
+        }
+    }
+    current_fiber = nullptr;
+}
+
+bool run_block_plainly(const ifcn_emulator_dim3 &block) {
+    for (unsigned z = 0; z < block.z; z++)
+        for (unsigned y = 0; y < block.y; y++)
+            for (unsigned x = 0; x < block.x; x++) {
+                ifcn_emulator_thread_index = {x, y, z};
+                running_launch(running_params);
+            }
+    return true;
+}
+
+}  // namespace
+
+void ifcn_emulator_syncthreads() {
+    if (!current_fiber)
+        fatal(std::string("kernel ") + running_kernel +
+              " called __syncthreads() in a block after its first block ran without any: the emulator runs such "
+              "kernels without fibers");
+    synchronised = true;
+    to_scheduler(*current_fiber);
+}
+
+// ------------------------------------------------------------------ driver API
+
+extern "C" {
+typedef int CUresult;
+typedef unsigned long long CUdeviceptr;
+enum {
+    CUDA_SUCCESS = 0,
+    CUDA_ERROR_INVALID_VALUE = 1,
+    CUDA_ERROR_OUT_OF_MEMORY = 2,
+    CUDA_ERROR_INVALID_IMAGE = 200,
+    CUDA_ERROR_INVALID_DEVICE = 101,
+    CUDA_ERROR_NOT_FOUND = 500,
+    CUDA_ERROR_INVALID_HANDLE = 400,
+};
+
+static const char emulated_cubin_tag[] = "ifcn-cuda-emulator-cubin";
+
+CUresult cuGetErrorString(CUresult code, const char **s) {
+    switch (code) {
+    case CUDA_SUCCESS: *s = "no error"; break;
+    case CUDA_ERROR_INVALID_VALUE: *s = "invalid argument (emulator)"; break;
+    case CUDA_ERROR_OUT_OF_MEMORY: *s = "out of memory (emulator)"; break;
+    case CUDA_ERROR_INVALID_IMAGE: *s = "device kernel image is invalid (emulator: not its own cubin)"; break;
+    case CUDA_ERROR_INVALID_DEVICE: *s = "invalid device ordinal (emulator)"; break;
+    case CUDA_ERROR_INVALID_HANDLE: *s = "invalid resource handle (emulator)"; break;
+    case CUDA_ERROR_NOT_FOUND: *s = "named symbol not found (emulator)"; break;
+    default: *s = nullptr; return CUDA_ERROR_INVALID_VALUE;
+    }
+    return CUDA_SUCCESS;
+}
+
+CUresult cuInit(unsigned) {
+    std::lock_guard<std::mutex> g(big_lock);
+    if (kernel_table.empty()) {
+        for (int i = 0; i < ifcn_emulator_kernel_count; i++)
+            kernel_table[ifcn_emulator_kernels[i].name] = KernelEntry{&ifcn_emulator_kernels[i], -1};
+    }
+    return CUDA_SUCCESS;
+}
+CUresult cuDriverGetVersion(int *v) { *v = 13000; return CUDA_SUCCESS; }
+CUresult cuDeviceGetCount(int *c) { *c = 1; return CUDA_SUCCESS; }
+CUresult cuDeviceGet(int *d, int ordinal) {
+    if (ordinal != 0) return CUDA_ERROR_INVALID_DEVICE;
+    *d = 0;
+    return CUDA_SUCCESS;
+}
+CUresult cuDeviceGetName(char *name, int len, int) {
+    std::snprintf(name, size_t(len), "ifcn CUDA emulator (CPU)");
+    return CUDA_SUCCESS;
+}
+CUresult cuDeviceGetAttribute(int *value, int attribute, int) {
+    switch (attribute) {
+    case 16: *value = 1; break;   // multiprocessors
+    case 75: *value = 9; break;   // compute capability major
+    case 76: *value = 0; break;   // minor
+    default: *value = 0; break;   // PCI domain, bus, device
+    }
+    return CUDA_SUCCESS;
+}
+CUresult cuDeviceTotalMem_v2(size_t *bytes, int) { *bytes = total_bytes; return CUDA_SUCCESS; }
+static int primary_context_tag;
+CUresult cuDevicePrimaryCtxRetain(void **context, int) { *context = &primary_context_tag; return CUDA_SUCCESS; }
+CUresult cuCtxSetCurrent(void *context) {
+    return context == &primary_context_tag || context == nullptr ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+}
+CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total) {
+    std::lock_guard<std::mutex> g(big_lock);
+    *total = total_bytes;
+    *free_bytes = total_bytes - std::min(allocated_bytes, total_bytes);
+    return CUDA_SUCCESS;
+}
+CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t bytes) {
+    std::lock_guard<std::mutex> g(big_lock);
+    if (bytes == 0) return CUDA_ERROR_INVALID_VALUE;
+    if (allocated_bytes + bytes > total_bytes) return CUDA_ERROR_OUT_OF_MEMORY;
+    Allocation a;
+    void *q = guarded_alloc(bytes, &a);
+    if (!q) return CUDA_ERROR_OUT_OF_MEMORY;
+    allocations[uintptr_t(q)] = a;
+    allocated_bytes += bytes;
+    *p = CUdeviceptr(uintptr_t(q));
+    return CUDA_SUCCESS;
+}
+CUresult cuMemFree_v2(CUdeviceptr p) {
+    std::lock_guard<std::mutex> g(big_lock);
+    auto it = allocations.find(uintptr_t(p));
+    if (it == allocations.end()) return CUDA_ERROR_INVALID_VALUE;
+    munmap(it->second.mapping, it->second.mapped);
+    allocated_bytes -= it->second.bytes;
+    allocations.erase(it);
+    return CUDA_SUCCESS;
+}
+CUresult cuMemAllocHost_v2(void **p, size_t bytes) {
+    *p = std::malloc(std::max<size_t>(bytes, 1));
+    return *p ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
+}
+CUresult cuMemFreeHost(void *p) { std::free(p); return CUDA_SUCCESS; }
+
+// A copy or fill must lie inside one allocation.
+static void check_range(CUdeviceptr p, size_t bytes, const char *call) {
+    auto it = allocations.upper_bound(uintptr_t(p));
+    if (it == allocations.begin()) fatal(std::string(call) + ": address not in device memory");
+    --it;
+    if (uintptr_t(p) + bytes > it->first + it->second.bytes)
+        fatal(std::string(call) + ": " + std::to_string(bytes) + " bytes at offset " +
+              std::to_string(uintptr_t(p) - it->first) + " run past an allocation of " +
+              std::to_string(it->second.bytes) + " bytes");
+}
+CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t bytes, void *) {
+    std::lock_guard<std::mutex> g(big_lock);
+    check_range(dst, bytes, "cuMemcpyHtoDAsync");
+    std::memcpy(reinterpret_cast<void *>(uintptr_t(dst)), src, bytes);
+    return CUDA_SUCCESS;
+}
+CUresult cuMemcpyDtoHAsync_v2(void *dst, CUdeviceptr src, size_t bytes, void *) {
+    std::lock_guard<std::mutex> g(big_lock);
+    check_range(src, bytes, "cuMemcpyDtoHAsync");
+    std::memcpy(dst, reinterpret_cast<const void *>(uintptr_t(src)), bytes);
+    return CUDA_SUCCESS;
+}
+CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes, void *) {
+    std::lock_guard<std::mutex> g(big_lock);
+    check_range(dst, bytes, "cuMemcpyDtoDAsync (destination)");
+    check_range(src, bytes, "cuMemcpyDtoDAsync (source)");
+    std::memmove(reinterpret_cast<void *>(uintptr_t(dst)), reinterpret_cast<const void *>(uintptr_t(src)), bytes);
+    return CUDA_SUCCESS;
+}
+CUresult cuMemsetD32Async(CUdeviceptr dst, unsigned value, size_t count, void *) {
+    std::lock_guard<std::mutex> g(big_lock);
+    check_range(dst, count * 4, "cuMemsetD32Async");
+    unsigned *p = reinterpret_cast<unsigned *>(uintptr_t(dst));
+    for (size_t i = 0; i < count; i++) p[i] = value;
+    return CUDA_SUCCESS;
+}
+static int stream_tag;
+CUresult cuStreamCreate(void **stream, unsigned) { *stream = &stream_tag; return CUDA_SUCCESS; }
+CUresult cuStreamSynchronize(void *) { return CUDA_SUCCESS; }
+
+struct emulated_event {
+    std::chrono::steady_clock::time_point at;
+    bool recorded;
+};
+CUresult cuEventCreate(void **event, unsigned) {
+    *event = new emulated_event{{}, false};
+    return CUDA_SUCCESS;
+}
+CUresult cuEventRecord(void *event, void *) {
+    auto *e = static_cast<emulated_event *>(event);
+    e->at = std::chrono::steady_clock::now();
+    e->recorded = true;
+    return CUDA_SUCCESS;
+}
+CUresult cuEventDestroy_v2(void *event) { delete static_cast<emulated_event *>(event); return CUDA_SUCCESS; }
+CUresult cuEventElapsedTime_v2(float *ms, void *start, void *end) {
+    auto *a = static_cast<emulated_event *>(start), *b = static_cast<emulated_event *>(end);
+    if (!a->recorded || !b->recorded) return CUDA_ERROR_INVALID_HANDLE;
+    *ms = std::chrono::duration<float, std::milli>(b->at - a->at).count();
+    return CUDA_SUCCESS;
+}
+
+static int module_tag;
+CUresult cuModuleLoadData(void **module, const void *image) {
+    if (std::memcmp(image, emulated_cubin_tag, sizeof emulated_cubin_tag) != 0) return CUDA_ERROR_INVALID_IMAGE;
+    *module = &module_tag;
+    return CUDA_SUCCESS;
+}
+CUresult cuModuleGetFunction(void **function, void *module, const char *name) {
+    std::lock_guard<std::mutex> g(big_lock);
+    if (module != &module_tag) return CUDA_ERROR_INVALID_HANDLE;
+    auto it = kernel_table.find(name);
+    if (it == kernel_table.end()) return CUDA_ERROR_NOT_FOUND;
+    *function = &it->second;
+    return CUDA_SUCCESS;
+}
+CUresult cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                        unsigned shared_bytes, void *, void **params, void **extra) {
+    std::lock_guard<std::mutex> g(big_lock);
+    auto *entry = static_cast<KernelEntry *>(function);
+    if (!entry || extra || shared_bytes) return CUDA_ERROR_INVALID_VALUE;
+    if (gx == 0 || gy == 0 || gz == 0 || gy > 65535 || gz > 65535 || bx * by * bz == 0 || bx * by * bz > 1024)
+        return CUDA_ERROR_INVALID_VALUE;
+    running_launch = entry->kernel->launch;
+    running_params = params;
+    running_kernel = entry->kernel->name;
+    const ifcn_emulator_dim3 block{bx, by, bz};
+    ifcn_emulator_grid_size = {gx, gy, gz};
+    ifcn_emulator_block_size = block;
+    for (unsigned z = 0; z < gz; z++)
+        for (unsigned y = 0; y < gy; y++)
+            for (unsigned x = 0; x < gx; x++) {
+                ifcn_emulator_block_index = {x, y, z};
+                if (entry->synchronises == 0) {
+                    run_block_plainly(block);
+                } else {
+                    synchronised = false;
+                    run_block_on_fibers(block);
+                    if (entry->synchronises < 0) entry->synchronises = synchronised ? 1 : 0;
+                }
+            }
+    return CUDA_SUCCESS;
+}
+
+// ------------------------------------------------------------------ NVRTC
+
+struct emulated_program {
+    bool same_source;
+    std::string log;
+};
+const char *nvrtcGetErrorString(int code) {
+    return code == 0 ? "NVRTC_SUCCESS" : code == 6 ? "NVRTC_ERROR_COMPILATION" : "NVRTC_ERROR (emulator)";
+}
+int nvrtcVersion(int *major, int *minor) {
+    // Not a real NVRTC version, so the emulator's tag never lands in a real run's cubin cache entry.
+    *major = 0;
+    *minor = 1;
+    return 0;
+}
+int nvrtcCreateProgram(void **program, const char *source, const char *, int, const char *const *, const char *const *) {
+    auto *p = new emulated_program{std::strcmp(source, ifcn_emulator_kernel_source) == 0, ""};
+    if (!p->same_source)
+        p->log = "ifcn CUDA emulator: this source differs from the kernels the emulator was built from; "
+                 "rebuild it (scripts/cuda_emulator.sh)\n";
+    *program = p;
+    return 0;
+}
+int nvrtcCompileProgram(void *program, int, const char *const *) {
+    return static_cast<emulated_program *>(program)->same_source ? 0 : 6;
+}
+int nvrtcGetProgramLogSize(void *program, size_t *size) {
+    *size = static_cast<emulated_program *>(program)->log.size() + 1;
+    return 0;
+}
+int nvrtcGetProgramLog(void *program, char *log) {
+    const std::string &s = static_cast<emulated_program *>(program)->log;
+    std::memcpy(log, s.c_str(), s.size() + 1);
+    return 0;
+}
+int nvrtcGetCUBINSize(void *, size_t *size) { *size = sizeof emulated_cubin_tag; return 0; }
+int nvrtcGetCUBIN(void *, char *cubin) { std::memcpy(cubin, emulated_cubin_tag, sizeof emulated_cubin_tag); return 0; }
+int nvrtcDestroyProgram(void **program) {
+    delete static_cast<emulated_program *>(*program);
+    *program = nullptr;
+    return 0;
+}
+
+// ------------------------------------------------------------------ cuDNN (Nd convolution API)
+
+enum {
+    CUDNN_STATUS_SUCCESS = 0,
+    CUDNN_STATUS_BAD_PARAM = 2000,
+    CUDNN_STATUS_NOT_SUPPORTED = 3000,
+    CUDNN_STATUS_ALLOC_FAILED = 4001,
+};
+enum { DATA_FLOAT = 0, DATA_BFLOAT16 = 9, FORMAT_NCHW = 0, FORMAT_NHWC = 1, CROSS_CORRELATION = 1 };
+enum { MATH_DEFAULT = 0, MATH_TENSOR_OP = 1, MATH_FMA = 3 };
+
+struct emulated_tensor {
+    int type = -1, rank = 0;
+    int dims[8] = {}, strides[8] = {};
+};
+struct emulated_filter {
+    int type = -1, format = 0, rank = 0;
+    int dims[8] = {};
+};
+struct emulated_convolution {
+    int spatial = 0;
+    int pad[3] = {}, stride[3] = {}, dilation[3] = {};
+    int mode = -1, compute_type = -1, math = MATH_DEFAULT;
+};
+struct emulated_algo_perf {
+    int algo;
+    int status;
+    float time;
+    size_t memory;
+    int determinism;
+    int math_type;
+    int reserved[3];
+};
+
+size_t cudnnGetVersion(void) { return 90000; }
+const char *cudnnGetErrorString(int code) {
+    switch (code) {
+    case CUDNN_STATUS_SUCCESS: return "CUDNN_STATUS_SUCCESS";
+    case CUDNN_STATUS_BAD_PARAM: return "CUDNN_STATUS_BAD_PARAM (emulator)";
+    case CUDNN_STATUS_NOT_SUPPORTED: return "CUDNN_STATUS_NOT_SUPPORTED (emulator)";
+    case CUDNN_STATUS_ALLOC_FAILED: return "CUDNN_STATUS_ALLOC_FAILED (emulator)";
+    default: return "unknown cuDNN status (emulator)";
+    }
+}
+static int handle_tag;
+int cudnnCreate(void **handle) { *handle = &handle_tag; return 0; }
+int cudnnSetStream(void *, void *) { return 0; }
+int cudnnCreateTensorDescriptor(void **d) { *d = new emulated_tensor; return 0; }
+int cudnnDestroyTensorDescriptor(void *d) { delete static_cast<emulated_tensor *>(d); return 0; }
+int cudnnSetTensorNdDescriptor(void *d, int type, int rank, const int *dims, const int *strides) {
+    if ((type != DATA_FLOAT && type != DATA_BFLOAT16) || rank != 5) return CUDNN_STATUS_NOT_SUPPORTED;
+    auto *t = static_cast<emulated_tensor *>(d);
+    t->type = type;
+    t->rank = rank;
+    for (int i = 0; i < rank; i++) {
+        if (dims[i] <= 0 || strides[i] <= 0) return CUDNN_STATUS_BAD_PARAM;
+        t->dims[i] = dims[i];
+        t->strides[i] = strides[i];
+    }
+    return 0;
+}
+int cudnnCreateFilterDescriptor(void **d) { *d = new emulated_filter; return 0; }
+int cudnnDestroyFilterDescriptor(void *d) { delete static_cast<emulated_filter *>(d); return 0; }
+int cudnnSetFilterNdDescriptor(void *d, int type, int format, int rank, const int *dims) {
+    if ((type != DATA_FLOAT && type != DATA_BFLOAT16) || rank != 5 || (format != FORMAT_NCHW && format != FORMAT_NHWC))
+        return CUDNN_STATUS_NOT_SUPPORTED;
+    auto *f = static_cast<emulated_filter *>(d);
+    f->type = type;
+    f->format = format;
+    f->rank = rank;
+    for (int i = 0; i < rank; i++) {
+        if (dims[i] <= 0) return CUDNN_STATUS_BAD_PARAM;
+        f->dims[i] = dims[i];
+    }
+    return 0;
+}
+int cudnnCreateConvolutionDescriptor(void **d) { *d = new emulated_convolution; return 0; }
+int cudnnDestroyConvolutionDescriptor(void *d) { delete static_cast<emulated_convolution *>(d); return 0; }
+int cudnnSetConvolutionNdDescriptor(void *d, int spatial, const int *pad, const int *stride, const int *dilation,
+                                    int mode, int compute_type) {
+    if (spatial != 3 || mode != CROSS_CORRELATION || compute_type != DATA_FLOAT) return CUDNN_STATUS_NOT_SUPPORTED;
+    auto *c = static_cast<emulated_convolution *>(d);
+    c->spatial = spatial;
+    for (int i = 0; i < 3; i++) {
+        if (pad[i] < 0 || stride[i] <= 0 || dilation[i] <= 0) return CUDNN_STATUS_BAD_PARAM;
+        c->pad[i] = pad[i];
+        c->stride[i] = stride[i];
+        c->dilation[i] = dilation[i];
+    }
+    c->mode = mode;
+    c->compute_type = compute_type;
+    return 0;
+}
+int cudnnSetConvolutionMathType(void *d, int math) {
+    if (math != MATH_DEFAULT && math != MATH_TENSOR_OP && math != MATH_FMA) return CUDNN_STATUS_BAD_PARAM;
+    static_cast<emulated_convolution *>(d)->math = math;
+    return 0;
+}
+
+}  // extern "C"
+
+namespace {
+
+float bf16_to_float(uint16_t b) {
+    const uint32_t u = uint32_t(b) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
+uint16_t float_to_bf16(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);  // quiet NaN
+    return uint16_t((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+
+// TF32: 10 explicit mantissa bits, round to nearest even (as the tensor cores' conversion).
+float to_tf32(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    if ((u & 0x7f800000u) == 0x7f800000u) return f;
+    u = (u + 0xfffu + ((u >> 13) & 1)) & ~0x1fffu;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
+// One operand of a convolution: element (n, c, d, h, w) of a tensor or (k, c, d, h, w) of a filter.
+struct Operand {
+    const char *base;
+    int type;
+    long long strides[5];
+    bool tf32;
+
+    float at(int a, int b, int d, int h, int w) const {
+        const long long i = a * strides[0] + b * strides[1] + d * strides[2] + h * strides[3] + w * strides[4];
+        const float v = type == DATA_BFLOAT16 ? bf16_to_float(reinterpret_cast<const uint16_t *>(base)[i])
+                                              : reinterpret_cast<const float *>(base)[i];
+        return tf32 ? to_tf32(v) : v;
+    }
+};
+
+Operand tensor_operand(const emulated_tensor &t, const void *p, bool tf32) {
+    Operand o{static_cast<const char *>(p), t.type, {}, tf32};
+    for (int i = 0; i < 5; i++) o.strides[i] = t.strides[i];
+    return o;
+}
+
+Operand filter_operand(const emulated_filter &f, const void *p, bool tf32) {
+    Operand o{static_cast<const char *>(p), f.type, {}, tf32};
+    const long long K = f.dims[0], C = f.dims[1], D = f.dims[2], H = f.dims[3], W = f.dims[4];
+    (void)K;
+    if (f.format == FORMAT_NCHW) {
+        const long long s[5] = {C * D * H * W, D * H * W, H * W, W, 1};
+        std::copy(s, s + 5, o.strides);
+    } else {
+        const long long s[5] = {D * H * W * C, 1, H * W * C, W * C, C};
+        std::copy(s, s + 5, o.strides);
+    }
+    return o;
+}
+
+// out = alpha * value + beta * out (out not read when beta == 0, as cuDNN).
+void store(void *base, int type, long long index, double value, float alpha, float beta) {
+    float v = float(double(alpha) * value);
+    if (type == DATA_BFLOAT16) {
+        uint16_t *p = static_cast<uint16_t *>(base) + index;
+        if (beta != 0.0f) v = v + beta * bf16_to_float(*p);
+        *p = float_to_bf16(v);
+    } else {
+        float *p = static_cast<float *>(base) + index;
+        if (beta != 0.0f) v = v + beta * *p;
+        *p = v;
+    }
+}
+
+long long tensor_index(const emulated_tensor &t, int n, int c, int d, int h, int w) {
+    return n * (long long)t.strides[0] + c * (long long)t.strides[1] + d * (long long)t.strides[2] +
+           h * (long long)t.strides[3] + w * (long long)t.strides[4];
+}
+
+long long filter_index(const emulated_filter &f, int k, int c, int d, int h, int w) {
+    const long long C = f.dims[1], D = f.dims[2], H = f.dims[3], W = f.dims[4];
+    return f.format == FORMAT_NCHW ? (((k * C + c) * D + d) * H + h) * W + w : (((k * D + d) * H + h) * W + w) * C + c;
+}
+
+long long tensor_extent(const emulated_tensor &t) {
+    long long last = 0;
+    for (int i = 0; i < 5; i++) last += (long long)(t.dims[i] - 1) * t.strides[i];
+    return last + 1;
+}
+
+// Checks the shapes agree; returns the output extent of each spatial axis through `out`.
+int check_shapes(const emulated_tensor &x, const emulated_filter &w, const emulated_convolution &c,
+                 const emulated_tensor &y) {
+    if (x.rank != 5 || y.rank != 5 || w.rank != 5 || c.spatial != 3) return CUDNN_STATUS_BAD_PARAM;
+    if (x.type != w.type || y.type != w.type) return CUDNN_STATUS_BAD_PARAM;
+    if (x.dims[0] != y.dims[0] || x.dims[1] != w.dims[1] || y.dims[1] != w.dims[0]) return CUDNN_STATUS_BAD_PARAM;
+    for (int i = 0; i < 3; i++) {
+        const int in = x.dims[2 + i], k = w.dims[2 + i];
+        const int outExtent = (in + 2 * c.pad[i] - c.dilation[i] * (k - 1) - 1) / c.stride[i] + 1;
+        if (outExtent != y.dims[2 + i]) return CUDNN_STATUS_BAD_PARAM;
+    }
+    return 0;
+}
+
+bool uses_tf32(const emulated_convolution &c, int type) { return type == DATA_FLOAT && c.math != MATH_FMA; }
+
+struct Geometry {
+    int N, C, K, D, H, W, OD, OH, OW, KD, KH, KW;
+};
+
+Geometry geometry(const emulated_tensor &x, const emulated_filter &w, const emulated_tensor &y) {
+    return Geometry{x.dims[0], x.dims[1], w.dims[0], x.dims[2], x.dims[3], x.dims[4], y.dims[2], y.dims[3],
+                    y.dims[4], w.dims[2], w.dims[3], w.dims[4]};
+}
+
+// Input coordinate of output o through kernel tap k on axis a, or -1 outside the (padded) input.
+inline int input_at(const emulated_convolution &c, int a, int o, int k, int extent) {
+    const int i = o * c.stride[a] - c.pad[a] + k * c.dilation[a];
+    return i >= 0 && i < extent ? i : -1;
+}
+
+void forward(const emulated_tensor &xd, const void *x, const emulated_filter &wd, const void *w,
+             const emulated_convolution &c, float alpha, float beta, const emulated_tensor &yd, void *y) {
+    const bool tf = uses_tf32(c, xd.type);
+    const Operand X = tensor_operand(xd, x, tf), Wt = filter_operand(wd, w, tf);
+    const Geometry g = geometry(xd, wd, yd);
+    for (int n = 0; n < g.N; n++)
+        for (int k = 0; k < g.K; k++)
+            for (int od = 0; od < g.OD; od++)
+                for (int oh = 0; oh < g.OH; oh++)
+                    for (int ow = 0; ow < g.OW; ow++) {
+                        double s = 0;
+                        for (int ch = 0; ch < g.C; ch++)
+                            for (int a = 0; a < g.KD; a++) {
+                                const int id = input_at(c, 0, od, a, g.D);
+                                if (id < 0) continue;
+                                for (int b = 0; b < g.KH; b++) {
+                                    const int ih = input_at(c, 1, oh, b, g.H);
+                                    if (ih < 0) continue;
+                                    for (int e = 0; e < g.KW; e++) {
+                                        const int iw = input_at(c, 2, ow, e, g.W);
+                                        if (iw < 0) continue;
+                                        s += double(X.at(n, ch, id, ih, iw)) * double(Wt.at(k, ch, a, b, e));
+                                    }
+                                }
+                            }
+                        store(y, yd.type, tensor_index(yd, n, k, od, oh, ow), s, alpha, beta);
+                    }
+}
+
+void backward_data(const emulated_filter &wd, const void *w, const emulated_tensor &dyd, const void *dy,
+                   const emulated_convolution &c, float alpha, float beta, const emulated_tensor &dxd, void *dx) {
+    const bool tf = uses_tf32(c, dyd.type);
+    const Operand DY = tensor_operand(dyd, dy, tf), Wt = filter_operand(wd, w, tf);
+    const Geometry g = geometry(dxd, wd, dyd);
+    // Gather form: dx(i) = sum over (k, tap) of dy(o) w(k, c, tap) with o * stride - pad + tap * dilation = i.
+    std::vector<double> acc(size_t(g.D) * g.H * g.W);
+    for (int n = 0; n < g.N; n++)
+        for (int ch = 0; ch < g.C; ch++) {
+            std::fill(acc.begin(), acc.end(), 0.0);
+            for (int k = 0; k < g.K; k++)
+                for (int od = 0; od < g.OD; od++)
+                    for (int a = 0; a < g.KD; a++) {
+                        const int id = input_at(c, 0, od, a, g.D);
+                        if (id < 0) continue;
+                        for (int oh = 0; oh < g.OH; oh++)
+                            for (int b = 0; b < g.KH; b++) {
+                                const int ih = input_at(c, 1, oh, b, g.H);
+                                if (ih < 0) continue;
+                                for (int ow = 0; ow < g.OW; ow++)
+                                    for (int e = 0; e < g.KW; e++) {
+                                        const int iw = input_at(c, 2, ow, e, g.W);
+                                        if (iw < 0) continue;
+                                        acc[(size_t(id) * g.H + ih) * g.W + iw] +=
+                                            double(DY.at(n, k, od, oh, ow)) * double(Wt.at(k, ch, a, b, e));
+                                    }
+                            }
+                    }
+            for (int d = 0; d < g.D; d++)
+                for (int h = 0; h < g.H; h++)
+                    for (int ww = 0; ww < g.W; ww++)
+                        store(dx, dxd.type, tensor_index(dxd, n, ch, d, h, ww), acc[(size_t(d) * g.H + h) * g.W + ww],
+                              alpha, beta);
+        }
+}
+
+void backward_filter(const emulated_tensor &xd, const void *x, const emulated_tensor &dyd, const void *dy,
+                     const emulated_convolution &c, float alpha, float beta, const emulated_filter &dwd, void *dw) {
+    const bool tf = uses_tf32(c, xd.type);
+    const Operand X = tensor_operand(xd, x, tf), DY = tensor_operand(dyd, dy, tf);
+    const Geometry g = geometry(xd, dwd, dyd);
+    for (int k = 0; k < g.K; k++)
+        for (int ch = 0; ch < g.C; ch++)
+            for (int a = 0; a < g.KD; a++)
+                for (int b = 0; b < g.KH; b++)
+                    for (int e = 0; e < g.KW; e++) {
+                        double s = 0;
+                        for (int n = 0; n < g.N; n++)
+                            for (int od = 0; od < g.OD; od++) {
+                                const int id = input_at(c, 0, od, a, g.D);
+                                if (id < 0) continue;
+                                for (int oh = 0; oh < g.OH; oh++) {
+                                    const int ih = input_at(c, 1, oh, b, g.H);
+                                    if (ih < 0) continue;
+                                    for (int ow = 0; ow < g.OW; ow++) {
+                                        const int iw = input_at(c, 2, ow, e, g.W);
+                                        if (iw < 0) continue;
+                                        s += double(X.at(n, ch, id, ih, iw)) * double(DY.at(n, k, od, oh, ow));
+                                    }
+                                }
+                            }
+                        store(dw, dwd.type, filter_index(dwd, k, ch, a, b, e), s, alpha, beta);
+                    }
+}
+
+size_t element_bytes(int type) { return type == DATA_BFLOAT16 ? 2 : 4; }
+
+size_t tensor_bytes(const emulated_tensor &t) { return size_t(tensor_extent(t)) * element_bytes(t.type); }
+
+size_t filter_bytes(const emulated_filter &f) {
+    return size_t(f.dims[0]) * f.dims[1] * f.dims[2] * f.dims[3] * f.dims[4] * element_bytes(f.type);
+}
+
+// One convolution problem as the descriptors give it, in a direction: forward writes y from (x, w), backward
+// data writes x (dx) from (y (dy), w), backward filter writes w (dw) from (x, y (dy)).
+enum Direction { FORWARD, BACKWARD_DATA, BACKWARD_FILTER };
+const char *const direction_names[] = {"cudnnConvolutionForward", "cudnnConvolutionBackwardData",
+                                       "cudnnConvolutionBackwardFilter"};
+
+struct Problem {
+    Direction direction;
+    const emulated_tensor &x;
+    const emulated_filter &w;
+    const emulated_convolution &c;
+    const emulated_tensor &y;
+
+    Problem(Direction d, void *xd, void *wd, void *cd, void *yd)
+        : direction(d), x(*static_cast<emulated_tensor *>(xd)), w(*static_cast<emulated_filter *>(wd)),
+          c(*static_cast<emulated_convolution *>(cd)), y(*static_cast<emulated_tensor *>(yd)) {}
+
+    size_t output_bytes() const {
+        return direction == FORWARD ? tensor_bytes(y) : direction == BACKWARD_DATA ? tensor_bytes(x) : filter_bytes(w);
+    }
+
+    // The operands must lie inside device allocations.
+    void check_buffers(const void *xp, const void *wp, const void *yp) const {
+        const std::string call = direction_names[direction];
+        check_range(CUdeviceptr(uintptr_t(xp)), tensor_bytes(x), (call + " x").c_str());
+        check_range(CUdeviceptr(uintptr_t(wp)), filter_bytes(w), (call + " w").c_str());
+        check_range(CUdeviceptr(uintptr_t(yp)), tensor_bytes(y), (call + " y").c_str());
+    }
+
+    void compute(const void *xp, const void *wp, const void *yp, float alpha, float beta) const {
+        switch (direction) {
+        case FORWARD: forward(x, xp, w, wp, c, alpha, beta, y, const_cast<void *>(yp)); break;
+        case BACKWARD_DATA: backward_data(w, wp, y, yp, c, alpha, beta, x, const_cast<void *>(xp)); break;
+        case BACKWARD_FILTER: backward_filter(x, xp, y, yp, c, alpha, beta, w, const_cast<void *>(wp)); break;
+        }
+    }
+};
+
+// The "non-deterministic" algorithm 1 asks for a workspace of its output's size.
+size_t algorithm_workspace(int algorithm, size_t output_bytes) { return algorithm == 1 ? output_bytes : 0; }
+
+// cudnnGet...Algorithm_v7: both algorithms, deterministic first, untimed.
+int heuristic(const Problem &p, int requested, int *count, emulated_algo_perf *perf) {
+    if (int r = check_shapes(p.x, p.w, p.c, p.y)) return r;
+    *count = 0;
+    for (int a = 0; a < 2 && *count < requested; a++)
+        perf[(*count)++] =
+            emulated_algo_perf{a, 0, -1.0f, algorithm_workspace(a, p.output_bytes()), a == 0 ? 1 : 0, p.c.math, {}};
+    return 0;
+}
+
+// cudnnConvolution*: alpha * result + beta * output, with the algorithm's workspace.
+int execute(const Problem &p, const void *xp, const void *wp, const void *yp, int algorithm, void *workspace,
+            size_t workspace_bytes, const void *alpha, const void *beta) {
+    std::lock_guard<std::mutex> g(big_lock);
+    if (int r = check_shapes(p.x, p.w, p.c, p.y)) return r;
+    if (algorithm < 0 || algorithm > 1) return CUDNN_STATUS_BAD_PARAM;
+    const size_t need = algorithm_workspace(algorithm, p.output_bytes());
+    if (workspace_bytes < need) return CUDNN_STATUS_BAD_PARAM;
+    if (need) check_range(CUdeviceptr(uintptr_t(workspace)), need, "convolution workspace");
+    p.check_buffers(xp, wp, yp);
+    p.compute(xp, wp, yp, *static_cast<const float *>(alpha), *static_cast<const float *>(beta));
+    return 0;
+}
+
+// cudnnFind...Ex: runs each algorithm that fits the workspace (writing the output, as cuDNN does), fastest first;
+// algorithm 1, the same arithmetic, is reported at half its time, so that a choice of the fastest takes it.
+int find(const Problem &p, const void *xp, const void *wp, const void *yp, int requested, int *count,
+         emulated_algo_perf *perf, void *workspace, size_t workspace_bytes) {
+    std::lock_guard<std::mutex> g(big_lock);
+    if (int r = check_shapes(p.x, p.w, p.c, p.y)) return r;
+    if (workspace_bytes) check_range(CUdeviceptr(uintptr_t(workspace)), workspace_bytes, "Find...Ex workspace");
+    p.check_buffers(xp, wp, yp);
+    std::vector<emulated_algo_perf> found;
+    for (int a = 0; a < 2; a++) {
+        const size_t need = algorithm_workspace(a, p.output_bytes());
+        emulated_algo_perf r{a, 0, -1.0f, need, a == 0 ? 1 : 0, p.c.math, {}};
+        if (need > workspace_bytes) {
+            r.status = CUDNN_STATUS_ALLOC_FAILED;
+        } else {
+            const auto start = std::chrono::steady_clock::now();
+            p.compute(xp, wp, yp, 1.0f, 0.0f);
+            r.time = std::chrono::duration<float, std::milli>(std::chrono::steady_clock::now() - start).count();
+            if (a == 1) r.time *= 0.5f;
+        }
+        found.push_back(r);
+    }
+    std::stable_sort(found.begin(), found.end(), [](const emulated_algo_perf &a, const emulated_algo_perf &b) {
+        if ((a.status == 0) != (b.status == 0)) return a.status == 0;
+        return a.time < b.time;
+    });
+    *count = std::min<int>(requested, int(found.size()));
+    std::copy(found.begin(), found.begin() + *count, perf);
+    return 0;
+}
+
+}  // namespace
+
+// cuDNN's entry points: each direction's argument order mapped onto one Problem (x, w, convolution, y).
+extern "C" {
+
+int cudnnGetConvolutionForwardAlgorithm_v7(void *, void *xd, void *wd, void *cd, void *yd, int requested, int *count,
+                                           emulated_algo_perf *perf) {
+    return heuristic(Problem(FORWARD, xd, wd, cd, yd), requested, count, perf);
+}
+int cudnnGetConvolutionBackwardDataAlgorithm_v7(void *, void *wd, void *dyd, void *cd, void *dxd, int requested,
+                                                int *count, emulated_algo_perf *perf) {
+    return heuristic(Problem(BACKWARD_DATA, dxd, wd, cd, dyd), requested, count, perf);
+}
+int cudnnGetConvolutionBackwardFilterAlgorithm_v7(void *, void *xd, void *dyd, void *cd, void *dwd, int requested,
+                                                  int *count, emulated_algo_perf *perf) {
+    return heuristic(Problem(BACKWARD_FILTER, xd, dwd, cd, dyd), requested, count, perf);
+}
+
+int cudnnConvolutionForward(void *, const void *alpha, void *xd, const void *x, void *wd, const void *w, void *cd,
+                            int algorithm, void *workspace, size_t workspace_bytes, const void *beta, void *yd,
+                            void *y) {
+    return execute(Problem(FORWARD, xd, wd, cd, yd), x, w, y, algorithm, workspace, workspace_bytes, alpha, beta);
+}
+int cudnnConvolutionBackwardData(void *, const void *alpha, void *wd, const void *w, void *dyd, const void *dy,
+                                 void *cd, int algorithm, void *workspace, size_t workspace_bytes, const void *beta,
+                                 void *dxd, void *dx) {
+    return execute(Problem(BACKWARD_DATA, dxd, wd, cd, dyd), dx, w, dy, algorithm, workspace, workspace_bytes, alpha,
+                   beta);
+}
+int cudnnConvolutionBackwardFilter(void *, const void *alpha, void *xd, const void *x, void *dyd, const void *dy,
+                                   void *cd, int algorithm, void *workspace, size_t workspace_bytes, const void *beta,
+                                   void *dwd, void *dw) {
+    return execute(Problem(BACKWARD_FILTER, xd, dwd, cd, dyd), x, dw, dy, algorithm, workspace, workspace_bytes,
+                   alpha, beta);
+}
+
+int cudnnFindConvolutionForwardAlgorithmEx(void *, void *xd, const void *x, void *wd, const void *w, void *cd,
+                                           void *yd, void *y, int requested, int *count, emulated_algo_perf *perf,
+                                           void *workspace, size_t workspace_bytes) {
+    return find(Problem(FORWARD, xd, wd, cd, yd), x, w, y, requested, count, perf, workspace, workspace_bytes);
+}
+int cudnnFindConvolutionBackwardDataAlgorithmEx(void *, void *wd, const void *w, void *dyd, const void *dy, void *cd,
+                                                void *dxd, void *dx, int requested, int *count,
+                                                emulated_algo_perf *perf, void *workspace, size_t workspace_bytes) {
+    return find(Problem(BACKWARD_DATA, dxd, wd, cd, dyd), dx, w, dy, requested, count, perf, workspace,
+                workspace_bytes);
+}
+int cudnnFindConvolutionBackwardFilterAlgorithmEx(void *, void *xd, const void *x, void *dyd, const void *dy, void *cd,
+                                                  void *dwd, void *dw, int requested, int *count,
+                                                  emulated_algo_perf *perf, void *workspace, size_t workspace_bytes) {
+    return find(Problem(BACKWARD_FILTER, xd, dwd, cd, dyd), x, dw, dy, requested, count, perf, workspace,
+                workspace_bytes);
+}
+
+}  // extern "C"

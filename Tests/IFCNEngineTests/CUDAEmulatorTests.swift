@@ -1,0 +1,177 @@
+import Foundation
+@testable import IFCNCompute
+import IFCNTestSupport
+import XCTest
+
+/// The CUDA backend end to end without a GPU: `ifcn` runs with `IFCN_CUDA_LIBRARY_PATH` pointing at the CPU
+/// emulator of the NVIDIA libraries (Tests/CUDAEmulator, built by scripts/cuda_emulator.sh), so the Swift backend,
+/// the C shim and every one of ifcn's own CUDA kernels run for real, and cuDNN's convolutions as a direct
+/// reference. Each command runs in its own process (the libraries load once per process). What it cannot show:
+/// cuDNN's own algorithms and rounding, the GPU's timings, NCCL (docs/ARCHITECTURE.md, "Testing the CUDA backend
+/// without a GPU").
+final class CUDAEmulatorTests: XCTestCase {
+    nonisolated(unsafe) static var built: URL?
+    let fixtures = TestPaths.repositoryRoot.appendingPathComponent("Tests/IFCNEngineTests/Fixtures")
+
+    /// Builds the emulator once per test run (a few seconds); skips where no C++ compiler is installed.
+    func emulator() throws -> URL {
+        if let built = Self.built { return built }
+        guard ["c++", "g++", "clang++"].contains(where: { TestPaths.tool($0) != nil })
+            || ProcessInfo.processInfo.environment["CXX"] != nil else {
+            throw XCTSkip("no C++ compiler to build the CUDA emulator")
+        }
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("ifcn-cuda-emulator-\(getpid())")
+        let script = TestPaths.repositoryRoot.appendingPathComponent("scripts/cuda_emulator.sh")
+        let r = try ProcessRunner.run(URL(fileURLWithPath: "/bin/bash"), [script.path, out.path], timeout: 300)
+        XCTAssertEqual(r.status, 0, r.summary)
+        guard r.status == 0 else { throw XCTSkip("the emulator did not build") }
+        Self.built = out
+        return out
+    }
+
+    /// `ifcn ARGS` on the emulated GPU, with a kernel cache of its own.
+    func ifcn(_ arguments: [String], extra: [String: String] = [:], timeout: Int = 300) throws -> ProcessResult {
+        let lib = try emulator()
+        let cache = lib.appendingPathComponent("cache")
+        return try ProcessRunner.run(try TestPaths.ifcnBinary(), arguments, timeout: timeout,
+                                     environment: ProcessRunner.cleanEnvironment(
+                                         ["IFCN_CUDA_LIBRARY_PATH": lib.path, "IFCN_CACHE_DIR": cache.path].merging(extra) { $1 }))
+    }
+
+    func fixture(_ name: String) -> String { fixtures.appendingPathComponent(name + ".safetensors").path }
+
+    /// Each tensor's relative L2 distance as `check-reference` prints it (lines "ok|FAIL name relL2 x ...").
+    func distances(_ output: String) -> [String: Double] {
+        var out: [String: Double] = [:]
+        for line in output.split(separator: "\n") {
+            let words = line.split(separator: " ")
+            guard let i = words.firstIndex(of: "relL2"), i >= 1, i + 1 < words.count, let d = Double(words[i + 1]) else { continue }
+            out[String(words[i - 1])] = d
+        }
+        return out
+    }
+
+    func testDevicesFindsTheEmulatedGPU() throws {
+        let r = try ifcn(["devices"])
+        XCTAssertEqual(r.status, 0, r.summary)
+        XCTAssertTrue(r.stdout.contains("ifcn CUDA emulator (CPU)  sm_90"), r.summary)
+        XCTAssertTrue(r.stdout.contains("CUDA backend: usable"), r.summary)
+    }
+
+    /// Every kernel against the CPU backend (relative L2 <= 1e-5), as `check-backends` does on a GPU.
+    func testEveryKernelAgreesWithTheCPU() throws {
+        for (channels, extent) in [("8", "16,20,24"), ("3", "2,4,6")] {
+            let r = try ifcn(["check-backends", "--backend", "cuda", "--channels", channels, "--extent", extent, "--threads", "2"])
+            XCTAssertEqual(r.status, 0, r.summary)
+            XCTAssertTrue(r.stdout.contains("41 passed, 0 failed"), r.summary)
+        }
+    }
+
+    /// The reference fixtures in fp32 math: every tensor within the README tolerance, bit-identical in a second
+    /// run, and within the tolerance of the CPU backend's result; seed_c4_p32 against PyTorch float32's own error.
+    func testReferenceFixturesInFloat32() throws {
+        for name in ["paper_c4_p16", "paper_c4_p32"] {
+            let r = try ifcn(["check-reference", "--backend", "cuda", "--gpu-math", "fp32", "--quiet", "--determinism",
+                              "--compare-cpu", "--threads", "2", fixture(name)])
+            XCTAssertEqual(r.status, 0, r.summary)
+            XCTAssertTrue(r.stdout.contains(" 0 failed"), r.summary)
+            XCTAssertTrue(r.stdout.contains("bit-identical in a second run"), r.summary)
+        }
+        let seed = try ifcn(["check-reference", "--backend", "cuda", "--gpu-math", "fp32", "--quiet", "--determinism",
+                             "--pytorch-baseline", fixtures.appendingPathComponent("pytorch_f32_errors.json").path,
+                             fixture("seed_c4_p32")])
+        XCTAssertEqual(seed.status, 0, seed.summary)
+    }
+
+    /// tf32 and bf16 math take their own paths (operands rounded to TF32 by the emulated tensor cores; bf16 copies
+    /// made by ifcn's kernels, widened back): the forward pass stays near the fixture, and the gradients move more
+    /// than in fp32, bf16 (7 fraction bits) more than TF32 (10). The emulator rounds every convolution to TF32,
+    /// which cuDNN on a GPU need not (it may pick FMA algorithms at 4 channels), and this tiny network's batch norms
+    /// over a few voxels amplify rounding a hundredfold: the medians are the emulator's, not a GPU's.
+    func testReducedPrecisionMathsRunAndStayNearTheFixture() throws {
+        var forward: [String: Double] = [:], gradients: [String: Double] = [:]
+        for math in ["fp32", "tf32", "bf16"] {
+            let r = try ifcn(["check-reference", "--backend", "cuda", "--gpu-math", math, fixture("paper_c4_p16")])
+            XCTAssertTrue(r.stdout.contains("passed,"), r.summary)
+            let d = distances(r.stdout)
+            forward[math] = d.filter { $0.key.hasPrefix("train/") || $0.key.hasPrefix("eval/") }.values.max()
+            let g = d.filter { $0.key.hasPrefix("grad/") }.values.sorted()
+            XCTAssertGreaterThan(g.count, 40, r.summary)
+            gradients[math] = g.isEmpty ? nil : g[g.count / 2]
+        }
+        let report = "largest forward distance \(forward), median gradient distance \(gradients)"
+        XCTAssertLessThan(try XCTUnwrap(forward["fp32"]), 1e-6, report)
+        XCTAssertLessThan(try XCTUnwrap(forward["tf32"]), 1e-3, report)
+        XCTAssertLessThan(try XCTUnwrap(forward["bf16"]), 1e-2, report)
+        let fp32 = try XCTUnwrap(gradients["fp32"]), tf32 = try XCTUnwrap(gradients["tf32"]), bf16 = try XCTUnwrap(gradients["bf16"])
+        XCTAssertLessThan(fp32, 1e-5, report)
+        XCTAssertGreaterThan(tf32, 100 * fp32, report)
+        XCTAssertGreaterThan(bf16, 2 * tf32, report)
+        XCTAssertLessThan(bf16, 0.5, report)
+    }
+
+    /// `bench --profile` in each math, with cuDNN's fastest algorithms (the emulator's algorithm 1 needs a
+    /// workspace), and the convolution sweep over every variant (NDHWC and bf16 descriptors included).
+    func testBenchProfileAndConvolutionSweep() throws {
+        for math in ["fp32", "tf32", "bf16"] {
+            let r = try ifcn(["bench", "--backend", "cuda", "--gpu-math", math, "--channels", "4", "--patch", "16",
+                              "--steps", "1", "--profile"])
+            XCTAssertEqual(r.status, 0, r.summary)
+            XCTAssertTrue(r.stdout.contains("profile of a training step: mean of 1, CUDA events"), r.summary)
+            XCTAssertTrue(r.stdout.contains("conv3 backward filter"), r.summary)
+        }
+        let fastest = try ifcn(["bench", "--backend", "cuda", "--gpu-math", "tf32", "--channels", "4", "--patch", "16",
+                                "--steps", "1"], extra: ["IFCN_CUDNN_ALGORITHMS": "fastest"])
+        XCTAssertEqual(fastest.status, 0, fastest.summary)
+        let sweep = try ifcn(["bench", "--backend", "cuda", "--gpu-math", "tf32", "--channels", "4", "--patch", "16",
+                              "--steps", "1", "--conv-sweep", "--sweep-seconds", "120", "--json"])
+        XCTAssertEqual(sweep.status, 0, sweep.summary)
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(sweep.stdout.utf8)) as? [String: Any], sweep.summary)
+        let report = try XCTUnwrap(json["conv_sweep"] as? [String: Any], sweep.stdout)
+        let variants = try XCTUnwrap(report["variants"] as? [String: [String: [String: Any]]], sweep.stdout)
+        XCTAssertEqual(Set(variants.keys), ["tf32_ncdhw", "tf32_ndhwc", "bf16_ndhwc", "bf16_ncdhw"], sweep.stdout)
+        for (name, v) in variants {
+            XCTAssertNotNil(v["deterministic"]?["total_seconds"] as? Double, "\(name) not timed: \(sweep.stdout)")
+        }
+        let rows = try XCTUnwrap(report["measurements"] as? [[String: Any]], sweep.stdout)
+        XCTAssertGreaterThan(rows.count, 4 * 20, sweep.stdout)
+        for row in rows { XCTAssertTrue(row["problem"] is NSNull, "\(row)") }
+    }
+
+    /// Training with per-epoch validation (whole-scan segmentation on the GPU path), checkpoints, and an exact
+    /// resume: 6 iterations straight equal 3 + resume to 6, bit for bit.
+    func testTrainValidateAndResumeExactly() throws {
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("ifcn-emulator-train-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let raw = work.appendingPathComponent("raw").path, data = work.appendingPathComponent("data").path
+        XCTAssertEqual(try ifcn(["synth", "--output", raw, "--cases", "3", "--seed", "11"]).status, 0)
+        let p = try ifcn(["preprocess", "--input", raw, "--output", data, "--spacing", "4", "--val-fraction", "0.34", "--seed", "1"])
+        XCTAssertEqual(p.status, 0, p.summary)
+        func train(_ dir: String, _ iterations: Int, _ extra: [String] = []) throws -> ProcessResult {
+            try ifcn(["train", "--backend", "cuda", "--gpu-math", "fp32", "--data", data, "--output", work.appendingPathComponent(dir).path,
+                      "--channels", "4", "--patch", "16", "--iterations", "\(iterations)", "--iters-per-epoch", "3",
+                      "--seed", "5", "--progress-seconds", "1000", "--dump-weights", work.appendingPathComponent(dir + ".w").path] + extra)
+        }
+        let straight = try train("straight", 6)
+        XCTAssertEqual(straight.status, 0, straight.summary)
+        XCTAssertTrue(straight.stdout.contains("ifcn CUDA emulator"), straight.summary)
+        XCTAssertTrue(straight.stdout.contains("val Dice"), straight.summary)
+        XCTAssertEqual(try train("resumed", 3).status, 0)
+        let resumed = try train("resumed", 6, ["--resume"])
+        XCTAssertEqual(resumed.status, 0, resumed.summary)
+        let a = try Data(contentsOf: work.appendingPathComponent("straight.w.rank0.safetensors"))
+        let b = try Data(contentsOf: work.appendingPathComponent("resumed.w.rank0.safetensors"))
+        XCTAssertEqual(a, b, "resumed weights differ from the uninterrupted run")
+    }
+
+    /// A launch whose arguments do not match the kernel's C parameters stops with both lists (every kernel's
+    /// parameters parse from the source).
+    func testEveryKernelsParametersParse() {
+        for kernel in CUDAKernel.allCases { XCTAssertNotNil(CUDAKernelSource.parameters[kernel], kernel.rawValue) }
+        XCTAssertEqual(CUDAKernel.fromBFloat16.parameters, [.pointer, .pointer, .int32, .int64])
+        XCTAssertEqual(CUDAKernel.scale.parameters, [.pointer, .float, .int64])
+        XCTAssertEqual(CUDAKernelSource.parameterKind("const unsigned long long* partial"), .pointer)
+        XCTAssertEqual(CUDAKernelSource.parameterKind(" long long voxels"), .int64)
+        XCTAssertNil(CUDAKernelSource.parameterKind("short s"))
+    }
+}

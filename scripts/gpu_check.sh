@@ -18,6 +18,21 @@ cd "$(dirname "$0")/.."
 part=${1:-all}
 [[ $part == all || $part == speed ]] || { echo "usage: scripts/gpu_check.sh [all|speed]"; exit 2; }
 correctness() { [[ $part == all ]]; }   # the correctness sections run in a full check only
+# GPU_CHECK_EMULATOR=DIR: a rehearsal on a machine without a GPU, on the CPU emulator of the NVIDIA libraries
+# (scripts/cuda_emulator.sh DIR; Tests/CUDAEmulator): every section at toy sizes, so that the commands, the files
+# they write and the summary run on real output before a lent device spends its minutes. Its figures measure nothing.
+rehearsal() { [[ -n ${GPU_CHECK_EMULATOR:-} ]]; }
+CPUS=$(nproc)   # the CPU side of the GPU-against-CPU comparisons (16 on the lent machines)
+# Sizes: the paper's (C, P), the middle one, the demo's patch, the 2-rank run's and the curves' iterations (and
+# epochs), the paper-size model's spacing (mm), bench steps, and the fixtures (empty: every one).
+if rehearsal; then
+    export IFCN_CUDA_LIBRARY_PATH=$GPU_CHECK_EMULATOR
+    PC=4 PP=16 MC=4 MP=16 DP=16 TRAIN_ITERS=8 TRAIN_EPOCH=4 CURVE_ITERS=30 CURVE_EPOCH=10 CURVE_LR_STEP=20 FINE_MM=4 STEPS=2
+    FIXTURE_NAMES="paper_c4_p16 paper_c4_p32 seed_c4_p32"
+else
+    PC=64 PP=128 MC=16 MP=64 DP=32 TRAIN_ITERS=1600 TRAIN_EPOCH=400 CURVE_ITERS=2000 CURVE_EPOCH=200 CURVE_LR_STEP=1500 FINE_MM=1 STEPS=10
+    FIXTURE_NAMES=""
+fi
 # What the summary reads from sections that may not run (empty: not run).
 fixtures=(); layers_rc=""; resume=""; train_seconds=""; nccl=""; same=(); statistics_differing=""
 OUT=${OUT:-gpu-check-out}
@@ -57,23 +72,23 @@ run_ifcn "$ifcn" devices --json > "$OUT/devices.json" 2>>"$log"
 run_ifcn "$ifcn" devices --compile-kernels 2>&1 | tail -2 | tee -a "$log"
 
 section "bench: ifcn (fp32, tf32, bf16) and PyTorch"
-run_ifcn timeout 100 "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels 16 --patch 64 --steps 10 2>&1 | tee -a "$log"
+run_ifcn timeout 100 "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels $MC --patch $MP --steps $STEPS 2>&1 | tee -a "$log"
 for m in fp32 tf32 bf16; do
-    run_ifcn timeout 150 "$ifcn" bench --backend cuda --gpu-math $m --variant paper --channels 64 --patch 128 --steps 10 --json \
+    run_ifcn timeout 150 "$ifcn" bench --backend cuda --gpu-math $m --variant paper --channels $PC --patch $PP --steps $STEPS --json \
         --profile > "$OUT/bench_ifcn_$m.json" 2> "$OUT/bench_ifcn_$m.err"; echo "exit $?" >> "$OUT/bench_ifcn_$m.err"
     cat "$OUT/bench_ifcn_$m.json" | tee -a "$log"; tail -5 "$OUT/bench_ifcn_$m.err" | tee -a "$log"
 done
 # The same tf32 step with cuDNN's fastest algorithms, deterministic or not (PyTorch's cudnn.benchmark takes those too).
-run_ifcn env IFCN_CUDNN_ALGORITHMS=fastest timeout 150 "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels 64 \
-    --patch 128 --steps 10 --json > "$OUT/bench_ifcn_tf32_fastest.json" 2> "$OUT/bench_ifcn_tf32_fastest.err"
+run_ifcn env IFCN_CUDNN_ALGORITHMS=fastest timeout 150 "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels $PC \
+    --patch $PP --steps $STEPS --json > "$OUT/bench_ifcn_tf32_fastest.json" 2> "$OUT/bench_ifcn_tf32_fastest.err"
 cat "$OUT/bench_ifcn_tf32_fastest.json" | tee -a "$log"; tail -3 "$OUT/bench_ifcn_tf32_fastest.err" | tee -a "$log"
 for m in fp32 tf32 bf16; do
-    timeout 120 python3 bench/pytorch_step.py --device cuda --mode $m --variant paper --channels 64 --patch 128 --steps 10 --json \
+    timeout 120 python3 bench/pytorch_step.py --device cuda --mode $m --variant paper --channels $PC --patch $PP --steps $STEPS --json \
         > "$OUT/bench_torch_$m.json" 2>>"$log"; cat "$OUT/bench_torch_$m.json" | tee -a "$log"
 done
 # Channels-last with the two tensor-core modes: the issue's bar is the best of every mode with channels-last tried.
 for m in tf32 bf16; do
-    timeout 120 python3 bench/pytorch_step.py --device cuda --mode $m --channels-last --variant paper --channels 64 --patch 128 --steps 10 --json \
+    timeout 120 python3 bench/pytorch_step.py --device cuda --mode $m --channels-last --variant paper --channels $PC --patch $PP --steps $STEPS --json \
         > "$OUT/bench_torch_${m}_cl.json" 2>>"$log"; cat "$OUT/bench_torch_${m}_cl.json" | tee -a "$log"
 done
 
@@ -81,6 +96,7 @@ if correctness; then
 section "reference fixtures on the GPU (fp32 math, bitwise repeat, agreement with the CPU)"
 for f in Tests/IFCNEngineTests/Fixtures/*.safetensors; do
     name=$(basename "$f" .safetensors)
+    [[ -z $FIXTURE_NAMES || " $FIXTURE_NAMES " == *" $name "* ]] || continue
     run_ifcn timeout 90 "$ifcn" check-reference "$f" --backend cuda --gpu-math fp32 --determinism --compare-cpu --threads 8 \
         --pytorch-baseline Tests/IFCNEngineTests/Fixtures/pytorch_f32_errors.json > "$OUT/fixture_$name.txt" 2>&1
     rc=$?
@@ -102,7 +118,7 @@ grep -E "FAIL|passed" "$OUT/check_backends.txt" | tee -a "$log"
 section "training: resume equals an uninterrupted run (1 rank, GPU)"
 data=$B/data
 run_ifcn "$ifcn" preprocess --input data/verse --output "$data" --spacing 3 --validation sub-verse008 2>&1 | tail -1 | tee -a "$log"
-common=(--data "$data" --variant paper --channels 16 --patch 64 --iters-per-epoch 20 --backend cuda --gpu-math fp32 --val-cases 1 --progress-seconds 1000)
+common=(--data "$data" --variant paper --channels $MC --patch $MP --iters-per-epoch 20 --backend cuda --gpu-math fp32 --val-cases 1 --progress-seconds 1000)
 run_ifcn timeout 90 "$ifcn" train "${common[@]}" --output "$B/runA" --iterations 40 --dump-weights "$B/A" > "$OUT/resume_a.txt" 2>&1
 run_ifcn timeout 90 "$ifcn" train "${common[@]}" --output "$B/runB" --iterations 20 > "$OUT/resume_b1.txt" 2>&1
 run_ifcn timeout 90 "$ifcn" train "${common[@]}" --output "$B/runB" --iterations 40 --resume --dump-weights "$B/B" > "$OUT/resume_b2.txt" 2>&1
@@ -112,8 +128,8 @@ tail -2 "$OUT/resume_a.txt" | tee -a "$log"; echo "resume bit-identical: $resume
 section "training: 2 ranks on one GPU, per-epoch validation on VerSe (the demo's configuration: 4 mm, C=16, P=32)"
 run_ifcn "$ifcn" preprocess --input data/verse --output "$B/data4" --spacing 4 --validation sub-verse008 2>&1 | tail -1 | tee -a "$log"
 t0=$(date +%s)
-run_ifcn timeout 180 mpirun --oversubscribe -np 2 "$ifcn" train --data "$B/data4" --output "$B/run2" --variant paper --channels 16 \
-    --patch 32 --iterations 1600 --iters-per-epoch 400 --backend cuda --augment noise,blur --progress-seconds 20 2>&1 | tee "$OUT/train_2ranks.txt" | tail -8 | tee -a "$log"
+run_ifcn timeout 180 mpirun --oversubscribe -np 2 "$ifcn" train --data "$B/data4" --output "$B/run2" --variant paper --channels $MC \
+    --patch $DP --iterations $TRAIN_ITERS --iters-per-epoch $TRAIN_EPOCH --backend cuda --augment noise,blur --progress-seconds 20 2>&1 | tee "$OUT/train_2ranks.txt" | tail -8 | tee -a "$log"
 train_seconds=$(( $(date +%s) - t0 ))
 cp "$B/run2/metrics.jsonl" "$OUT/train_metrics.jsonl" 2>/dev/null
 fi
@@ -124,8 +140,8 @@ section "training curve: tf32 (the training default) and bf16 against fp32 math,
 # no further from fp32's than the other seeds' do.
 if fits 120 "the training curves"; then
 [[ -d $B/data4 ]] || run_ifcn "$ifcn" preprocess --input data/verse --output "$B/data4" --spacing 4 --validation sub-verse008 2>&1 | tail -1 | tee -a "$log"
-curve_common=(--data "$B/data4" --variant paper --channels 16 --patch 32 --iterations 2000 --iters-per-epoch 200
-              --lr-steps 1500 --backend cuda --progress-seconds 1000)
+curve_common=(--data "$B/data4" --variant paper --channels $MC --patch $DP --iterations $CURVE_ITERS --iters-per-epoch $CURVE_EPOCH
+              --lr-steps $CURVE_LR_STEP --backend cuda --progress-seconds 1000)
 t0=$(date +%s)
 for spec in fp32:1 tf32:1 bf16:1 fp32:2 fp32:3; do
     m=${spec%:*}; seed=${spec#*:}
@@ -141,14 +157,14 @@ fi
 
 section "convolution sweep at C=64, P=128: a step's 3x3x3 convolutions as ifcn runs them and as channels-last / bf16 would (issue 10's levers)"
 if fits 100 "the convolution sweep"; then
-run_ifcn timeout 150 "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels 64 --patch 128 --steps 1 --json \
+run_ifcn timeout 150 "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels $PC --patch $PP --steps 1 --json \
     --conv-sweep --sweep-seconds 60 > "$OUT/bench_sweep.json" 2> "$OUT/bench_sweep.err"; echo "exit $?" >> "$OUT/bench_sweep.err"
 tail -4 "$OUT/bench_sweep.err" | tee -a "$log"
 fi
 
 if correctness; then
 section "gradient averaging: NCCL with one rank (the single-GPU communicator) against MPI, bit for bit"
-nccl_common=(--data "$data" --variant paper --channels 16 --patch 64 --iters-per-epoch 20 --iterations 20 --backend cuda --gpu-math fp32 --val-cases 1 --progress-seconds 1000)
+nccl_common=(--data "$data" --variant paper --channels $MC --patch $MP --iters-per-epoch 20 --iterations 20 --backend cuda --gpu-math fp32 --val-cases 1 --progress-seconds 1000)
 run_ifcn timeout 90 "$ifcn" train "${nccl_common[@]}" --output "$B/runN" --allreduce nccl --dump-weights "$B/N" > "$OUT/nccl_1rank.txt" 2>&1; nccl_rc=$?
 run_ifcn timeout 90 "$ifcn" train "${nccl_common[@]}" --output "$B/runM" --allreduce mpi --dump-weights "$B/M" > "$OUT/mpi_1rank.txt" 2>&1
 grep -E "gradients averaged|NCCL" "$OUT/nccl_1rank.txt" | head -3 | tee -a "$log"
@@ -171,7 +187,7 @@ section "segmentation of the VerSe scans with the 2-rank model: GPU against CPU"
 same=()
 for c in sub-verse005 sub-verse008 sub-verse012; do
     for b in cuda cpu; do
-        run_ifcn timeout 120 "$ifcn" segment --backend $b --threads 16 --checkpoint "$B/run2/checkpoints/best.safetensors" \
+        run_ifcn timeout 120 "$ifcn" segment --backend $b --threads $CPUS --checkpoint "$B/run2/checkpoints/best.safetensors" \
             --input data/verse/${c}_ct.nii.gz --output "$B/seg_$b" > "$OUT/segment_${c}_$b.txt" 2>&1
         tail -1 "$OUT/segment_${c}_$b.txt" | tee -a "$log"
         run_ifcn timeout 60 "$ifcn" evaluate --reference data/verse/${c}_seg-vert_msk.nii.gz \
@@ -184,7 +200,7 @@ done
 
 section "segment --scan-statistics 0.5 (training-mode batch norm in place on an inference network): GPU against CPU"
 for b in cuda cpu; do
-    run_ifcn timeout 120 "$ifcn" segment --backend $b --threads 16 --checkpoint "$B/run2/checkpoints/best.safetensors" \
+    run_ifcn timeout 120 "$ifcn" segment --backend $b --threads $CPUS --checkpoint "$B/run2/checkpoints/best.safetensors" \
         --input data/verse/sub-verse012_ct.nii.gz --output "$B/segstat_$b" --scan-statistics 0.5 > "$OUT/segment_statistics_$b.txt" 2>&1
     grep -h "batch norm" "$OUT/segment_statistics_$b.txt" | head -1 | tee -a "$log"
     tail -1 "$OUT/segment_statistics_$b.txt" | tee -a "$log"
@@ -195,8 +211,8 @@ echo "sub-verse012 with the scan's statistics: label maps GPU vs CPU differ in $
 section "paper-size model (C=64, P=128, 1 mm) on the GPU: seconds per scan"
 if fits 150 "the paper-size model's segmentation"; then
 mkdir -p "$B/raw1" && cp data/verse/sub-verse005_* "$B/raw1/"   # one scan: the model is timed, not judged
-run_ifcn "$ifcn" preprocess --input "$B/raw1" --output "$B/data1" --spacing 1 --val-fraction 0 2>&1 | tail -1 | tee -a "$log"
-run_ifcn timeout 150 "$ifcn" train --data "$B/data1" --output "$B/run128" --variant paper --channels 64 --patch 128 --iterations 20 \
+run_ifcn "$ifcn" preprocess --input "$B/raw1" --output "$B/data1" --spacing $FINE_MM --val-fraction 0 2>&1 | tail -1 | tee -a "$log"
+run_ifcn timeout 150 "$ifcn" train --data "$B/data1" --output "$B/run128" --variant paper --channels $PC --patch $PP --iterations 20 \
     --iters-per-epoch 20 --val-cases 0 --backend cuda --progress-seconds 1000 > "$OUT/train_p128.txt" 2>&1
 tail -2 "$OUT/train_p128.txt" | tee -a "$log"
 for c in sub-verse005 sub-verse008 sub-verse012; do
@@ -204,7 +220,7 @@ for c in sub-verse005 sub-verse008 sub-verse012; do
         --input data/verse/${c}_ct.nii.gz --output "$B/seg128" > "$OUT/segment128_$c.txt" 2>&1
     tail -1 "$OUT/segment128_$c.txt" | tee -a "$log"
 done
-run_ifcn timeout 120 "$ifcn" segment --backend cpu --threads 16 --checkpoint "$B/run128/checkpoints/latest.safetensors" \
+run_ifcn timeout 120 "$ifcn" segment --backend cpu --threads $CPUS --checkpoint "$B/run128/checkpoints/latest.safetensors" \
     --input data/verse/sub-verse005_ct.nii.gz --output "$B/seg128cpu" > "$OUT/segment128_cpu.txt" 2>&1
 tail -1 "$OUT/segment128_cpu.txt" | tee -a "$log"
 cmp -s "$B/seg128/sub-verse005.nii.gz" "$B/seg128cpu/sub-verse005.nii.gz" && echo "C=64 P=128 sub-verse005: GPU and CPU label maps identical" | tee -a "$log"
@@ -213,7 +229,7 @@ fi
 fi
 
 section "summary"
-PART=$part STATISTICS="${statistics_differing:-?}" LAYERS=$layers_rc FIXTURES="${fixtures[*]}" RESUME=$resume TRAIN_SECONDS=$train_seconds NCCL=$nccl SAME="${same[*]}" python3 - "$OUT" <<'PY' | tee -a "$log"
+REHEARSAL=${GPU_CHECK_EMULATOR:-} PART=$part STATISTICS="${statistics_differing:-?}" LAYERS=$layers_rc FIXTURES="${fixtures[*]}" RESUME=$resume TRAIN_SECONDS=$train_seconds NCCL=$nccl SAME="${same[*]}" python3 - "$OUT" <<'PY' | tee -a "$log"
 import json, os, sys, glob
 out = sys.argv[1]
 def load(p):
@@ -231,6 +247,8 @@ for kv in os.environ["FIXTURES"].split():
 def ran(key, passed):  # None where the section did not run (scripts/gpu_check.sh speed)
     return None if os.environ[key] == "" else os.environ[key] == passed
 res["part"] = os.environ["PART"]
+if os.environ["REHEARSAL"]:
+    res["rehearsal_on_cuda_emulator"] = "toy sizes on the CPU emulator of the NVIDIA libraries: not a measurement"
 res["resume_bit_identical"] = ran("RESUME", "true")
 res["layers_agree_with_cpu"] = ran("LAYERS", "0")
 res["nccl_one_rank_equals_mpi"] = ran("NCCL", "true")

@@ -3,7 +3,8 @@
 // (Sources/CCUDA) and every one of ifcn's own CUDA kernels run for real, on the host.
 //
 // - Driver API: device memory is host memory, each allocation ending at a PROT_NONE guard page, so a
-//   kernel or copy that runs past the end of a buffer stops the process with SIGSEGV; streams are
+//   kernel or copy that runs past the end of a buffer stops the process with SIGSEGV (or, with
+//   IFCN_CUDA_EMULATOR_GUARD=front, starting after one, for accesses below the start); streams are
 //   synchronous; events read the host clock. The device is "ifcn CUDA emulator", sm_90, 16 GiB.
 // - Kernels: the very source ifcn hands to NVRTC, compiled as host C++ with cuda_builtins.h and
 //   registered by name (scripts/cuda_emulator.sh generates the table). cuLaunchKernel runs the grid block by
@@ -74,7 +75,16 @@ size_t page_size() {
     return p;
 }
 
-// `bytes` ending 16 bytes short of (or at) a PROT_NONE page.
+// IFCN_CUDA_EMULATOR_GUARD=front puts the guard page before each buffer (which then starts on a page), to
+// catch accesses below index 0; by default it follows the buffer (which ends within 15 bytes of it).
+bool guard_in_front() {
+    static const bool front = [] {
+        const char *v = std::getenv("IFCN_CUDA_EMULATOR_GUARD");
+        return v && std::strcmp(v, "front") == 0;
+    }();
+    return front;
+}
+
 void *guarded_alloc(size_t bytes, Allocation *out) {
     const size_t page = page_size();
     const size_t rounded = (std::max<size_t>(bytes, 1) + 15) / 16 * 16;
@@ -82,9 +92,15 @@ void *guarded_alloc(size_t bytes, Allocation *out) {
     const size_t mapped = body + page;
     void *m = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED) return nullptr;
-    char *guard = static_cast<char *>(m) + body;
-    mprotect(guard, page, PROT_NONE);
-    char *p = guard - rounded;
+    char *base = static_cast<char *>(m);
+    char *p;
+    if (guard_in_front()) {
+        mprotect(base, page, PROT_NONE);
+        p = base + page;
+    } else {
+        mprotect(base + body, page, PROT_NONE);
+        p = base + body - rounded;
+    }
     // Not zero: code that reads memory it never wrote sees garbage. Large regions (cuDNN workspaces of
     // gigabytes) stay untouched, so they cost no host memory.
     if (rounded <= (size_t(64) << 20)) std::memset(p, 0xA5, rounded);

@@ -13,6 +13,12 @@ final class CUDAEmulatorTests: XCTestCase {
     nonisolated(unsafe) static var built: URL?
     let fixtures = TestPaths.repositoryRoot.appendingPathComponent("Tests/IFCNEngineTests/Fixtures")
 
+    override class func tearDown() {
+        if let built { try? FileManager.default.removeItem(at: built) }
+        built = nil
+        super.tearDown()
+    }
+
     /// Builds the emulator once per test run (a few seconds); skips where no C++ compiler is installed.
     func emulator() throws -> URL {
         if let built = Self.built { return built }
@@ -58,12 +64,16 @@ final class CUDAEmulatorTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("CUDA backend: usable"), r.summary)
     }
 
-    /// Every kernel against the CPU backend (relative L2 <= 1e-5), as `check-backends` does on a GPU.
+    /// Every kernel against the CPU backend (relative L2 <= 1e-5), as `check-backends` does on a GPU; with the
+    /// guard pages after the buffers and before them, so an access past either end stops the run.
     func testEveryKernelAgreesWithTheCPU() throws {
-        for (channels, extent) in [("8", "16,20,24"), ("3", "2,4,6")] {
-            let r = try ifcn(["check-backends", "--backend", "cuda", "--channels", channels, "--extent", extent, "--threads", "2"])
-            XCTAssertEqual(r.status, 0, r.summary)
-            XCTAssertTrue(r.stdout.contains("41 passed, 0 failed"), r.summary)
+        for guardPage in ["back", "front"] {
+            for (channels, extent) in [("8", "16,20,24"), ("3", "2,4,6")] {
+                let r = try ifcn(["check-backends", "--backend", "cuda", "--channels", channels, "--extent", extent, "--threads", "2"],
+                                 extra: ["IFCN_CUDA_EMULATOR_GUARD": guardPage])
+                XCTAssertEqual(r.status, 0, "guard \(guardPage): \(r.summary)")
+                XCTAssertTrue(r.stdout.contains("41 passed, 0 failed"), r.summary)
+            }
         }
     }
 
@@ -139,7 +149,8 @@ final class CUDAEmulatorTests: XCTestCase {
     }
 
     /// Training with per-epoch validation (whole-scan segmentation on the GPU path), checkpoints, and an exact
-    /// resume: 6 iterations straight equal 3 + resume to 6, bit for bit.
+    /// resume: 6 iterations straight (guard pages in front of the buffers) equal 3 + resume to 6 (guard pages
+    /// behind them), bit for bit.
     func testTrainValidateAndResumeExactly() throws {
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("ifcn-emulator-train-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: work) }
@@ -147,12 +158,13 @@ final class CUDAEmulatorTests: XCTestCase {
         XCTAssertEqual(try ifcn(["synth", "--output", raw, "--cases", "3", "--seed", "11"]).status, 0)
         let p = try ifcn(["preprocess", "--input", raw, "--output", data, "--spacing", "4", "--val-fraction", "0.34", "--seed", "1"])
         XCTAssertEqual(p.status, 0, p.summary)
-        func train(_ dir: String, _ iterations: Int, _ extra: [String] = []) throws -> ProcessResult {
+        func train(_ dir: String, _ iterations: Int, _ extra: [String] = [], guardPage: String = "back") throws -> ProcessResult {
             try ifcn(["train", "--backend", "cuda", "--gpu-math", "fp32", "--data", data, "--output", work.appendingPathComponent(dir).path,
                       "--channels", "4", "--patch", "16", "--iterations", "\(iterations)", "--iters-per-epoch", "3",
-                      "--seed", "5", "--progress-seconds", "1000", "--dump-weights", work.appendingPathComponent(dir + ".w").path] + extra)
+                      "--seed", "5", "--progress-seconds", "1000", "--dump-weights", work.appendingPathComponent(dir + ".w").path] + extra,
+                     extra: ["IFCN_CUDA_EMULATOR_GUARD": guardPage])
         }
-        let straight = try train("straight", 6)
+        let straight = try train("straight", 6, guardPage: "front")
         XCTAssertEqual(straight.status, 0, straight.summary)
         XCTAssertTrue(straight.stdout.contains("ifcn CUDA emulator"), straight.summary)
         XCTAssertTrue(straight.stdout.contains("val Dice"), straight.summary)

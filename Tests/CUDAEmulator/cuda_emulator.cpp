@@ -19,7 +19,8 @@
 //   direction: 0 deterministic without workspace, 1 "non-deterministic" needing a workspace of the
 //   output's size (same arithmetic, reported at half its measured time, so that a choice of the fastest
 //   takes it); a call given less workspace than its algorithm needs fails. Find...Ex writes the output
-//   (as cuDNN does) and reports measured times.
+//   (as cuDNN does) and reports measured times. Two variables stage what a GPU meets at the paper's size
+//   (algorithm_workspace below): a deterministic algorithm needing more than ifcn's first workspace, or none.
 //
 // Not emulated: NCCL, concurrency between streams, real timings, cuDNN's own algorithms and rounding.
 #include "cuda_builtins.h"
@@ -884,8 +885,28 @@ struct Problem {
     }
 };
 
-// The "non-deterministic" algorithm 1 asks for a workspace of its output's size.
-size_t algorithm_workspace(int algorithm, size_t output_bytes) { return algorithm == 1 ? output_bytes : 0; }
+// Situations a GPU meets at the paper's size, on demand: IFCN_CUDA_EMULATOR_WORKSPACE_MIB=N makes the
+// deterministic algorithm 0 need N MiB of workspace (as cuDNN 9.19's 64->64 backward filter at 128^3 needed
+// more than 256 MiB); IFCN_CUDA_EMULATOR_DETERMINISTIC=none reports no algorithm as deterministic.
+size_t env_size(const char *name) {
+    const char *v = std::getenv(name);
+    return v ? size_t(std::strtoull(v, nullptr, 10)) : 0;
+}
+
+bool algorithm_deterministic(int algorithm) {
+    static const bool none = [] {
+        const char *v = std::getenv("IFCN_CUDA_EMULATOR_DETERMINISTIC");
+        return v && std::strcmp(v, "none") == 0;
+    }();
+    return algorithm == 0 && !none;
+}
+
+// Algorithm 0 needs no workspace (or IFCN_CUDA_EMULATOR_WORKSPACE_MIB); the "non-deterministic" algorithm 1
+// a workspace of its output's size.
+size_t algorithm_workspace(int algorithm, size_t output_bytes) {
+    static const size_t deterministic = env_size("IFCN_CUDA_EMULATOR_WORKSPACE_MIB") << 20;
+    return algorithm == 1 ? output_bytes : deterministic;
+}
 
 // cudnnGet...Algorithm_v7: both algorithms, deterministic first, untimed.
 int heuristic(const Problem &p, int requested, int *count, emulated_algo_perf *perf) {
@@ -893,7 +914,8 @@ int heuristic(const Problem &p, int requested, int *count, emulated_algo_perf *p
     *count = 0;
     for (int a = 0; a < 2 && *count < requested; a++)
         perf[(*count)++] =
-            emulated_algo_perf{a, 0, -1.0f, algorithm_workspace(a, p.output_bytes()), a == 0 ? 1 : 0, p.c.math, {}};
+            emulated_algo_perf{a, 0, -1.0f, algorithm_workspace(a, p.output_bytes()), algorithm_deterministic(a) ? 1 : 0,
+                               p.c.math, {}};
     return 0;
 }
 
@@ -922,7 +944,7 @@ int find(const Problem &p, const void *xp, const void *wp, const void *yp, int r
     std::vector<emulated_algo_perf> found;
     for (int a = 0; a < 2; a++) {
         const size_t need = algorithm_workspace(a, p.output_bytes());
-        emulated_algo_perf r{a, 0, -1.0f, need, a == 0 ? 1 : 0, p.c.math, {}};
+        emulated_algo_perf r{a, 0, -1.0f, need, algorithm_deterministic(a) ? 1 : 0, p.c.math, {}};
         if (need > workspace_bytes) {
             r.status = CUDNN_STATUS_ALLOC_FAILED;
         } else {

@@ -148,6 +148,27 @@ final class CUDAEmulatorTests: XCTestCase {
         for row in rows { XCTAssertTrue(row["problem"] is NSNull, "\(row)") }
     }
 
+    /// What stopped the H200 run at the paper's size: no deterministic algorithm fitting the first 256 MiB of
+    /// workspace. The emulated deterministic algorithms need 300 MiB: the workspace grows to them, with no warning.
+    /// With no deterministic algorithm at all, a non-deterministic one runs, with a warning naming the shape.
+    func testWorkspaceGrowsForDeterministicAlgorithmsElseAWarnedFallback() throws {
+        func bench(_ variable: String, _ value: String) throws -> ProcessResult {
+            let cache = FileManager.default.temporaryDirectory.appendingPathComponent("ifcn-emulator-cache-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: cache) }
+            return try ifcn(["bench", "--backend", "cuda", "--gpu-math", "tf32", "--channels", "4", "--patch", "16", "--steps", "1", "--json"],
+                            extra: [variable: value, "IFCN_CACHE_DIR": cache.path])
+        }
+        let grown = try bench("IFCN_CUDA_EMULATOR_WORKSPACE_MIB", "300")
+        XCTAssertEqual(grown.status, 0, grown.summary)
+        XCTAssertFalse(grown.stderr.contains("warning"), grown.summary)
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(grown.stdout.utf8)) as? [String: Any], grown.summary)
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(json["device_peak_bytes"] as? Int), 300 << 20, grown.stdout)
+        let fallback = try bench("IFCN_CUDA_EMULATOR_DETERMINISTIC", "none")
+        XCTAssertEqual(fallback.status, 0, fallback.summary)
+        XCTAssertTrue(fallback.stderr.contains("warning: cuDNN has no deterministic backward filter algorithm for 4->4 at 16x16x16"),
+                      fallback.summary)
+    }
+
     /// Training with per-epoch validation (whole-scan segmentation on the GPU path), checkpoints, and an exact
     /// resume: 6 iterations straight (guard pages in front of the buffers) equal 3 + resume to 6 (guard pages
     /// behind them), bit for bit.

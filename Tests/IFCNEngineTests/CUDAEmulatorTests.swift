@@ -169,6 +169,42 @@ final class CUDAEmulatorTests: XCTestCase {
                       fallback.summary)
     }
 
+    /// The iterative walk with the scan, memory and labels on the GPU (patch extraction, memory hash, fragment
+    /// sums, accepting an instance: the volume kernels) against the CPU's walk, with a model trained on the CPU that
+    /// finds vertebrae: the same instances, the label maps agreeing to Dice 0.99 (bit-identical here; the
+    /// convolutions of the two backends round differently, so a voxel at a probability of 0.5 could flip).
+    func testSegmentationWalkOnTheGPUPathMatchesTheCPU() throws {
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("ifcn-emulator-walk-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: work) }
+        func path(_ name: String) -> String { work.appendingPathComponent(name).path }
+        XCTAssertEqual(try ifcn(["synth", "--output", path("raw"), "--cases", "6", "--seed", "11"]).status, 0)
+        XCTAssertEqual(try ifcn(["preprocess", "--input", path("raw"), "--output", path("data"), "--spacing", "3",
+                                 "--val-fraction", "0.34", "--seed", "1"]).status, 0)
+        let t = try ifcn(["train", "--backend", "cpu", "--threads", "2", "--data", path("data"), "--output", path("run"),
+                          "--channels", "8", "--patch", "16", "--iterations", "1200", "--iters-per-epoch", "400",
+                          "--lr", "3e-3", "--lr-steps", "900", "--seed", "5", "--progress-seconds", "1000"])
+        XCTAssertEqual(t.status, 0, t.summary)
+        for backend in ["cuda", "cpu"] {
+            let r = try ifcn(["segment", "--backend", backend, "--gpu-math", "fp32", "--threads", "2",
+                              "--checkpoint", path("run/checkpoints/best.safetensors"),
+                              "--input", path("raw/synth005.nii.gz"), "--output", path("seg_" + backend)])
+            XCTAssertEqual(r.status, 0, r.summary)
+        }
+        func evaluate(_ reference: String, _ name: String) throws -> [String: Any] {
+            let r = try ifcn(["evaluate", "--reference", reference, "--prediction", path("seg_cuda/synth005.nii.gz"),
+                              "--json", path(name)])
+            XCTAssertEqual(r.status, 0, r.summary)
+            return try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: work.appendingPathComponent(name))) as? [String: Any])
+        }
+        let truth = try evaluate(path("raw/synth005_label.nii.gz"), "truth.json")
+        XCTAssertGreaterThan(try XCTUnwrap(truth["mean_dice"] as? Double), 0.3, "the model finds vertebrae: \(truth)")
+        let cpu = try evaluate(path("seg_cpu/synth005.nii.gz"), "cpu.json")
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(cpu["vertebrae"] as? Int), 5, "\(cpu)")
+        XCTAssertEqual(cpu["missed"] as? Int, 0, "\(cpu)")
+        XCTAssertEqual(cpu["false_positive_count"] as? Int, 0, "\(cpu)")
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(cpu["mean_dice"] as? Double), 0.99, "\(cpu)")
+    }
+
     /// Training with per-epoch validation (whole-scan segmentation on the GPU path), checkpoints, and an exact
     /// resume: 6 iterations straight (guard pages in front of the buffers) equal 3 + resume to 6 (guard pages
     /// behind them), bit for bit.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the CPU emulator of the NVIDIA libraries (Tests/CUDAEmulator) into OUT (default .build/cuda-emulator):
 # OUT/libifcn_cuda_emulator.so, compiled with ifcn's own CUDA kernel source, and links to it under the names
-# ifcn loads (libcuda.so.1, libnvrtc.so.13, libcudnn.so.9 and cuDNN's sub-libraries). Then
+# ifcn loads (libcuda.so.1, libnvrtc.so.13, libcudnn.so.9 and cuDNN's sub-libraries, libnccl.so.2). Then
 #   IFCN_CUDA_LIBRARY_PATH=OUT IFCN_CACHE_DIR=$(mktemp -d) ifcn train --backend cuda ...
 # runs the CUDA backend on the CPU: every own kernel for real, cuDNN's convolutions as a direct reference.
 # Needs a C++17 compiler ($CXX, else c++, g++ or clang++). Rebuild after changing CUDAKernels.swift (the emulator
@@ -43,7 +43,7 @@ names=$(grep -o 'extern "C" __global__ void ifcn_[a-z0-9_]*' "$out/kernels.cu" |
   -I"$root/Tests/CUDAEmulator" -I"$out" -o "$out/libifcn_cuda_emulator.so.tmp" \
   "$root/Tests/CUDAEmulator/cuda_emulator.cpp" "$out/kernels.cpp" -lpthread
 mv "$out/libifcn_cuda_emulator.so.tmp" "$out/libifcn_cuda_emulator.so"
-for so in libcuda.so.1 libnvrtc.so.13 libcudnn.so.9 libcudnn_graph.so.9 libcudnn_ops.so.9 libcudnn_cnn.so.9; do
+for so in libcuda.so.1 libnvrtc.so.13 libcudnn.so.9 libcudnn_graph.so.9 libcudnn_ops.so.9 libcudnn_cnn.so.9 libnccl.so.2; do
   ln -sf libifcn_cuda_emulator.so "$out/$so"
 done
 echo "CUDA emulator: $out ($(echo "$names" | wc -l) kernels, $cxx)"

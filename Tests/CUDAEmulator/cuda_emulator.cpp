@@ -22,7 +22,11 @@
 //   (as cuDNN does) and reports measured times. Two variables stage what a GPU meets at the paper's size
 //   (algorithm_workspace below): a deterministic algorithm needing more than ifcn's first workspace, or none.
 //
-// Not emulated: NCCL, concurrency between streams, real timings, cuDNN's own algorithms and rounding.
+// - NCCL: float32 averages between processes of one host, through files (end of this file); with
+//   IFCN_CUDA_EMULATOR_DEVICES=N the driver shows N GPUs, so ranks can each have their own.
+//
+// Not emulated: NCCL's transport and reduction order, concurrency between streams, real timings, cuDNN's
+// own algorithms and rounding.
 #include "cuda_builtins.h"
 #include "kernel_table.h"
 
@@ -317,30 +321,47 @@ CUresult cuInit(unsigned) {
     return CUDA_SUCCESS;
 }
 CUresult cuDriverGetVersion(int *v) { *v = 13000; return CUDA_SUCCESS; }
-CUresult cuDeviceGetCount(int *c) { *c = 1; return CUDA_SUCCESS; }
+// IFCN_CUDA_EMULATOR_DEVICES=N (1 to 8, default 1) GPUs, told apart by their PCI bus (the ordinal): ranks on
+// different emulated GPUs may use NCCL. They share the host's memory and the 16 GiB count.
+static int device_count() {
+    static const int n = [] {
+        const char *v = std::getenv("IFCN_CUDA_EMULATOR_DEVICES");
+        const int k = v ? std::atoi(v) : 1;
+        return k >= 1 && k <= 8 ? k : 1;
+    }();
+    return n;
+}
+CUresult cuDeviceGetCount(int *c) { *c = device_count(); return CUDA_SUCCESS; }
 CUresult cuDeviceGet(int *d, int ordinal) {
-    if (ordinal != 0) return CUDA_ERROR_INVALID_DEVICE;
-    *d = 0;
+    if (ordinal < 0 || ordinal >= device_count()) return CUDA_ERROR_INVALID_DEVICE;
+    *d = ordinal;
     return CUDA_SUCCESS;
 }
 CUresult cuDeviceGetName(char *name, int len, int) {
     std::snprintf(name, size_t(len), "ifcn CUDA emulator (CPU)");
     return CUDA_SUCCESS;
 }
-CUresult cuDeviceGetAttribute(int *value, int attribute, int) {
+CUresult cuDeviceGetAttribute(int *value, int attribute, int device) {
     switch (attribute) {
-    case 16: *value = 1; break;   // multiprocessors
-    case 75: *value = 9; break;   // compute capability major
-    case 76: *value = 0; break;   // minor
-    default: *value = 0; break;   // PCI domain, bus, device
+    case 16: *value = 1; break;        // multiprocessors
+    case 75: *value = 9; break;        // compute capability major
+    case 76: *value = 0; break;        // minor
+    case 33: *value = device; break;   // PCI bus
+    default: *value = 0; break;        // PCI domain, device
     }
     return CUDA_SUCCESS;
 }
 CUresult cuDeviceTotalMem_v2(size_t *bytes, int) { *bytes = total_bytes; return CUDA_SUCCESS; }
-static int primary_context_tag;
-CUresult cuDevicePrimaryCtxRetain(void **context, int) { *context = &primary_context_tag; return CUDA_SUCCESS; }
+static int primary_context_tags[8];
+CUresult cuDevicePrimaryCtxRetain(void **context, int device) {
+    if (device < 0 || device >= device_count()) return CUDA_ERROR_INVALID_DEVICE;
+    *context = &primary_context_tags[device];
+    return CUDA_SUCCESS;
+}
 CUresult cuCtxSetCurrent(void *context) {
-    return context == &primary_context_tag || context == nullptr ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    const bool known = context >= static_cast<void *>(&primary_context_tags[0]) &&
+                       context < static_cast<void *>(&primary_context_tags[device_count()]);
+    return known || context == nullptr ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
 }
 CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total) {
     std::lock_guard<std::mutex> g(big_lock);
@@ -1017,5 +1038,139 @@ int cudnnFindConvolutionBackwardFilterAlgorithmEx(void *, void *xd, const void *
     return find(Problem(BACKWARD_FILTER, xd, dwd, cd, dyd), x, dw, dy, requested, count, perf, workspace,
                 workspace_bytes);
 }
+
+}  // extern "C"
+
+// ------------------------------------------------------------------ NCCL (libnccl.so.2)
+//
+// Enough of NCCL for ifcn's gradient averaging between processes of one host: the id names a set of files
+// (in IFCN_CUDA_EMULATOR_NCCL_DIR, default /dev/shm); ncclCommInitRank waits for every rank to join;
+// ncclAllReduce (float32, average) writes this rank's buffer to a file per call, waits for every rank's file of
+// that call, sums them in rank order and multiplies by 1 / ranks, as ifcn's MPI path does. A peer that does not
+// arrive within 300 s is an error (a GPU's NCCL would hang or report it asynchronously).
+
+namespace {
+
+struct emulated_nccl_comm {
+    std::string stem;
+    int ranks, rank;
+    unsigned long long calls;
+};
+
+std::string nccl_folder() {
+    const char *v = std::getenv("IFCN_CUDA_EMULATOR_NCCL_DIR");
+    if (v && *v) return v;
+    return access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+}
+
+bool write_file(const std::string &path, const void *data, size_t bytes) {
+    const std::string tmp = path + ".tmp";
+    FILE *f = std::fopen(tmp.c_str(), "wb");
+    if (!f) return false;
+    const bool ok = std::fwrite(data, 1, bytes, f) == bytes;
+    if (std::fclose(f) != 0 || !ok) return false;
+    return std::rename(tmp.c_str(), path.c_str()) == 0;
+}
+
+// Waits until every rank's file `stem-tag-r` exists (polling); false after 300 s.
+bool wait_for_ranks(const std::string &stem, const std::string &tag, int ranks) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(300);
+    for (int r = 0; r < ranks;) {
+        if (access((stem + "-" + tag + "-" + std::to_string(r)).c_str(), R_OK) == 0) {
+            r++;
+            continue;
+        }
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        usleep(200);
+    }
+    return true;
+}
+
+}  // namespace
+
+extern "C" {
+
+enum { ncclSuccess = 0, ncclSystemError = 2, ncclInvalidArgument = 4 };
+struct emulated_nccl_id {
+    char internal[128];
+};
+
+int ncclGetVersion(int *version) {
+    *version = 1;  // "0.0.1": not a real NCCL
+    return ncclSuccess;
+}
+const char *ncclGetErrorString(int code) {
+    switch (code) {
+    case ncclSuccess: return "no error";
+    case ncclSystemError: return "system error (emulator: a peer did not arrive, or a file failed)";
+    case ncclInvalidArgument: return "invalid argument (emulator: only float32 averages)";
+    default: return "unknown NCCL result (emulator)";
+    }
+}
+int ncclGetUniqueId(emulated_nccl_id *id) {
+    std::memset(id->internal, 0, sizeof id->internal);
+    const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+    std::snprintf(id->internal, sizeof id->internal, "ifcn-nccl-%d-%llx", int(getpid()), (unsigned long long)now);
+    return ncclSuccess;
+}
+int ncclCommInitRank(void **comm, int ranks, emulated_nccl_id id, int rank) {
+    if (ranks < 1 || rank < 0 || rank >= ranks || std::strncmp(id.internal, "ifcn-nccl-", 10) != 0)
+        return ncclInvalidArgument;
+    auto *c = new emulated_nccl_comm{nccl_folder() + "/" + std::string(id.internal, strnlen(id.internal, 128)), ranks, rank, 0};
+    const char joined = 1;
+    if (!write_file(c->stem + "-join-" + std::to_string(rank), &joined, 1) || !wait_for_ranks(c->stem, "join", ranks)) {
+        delete c;
+        return ncclSystemError;
+    }
+    *comm = c;
+    return ncclSuccess;
+}
+int ncclAllReduce(const void *send, void *recv, size_t count, int datatype, int op, void *comm, void *) {
+    auto *c = static_cast<emulated_nccl_comm *>(comm);
+    if (datatype != 7 || op != 4 || !c) return ncclInvalidArgument;  // ncclFloat32, ncclAvg
+    {
+        std::lock_guard<std::mutex> g(big_lock);
+        check_range(CUdeviceptr(uintptr_t(send)), count * 4, "ncclAllReduce send buffer");
+        check_range(CUdeviceptr(uintptr_t(recv)), count * 4, "ncclAllReduce receive buffer");
+    }
+    const unsigned long long call = ++c->calls;
+    const std::string tag = std::to_string(call);
+    if (!write_file(c->stem + "-" + tag + "-" + std::to_string(c->rank), send, count * 4)) return ncclSystemError;
+    if (!wait_for_ranks(c->stem, tag, c->ranks)) return ncclSystemError;
+    std::vector<float> sum(count), part(count);
+    for (int r = 0; r < c->ranks; r++) {
+        FILE *f = std::fopen((c->stem + "-" + tag + "-" + std::to_string(r)).c_str(), "rb");
+        const bool ok = f && std::fread(r == 0 ? sum.data() : part.data(), 4, count, f) == count;
+        if (f) std::fclose(f);
+        if (!ok) return ncclSystemError;
+        if (r > 0)
+            for (size_t i = 0; i < count; i++) sum[i] += part[i];
+    }
+    const float scale = 1.0f / float(c->ranks);
+    for (size_t i = 0; i < count; i++) sum[i] *= scale;
+    {
+        std::lock_guard<std::mutex> g(big_lock);
+        std::memcpy(recv, sum.data(), count * 4);
+    }
+    // Every rank has read the files of call - 2 once any rank writes call - 1's: this rank's can go.
+    if (call > 2) std::remove((c->stem + "-" + std::to_string(call - 2) + "-" + std::to_string(c->rank)).c_str());
+    return ncclSuccess;
+}
+int ncclCommGetAsyncError(void *, int *error) {
+    *error = ncclSuccess;
+    return ncclSuccess;
+}
+static int finish(void *comm) {
+    auto *c = static_cast<emulated_nccl_comm *>(comm);
+    if (!c) return ncclInvalidArgument;
+    const std::string mine = "-" + std::to_string(c->rank);
+    for (unsigned long long k = c->calls > 1 ? c->calls - 1 : 1; k <= c->calls; k++)
+        std::remove((c->stem + "-" + std::to_string(k) + mine).c_str());
+    std::remove((c->stem + "-join" + mine).c_str());
+    delete c;
+    return ncclSuccess;
+}
+int ncclCommDestroy(void *comm) { return finish(comm); }
+int ncclCommAbort(void *comm) { return finish(comm); }
 
 }  // extern "C"

@@ -7,8 +7,8 @@ import XCTest
 /// emulator of the NVIDIA libraries (Tests/CUDAEmulator, built by scripts/cuda_emulator.sh), so the Swift backend,
 /// the C shim and every one of ifcn's own CUDA kernels run for real, and cuDNN's convolutions as a direct
 /// reference. Each command runs in its own process (the libraries load once per process). What it cannot show:
-/// cuDNN's own algorithms and rounding, the GPU's timings, NCCL (docs/ARCHITECTURE.md, "Testing the CUDA backend
-/// without a GPU").
+/// cuDNN's own algorithms and rounding, the GPU's timings, NCCL's own transport (docs/ARCHITECTURE.md, "Testing the
+/// CUDA backend without a GPU").
 final class CUDAEmulatorTests: XCTestCase {
     nonisolated(unsafe) static var built: URL?
     let fixtures = TestPaths.repositoryRoot.appendingPathComponent("Tests/IFCNEngineTests/Fixtures")
@@ -203,6 +203,44 @@ final class CUDAEmulatorTests: XCTestCase {
         XCTAssertEqual(cpu["missed"] as? Int, 0, "\(cpu)")
         XCTAssertEqual(cpu["false_positive_count"] as? Int, 0, "\(cpu)")
         XCTAssertGreaterThanOrEqual(try XCTUnwrap(cpu["mean_dice"] as? Double), 0.99, "\(cpu)")
+    }
+
+    /// Gradient averaging between GPUs (never run on more than one): two ranks on two emulated GPUs average through
+    /// NCCL (the emulator's: files between the processes, summed in rank order) bit-identically to MPI; two ranks on
+    /// one GPU are refused NCCL under `auto`, with the reason, and train through MPI.
+    func testTwoRanksAverageThroughNCCLAsThroughMPI() throws {
+        guard let mpirun = TestPaths.tool("mpirun") else { throw XCTSkip("needs mpirun") }
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("ifcn-emulator-nccl-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: work) }
+        func path(_ name: String) -> String { work.appendingPathComponent(name).path }
+        XCTAssertEqual(try ifcn(["synth", "--output", path("raw"), "--cases", "3", "--seed", "11"]).status, 0)
+        XCTAssertEqual(try ifcn(["preprocess", "--input", path("raw"), "--output", path("data"), "--spacing", "4",
+                                 "--val-fraction", "0.34", "--seed", "1"]).status, 0)
+        let lib = try emulator()
+        func train(_ name: String, allreduce: String, gpus: Int) throws -> ProcessResult {
+            try ProcessRunner.run(mpirun, ["--oversubscribe", "-np", "2", try TestPaths.ifcnBinary().path, "train",
+                                           "--backend", "cuda", "--gpu-math", "fp32", "--data", path("data"), "--output", path(name),
+                                           "--channels", "4", "--patch", "16", "--iterations", "6", "--iters-per-epoch", "3",
+                                           "--seed", "5", "--progress-seconds", "1000", "--allreduce", allreduce,
+                                           "--dump-weights", path(name + ".w")],
+                                  timeout: 300, environment: ProcessRunner.cleanEnvironment(
+                                      ["IFCN_CUDA_LIBRARY_PATH": lib.path, "IFCN_CACHE_DIR": path("cache-" + name),
+                                       "IFCN_CUDA_EMULATOR_DEVICES": "\(gpus)", "IFCN_CUDA_EMULATOR_NCCL_DIR": work.path]))
+        }
+        let nccl = try train("nccl", allreduce: "nccl", gpus: 2)
+        XCTAssertEqual(nccl.status, 0, nccl.summary)
+        XCTAssertTrue(nccl.stdout.contains("gradients averaged by NCCL 0.0.1 on each GPU's stream (2 rank(s))"), nccl.summary)
+        let mpi = try train("mpi", allreduce: "mpi", gpus: 2)
+        XCTAssertEqual(mpi.status, 0, mpi.summary)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("nccl.w.rank0.safetensors"))),
+                       try Data(contentsOf: URL(fileURLWithPath: path("mpi.w.rank0.safetensors"))),
+                       "NCCL and MPI averaged to different weights")
+        let shared = try train("shared", allreduce: "auto", gpus: 1)
+        XCTAssertEqual(shared.status, 0, shared.summary)
+        XCTAssertTrue(shared.stdout.contains("NCCL not used (rank"), shared.summary)
+        XCTAssertTrue(shared.stdout.contains("NCCL needs one GPU per rank"), shared.summary)
+        let left = try FileManager.default.contentsOfDirectory(atPath: work.path).filter { $0.hasPrefix("ifcn-nccl-") }
+        XCTAssertEqual(left, [], "the emulated NCCL left files behind")
     }
 
     /// Training with per-epoch validation (whole-scan segmentation on the GPU path), checkpoints, and an exact

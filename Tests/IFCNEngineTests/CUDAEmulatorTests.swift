@@ -44,6 +44,15 @@ final class CUDAEmulatorTests: XCTestCase {
                                          ["IFCN_CUDA_LIBRARY_PATH": lib.path, "IFCN_CACHE_DIR": cache.path].merging(extra) { $1 }))
     }
 
+    /// `cases` synthetic spines in WORK/raw, preprocessed at `spacing` mm into WORK/data (a third held out).
+    func syntheticData(in work: URL, cases: Int, spacing: Int) throws {
+        let raw = work.appendingPathComponent("raw").path, data = work.appendingPathComponent("data").path
+        let s = try ifcn(["synth", "--output", raw, "--cases", "\(cases)", "--seed", "11"])
+        XCTAssertEqual(s.status, 0, s.summary)
+        let p = try ifcn(["preprocess", "--input", raw, "--output", data, "--spacing", "\(spacing)", "--val-fraction", "0.34", "--seed", "1"])
+        XCTAssertEqual(p.status, 0, p.summary)
+    }
+
     func fixture(_ name: String) -> String { fixtures.appendingPathComponent(name + ".safetensors").path }
 
     /// Each tensor's relative L2 distance as `check-reference` prints it (lines "ok|FAIL name relL2 x ...").
@@ -177,9 +186,7 @@ final class CUDAEmulatorTests: XCTestCase {
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("ifcn-emulator-walk-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: work) }
         func path(_ name: String) -> String { work.appendingPathComponent(name).path }
-        XCTAssertEqual(try ifcn(["synth", "--output", path("raw"), "--cases", "6", "--seed", "11"]).status, 0)
-        XCTAssertEqual(try ifcn(["preprocess", "--input", path("raw"), "--output", path("data"), "--spacing", "3",
-                                 "--val-fraction", "0.34", "--seed", "1"]).status, 0)
+        try syntheticData(in: work, cases: 6, spacing: 3)
         let t = try ifcn(["train", "--backend", "cpu", "--threads", "2", "--data", path("data"), "--output", path("run"),
                           "--channels", "8", "--patch", "16", "--iterations", "1200", "--iters-per-epoch", "400",
                           "--lr", "3e-3", "--lr-steps", "900", "--seed", "5", "--progress-seconds", "1000"])
@@ -213,9 +220,7 @@ final class CUDAEmulatorTests: XCTestCase {
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("ifcn-emulator-nccl-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: work) }
         func path(_ name: String) -> String { work.appendingPathComponent(name).path }
-        XCTAssertEqual(try ifcn(["synth", "--output", path("raw"), "--cases", "3", "--seed", "11"]).status, 0)
-        XCTAssertEqual(try ifcn(["preprocess", "--input", path("raw"), "--output", path("data"), "--spacing", "4",
-                                 "--val-fraction", "0.34", "--seed", "1"]).status, 0)
+        try syntheticData(in: work, cases: 3, spacing: 4)
         let lib = try emulator()
         func train(_ name: String, allreduce: String, gpus: Int) throws -> ProcessResult {
             try ProcessRunner.run(mpirun, ["--oversubscribe", "-np", "2", try TestPaths.ifcnBinary().path, "train",
@@ -249,10 +254,8 @@ final class CUDAEmulatorTests: XCTestCase {
     func testTrainValidateAndResumeExactly() throws {
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("ifcn-emulator-train-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: work) }
-        let raw = work.appendingPathComponent("raw").path, data = work.appendingPathComponent("data").path
-        XCTAssertEqual(try ifcn(["synth", "--output", raw, "--cases", "3", "--seed", "11"]).status, 0)
-        let p = try ifcn(["preprocess", "--input", raw, "--output", data, "--spacing", "4", "--val-fraction", "0.34", "--seed", "1"])
-        XCTAssertEqual(p.status, 0, p.summary)
+        let data = work.appendingPathComponent("data").path
+        try syntheticData(in: work, cases: 3, spacing: 4)
         func train(_ dir: String, _ iterations: Int, _ extra: [String] = [], guardPage: String = "back") throws -> ProcessResult {
             try ifcn(["train", "--backend", "cuda", "--gpu-math", "fp32", "--data", data, "--output", work.appendingPathComponent(dir).path,
                       "--channels", "4", "--patch", "16", "--iterations", "\(iterations)", "--iters-per-epoch", "3",

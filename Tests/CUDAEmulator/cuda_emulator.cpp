@@ -1,16 +1,17 @@
 // A CPU emulator of the NVIDIA libraries ifcn loads at run time (libcuda.so.1, libnvrtc.so.13,
-// libcudnn.so.9), for testing the whole CUDA backend where no GPU is: the Swift code, the C shim
-// (Sources/CCUDA) and every one of ifcn's own CUDA kernels run for real, on the host.
+// libcudnn.so.9, libnccl.so.2), for testing the whole CUDA backend where no GPU is: the Swift code, the C
+// shim (Sources/CCUDA) and every one of ifcn's own CUDA kernels run for real, on the host.
 //
 // - Driver API: device memory is host memory, each allocation ending at a PROT_NONE guard page, so a
 //   kernel or copy that runs past the end of a buffer stops the process with SIGSEGV (or, with
 //   IFCN_CUDA_EMULATOR_GUARD=front, starting after one, for accesses below the start); streams are
-//   synchronous; events read the host clock. The device is "ifcn CUDA emulator", sm_90, 16 GiB.
+//   synchronous; events read the host clock. The device is "ifcn CUDA emulator (CPU)", sm_90, 16 GiB;
+//   IFCN_CUDA_EMULATOR_DEVICES=N shows N of them, so ranks can each have their own.
 // - Kernels: the very source ifcn hands to NVRTC, compiled as host C++ with cuda_builtins.h and
-//   registered by name (scripts/cuda_emulator.sh generates the table). cuLaunchKernel runs the grid block by
-//   block; the threads of a block run on fibers (own stacks, switched in user space) that switch at
-//   __syncthreads(), in a fixed order, so a launch is deterministic. A kernel that never synchronises (learned from its first block) runs its
-//   threads as plain calls.
+//   registered by name (scripts/cuda_emulator.sh generates the table). cuLaunchKernel runs the grid block
+//   by block; the threads of a block run on fibers (own stacks, switched in user space) that switch at
+//   __syncthreads(), in a fixed order, so a launch is deterministic. A kernel that never synchronises
+//   (learned from its first block) runs its threads as plain calls.
 // - NVRTC: accepts only the source the emulator was built from (anything else is a compile error
 //   telling to rebuild the emulator); the "cubin" is a tag that only this emulator's driver loads.
 // - cuDNN: the Nd convolution API on the descriptors ifcn sets (any strides, NCHW or NHWC filters,
@@ -21,9 +22,7 @@
 //   takes it); a call given less workspace than its algorithm needs fails. Find...Ex writes the output
 //   (as cuDNN does) and reports measured times. Two variables stage what a GPU meets at the paper's size
 //   (algorithm_workspace below): a deterministic algorithm needing more than ifcn's first workspace, or none.
-//
-// - NCCL: float32 averages between processes of one host, through files (end of this file); with
-//   IFCN_CUDA_EMULATOR_DEVICES=N the driver shows N GPUs, so ranks can each have their own.
+// - NCCL: float32 averages between processes of one host, through files (end of this file).
 //
 // Not emulated: NCCL's transport and reduction order, concurrency between streams, real timings, cuDNN's
 // own algorithms and rounding.
@@ -976,9 +975,9 @@ int find(const Problem &p, const void *xp, const void *wp, const void *yp, int r
         }
         found.push_back(r);
     }
-    std::stable_sort(found.begin(), found.end(), [](const emulated_algo_perf &a, const emulated_algo_perf &b) {
+    std::sort(found.begin(), found.end(), [](const emulated_algo_perf &a, const emulated_algo_perf &b) {
         if ((a.status == 0) != (b.status == 0)) return a.status == 0;
-        return a.time < b.time;
+        return a.time != b.time ? a.time < b.time : a.algo < b.algo;
     });
     *count = std::min<int>(requested, int(found.size()));
     std::copy(found.begin(), found.begin() + *count, perf);

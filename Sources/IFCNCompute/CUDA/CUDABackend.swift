@@ -224,10 +224,10 @@ public final class CUDABackend: ComputeBackend {
         precondition(grid > 0 && gridY > 0 && block > 0, "empty launch of \(kernel.rawValue)")
         // The driver copies each argument by the size of the kernel's parameter: a wrong list is garbage on the GPU,
         // so it stops here, in every build (the check costs a comparison of a few enums per launch).
-        let kinds = args.map(\.kind)
-        if kinds != kernel.parameters {
-            fatalError("launch of \(kernel.rawValue) with arguments (\(kinds.map(\.rawValue).joined(separator: ", "))); "
-                + "the kernel takes (\(kernel.parameters.map(\.rawValue).joined(separator: ", ")))")
+        let parameters = kernel.parameters
+        if args.count != parameters.count || zip(args, parameters).contains(where: { $0.kind != $1 }) {
+            fatalError("launch of \(kernel.rawValue) with arguments (\(args.map(\.kind.rawValue).joined(separator: ", "))); "
+                + "the kernel takes (\(parameters.map(\.rawValue).joined(separator: ", ")))")
         }
         let storage = UnsafeMutableRawPointer.allocate(byteCount: max(args.count, 1) * 8, alignment: 8)
         let params = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: max(args.count, 1))

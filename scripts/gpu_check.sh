@@ -6,11 +6,12 @@
 #   OUT=results scripts/gpu_check.sh speed -> only the speed parts (devices, benches, training curves, convolution
 #                                       sweep): for a second run on the same lent machine when the first ran out of time
 # Steps: ifcn devices; every fixture through check-reference on the GPU (fp32 math), with a
-# bitwise repeat and agreement with the CPU; a resumed training run against an uninterrupted one;
+# bitwise repeat and agreement with the CPU, and paper_c4_p32 on channels-last copies; a resumed training run against an uninterrupted one;
 # two-rank training with per-epoch validation on the VerSe scans (two ranks on one GPU: MPI); NCCL with
 # one rank against MPI, bit for bit; the VerSe scans segmented on the GPU and on the CPU (label maps
 # compared, also with --scan-statistics); a paper-size model's seconds per scan (segment_seconds); ifcn bench at C=64, P=128 (fp32,
-# tf32, bf16, with --profile: time per kind of kernel; tf32 with IFCN_CUDNN_ALGORITHMS=fastest) next to bench/pytorch_step.py --device cuda (fp32, tf32, bf16; tf32 and bf16 channels-last);
+# tf32, bf16, with --profile: time per kind of kernel; tf32 and bf16 on channels-last copies, --gpu-layout ndhwc; tf32 with
+# IFCN_CUDNN_ALGORITHMS=fastest) next to bench/pytorch_step.py --device cuda (fp32, tf32, bf16; tf32 and bf16 channels-last);
 # the step's convolutions timed in cuDNN as ifcn runs them and in tf32 NDHWC, bf16 NDHWC and bf16 NCDHW (bench --conv-sweep);
 # the training curves of tf32 and bf16 against fp32 (bench/compare_curves.py); TFLOP/s of each step against the card's peak.
 set -uo pipefail
@@ -78,6 +79,12 @@ for m in fp32 tf32 bf16; do
         --profile > "$OUT/bench_ifcn_$m.json" 2> "$OUT/bench_ifcn_$m.err"; echo "exit $?" >> "$OUT/bench_ifcn_$m.err"
     cat "$OUT/bench_ifcn_$m.json" | tee -a "$log"; tail -5 "$OUT/bench_ifcn_$m.err" | tee -a "$log"
 done
+# The tensor-core modes on channels-last copies of each convolution's operands (--gpu-layout ndhwc; issue 10's lever).
+for m in tf32 bf16; do
+    run_ifcn timeout 150 "$ifcn" bench --backend cuda --gpu-math $m --gpu-layout ndhwc --variant paper --channels $PC --patch $PP \
+        --steps $STEPS --json > "$OUT/bench_ifcn_${m}_ndhwc.json" 2> "$OUT/bench_ifcn_${m}_ndhwc.err"; echo "exit $?" >> "$OUT/bench_ifcn_${m}_ndhwc.err"
+    cat "$OUT/bench_ifcn_${m}_ndhwc.json" | tee -a "$log"; tail -3 "$OUT/bench_ifcn_${m}_ndhwc.err" | tee -a "$log"
+done
 # The same tf32 step with cuDNN's fastest algorithms, deterministic or not (PyTorch's cudnn.benchmark takes those too).
 run_ifcn env IFCN_CUDNN_ALGORITHMS=fastest timeout 150 "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels $PC \
     --patch $PP --steps $STEPS --json > "$OUT/bench_ifcn_tf32_fastest.json" 2> "$OUT/bench_ifcn_tf32_fastest.err"
@@ -103,6 +110,11 @@ for f in Tests/IFCNEngineTests/Fixtures/*.safetensors; do
     grep -E "FAIL|ok\*|determinism|agreement|passed" "$OUT/fixture_$name.txt" | tee -a "$log"
     fixtures+=("$name=$rc")
 done
+# Channels-last copies in fp32 math: the same tolerance as NCDHW (cuDNN's NDHWC algorithms, ifcn's transposes and padding).
+run_ifcn timeout 60 "$ifcn" check-reference Tests/IFCNEngineTests/Fixtures/paper_c4_p32.safetensors --backend cuda --gpu-math fp32 \
+    --gpu-layout ndhwc --quiet > "$OUT/fixture_paper_c4_p32_ndhwc.txt" 2>&1
+fixtures+=("paper_c4_p32_fp32_ndhwc=$?")
+tail -2 "$OUT/fixture_paper_c4_p32_ndhwc.txt" | sed "s/^/fp32 ndhwc: /" | tee -a "$log"
 for m in tf32 bf16; do   # the speed modes' distance from PyTorch float32 (they are not meant to meet its tolerance)
     run_ifcn timeout 60 "$ifcn" check-reference Tests/IFCNEngineTests/Fixtures/paper_c4_p32.safetensors --backend cuda --gpu-math $m \
         --quiet > "$OUT/fixture_paper_c4_p32_$m.txt" 2>&1
@@ -112,6 +124,8 @@ done
 section "every kernel on the GPU against the CPU, layer by layer (fp32 math, relL2 <= 1e-5)"
 run_ifcn timeout 60 "$ifcn" check-backends --backend cuda --threads 8 > "$OUT/check_backends.txt" 2>&1; layers_rc=$?
 run_ifcn timeout 60 "$ifcn" check-backends --backend cuda --threads 8 --channels 16 --extent 32,32,32 >> "$OUT/check_backends.txt" 2>&1
+layers_rc=$(( layers_rc + $? ))
+run_ifcn timeout 60 "$ifcn" check-backends --backend cuda --gpu-layout ndhwc --threads 8 --channels 3 --extent 16,20,24 >> "$OUT/check_backends.txt" 2>&1
 layers_rc=$(( layers_rc + $? ))
 grep -E "FAIL|passed" "$OUT/check_backends.txt" | tee -a "$log"
 
@@ -268,9 +282,9 @@ for c in ["sub-verse005", "sub-verse008", "sub-verse012"]:
         res.setdefault("segment_seconds", {})[c] = r["seconds"]
         res.setdefault("segment_evaluations", {})[c] = r["evaluations"]
         res.setdefault("segment_evaluations_per_vertebra", {})[c] = r["evaluations"] / max(len(r.get("instances") or []), 1)
-for name in ["fp32", "tf32", "bf16", "tf32_fastest"]:
+for name in ["fp32", "tf32", "bf16", "tf32_ndhwc", "bf16_ndhwc", "tf32_fastest"]:
     b = load(f"bench_ifcn_{name}.json")
-    m = name.replace("_fastest", " fastest algorithms")
+    m = name.replace("_fastest", " fastest algorithms").replace("_ndhwc", " channels-last")
     if b:
         res["ifcn"][m] = b["step_seconds_median"]
         res.setdefault("ifcn_forward", {})[m] = b["forward_seconds_median"]

@@ -32,9 +32,10 @@ public enum Backends {
 
     /// Builds the backend. CPU: `threads` compute threads (default all cores). CUDA: the GPU of
     /// index `localRank` modulo the GPUs visible (`CUDA_VISIBLE_DEVICES` is honoured by the driver),
-    /// with `gpuMath` for the convolutions. `note` receives one line when auto falls back to the CPU.
+    /// with `gpuMath` and `gpuLayout` for the convolutions. `note` receives one line when auto falls back to the CPU.
     public static func make(_ kind: BackendKind, threads: Int? = nil, localRank: Int = Backends.localRank,
-                            gpuMath: GPUMath = .fp32, note: (String) -> Void = { _ in }) throws -> any ComputeBackend {
+                            gpuMath: GPUMath = .fp32, gpuLayout: TensorLayout = .ncdhw,
+                            note: (String) -> Void = { _ in }) throws -> any ComputeBackend {
         _ = try ConvolutionAlgorithm.override()  // a bad IFCN_CONV_ALGORITHM fails here, before any work
         _ = try BFloat16.emulationRequested()     // and a bad IFCN_EMULATE_BF16
         let algorithms = try CUDAAlgorithmPolicy.fromEnvironment()  // and a bad IFCN_CUDNN_ALGORITHMS
@@ -42,11 +43,12 @@ public enum Backends {
         case .cpu:
             return cpu(threads: threads)
         case .cuda:
-            return try CUDABackend(deviceOrdinal: localRank, math: gpuMath, algorithms: algorithms)
+            return try CUDABackend(deviceOrdinal: localRank, math: gpuMath, layout: gpuLayout, algorithms: algorithms)
         case .auto:
             let inventory = CUDAInventory.probe()
             if inventory.usable {
-                return try CUDABackend(deviceOrdinal: localRank, math: gpuMath, algorithms: algorithms, inventory: inventory)
+                return try CUDABackend(deviceOrdinal: localRank, math: gpuMath, layout: gpuLayout, algorithms: algorithms,
+                                       inventory: inventory)
             }
             note("backend: cpu (CUDA not usable: \(inventory.problems.first ?? "no GPU"))")
             return cpu(threads: threads)
@@ -78,6 +80,7 @@ extension Backends {
             let d = cuda.device
             return String(format: "backend cuda on GPU %d: %@ (%@, %.0f GiB), %@ convolutions", d.ordinal, d.name,
                           d.architecture, Double(d.memoryBytes) / 1_073_741_824, cuda.math.rawValue)
+                + (cuda.layout == .ndhwc ? " on channels-last (NDHWC) copies" : "")
                 + (cuda.algorithmPolicy == .fastest
                    ? ", fastest cuDNN algorithms (\(CUDAAlgorithmPolicy.environmentKey)=fastest: not bitwise repeatable)" : "")
         }

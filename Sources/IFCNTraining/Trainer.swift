@@ -131,7 +131,8 @@ public final class Trainer {
         var fallback: String?
         let backend: any ComputeBackend
         do {
-            backend = try Backends.make(o.backend, threads: threads, localRank: comm.localRank, gpuMath: o.gpuMath) { fallback = $0 }
+            backend = try Backends.make(o.backend, threads: threads, localRank: comm.localRank, gpuMath: o.gpuMath,
+                                        gpuLayout: o.gpuLayout) { fallback = $0 }
         } catch {
             throw TrainingError("rank \(comm.rank): \(error)", collective: false)
         }

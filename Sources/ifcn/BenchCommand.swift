@@ -18,7 +18,7 @@ struct BenchCommand: ParsableCommand {
     var forwardOnly = false
     @Flag(help: "Then run as many steps and forward passes again with each backend call marked (CUDA events on a GPU, the host clock on the CPU) and print the time per kind of kernel.")
     var profile = false
-    @Flag(help: "Then time the network's 3x3x3 convolutions (those of one step; of one forward pass with --forward-only) in cuDNN as the backend runs them (--gpu-math, NCDHW) and as the speed levers would (tf32 channels-last NDHWC, bf16 NDHWC, bf16 NCDHW), with the fastest deterministic algorithm and the fastest of all (needs --backend cuda).")
+    @Flag(help: "Then time the network's 3x3x3 convolutions (those of one step; of one forward pass with --forward-only) in cuDNN as the backend runs them (--gpu-math, --gpu-layout) and as the speed levers would (tf32 channels-last NDHWC, bf16 NDHWC, bf16 NCDHW), with the fastest deterministic algorithm and the fastest of all (needs --backend cuda).")
     var convSweep = false
     @Option(help: "Wall-clock seconds the convolution sweep may take; variants left when they are spent are listed as not timed.")
     var sweepSeconds: Double = 150
@@ -117,6 +117,7 @@ struct BenchCommand: ParsableCommand {
                 "parameters": net.parameters.count, "backend": base.name,
                 "device": (base as? CUDABackend)?.device.name ?? "cpu",
                 "gpu_math": (base as? CUDABackend)?.math.rawValue ?? "n/a",
+                "gpu_layout": (base as? CUDABackend)?.layout.rawValue ?? "n/a",
                 "device_peak_bytes": (base as? CUDABackend)?.peakAllocatedBytes ?? 0,
                 "cpu_convolutions": base is CPUBackend ? ConvolutionAlgorithm.policy : "n/a",
             ]

@@ -105,9 +105,10 @@ void *guarded_alloc(size_t bytes, Allocation *out) {
         mprotect(base + body, page, PROT_NONE);
         p = base + body - rounded;
     }
-    // Not zero: code that reads memory it never wrote sees garbage. Large regions (cuDNN workspaces of
+    // Not zero: code that reads memory it never wrote sees all bits set, a NaN as float32, bfloat16 or double
+    // (-1 as an integer), which spreads into every result it touches. Large regions (cuDNN workspaces of
     // gigabytes) stay untouched, so they cost no host memory.
-    if (rounded <= (size_t(64) << 20)) std::memset(p, 0xA5, rounded);
+    if (rounded <= (size_t(64) << 20)) std::memset(p, 0xFF, rounded);
     *out = Allocation{m, mapped, bytes};
     return p;
 }

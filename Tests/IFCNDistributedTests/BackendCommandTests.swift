@@ -44,13 +44,16 @@ final class BackendCommandTests: XCTestCase {
         XCTAssertTrue(env.stderr.contains("CUDA is not usable: "), env.summary)
     }
 
-    func testUnknownBackendOrMathIsAParseErrorListingTheChoices() throws {
+    func testUnknownBackendMathOrLayoutIsAParseErrorListingTheChoices() throws {
         let r = try run(["bench", "--backend", "gpu"])
         XCTAssertNotEqual(r.status, 0, r.summary)
         XCTAssertTrue(r.stderr.contains("auto") && r.stderr.contains("cpu") && r.stderr.contains("cuda"), r.summary)
         let m = try run(["bench", "--gpu-math", "fp16"])
         XCTAssertNotEqual(m.status, 0, m.summary)
         XCTAssertTrue(m.stderr.contains("fp32") && m.stderr.contains("tf32"), m.summary)
+        let l = try run(["train", "--gpu-layout", "nhwc"])
+        XCTAssertNotEqual(l.status, 0, l.summary)
+        XCTAssertTrue(l.stderr.contains("ncdhw") && l.stderr.contains("ndhwc"), l.summary)
         let e = try run(["bench", "--steps", "1"], environment: ["IFCN_BACKEND": "gpu"])
         XCTAssertNotEqual(e.status, 0, e.summary)
         XCTAssertTrue(e.stderr.contains("IFCN_BACKEND='gpu'"), e.summary)

@@ -274,11 +274,47 @@ final class CUDAEmulatorTests: XCTestCase {
         XCTAssertEqual(a, b, "resumed weights differ from the uninterrupted run")
     }
 
+    /// `--gpu-layout ndhwc`: each convolution runs on channels-last copies of its operands (input channels that are
+    /// not a multiple of 8 padded with zero channels: at C=4, every convolution), its result copied back. The
+    /// emulator's convolutions sum in double in one fixed order whatever the layout, so the copies must change no
+    /// bit: trained in NDHWC (validation's inference passes included), the weights equal NCDHW's, in fp32 and in bf16
+    /// math. (On a GPU cuDNN's algorithms differ by layout, so there the two agree to rounding, not bitwise.) Every
+    /// kernel agrees with the CPU in NDHWC too, at odd sizes, with guard pages in front of the buffers.
+    func testChannelsLastCopiesChangeNoBit() throws {
+        for (channels, extent) in [("8", "16,20,24"), ("3", "2,4,6")] {
+            let r = try ifcn(["check-backends", "--backend", "cuda", "--gpu-layout", "ndhwc", "--channels", channels,
+                              "--extent", extent, "--threads", "2"], extra: ["IFCN_CUDA_EMULATOR_GUARD": "front"])
+            XCTAssertEqual(r.status, 0, r.summary)
+            XCTAssertTrue(r.stdout.contains("41 passed, 0 failed"), r.summary)
+            XCTAssertTrue(r.stdout.contains("fp32 convolutions on channels-last (NDHWC) copies"), r.summary)
+        }
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("ifcn-emulator-layout-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: work) }
+        func path(_ name: String) -> String { work.appendingPathComponent(name).path }
+        try syntheticData(in: work, cases: 3, spacing: 4)
+        for math in ["fp32", "bf16"] {
+            var weights: [String: Data] = [:]
+            for layout in ["ncdhw", "ndhwc"] {
+                let name = "\(math)_\(layout)"
+                let r = try ifcn(["train", "--backend", "cuda", "--gpu-math", math, "--gpu-layout", layout, "--data", path("data"),
+                                  "--output", path(name), "--channels", "4", "--patch", "16", "--iterations", "4",
+                                  "--iters-per-epoch", "4", "--seed", "5", "--progress-seconds", "1000",
+                                  "--dump-weights", path(name + ".w")])
+                XCTAssertEqual(r.status, 0, r.summary)
+                XCTAssertTrue(r.stdout.contains("val Dice"), r.summary)
+                XCTAssertEqual(r.stdout.contains("on channels-last (NDHWC) copies"), layout == "ndhwc", r.summary)
+                weights[layout] = try Data(contentsOf: URL(fileURLWithPath: path(name + ".w.rank0.safetensors")))
+            }
+            XCTAssertEqual(weights["ncdhw"], weights["ndhwc"], "\(math): channels-last copies changed the trained weights")
+        }
+    }
+
     /// A launch whose arguments do not match the kernel's C parameters stops with both lists (every kernel's
     /// parameters parse from the source).
     func testEveryKernelsParametersParse() {
         for kernel in CUDAKernel.allCases { XCTAssertNotNil(CUDAKernelSource.parameters[kernel], kernel.rawValue) }
         XCTAssertEqual(CUDAKernel.fromBFloat16.parameters, [.pointer, .pointer, .int32, .int64])
+        XCTAssertEqual(CUDAKernel.fromChannelsLastBFloat16.parameters, [.pointer, .pointer, .int32, .int32, .int64, .int32])
         XCTAssertEqual(CUDAKernel.scale.parameters, [.pointer, .float, .int64])
         XCTAssertEqual(CUDAKernelSource.parameterKind("const unsigned long long* partial"), .pointer)
         XCTAssertEqual(CUDAKernelSource.parameterKind(" long long voxels"), .int64)

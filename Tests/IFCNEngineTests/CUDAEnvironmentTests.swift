@@ -80,6 +80,22 @@ final class CUDAEnvironmentTests: XCTestCase {
         XCTAssertEqual(try Backends.make(.cpu, threads: 1).name, "cpu")  // a GPU setting: the CPU backend ignores it
     }
 
+    /// Channels-last staging (`--gpu-layout ndhwc`): the operands a convolution hands cuDNN, their sizes and padding.
+    func testStagedOperandsOfAConvolution() {
+        let first = ConvolutionShape(inChannels: 2, outChannels: 64, extent: Extent3(4, 6, 8))
+        let padded = ConvolutionVariant(.tf32, .ndhwc).paddedInChannels(2)
+        XCTAssertEqual(padded, 8)
+        XCTAssertNil(ConvolutionVariant(.tf32, .ndhwc).paddedInChannels(64))
+        XCTAssertNil(ConvolutionVariant(.bf16, .ncdhw).paddedInChannels(2))
+        let o = StagedOperand.operands(of: first, paddedTo: 8)
+        XCTAssertEqual(o.input, StagedOperand(batches: 1, channels: 2, stride: 8, voxels: 192))
+        XCTAssertEqual(o.output, StagedOperand(batches: 1, channels: 64, stride: 64, voxels: 192))
+        XCTAssertEqual(o.filter, StagedOperand(batches: 64, channels: 2, stride: 8, voxels: 27))
+        XCTAssertEqual([o.input.count, o.input.stagedCount], [384, 1536])       // ifcn's [2, 4, 6, 8]; cuDNN's [4, 6, 8, 8]
+        XCTAssertEqual([o.filter.count, o.filter.stagedCount], [3456, 13824])  // [64, 2, 27]; [64, 27, 8]
+        XCTAssertEqual(ConvolutionPrecision.allCases.map(\.bytes), [4, 4, 2])
+    }
+
     /// cuDNN 9's libcudnn.so.9 aborts the process at its first call when a sub-library is missing ("Invalid handle.
     /// Cannot load symbol ..."; seen with pip's dispatcher alone). Loading it checks them first: such an install is
     /// unusable, with the reason, and nothing of it is called (here every function of the stand-in aborts).
@@ -132,7 +148,7 @@ final class CUDAEnvironmentTests: XCTestCase {
                 for (cin, cout, side) in [(2, 64, 32), (8, 64, 32), (128, 64, 16)] {
                     var conv: OpaquePointer?
                     let r = ifcn_conv3_create_variant(&conv, Int32(cin), Int32(cout), Int32(side), Int32(side), Int32(side),
-                                                      precision.shimCode, layout == .ndhwc ? 1 : 0)
+                                                      precision.shimCode, layout.shimCode)
                     XCTAssertEqual(r, 0, "\(precision) \(layout) \(cin)->\(cout): \(String(cString: ifcn_cudnn_error_string(r)))")
                     XCTAssertNotNil(conv)
                     XCTAssertEqual(ifcn_conv3_algorithm(conv, 0), -1)
@@ -140,8 +156,9 @@ final class CUDAEnvironmentTests: XCTestCase {
                 }
             }
         }
-        // Each --gpu-math runs one of them; ifcn's own code for a variant that does not exist.
-        XCTAssertEqual(GPUMath.allCases.map(\.convolutionVariant.description), ["fp32 ncdhw", "tf32 ncdhw", "bf16 ncdhw"])
+        // Each --gpu-math with each --gpu-layout runs one of them; ifcn's own code for a variant that does not exist.
+        XCTAssertEqual(GPUMath.allCases.map(\.convolutionPrecision), [.fp32, .tf32, .bf16])
+        XCTAssertEqual(TensorLayout.allCases.map(\.shimCode), [0, 1])
         var conv: OpaquePointer?
         XCTAssertEqual(ifcn_conv3_create_variant(&conv, 2, 16, 8, 8, 8, 3, 0), IFCN_CUDNN_BAD_VARIANT)
         XCTAssertEqual(String(cString: ifcn_cudnn_error_string(IFCN_CUDNN_BAD_VARIANT)), "unknown convolution precision or layout")

@@ -70,19 +70,43 @@ extension CUDABackend {
         launch1D(.sigmoidForward, blocks: kernelBlocks(n), [kernelArg(input), kernelArg(output), .int64(Int64(n))])
     }
 
-    /// A bfloat16 copy of `t` (round to nearest even) in workspace `slot`: its device address.
-    func bfloat16Copy(_ t: TensorRef, slot: WorkspaceSlot) -> UInt64 {
-        let address = workspace(slot, bytes: max(t.count, 1) * 2)
-        if t.count > 0 {
+    /// Copies `t` (`operand` in ifcn's order) into `address` as the backend's convolutions take it: bfloat16 (round
+    /// to nearest even) and/or channels-last with zero padding channels.
+    func stage(_ t: TensorRef, _ operand: StagedOperand, into address: UInt64) {
+        precondition(t.count == operand.count, "staged operand of the wrong size")
+        guard t.count > 0 else { return }
+        switch layout {
+        case .ncdhw:
+            precondition(math == .bf16, "float32 NCDHW convolutions are not staged")
             launch1D(.toBFloat16, blocks: kernelBlocks(t.count), [kernelArg(t), .pointer(address), .int64(Int64(t.count))])
+        case .ndhwc:
+            launchTiles(math == .bf16 ? .toChannelsLastBFloat16 : .toChannelsLast, operand, channels: operand.stride,
+                        [kernelArg(t), .pointer(address), .int32(Int32(operand.channels)), .int32(Int32(operand.stride)),
+                         .int64(Int64(operand.voxels))])
         }
-        return address
     }
 
-    /// Widens `t.count` bfloat16 values at `address` into `t` (exactly), adding to it when `accumulate`.
-    func widenBFloat16(_ address: UInt64, into t: TensorRef, accumulate: Bool) {
+    /// Copies a staged result at `address` back into `t` (exactly: bfloat16 widens without rounding), adding to it
+    /// when `accumulate`.
+    func unstage(_ address: UInt64, _ operand: StagedOperand, into t: TensorRef, accumulate: Bool) {
+        precondition(t.count == operand.count, "staged operand of the wrong size")
         guard t.count > 0 else { return }
-        launch1D(.fromBFloat16, blocks: kernelBlocks(t.count), [.pointer(address), kernelArg(t), kernelFlag(accumulate), .int64(Int64(t.count))])
+        switch layout {
+        case .ncdhw:
+            precondition(math == .bf16, "float32 NCDHW convolutions are not staged")
+            launch1D(.fromBFloat16, blocks: kernelBlocks(t.count), [.pointer(address), kernelArg(t), kernelFlag(accumulate), .int64(Int64(t.count))])
+        case .ndhwc:
+            launchTiles(math == .bf16 ? .fromChannelsLastBFloat16 : .fromChannelsLast, operand, channels: operand.channels,
+                        [.pointer(address), kernelArg(t), .int32(Int32(operand.channels)), .int32(Int32(operand.stride)),
+                         .int64(Int64(operand.voxels)), kernelFlag(accumulate)])
+        }
+    }
+
+    /// A transposing kernel's grid: x = tiles of 32 voxels times batches, y = tiles of 32 of `channels`.
+    private func launchTiles(_ kernel: CUDAKernel, _ operand: StagedOperand, channels: Int, _ args: [KernelArg]) {
+        let channelTiles = (channels + 31) / 32
+        precondition(channelTiles <= 65535, "\(kernel.rawValue): \(channels) channels exceed the grid's y limit")
+        launch(kernel, grid: (operand.voxels + 31) / 32 * operand.batches, gridY: channelTiles, block: CUDAKernelSource.blockSize, args)
     }
 
     public func scale(_ tensor: TensorRef, by factor: Float) {

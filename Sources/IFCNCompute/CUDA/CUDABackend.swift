@@ -40,8 +40,9 @@ enum KernelArg {
 /// Grow-only device scratch regions, one per purpose.
 enum WorkspaceSlot: Int, CaseIterable {
     case reduction = 0, reduction2 = 1, loss = 2, convolution = 3, convolutionFind = 4, segmentation = 5
-    /// bf16 math: the rounded copies of a convolution's input (or input gradient), output (or output gradient) and filter.
-    case bf16Input = 6, bf16Output = 7, bf16Filter = 8
+    /// Staged convolutions (bf16 math, channels-last layout): the copies of a convolution's input (or input
+    /// gradient), output (or output gradient) and filter that cuDNN reads and writes.
+    case stagedInput = 6, stagedOutput = 7, stagedFilter = 8
 }
 
 /// Convolution math on the GPU: float32 FMA (reference checks, tests), TF32 tensor cores, or bfloat16 operands.
@@ -62,6 +63,8 @@ public final class CUDABackend: ComputeBackend {
     public let threads = 1
     public let device: CUDADeviceInfo
     public let math: GPUMath
+    /// Memory order of the operands cuDNN sees (`--gpu-layout`): ifcn's own NCDHW, or channels-last copies.
+    public let layout: TensorLayout
     /// Which cuDNN algorithms the convolutions may use.
     public let algorithmPolicy: CUDAAlgorithmPolicy
     let context: UnsafeMutableRawPointer
@@ -79,7 +82,7 @@ public final class CUDABackend: ComputeBackend {
 
     /// Opens device `ordinal` (taken modulo the number of GPUs) and compiles or loads the kernels.
     /// `inventory`: a probe the caller already made (the factory's), else one is made here.
-    public init(deviceOrdinal: Int, math: GPUMath, algorithms: CUDAAlgorithmPolicy = .deterministic,
+    public init(deviceOrdinal: Int, math: GPUMath, layout: TensorLayout = .ncdhw, algorithms: CUDAAlgorithmPolicy = .deterministic,
                 inventory probed: CUDAInventory? = nil) throws {
         let inventory = probed ?? CUDAInventory.probe()
         guard inventory.usable else {
@@ -87,6 +90,7 @@ public final class CUDABackend: ComputeBackend {
         }
         device = inventory.devices[deviceOrdinal % inventory.devices.count]
         self.math = math
+        self.layout = layout
         algorithmPolicy = algorithms
         var ctx: UnsafeMutableRawPointer?
         try CUDAError.check(ifcn_cu_primary_context(Int32(device.ordinal), &ctx), "cuDevicePrimaryCtxRetain")

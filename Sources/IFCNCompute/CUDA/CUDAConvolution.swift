@@ -14,14 +14,44 @@ extension ConvolutionPrecision {
 }
 
 extension GPUMath {
-    /// The precision and layout the backend runs its convolutions in.
-    public var convolutionVariant: ConvolutionVariant {
+    /// The number format and math of the convolutions in this mode.
+    public var convolutionPrecision: ConvolutionPrecision {
         switch self {
-        case .fp32: return ConvolutionVariant(.fp32, .ncdhw)
-        case .tf32: return ConvolutionVariant(.tf32, .ncdhw)
-        case .bf16: return ConvolutionVariant(.bf16, .ncdhw)
+        case .fp32: return .fp32
+        case .tf32: return .tf32
+        case .bf16: return .bf16
         }
     }
+}
+
+extension ConvolutionPrecision {
+    /// Bytes of one tensor element.
+    var bytes: Int { self == .bf16 ? 2 : 4 }
+}
+
+/// A convolution operand as ifcn holds it, [batches][channels][voxels] in float32, and how the backend stages it for
+/// cuDNN: the same order (bf16 NCDHW), or channels-last [batches][voxels][stride] with `stride - channels` zero
+/// channels after the real ones. A filter [cout][cin][3][3][3] is cout batches of cin channels of 27 voxels.
+struct StagedOperand: Equatable {
+    var batches: Int, channels: Int, stride: Int, voxels: Int
+    /// Elements of ifcn's tensor.
+    var count: Int { batches * channels * voxels }
+    /// Elements of the staged copy.
+    var stagedCount: Int { batches * voxels * stride }
+
+    /// The three operands of a convolution of `shape` whose input (and filter) is staged with `inStride` channels.
+    static func operands(of shape: ConvolutionShape, paddedTo inStride: Int)
+        -> (input: StagedOperand, output: StagedOperand, filter: StagedOperand) {
+        let v = shape.extent.voxels
+        return (StagedOperand(batches: 1, channels: shape.inChannels, stride: inStride, voxels: v),
+                StagedOperand(batches: 1, channels: shape.outChannels, stride: shape.outChannels, voxels: v),
+                StagedOperand(batches: shape.outChannels, channels: shape.inChannels, stride: inStride, voxels: 27))
+    }
+}
+
+extension TensorLayout {
+    /// The shim's layout code (ifcn_conv3_create_variant).
+    var shimCode: Int32 { self == .ndhwc ? 1 : 0 }
 }
 
 /// Which cuDNN algorithms the CUDA backend may choose for its convolutions (`IFCN_CUDNN_ALGORITHMS`).
@@ -66,9 +96,10 @@ final class CUDAAlgorithmCache {
         }
     }
 
-    func key(_ s: ConvolutionShape, _ d: ConvolutionDirection, _ math: GPUMath, _ policy: CUDAAlgorithmPolicy) -> String {
-        // Deterministic choices keep the keys of earlier versions.
-        "\(prefix)\t\(math.rawValue)\(policy == .fastest ? "-fastest" : "")\t\(s.inChannels)x\(s.outChannels)x\(s.extent)\t\(d.rawValue)"
+    func key(_ s: ConvolutionShape, _ d: ConvolutionDirection, _ variant: ConvolutionVariant, _ policy: CUDAAlgorithmPolicy) -> String {
+        // Deterministic NCDHW choices keep the keys of earlier versions.
+        "\(prefix)\t\(variant.precision.rawValue)\(variant.layout == .ndhwc ? "-ndhwc" : "")\(policy == .fastest ? "-fastest" : "")"
+            + "\t\(s.inChannels)x\(s.outChannels)x\(s.extent)\t\(d.rawValue)"
     }
 
     func lookup(_ key: String) -> (algorithm: Int32, workspace: Int)? { entries[key] }
@@ -84,6 +115,13 @@ final class CUDAAlgorithmCache {
 }
 
 extension CUDABackend {
+    /// The precision and layout the backend runs its convolutions in.
+    public var convolutionVariant: ConvolutionVariant { ConvolutionVariant(math.convolutionPrecision, layout) }
+
+    /// Whether convolutions run on staged copies of their operands (bf16 numbers or channels-last order) rather than
+    /// on ifcn's float32 NCDHW tensors themselves.
+    var stagesConvolutions: Bool { math == .bf16 || layout == .ndhwc }
+
     /// cuDNN's workspace starts at this size and grows only when no deterministic algorithm of a
     /// shape fits (measured: 64->64 backward filter at 128^3 on cuDNN 9.19 needs more).
     static let initialConvolutionWorkspace = 256 << 20
@@ -109,13 +147,13 @@ extension CUDABackend {
             var c: OpaquePointer?
             let e = shape.extent
             checkDNN(ifcn_conv3_create_variant(&c, Int32(shape.inChannels), Int32(shape.outChannels), Int32(e.d), Int32(e.h),
-                                               Int32(e.w), math.convolutionVariant.precision.shimCode, 0),
+                                               Int32(e.w), convolutionVariant.precision.shimCode, layout.shimCode),
                      "cudnn descriptors for \(shape)")
             conv = c!
             convolutions[shape] = conv
         }
         guard ifcn_conv3_algorithm(conv, direction.rawValue) < 0 else { return conv }
-        let key = algorithmCache.key(shape, direction, math, algorithmPolicy)
+        let key = algorithmCache.key(shape, direction, convolutionVariant, algorithmPolicy)
         if let cached = algorithmCache.lookup(key) {
             ifcn_conv3_set_algorithm(conv, direction.rawValue, cached.algorithm)
             growConvolutionWorkspace(to: cached.workspace)
@@ -191,33 +229,44 @@ extension CUDABackend {
 
     /// One pass of a convolution over `x` [cin, extent], `w` [cout, cin, 3, 3, 3] and `y` [cout, extent]: forward
     /// writes y, backward data writes x from the output gradient in y, backward filter writes w from x and the output
-    /// gradient in y; `accumulate` adds to what the pass writes. In bf16 math the pass runs on bfloat16 copies of its
-    /// operands and its bfloat16 result is widened into the float32 tensor.
+    /// gradient in y; `accumulate` adds to what the pass writes. Staged (bf16 math, channels-last layout), the pass
+    /// runs on copies of its operands in cuDNN's format (`StagedOperand`), and its result is copied back into the
+    /// float32 NCDHW tensor, adding there when it accumulates.
     private func runConvolution(_ shape: ConvolutionShape, _ direction: ConvolutionDirection,
                                 x: TensorRef, w: TensorRef, y: TensorRef, accumulate: Bool) {
-        let bf16 = math == .bf16
-        func address(_ t: TensorRef, _ slot: WorkspaceSlot, writtenBy pass: ConvolutionDirection) -> UInt64 {
-            guard bf16 else { return pointer(t) }
-            return direction == pass ? workspace(slot, bytes: max(t.count, 1) * 2) : bfloat16Copy(t, slot: slot)
+        let staged = stagesConvolutions
+        // Channels-last copies of an input whose channels are not a multiple of 8 (the network's 2-channel input)
+        // are padded with zero channels: cuDNN's channels-last tensor-core kernels want that.
+        let cudnnShape = staged && layout == .ndhwc
+            ? ConvolutionShape(inChannels: convolutionVariant.paddedInChannels(shape.inChannels) ?? shape.inChannels,
+                               outChannels: shape.outChannels, extent: shape.extent)
+            : shape
+        let operands = StagedOperand.operands(of: shape, paddedTo: cudnnShape.inChannels)
+        func address(_ t: TensorRef, _ operand: StagedOperand, _ slot: WorkspaceSlot, writtenBy pass: ConvolutionDirection) -> UInt64 {
+            guard staged else { return pointer(t) }
+            let copy = workspace(slot, bytes: max(operand.stagedCount, 1) * convolutionVariant.precision.bytes)
+            if direction != pass { stage(t, operand, into: copy) }
+            return copy
         }
-        let xa = address(x, .bf16Input, writtenBy: .backwardData), wa = address(w, .bf16Filter, writtenBy: .backwardFilter)
-        let ya = address(y, .bf16Output, writtenBy: .forward)
-        let conv = convolution(shape, direction, x: xa, w: wa, y: ya)
+        let xa = address(x, operands.input, .stagedInput, writtenBy: .backwardData)
+        let wa = address(w, operands.filter, .stagedFilter, writtenBy: .backwardFilter)
+        let ya = address(y, operands.output, .stagedOutput, writtenBy: .forward)
+        let conv = convolution(cudnnShape, direction, x: xa, w: wa, y: ya)
         let ws = convolutionWorkspace
-        // float32 math adds in cuDNN (beta 1); bf16 writes its scratch, and the widening adds.
-        let beta: Float = !bf16 && accumulate ? 1 : 0
+        // Unstaged, cuDNN adds (beta 1); staged, it writes the copy, and copying back adds.
+        let beta: Float = !staged && accumulate ? 1 : 0
         let status: Int32
         switch direction {
         case .forward: status = ifcn_conv3_forward(cudnn, conv, xa, wa, beta, ya, ws.address, ws.bytes)
         case .backwardData: status = ifcn_conv3_backward_data(cudnn, conv, ya, wa, beta, xa, ws.address, ws.bytes)
         case .backwardFilter: status = ifcn_conv3_backward_filter(cudnn, conv, xa, ya, beta, wa, ws.address, ws.bytes)
         }
-        checkDNN(status, "convolution \(direction) \(shape), \(math.rawValue)")
-        if bf16 {
+        checkDNN(status, "convolution \(direction) \(cudnnShape), \(convolutionVariant)")
+        if staged {
             switch direction {
-            case .forward: widenBFloat16(ya, into: y, accumulate: accumulate)
-            case .backwardData: widenBFloat16(xa, into: x, accumulate: accumulate)
-            case .backwardFilter: widenBFloat16(wa, into: w, accumulate: accumulate)
+            case .forward: unstage(ya, operands.output, into: y, accumulate: accumulate)
+            case .backwardData: unstage(xa, operands.input, into: x, accumulate: accumulate)
+            case .backwardFilter: unstage(wa, operands.filter, into: w, accumulate: accumulate)
             }
         }
     }

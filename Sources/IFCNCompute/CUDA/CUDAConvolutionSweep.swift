@@ -39,11 +39,11 @@ extension CUDABackend {
             deviceFree(ws, bytes: max(cap, 256)); deviceFree(w, bytes: max(wBytes, 256))
             deviceFree(y, bytes: max(yBytes, 256)); deviceFree(x, bytes: max(xBytes, 256))
         }
-        var sweep = ConvolutionSweep(calls: calls, baseline: math.convolutionVariant,
+        var sweep = ConvolutionSweep(calls: calls, baseline: convolutionVariant,
                                      device: "\(device.name), cuDNN \(ifcn_cudnn_version()), workspace cap \(cap >> 20) MiB")
         let clock = makeClock()
         let ordered = sweep.orderedCalls
-        let variants = variants ?? ConvolutionVariant.sweep(from: math.convolutionVariant)
+        let variants = variants ?? ConvolutionVariant.sweep(from: convolutionVariant)
         func spent() -> Bool { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 > budgetSeconds }
         variantLoop: for (index, variant) in variants.enumerated() {
             for call in ordered {
@@ -83,7 +83,7 @@ extension CUDABackend {
         var conv: OpaquePointer?
         let e = shape.extent
         let created = ifcn_conv3_create_variant(&conv, Int32(shape.inChannels), Int32(shape.outChannels), Int32(e.d), Int32(e.h),
-                                                Int32(e.w), variant.precision.shimCode, variant.layout == .ndhwc ? 1 : 0)
+                                                Int32(e.w), variant.precision.shimCode, variant.layout.shimCode)
         guard created == 0, let conv else { return problem("descriptors", created) }
         defer { ifcn_conv3_destroy(conv) }
         let direction = call.direction.rawValue

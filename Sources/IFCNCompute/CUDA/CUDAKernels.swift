@@ -21,9 +21,14 @@ enum CUDAKernel: String, CaseIterable {
     case reluBackward = "ifcn_relu_backward"
     case sigmoidForward = "ifcn_sigmoid_forward"
     case scale = "ifcn_scale"
-    // bf16 convolutions (--gpu-math bf16): operands rounded into scratch, results widened back.
+    // Staged convolution operands: bf16 copies (--gpu-math bf16) and channels-last copies (--gpu-layout ndhwc),
+    // results copied back.
     case toBFloat16 = "ifcn_to_bf16"
     case fromBFloat16 = "ifcn_from_bf16"
+    case toChannelsLast = "ifcn_to_channels_last"
+    case toChannelsLastBFloat16 = "ifcn_to_channels_last_bf16"
+    case fromChannelsLast = "ifcn_from_channels_last"
+    case fromChannelsLastBFloat16 = "ifcn_from_channels_last_bf16"
     case adamStep = "ifcn_adam_step"
     // Segmentation loss.
     case segLossPartial = "ifcn_seg_loss_partial"
@@ -184,21 +189,112 @@ enum CUDAKernelSource {
         for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) x[i] = __fmul_rn(x[i], factor);
     }
 
-    // float32 -> bfloat16, round to nearest, ties to even (BFloat16.round on the CPU); a NaN stays a (quiet) NaN.
+    // float32 -> bfloat16 bits, round to nearest, ties to even (BFloat16.round on the CPU); a NaN stays a (quiet) NaN.
+    __device__ __forceinline__ unsigned short ifcn_bf16_bits(float v) {
+        const unsigned int b = __float_as_uint(v);
+        if ((b & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((b >> 16) | 0x40u);
+        return (unsigned short)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+    }
+
+    // bfloat16 -> float32 (exact).
+    __device__ __forceinline__ float ifcn_bf16_value(unsigned short b) { return __uint_as_float(((unsigned int)b) << 16); }
+
     extern "C" __global__ void ifcn_to_bf16(const float* x, unsigned short* y, long long n) {
+        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) y[i] = ifcn_bf16_bits(x[i]);
+    }
+
+    // accumulate != 0 adds to y.
+    extern "C" __global__ void ifcn_from_bf16(const unsigned short* x, float* y, int accumulate, long long n) {
         for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) {
-            unsigned int b = __float_as_uint(x[i]);
-            if ((b & 0x7fffffffu) > 0x7f800000u) y[i] = (unsigned short)((b >> 16) | 0x40u);
-            else y[i] = (unsigned short)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+            const float v = ifcn_bf16_value(x[i]);
+            y[i] = accumulate ? __fadd_rn(y[i], v) : v;
         }
     }
 
-    // bfloat16 -> float32 (exact); accumulate != 0 adds to y.
-    extern "C" __global__ void ifcn_from_bf16(const unsigned short* x, float* y, int accumulate, long long n) {
-        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) {
-            float v = __uint_as_float(((unsigned int)x[i]) << 16);
-            y[i] = accumulate ? __fadd_rn(y[i], v) : v;
+    // A staged element: float32 as is, or bfloat16.
+    __device__ __forceinline__ void ifcn_put(float* p, float v) { *p = v; }
+    __device__ __forceinline__ void ifcn_put(unsigned short* p, float v) { *p = ifcn_bf16_bits(v); }
+    __device__ __forceinline__ float ifcn_get(const float* p) { return *p; }
+    __device__ __forceinline__ float ifcn_get(const unsigned short* p) { return ifcn_bf16_value(*p); }
+
+    // Channels-last staging of a convolution operand: [batches][channels][voxels] (ifcn's layout) to
+    // [batches][voxels][stride] (cuDNN's NDHWC; a filter [cout][cin][27] is batches = cout, voxels = 27), with
+    // channels channels..stride-1 zero (an input padded to a multiple of 8 channels). A 32x32 tile goes through
+    // shared memory so that reads and writes are both coalesced. Grid: x = tiles of 32 voxels times batches,
+    // y = tiles of 32 channels of `stride`; 256 threads as 8 rows of 32.
+    struct ifcn_tile {
+        long long b, v0;  // batch, first voxel
+        int c0, tx, ty;   // first channel; the thread's column and first row
+    };
+
+    __device__ __forceinline__ ifcn_tile ifcn_tile_of_block(long long voxels) {
+        const long long voxelTiles = (voxels + 31) >> 5;
+        ifcn_tile t;
+        t.b = blockIdx.x / voxelTiles;
+        t.v0 = (blockIdx.x % voxelTiles) * 32;
+        t.c0 = blockIdx.y * 32;
+        t.tx = threadIdx.x & 31;
+        t.ty = threadIdx.x >> 5;
+        return t;
+    }
+
+    template <typename T>
+    __device__ void ifcn_to_channels_last_tile(const float* x, T* y, int channels, int stride, long long voxels) {
+        __shared__ float tile[32][33];
+        const ifcn_tile t = ifcn_tile_of_block(voxels);
+        for (int r = t.ty; r < 32; r += 8) {
+            const int c = t.c0 + r;
+            const long long v = t.v0 + t.tx;
+            tile[r][t.tx] = c < channels && v < voxels ? x[(t.b * channels + c) * voxels + v] : 0.0f;
         }
+        __syncthreads();
+        for (int r = t.ty; r < 32; r += 8) {
+            const long long v = t.v0 + r;
+            const int c = t.c0 + t.tx;
+            if (v < voxels && c < stride) ifcn_put(y + (t.b * voxels + v) * stride + c, tile[t.tx][r]);
+        }
+    }
+
+    // The way back: [batches][voxels][stride] to [batches][channels][voxels] (channels..stride-1 dropped),
+    // added to y when accumulate != 0. Grid: x = tiles of 32 voxels times batches, y = tiles of 32 channels.
+    template <typename T>
+    __device__ void ifcn_from_channels_last_tile(const T* x, float* y, int channels, int stride, long long voxels,
+                                                 int accumulate) {
+        __shared__ float tile[32][33];
+        const ifcn_tile t = ifcn_tile_of_block(voxels);
+        for (int r = t.ty; r < 32; r += 8) {
+            const long long v = t.v0 + r;
+            const int c = t.c0 + t.tx;
+            tile[r][t.tx] = v < voxels && c < channels ? ifcn_get(x + (t.b * voxels + v) * stride + c) : 0.0f;
+        }
+        __syncthreads();
+        for (int r = t.ty; r < 32; r += 8) {
+            const int c = t.c0 + r;
+            const long long v = t.v0 + t.tx;
+            if (c < channels && v < voxels) {
+                float* p = y + (t.b * channels + c) * voxels + v;
+                *p = accumulate ? __fadd_rn(*p, tile[t.tx][r]) : tile[t.tx][r];
+            }
+        }
+    }
+
+    extern "C" __global__ void ifcn_to_channels_last(const float* x, float* y, int channels, int stride, long long voxels) {
+        ifcn_to_channels_last_tile(x, y, channels, stride, voxels);
+    }
+
+    extern "C" __global__ void ifcn_to_channels_last_bf16(const float* x, unsigned short* y, int channels, int stride,
+                                                          long long voxels) {
+        ifcn_to_channels_last_tile(x, y, channels, stride, voxels);
+    }
+
+    extern "C" __global__ void ifcn_from_channels_last(const float* x, float* y, int channels, int stride, long long voxels,
+                                                       int accumulate) {
+        ifcn_from_channels_last_tile(x, y, channels, stride, voxels, accumulate);
+    }
+
+    extern "C" __global__ void ifcn_from_channels_last_bf16(const unsigned short* x, float* y, int channels, int stride,
+                                                            long long voxels, int accumulate) {
+        ifcn_from_channels_last_tile(x, y, channels, stride, voxels, accumulate);
     }
 
     // PyTorch Adam (no weight decay) exactly as CPUBackend.adamStep; stepSize = lr / bc1 and

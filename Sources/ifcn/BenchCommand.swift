@@ -73,10 +73,16 @@ struct BenchCommand: ParsableCommand {
         }
         var stepTimes: [Double] = [], fwdTrain: [Double] = [], bwd: [Double] = []
         if !forwardOnly { _ = step() }
+        let cuda = base as? CUDABackend
+        let staging = (bytes: cuda?.stagingBytes ?? 0, reused: cuda?.stagingCopiesReused ?? 0)
         for i in 0..<(forwardOnly ? 0 : steps) {
             let (s, f, b) = step()
             stepTimes.append(s); fwdTrain.append(f); bwd.append(b)
             if !json { StandardError.write("step \(i + 1)/\(steps): \(String(format: "%.3f", s)) s") }
+        }
+        // What a step's convolutions copy to and from their staged operands (bf16 math, channels-last layout).
+        let stagingPerStep = forwardOnly ? nil : cuda.map {
+            (bytes: ($0.stagingBytes - staging.bytes) / steps, reused: ($0.stagingCopiesReused - staging.reused) / steps)
         }
         _ = forward()
         let forwardTimes = (0..<steps).map { _ in forward() }
@@ -96,7 +102,7 @@ struct BenchCommand: ParsableCommand {
             profiler.enabled = false
         }
         var sweep: ConvolutionSweep?
-        if convSweep, let profiler, let cuda = base as? CUDABackend {
+        if convSweep, let profiler, let cuda {
             profiler.enabled = true
             if forwardOnly { _ = forward() } else { _ = step() }
             profiler.collect()
@@ -118,6 +124,8 @@ struct BenchCommand: ParsableCommand {
                 "device": (base as? CUDABackend)?.device.name ?? "cpu",
                 "gpu_math": (base as? CUDABackend)?.math.rawValue ?? "n/a",
                 "gpu_layout": (base as? CUDABackend)?.layout.rawValue ?? "n/a",
+                "gpu_staging_bytes_per_step": stagingPerStep?.bytes ?? 0,
+                "gpu_staging_copies_reused_per_step": stagingPerStep?.reused ?? 0,
                 "device_peak_bytes": (base as? CUDABackend)?.peakAllocatedBytes ?? 0,
                 "cpu_convolutions": base is CPUBackend ? ConvolutionAlgorithm.policy : "n/a",
             ]
@@ -141,8 +149,12 @@ struct BenchCommand: ParsableCommand {
             }
             print(String(format: "forward (eval) median %.3f s  %.1f GFLOP/s", mf, fwdGflops))
             print(String(format: "peak RSS %.0f MiB", Double(rss) / 1048576))
-            if let cuda = base as? CUDABackend {
+            if let cuda {
                 print(String(format: "peak device memory held %.0f MiB", Double(cuda.peakAllocatedBytes) / 1048576))
+            }
+            if let s = stagingPerStep, s.bytes > 0 {
+                print(String(format: "convolution operand copies per step: %.1f MiB read and written, %d copies reused",
+                             Double(s.bytes) / 1048576, s.reused))
             }
             for p in profiles { print(p.profile.table(title: "profile of a \(p.title)")) }
             if let sweep { print(sweep.table()) }

@@ -279,7 +279,8 @@ final class CUDAEmulatorTests: XCTestCase {
     /// emulator's convolutions sum in double in one fixed order whatever the layout, so the copies must change no
     /// bit: trained in NDHWC (validation's inference passes included), the weights equal NCDHW's, in fp32 and in bf16
     /// math. (On a GPU cuDNN's algorithms differ by layout, so there the two agree to rounding, not bitwise.) Every
-    /// kernel agrees with the CPU in NDHWC too, at odd sizes, with guard pages in front of the buffers.
+    /// kernel agrees with the CPU in NDHWC too, at odd sizes, with guard pages in front of the buffers; and each
+    /// data-gradient pass uses the output gradient its weight-gradient pass staged instead of copying it again.
     func testChannelsLastCopiesChangeNoBit() throws {
         for (channels, extent) in [("8", "16,20,24"), ("3", "2,4,6")] {
             let r = try ifcn(["check-backends", "--backend", "cuda", "--gpu-layout", "ndhwc", "--channels", channels,
@@ -306,6 +307,25 @@ final class CUDAEmulatorTests: XCTestCase {
                 weights[layout] = try Data(contentsOf: URL(fileURLWithPath: path(name + ".w.rank0.safetensors")))
             }
             XCTAssertEqual(weights["ncdhw"], weights["ndhwc"], "\(math): channels-last copies changed the trained weights")
+        }
+        // The copies a step makes (bench's count): none in tf32 NCDHW; in NDHWC, each data-gradient pass reuses the
+        // output gradient its weight-gradient pass staged.
+        for (math, layout) in [("tf32", "ncdhw"), ("tf32", "ndhwc")] {
+            let r = try ifcn(["bench", "--backend", "cuda", "--gpu-math", math, "--gpu-layout", layout, "--channels", "4",
+                              "--patch", "16", "--steps", "1", "--profile", "--json"])
+            XCTAssertEqual(r.status, 0, r.summary)
+            let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.summary)
+            let step = try XCTUnwrap((json["profile"] as? [String: [String: Any]])?["step"], r.stdout)
+            let convolutions = try XCTUnwrap(step["convolutions"] as? [String: Int], r.stdout)
+            let dataPasses = convolutions.filter { $0.key.hasSuffix("backward data") }.values.reduce(0, +)
+            XCTAssertGreaterThan(dataPasses, 10, r.stdout)
+            let bytes = try XCTUnwrap(json["gpu_staging_bytes_per_step"] as? Int), reused = try XCTUnwrap(json["gpu_staging_copies_reused_per_step"] as? Int)
+            if layout == "ncdhw" {
+                XCTAssertEqual([bytes, reused], [0, 0], r.stdout)
+            } else {
+                XCTAssertGreaterThan(bytes, 0, r.stdout)
+                XCTAssertEqual(reused, dataPasses, r.stdout)
+            }
         }
     }
 

@@ -75,6 +75,7 @@ extension CUDABackend {
     func stage(_ t: TensorRef, _ operand: StagedOperand, into address: UInt64) {
         precondition(t.count == operand.count, "staged operand of the wrong size")
         guard t.count > 0 else { return }
+        stagingBytes += operand.count * 4 + operand.stagedCount * convolutionVariant.precision.bytes
         switch layout {
         case .ncdhw:
             precondition(math == .bf16, "float32 NCDHW convolutions are not staged")
@@ -91,6 +92,7 @@ extension CUDABackend {
     func unstage(_ address: UInt64, _ operand: StagedOperand, into t: TensorRef, accumulate: Bool) {
         precondition(t.count == operand.count, "staged operand of the wrong size")
         guard t.count > 0 else { return }
+        stagingBytes += operand.stagedCount * convolutionVariant.precision.bytes + operand.count * 4 * (accumulate ? 2 : 1)
         switch layout {
         case .ncdhw:
             precondition(math == .bf16, "float32 NCDHW convolutions are not staged")

@@ -79,6 +79,15 @@ public final class CUDABackend: ComputeBackend {
     /// Bytes of device memory this backend holds now, and the most it ever held.
     public private(set) var allocatedBytes = 0
     public private(set) var peakAllocatedBytes = 0
+    /// Work queued on the stream so far (kernels, copies, fills, convolutions, collectives): a staged copy made when
+    /// the count stood at n is still current while it stands at n.
+    var queuedWork = 0
+    /// The output gradient the last weight-gradient pass staged, while nothing has been queued since: the
+    /// data-gradient pass of the same convolution, which `Network` runs next, uses the copy as it is.
+    var stagedOutputGradient: (address: UInt64, count: Int, queuedWork: Int)?
+    /// Bytes the staging copies of convolution operands read and wrote, and the copies saved by reuse, so far.
+    public internal(set) var stagingBytes = 0
+    public internal(set) var stagingCopiesReused = 0
 
     /// Opens device `ordinal` (taken modulo the number of GPUs) and compiles or loads the kernels.
     /// `inventory`: a probe the caller already made (the factory's), else one is made here.
@@ -180,6 +189,7 @@ public final class CUDABackend: ComputeBackend {
     public func upload(_ source: UnsafePointer<Float>, to destination: TensorRef) {
         bind()
         guard destination.count > 0 else { return }
+        queuedWork += 1
         // From pageable memory the call returns once the source has been staged: the caller may reuse it.
         check(ifcn_cu_memcpy_htod(pointer(destination), source, destination.count * 4, stream), "cuMemcpyHtoDAsync")
     }
@@ -212,6 +222,7 @@ public final class CUDABackend: ComputeBackend {
     public func fill(_ tensor: TensorRef, value: Float) {
         bind()
         guard tensor.count > 0 else { return }
+        queuedWork += 1
         check(ifcn_cu_memset_d32(pointer(tensor), value.bitPattern, tensor.count, stream), "cuMemsetD32Async")
     }
 
@@ -219,6 +230,7 @@ public final class CUDABackend: ComputeBackend {
         precondition(source.count == destination.count, "copy of unequal sizes")
         bind()
         guard source.count > 0 else { return }
+        queuedWork += 1
         check(ifcn_cu_memcpy_dtod(pointer(destination), pointer(source), source.count * 4, stream), "cuMemcpyDtoDAsync")
     }
 
@@ -247,6 +259,7 @@ public final class CUDABackend: ComputeBackend {
             }
             params[i] = slot
         }
+        queuedWork += 1
         check(ifcn_cu_launch(functions[kernel]!, UInt32(grid), UInt32(gridY), 1, UInt32(block), 1, 1,
                              UInt32(sharedBytes), stream, params), "cuLaunchKernel(\(kernel.rawValue))")
     }

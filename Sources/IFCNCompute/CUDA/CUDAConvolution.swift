@@ -242,19 +242,27 @@ extension CUDABackend {
                                outChannels: shape.outChannels, extent: shape.extent)
             : shape
         let operands = StagedOperand.operands(of: shape, paddedTo: cudnnShape.inChannels)
-        func address(_ t: TensorRef, _ operand: StagedOperand, _ slot: WorkspaceSlot, writtenBy pass: ConvolutionDirection) -> UInt64 {
+        // The data-gradient pass right after the weight-gradient pass of the same output gradient finds its copy current.
+        let outputGradientStaged = direction == .backwardData && stagedOutputGradient.map {
+            $0.queuedWork == queuedWork && $0.address == pointer(y) && $0.count == y.count
+        } == true
+        stagedOutputGradient = nil
+        func address(_ t: TensorRef, _ operand: StagedOperand, _ slot: WorkspaceSlot, writtenBy pass: ConvolutionDirection,
+                     current: Bool = false) -> UInt64 {
             guard staged else { return pointer(t) }
             let copy = workspace(slot, bytes: max(operand.stagedCount, 1) * convolutionVariant.precision.bytes)
-            if direction != pass { stage(t, operand, into: copy) }
+            if direction != pass && !current { stage(t, operand, into: copy) }
             return copy
         }
         let xa = address(x, operands.input, .stagedInput, writtenBy: .backwardData)
         let wa = address(w, operands.filter, .stagedFilter, writtenBy: .backwardFilter)
-        let ya = address(y, operands.output, .stagedOutput, writtenBy: .forward)
+        let ya = address(y, operands.output, .stagedOutput, writtenBy: .forward, current: outputGradientStaged)
+        if outputGradientStaged { stagingCopiesReused += 1 }
         let conv = convolution(cudnnShape, direction, x: xa, w: wa, y: ya)
         let ws = convolutionWorkspace
         // Unstaged, cuDNN adds (beta 1); staged, it writes the copy, and copying back adds.
         let beta: Float = !staged && accumulate ? 1 : 0
+        queuedWork += 1
         let status: Int32
         switch direction {
         case .forward: status = ifcn_conv3_forward(cudnn, conv, xa, wa, beta, ya, ws.address, ws.bytes)
@@ -292,5 +300,7 @@ extension CUDABackend {
         let shape = ConvolutionShape(inChannels: inChannels, outChannels: outChannels, extent: extent)
         runConvolution(shape, .backwardFilter, x: input, w: gradWeight, y: gradOutput, accumulate: true)
         if let gradBias { accumulateBiasGradient(gradOutput: gradOutput, channels: outChannels, voxels: extent.voxels, gradBias: gradBias) }
+        // Neither wrote the output gradient: its staged copy stays current for the data-gradient pass.
+        if stagesConvolutions { stagedOutputGradient = (pointer(gradOutput), gradOutput.count, queuedWork) }
     }
 }

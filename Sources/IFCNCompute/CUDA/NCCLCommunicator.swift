@@ -59,6 +59,7 @@ public final class NCCLCommunicator {
     public func average(_ tensor: TensorRef) {
         backend.bind()
         guard tensor.count > 0 else { return }
+        backend.queuedWork += 1
         var code = ifcn_nccl_allreduce_average(comm, backend.pointer(tensor), tensor.count, backend.stream)
         var call = "ncclAllReduce(\(tensor.count) floats, average)"
         if code == 0 {

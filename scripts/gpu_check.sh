@@ -292,6 +292,8 @@ for name in ["fp32", "tf32", "bf16", "tf32_ndhwc", "bf16_ndhwc", "tf32_fastest"]
         res["step_flops"] = b["step_gflops"] * 1e9 * b["step_seconds_median"]
         res["forward_flops"] = b["forward_gflops"] * 1e9 * b["forward_seconds_median"]
         res.setdefault("ifcn_peak_bytes_by_mode", {})[m] = b.get("device_peak_bytes")
+        if b.get("gpu_staging_bytes_per_step"):  # bf16 and channels-last copies of the convolutions' operands
+            res.setdefault("ifcn_staging_bytes_per_step", {})[m] = b["gpu_staging_bytes_per_step"]
         if b.get("profile"):
             res.setdefault("ifcn_profile", {})[m] = b["profile"]
 for m in ["fp32", "tf32", "bf16", "tf32_cl", "bf16_cl"]:

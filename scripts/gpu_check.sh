@@ -10,7 +10,7 @@
 # two-rank training with per-epoch validation on the VerSe scans (two ranks on one GPU: MPI); NCCL with
 # one rank against MPI, bit for bit; the VerSe scans segmented on the GPU and on the CPU (label maps
 # compared, also with --scan-statistics); a paper-size model's seconds per scan (segment_seconds); ifcn bench at C=64, P=128 (fp32,
-# tf32, bf16, with --profile: time per kind of kernel; tf32 and bf16 on channels-last copies, --gpu-layout ndhwc; tf32 with
+# tf32, bf16, with --profile: time per kind of kernel; tf32 and bf16 on channels-last copies, --gpu-layout ndhwc, profiled too; tf32 with
 # IFCN_CUDNN_ALGORITHMS=fastest) next to bench/pytorch_step.py --device cuda (fp32, tf32, bf16; tf32 and bf16 channels-last);
 # the step's convolutions timed in cuDNN as ifcn runs them and in tf32 NDHWC, bf16 NDHWC and bf16 NCDHW (bench --conv-sweep);
 # the training curves of tf32 and bf16 against fp32 (bench/compare_curves.py); TFLOP/s of each step against the card's peak.
@@ -82,7 +82,7 @@ done
 # The tensor-core modes on channels-last copies of each convolution's operands (--gpu-layout ndhwc; issue 10's lever).
 for m in tf32 bf16; do
     run_ifcn timeout 150 "$ifcn" bench --backend cuda --gpu-math $m --gpu-layout ndhwc --variant paper --channels $PC --patch $PP \
-        --steps $STEPS --json > "$OUT/bench_ifcn_${m}_ndhwc.json" 2> "$OUT/bench_ifcn_${m}_ndhwc.err"; echo "exit $?" >> "$OUT/bench_ifcn_${m}_ndhwc.err"
+        --steps $STEPS --json --profile > "$OUT/bench_ifcn_${m}_ndhwc.json" 2> "$OUT/bench_ifcn_${m}_ndhwc.err"; echo "exit $?" >> "$OUT/bench_ifcn_${m}_ndhwc.err"
     cat "$OUT/bench_ifcn_${m}_ndhwc.json" | tee -a "$log"; tail -3 "$OUT/bench_ifcn_${m}_ndhwc.err" | tee -a "$log"
 done
 # The same tf32 step with cuDNN's fastest algorithms, deterministic or not (PyTorch's cudnn.benchmark takes those too).

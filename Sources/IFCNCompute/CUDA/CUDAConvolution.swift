@@ -237,10 +237,8 @@ extension CUDABackend {
         let staged = stagesConvolutions
         // Channels-last copies of an input whose channels are not a multiple of 8 (the network's 2-channel input)
         // are padded with zero channels: cuDNN's channels-last tensor-core kernels want that.
-        let cudnnShape = staged && layout == .ndhwc
-            ? ConvolutionShape(inChannels: convolutionVariant.paddedInChannels(shape.inChannels) ?? shape.inChannels,
-                               outChannels: shape.outChannels, extent: shape.extent)
-            : shape
+        let cudnnShape = ConvolutionShape(inChannels: convolutionVariant.paddedInChannels(shape.inChannels) ?? shape.inChannels,
+                                          outChannels: shape.outChannels, extent: shape.extent)
         let operands = StagedOperand.operands(of: shape, paddedTo: cudnnShape.inChannels)
         // The data-gradient pass right after the weight-gradient pass of the same output gradient finds its copy current.
         let outputGradientStaged = direction == .backwardData && stagedOutputGradient.map {

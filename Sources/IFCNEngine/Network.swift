@@ -17,8 +17,8 @@ public enum NetworkUse: Sendable {
 }
 
 /// The iterative FCN on a compute backend: all parameters in one flat buffer, all their
-/// gradients in another, batch-norm running statistics in a third, and every activation in one
-/// arena allocated once for the configuration.
+/// gradients in another, batch-norm running statistics in a third, and every activation (and, for
+/// training, every activation gradient: `TrainingArena`) in one arena allocated once for the configuration.
 public final class Network {
     public let config: NetworkConfig
     public let use: NetworkUse
@@ -34,13 +34,13 @@ public final class Network {
     public let gradients: TensorRef
     public let buffers: TensorRef
     let arena: TensorRef
-    private var gradientArenaStorage: TensorRef?
     let savedStats: TensorRef
     let targetTensor: TensorRef
     let weightTensor: TensorRef
     private let backwardPlan: [(op: Int, mode: GradientMode)]
-    /// Where each activation block's gradient lives in the (smaller) gradient arena.
-    private let gradientLayout: GradientLayout
+    /// Where a training network's activations and their gradients live in the arena (nil for inference, whose
+    /// graph holds the arena offsets itself).
+    let trainingArena: TrainingArena?
 
     /// Forward uses of each batch-norm module in training mode (PyTorch's num_batches_tracked).
     public internal(set) var batchesTracked: [String: Int]
@@ -52,21 +52,27 @@ public final class Network {
     public static let batchNormEpsilon: Float = 1e-5
     public static let falsePositiveWeight: Float = 0.1
 
-    public init(config: NetworkConfig, backend: any ComputeBackend, seed: UInt64 = 0, use: NetworkUse = .training) {
+    public convenience init(config: NetworkConfig, backend: any ComputeBackend, seed: UInt64 = 0, use: NetworkUse = .training) {
+        self.init(config: config, backend: backend, seed: seed, use: use, sharedArena: true)
+    }
+
+    /// `sharedArena` false keeps a training network's activations and gradients apart (`TrainingArena`'s
+    /// reference layout, for tests).
+    init(config: NetworkConfig, backend: any ComputeBackend, seed: UInt64 = 0, use: NetworkUse, sharedArena: Bool) {
         self.config = config
         self.backend = backend
         self.use = use
         let built = Graph.build(config)
         graph = use == .training ? built : built.packedForInference()
+        backwardPlan = use == .training ? Network.planBackward(built) : []
+        trainingArena = use == .training ? TrainingArena(graph: built, plan: backwardPlan, sharing: sharedArena) : nil
         parameters = TensorRef(buffer: backend.allocate(graph.parameters.total))
         gradients = TensorRef(buffer: backend.allocate(graph.parameters.total))
         buffers = TensorRef(buffer: backend.allocate(graph.buffers.total))
-        arena = TensorRef(buffer: backend.allocate(graph.arenaSize))
+        arena = TensorRef(buffer: backend.allocate(trainingArena?.size ?? graph.arenaSize))
         savedStats = TensorRef(buffer: backend.allocate(max(graph.savedStatsSize, 1)))
         targetTensor = TensorRef(buffer: backend.allocate(config.voxels))
         weightTensor = TensorRef(buffer: backend.allocate(config.voxels))
-        backwardPlan = use == .training ? Network.planBackward(built) : []
-        gradientLayout = GradientLayout(graph: built, plan: backwardPlan)
         batchesTracked = Dictionary(uniqueKeysWithValues: graph.batchNorms.map { ($0.prefix, 0) })
         batchNormUses = graph.ops.reduce(into: [Int](repeating: 0, count: graph.batchNorms.count)) { uses, op in
             if case let .batchNorm(_, _, m, _, _) = op { uses[m] += 1 }
@@ -125,30 +131,26 @@ public final class Network {
 
     // MARK: forward
 
-    func tensor(_ a: Activation) -> TensorRef { arena.slice(a.offset, a.count) }
-    func grad(_ a: Activation) -> TensorRef { gradientArena.slice(gradientLayout.offset(of: a.offset), a.count) }
+    func tensor(_ a: Activation) -> TensorRef { arena.slice(trainingArena?.activation(at: a.offset) ?? a.offset, a.count) }
+    func grad(_ a: Activation) -> TensorRef {
+        guard let trainingArena else { preconditionFailure("a network built for inference has no gradients") }
+        return arena.slice(trainingArena.gradient(at: a.offset), a.count)
+    }
     func param(_ offset: Int, _ count: Int) -> TensorRef { parameters.slice(offset, count) }
     func paramGrad(_ offset: Int, _ count: Int) -> TensorRef { gradients.slice(offset, count) }
 
-    var gradientArena: TensorRef {
-        if let g = gradientArenaStorage { return g }
-        let g = TensorRef(buffer: backend.allocate(max(gradientLayout.size, 1)))
-        gradientArenaStorage = g
-        return g
-    }
-
     /// Sets the input patch: channel 0 the normalised image, channel 1 the instance memory (0/1).
     public func setInput(image: UnsafePointer<Float>, memory: UnsafePointer<Float>) {
-        let v = config.voxels
-        backend.upload(image, to: arena.slice(graph.input.offset, v))
-        backend.upload(memory, to: arena.slice(graph.input.offset + v, v))
+        let channels = inputChannels
+        backend.upload(image, to: channels.image)
+        backend.upload(memory, to: channels.memory)
     }
 
     /// The input channels on the backend (0: the normalised image, 1: the instance memory), for callers that
     /// fill them there (whole-scan segmentation copies patches on the device).
     public var inputChannels: (image: TensorRef, memory: TensorRef) {
-        let v = config.voxels
-        return (arena.slice(graph.input.offset, v), arena.slice(graph.input.offset + v, v))
+        let input = tensor(graph.input), v = config.voxels
+        return (input.slice(0, v), input.slice(v, v))
     }
 
     /// The segmentation probabilities [P, P, P] of the last forward pass, on the backend.
@@ -373,14 +375,13 @@ public final class Network {
         }
     }
 
-    /// Floats in the activation arena and in the gradient arena (shared by liveness, so smaller).
-    public var activationCount: Int { graph.arenaSize }
-    public var gradientCount: Int { gradientLayout.size }
+    /// Floats in the arena: activations, and for training their gradients (shared by liveness).
+    public var arenaCount: Int { arena.count }
 
-    /// Bytes of float32 storage the network holds (parameters, gradients, statistics, activations).
+    /// Bytes of float32 storage the network holds (parameters and their gradients, running statistics, the arena,
+    /// saved batch statistics, target and weight patches).
     public var allocatedBytes: Int {
-        4 * (3 * graph.parameters.total + graph.buffers.total + graph.arenaSize + (gradientArenaStorage == nil ? 0 : gradientLayout.size)
-             + graph.savedStatsSize + 2 * config.voxels)
+        4 * (2 * graph.parameters.total + graph.buffers.total + arena.count + graph.savedStatsSize + 2 * config.voxels)
     }
 }
 

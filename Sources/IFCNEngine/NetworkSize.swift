@@ -8,12 +8,14 @@ extension NetworkConfig {
     /// Largest patch P accepted (the paper uses 128).
     public static let maxPatch = 1024
 
-    /// Bytes of float32 storage a new `Network` of this configuration holds: the sum `Network.allocatedBytes`
-    /// reports before training adds the gradient arena (parameters, statistics, activation arena, saved batch
-    /// statistics, target and weight patches). Computed in Double, so no configuration can overflow it.
+    /// Bytes of float32 storage a new training `Network` of this configuration holds, as `Network.allocatedBytes`
+    /// reports them (parameters and their gradients, running statistics, the arena of activations and their
+    /// gradients, saved batch statistics, target and weight patches), without allocating anything. Summed
+    /// in Double, so no configuration can overflow it.
     public var networkBytes: Double {
         let g = Graph.build(self)
-        return 4 * (3 * Double(g.parameters.total) + Double(g.buffers.total) + Double(g.arenaSize)
+        let arena = TrainingArena(graph: g, plan: Network.planBackward(g))
+        return 4 * (2 * Double(g.parameters.total) + Double(g.buffers.total) + Double(arena.size)
                     + Double(g.savedStatsSize) + 2 * Double(voxels))
     }
 

@@ -292,6 +292,9 @@ for name in ["fp32", "tf32", "bf16", "tf32_ndhwc", "bf16_ndhwc", "tf32_fastest"]
         res["step_flops"] = b["step_gflops"] * 1e9 * b["step_seconds_median"]
         res["forward_flops"] = b["forward_gflops"] * 1e9 * b["forward_seconds_median"]
         res.setdefault("ifcn_peak_bytes_by_mode", {})[m] = b.get("device_peak_bytes")
+        # What the network itself holds (the same in every mode); the rest of the peak is cuDNN's workspace and copies.
+        if b.get("network_bytes"):
+            res["ifcn_network_bytes"] = b["network_bytes"]
         if b.get("gpu_staging_bytes_per_step"):  # bf16 and channels-last copies of the convolutions' operands
             res.setdefault("ifcn_staging_bytes_per_step", {})[m] = b["gpu_staging_bytes_per_step"]
         if b.get("profile"):
@@ -337,6 +340,9 @@ print(f"NCCL with one rank equals MPI: {res['nccl_one_rank_equals_mpi']}")
 print(f"segment with the demo-size model: {res.get('segment_demo_model')}")
 print(f"segment --scan-statistics 0.5, sub-verse012: label maps GPU vs CPU differ in {res['scan_statistics_differing_voxels_gpu_vs_cpu']} voxels")
 print(f"segment_seconds (C=64, P=128, 1 mm, GPU): {res.get('segment_seconds')}  evaluations: {res.get('segment_evaluations')}")
+if res.get("ifcn_network_bytes"):
+    print(f"ifcn's network (arena of activations and gradients, parameters, patches): {res['ifcn_network_bytes'] / 2**20:.0f} MiB"
+          " of each ifcn peak below; the rest is cuDNN's workspace and the operand copies")
 print("| engine | mode | step (s) | forward (s) | step TFLOP/s | of the card's peak | peak device memory (MiB) |")
 print("| --- | --- | --- | --- | --- | --- | --- |")
 for engine, key in (("ifcn", "ifcn"), ("PyTorch", "pytorch")):

@@ -127,6 +127,7 @@ struct BenchCommand: ParsableCommand {
                 "gpu_staging_bytes_per_step": stagingPerStep?.bytes ?? 0,
                 "gpu_staging_copies_reused_per_step": stagingPerStep?.reused ?? 0,
                 "device_peak_bytes": (base as? CUDABackend)?.peakAllocatedBytes ?? 0,
+                "network_bytes": net.allocatedBytes,
                 "cpu_convolutions": base is CPUBackend ? ConvolutionAlgorithm.policy : "n/a",
             ]
             if !profiles.isEmpty {
@@ -148,7 +149,8 @@ struct BenchCommand: ParsableCommand {
                              ms, median(fwdTrain), median(bwd), stepGflops))
             }
             print(String(format: "forward (eval) median %.3f s  %.1f GFLOP/s", mf, fwdGflops))
-            print(String(format: "peak RSS %.0f MiB", Double(rss) / 1048576))
+            print(String(format: "peak RSS %.0f MiB; network %.0f MiB (arena, parameters and gradients, patches)",
+                         Double(rss) / 1048576, Double(net.allocatedBytes) / 1048576))
             if let cuda {
                 print(String(format: "peak device memory held %.0f MiB", Double(cuda.peakAllocatedBytes) / 1048576))
             }

@@ -1,5 +1,5 @@
 /// Memory shared by liveness: blocks whose lifetimes (inclusive step ranges) do not overlap share
-/// memory, placed first fit in order of first use. The gradient arena (GradientLayout) and the
+/// memory, placed first fit in order of first use. The training arena (TrainingArena) and the
 /// inference arena (Graph.packedForInference) are laid out this way.
 enum ArenaPacking {
     /// Offsets of the blocks (-1 for a block never used: last < 0) and the packed size, in floats.

@@ -4,7 +4,7 @@ extension Network {
     enum GradientMode { case overwrite, accumulate, zeroThenAccumulate, none }
 
     /// Decides, once, whether each op's input gradient overwrites, adds to, or must first clear
-    /// its destination, so the gradient arena never needs clearing as a whole.
+    /// its destination, so gradient memory never needs clearing: no gradient is read before it is written.
     static func planBackward(_ g: Graph) -> [(op: Int, mode: GradientMode)] {
         var written: [Range<Int>] = [g.segLogit.offset..<(g.segLogit.offset + g.segLogit.count),
                                      g.clsLogit.offset..<(g.clsLogit.offset + g.clsLogit.count)]

@@ -1,7 +1,7 @@
 import IFCNCompute
 
-/// A region of the activation arena: [channels, extent] at `offset`.
-/// The gradient of an activation sits at the same offset in the gradient arena, so views
+/// A region of the graph's activation space: [channels, extent] at `offset`. A training network places each
+/// block and its gradient in its arena (`TrainingArena`) with the same layout inside the block, so views
 /// (a skip connection stored inside its concatenation) share their gradient too.
 struct Activation {
     let offset: Int

@@ -88,7 +88,7 @@ extension Graph {
         packed.segProb = move(segProb)
         packed.clsLogit = move(clsLogit)
         packed.arenaSize = size
-        packed.blockStarts = []  // its blocks share memory: no block layout (GradientLayout uses the unpacked graph)
+        packed.blockStarts = []  // its blocks share memory: no block layout (TrainingArena uses the unpacked graph)
         return packed
     }
 }

@@ -180,7 +180,11 @@ public struct SafeTensorsWriter {
         entries.append((name, .u64, shape, d))
     }
 
+    /// The file's bytes. Tensors are stored in the order of their names, as the header lists them, whatever the
+    /// order they were added in: the same tensors and metadata give the same bytes (callers add from dictionaries,
+    /// whose order changes from process to process), so a run repeated with the same seed writes identical files.
     public func encoded() throws -> Data {
+        let entries = self.entries.enumerated().sorted { ($0.element.name, $0.offset) < ($1.element.name, $1.offset) }.map(\.element)
         var header: [String: Any] = [:]
         var offset = 0
         for e in entries {

@@ -38,6 +38,27 @@ final class CheckpointTests: XCTestCase {
         }
     }
 
+    /// The same tensors and metadata give the same bytes, whatever order they were added in: checkpoints are
+    /// written from dictionaries, whose order changes from process to process, and a repeated run must write
+    /// identical files (`TrainingJobTests` compares a resumed run's checkpoint with an uninterrupted one's).
+    func testTheSameTensorsGiveTheSameBytes() throws {
+        let tensors: [(String, [Float], [Int])] = [("b.weight", [1, 2, 3, 4], [2, 2]), ("a.bias", [5], [1]), ("c", [6, 7], [2])]
+        func encode(_ order: [Int]) throws -> Data {
+            var w = SafeTensorsWriter()
+            w.metadata = ["iteration": "3", "seed": "1"]
+            for i in order { w.add(tensors[i].0, floats: tensors[i].1, shape: tensors[i].2) }
+            w.add("count", int64s: [9], shape: [])
+            return try w.encoded()
+        }
+        let first = try encode([0, 1, 2])
+        for order in [[2, 1, 0], [1, 0, 2], [2, 0, 1]] { XCTAssertEqual(try encode(order), first, "\(order)") }
+        let path = tmp("order.safetensors")
+        defer { unlink(path) }
+        try first.write(to: URL(fileURLWithPath: path))
+        let file = try SafeTensorsFile(path: path)
+        for (name, values, _) in tensors { XCTAssertEqual(try file.floats(name), values, name) }
+    }
+
     func testReferenceStateDictLoadsWhenConfigIsGiven() throws {
         // A plain PyTorch export: state_dict names only, no ifcn metadata.
         let fx = try SafeTensorsFile(path: fixturePath("seed_c4_p32.safetensors"))

@@ -95,6 +95,9 @@ final class TrainingJobTests: XCTestCase {
         let ta = try tensors(a + "/checkpoints/latest.safetensors"), tb = try tensors(b + "/checkpoints/latest.safetensors")
         XCTAssertEqual(Set(ta.keys), Set(tb.keys))
         for (k, v) in ta { XCTAssertEqual(v, tb[k], "\(k) differs between resumed and uninterrupted runs") }
+        // and the files themselves are identical, byte for byte (tensors in name order, the same metadata)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: a + "/checkpoints/latest.safetensors")),
+                       try Data(contentsOf: URL(fileURLWithPath: b + "/checkpoints/latest.safetensors")))
         XCTAssertEqual(try SafeTensorsFile(path: a + "/checkpoints/latest.safetensors").metadata["iteration"], "15")
         // The data set's resampling filter (preprocess's default) travels with the model, for `segment`.
         XCTAssertEqual(try SafeTensorsFile(path: a + "/checkpoints/latest.safetensors").metadata["downsampling"], "gaussian")

@@ -11,7 +11,7 @@
 # one rank against MPI, bit for bit; the VerSe scans segmented on the GPU and on the CPU (label maps
 # compared, also with --scan-statistics); a paper-size model's seconds per scan (segment_seconds); ifcn bench at C=64, P=128 (fp32,
 # tf32, bf16, with --profile: time per kind of kernel; tf32 and bf16 on channels-last copies, --gpu-layout ndhwc, profiled too; tf32 with
-# IFCN_CUDNN_ALGORITHMS=fastest) next to bench/pytorch_step.py --device cuda (fp32, tf32, bf16; tf32 and bf16 channels-last);
+# IFCN_CUDNN_ALGORITHMS=fastest; tf32 with IFCN_CUDA_UPLOAD_SLOT_BYTES=0, uploads from pageable memory) next to bench/pytorch_step.py --device cuda (fp32, tf32, bf16; tf32 and bf16 channels-last);
 # the step's convolutions timed in cuDNN as ifcn runs them and in tf32 NDHWC, bf16 NDHWC and bf16 NCDHW (bench --conv-sweep);
 # the training curves of tf32 and bf16 against fp32 (bench/compare_curves.py); TFLOP/s of each step against the card's peak.
 set -uo pipefail
@@ -89,6 +89,10 @@ done
 run_ifcn env IFCN_CUDNN_ALGORITHMS=fastest timeout 150 "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels $PC \
     --patch $PP --steps $STEPS --json > "$OUT/bench_ifcn_tf32_fastest.json" 2> "$OUT/bench_ifcn_tf32_fastest.err"
 cat "$OUT/bench_ifcn_tf32_fastest.json" | tee -a "$log"; tail -3 "$OUT/bench_ifcn_tf32_fastest.err" | tee -a "$log"
+# The same tf32 step with its patch uploads straight from pageable memory, as before session 16 (the pinned slots' worth).
+run_ifcn env IFCN_CUDA_UPLOAD_SLOT_BYTES=0 timeout 150 "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels $PC \
+    --patch $PP --steps $STEPS --json > "$OUT/bench_ifcn_tf32_pageable.json" 2> "$OUT/bench_ifcn_tf32_pageable.err"
+cat "$OUT/bench_ifcn_tf32_pageable.json" | tee -a "$log"; tail -3 "$OUT/bench_ifcn_tf32_pageable.err" | tee -a "$log"
 for m in fp32 tf32 bf16; do
     timeout 120 python3 bench/pytorch_step.py --device cuda --mode $m --variant paper --channels $PC --patch $PP --steps $STEPS --json \
         > "$OUT/bench_torch_$m.json" 2>>"$log"; cat "$OUT/bench_torch_$m.json" | tee -a "$log"
@@ -282,9 +286,9 @@ for c in ["sub-verse005", "sub-verse008", "sub-verse012"]:
         res.setdefault("segment_seconds", {})[c] = r["seconds"]
         res.setdefault("segment_evaluations", {})[c] = r["evaluations"]
         res.setdefault("segment_evaluations_per_vertebra", {})[c] = r["evaluations"] / max(len(r.get("instances") or []), 1)
-for name in ["fp32", "tf32", "bf16", "tf32_ndhwc", "bf16_ndhwc", "tf32_fastest"]:
+for name in ["fp32", "tf32", "bf16", "tf32_ndhwc", "bf16_ndhwc", "tf32_fastest", "tf32_pageable"]:
     b = load(f"bench_ifcn_{name}.json")
-    m = name.replace("_fastest", " fastest algorithms").replace("_ndhwc", " channels-last")
+    m = name.replace("_fastest", " fastest algorithms").replace("_ndhwc", " channels-last").replace("_pageable", " pageable uploads")
     if b:
         res["ifcn"][m] = b["step_seconds_median"]
         res.setdefault("ifcn_forward", {})[m] = b["forward_seconds_median"]

@@ -18,7 +18,7 @@ typedef void *CUmodule;
 typedef void *CUfunction;
 typedef void *CUstream;
 typedef void *CUevent;
-enum { CU_EVENT_DEFAULT = 0, CUDA_ERROR_NOT_FOUND = 500 };
+enum { CU_EVENT_DEFAULT = 0, CU_EVENT_DISABLE_TIMING = 2, CUDA_ERROR_NOT_FOUND = 500 };
 typedef unsigned long long CUdeviceptr;
 
 // ---- cuDNN types and constants ----
@@ -79,6 +79,7 @@ FN(CUresult, cuStreamSynchronize, (CUstream));
 FN(CUresult, cuEventCreate, (CUevent *, unsigned));
 FN(CUresult, cuEventRecord, (CUevent, CUstream));
 FN(CUresult, cuEventDestroy_v2, (CUevent));
+FN(CUresult, cuEventSynchronize, (CUevent));
 // Resolved at open but optional: cuEventElapsedTime_v2 (CUDA 12.8 and later), else the original symbol.
 static CUresult (*p_event_elapsed)(float *, CUevent, CUevent);
 FN(CUresult, cuModuleLoadData, (CUmodule *, const void *));
@@ -159,7 +160,7 @@ static const symbol driver_symbols[] = {
     SYM(cuCtxSetCurrent), SYM(cuMemGetInfo_v2), SYM(cuMemAlloc_v2), SYM(cuMemFree_v2), SYM(cuMemAllocHost_v2),
     SYM(cuMemFreeHost), SYM(cuMemcpyHtoDAsync_v2), SYM(cuMemcpyDtoHAsync_v2), SYM(cuMemcpyDtoDAsync_v2),
     SYM(cuMemsetD32Async), SYM(cuStreamCreate), SYM(cuStreamSynchronize), SYM(cuModuleLoadData),
-    SYM(cuEventCreate), SYM(cuEventRecord), SYM(cuEventDestroy_v2),
+    SYM(cuEventCreate), SYM(cuEventRecord), SYM(cuEventDestroy_v2), SYM(cuEventSynchronize),
     SYM(cuModuleGetFunction), SYM(cuLaunchKernel),
 };
 static const symbol nvrtc_symbols[] = {
@@ -350,6 +351,8 @@ int ifcn_cu_stream_create(void **stream) { NEED(0); return p_cuStreamCreate(stre
 int ifcn_cu_stream_synchronize(void *stream) { NEED(0); return p_cuStreamSynchronize(stream); }
 int ifcn_cu_event_create(void **event) { NEED(0); return p_cuEventCreate(event, CU_EVENT_DEFAULT); }  // timing on
 int ifcn_cu_event_record(void *event, void *stream) { NEED(0); return p_cuEventRecord(event, stream); }
+int ifcn_cu_event_create_untimed(void **event) { NEED(0); return p_cuEventCreate(event, CU_EVENT_DISABLE_TIMING); }
+int ifcn_cu_event_synchronize(void *event) { NEED(0); return p_cuEventSynchronize(event); }
 int ifcn_cu_event_destroy(void *event) { NEED(0); return p_cuEventDestroy_v2(event); }
 int ifcn_cu_event_elapsed(float *milliseconds, void *start, void *end) {
     NEED(0);
@@ -572,6 +575,7 @@ int ifcn_conv3_backward_filter(void *handle, ifcn_conv3 *c, ifcn_devptr x, ifcn_
 int ifcn_cuda_declared_constant(const char *name, long long *value) {
     static const struct { const char *name; long long value; } table[] = {
         {"CU_EVENT_DEFAULT", CU_EVENT_DEFAULT},
+        {"CU_EVENT_DISABLE_TIMING", CU_EVENT_DISABLE_TIMING},
         {"CUDA_ERROR_NOT_FOUND", CUDA_ERROR_NOT_FOUND},
         {"CUDNN_DATA_FLOAT", CUDNN_DATA_FLOAT},
         {"CUDNN_DATA_BFLOAT16", CUDNN_DATA_BFLOAT16},

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The kernels the network needs, on tensors that may live on a device.
 ///
 /// Every volume tensor is one sample, channel-first: [C, D, H, W], W fastest.
@@ -84,14 +86,18 @@ public protocol ComputeBackend: AnyObject {
     /// Elementwise: input and output may be the same tensor (an inference network runs it in place).
     func sigmoidForward(input: TensorRef, output: TensorRef)
 
-    /// seg = lambda * sum(w (1-t) s) + sum(w t (1-s)) with s = prob; writes d seg / d logit
-    /// (through the sigmoid). Returns (lambda * fp, fn) in float64.
-    func weightedSegmentationLoss(prob: TensorRef, target: TensorRef, weight: TensorRef, lambda: Float,
-                                  gradLogit: TensorRef) -> (falsePositive: Double, falseNegative: Double)
+    /// Queues a training step's loss (METHOD.md) and its gradients at the two logits: the weighted segmentation
+    /// loss seg = lambda * sum(w (1-t) s) + sum(w t (1-s)) with s = prob, whose gradient through the sigmoid goes to
+    /// `gradLogit`; the completeness head's binary cross-entropy against `completenessLabel` (logs clamped at -100,
+    /// as PyTorch's BCELoss), whose gradient sigmoid(logit) - label goes to `clsGradLogit[0]`; and the overlap of
+    /// prob > 0.5 with target > 0.5 (the training Dice without copying volumes to the host). Nothing is read back
+    /// here: `readTrainingScalars` does, once, after the step has queued its backward pass.
+    func trainingLoss(prob: TensorRef, target: TensorRef, weight: TensorRef, lambda: Float, gradLogit: TensorRef,
+                      clsLogit: TensorRef, completenessLabel: Float, clsGradLogit: TensorRef)
 
-    /// Voxels with prob > 0.5, with target > 0.5, and with both (training Dice without copying
-    /// volumes to the host).
-    func overlapCounts(prob: TensorRef, target: TensorRef) -> (predicted: Int, reference: Int, intersection: Int)
+    /// The scalars of the last `trainingLoss`, copied to the host in one read that waits for that loss (not for
+    /// the work queued after it).
+    func readTrainingScalars() -> TrainingScalars
 
     /// Adam (PyTorch semantics, no weight decay) over a flat parameter buffer; `step` counts from 1.
     func adamStep(parameters: TensorRef, gradients: TensorRef, firstMoment: TensorRef, secondMoment: TensorRef,
@@ -121,6 +127,37 @@ public protocol ComputeBackend: AnyObject {
     /// Sum of the squared elements in float64 over fixed blocks in a fixed order (the same bits on every
     /// run); not finite exactly when an element is not (the averaged gradient's divergence check).
     func sumOfSquares(_ tensor: TensorRef) -> Double
+}
+
+/// What a training step reads back from the backend: the loss terms and the overlap counts of `trainingLoss`.
+public struct TrainingScalars: Equatable, Sendable {
+    /// lambda * sum(w (1-t) s) and sum(w t (1-s)) over the patch, summed in float64.
+    public var falsePositive: Double
+    public var falseNegative: Double
+    /// sigmoid of the completeness logit, and its binary cross-entropy against the label.
+    public var completeness: Double
+    public var classification: Double
+    /// Voxels with prob > 0.5, with target > 0.5, and with both.
+    public var predicted: Int
+    public var reference: Int
+    public var intersection: Int
+
+    public init(falsePositive: Double, falseNegative: Double, completeness: Double, classification: Double,
+                predicted: Int, reference: Int, intersection: Int) {
+        self.falsePositive = falsePositive; self.falseNegative = falseNegative
+        self.completeness = completeness; self.classification = classification
+        self.predicted = predicted; self.reference = reference; self.intersection = intersection
+    }
+
+    /// The completeness head's terms for `logit` and `label`, in float64 as every backend computes them: the
+    /// probability, its cross-entropy (each log clamped at -100; a NaN logit stays NaN, so a diverged step shows),
+    /// and the gradient at the logit.
+    public static func completenessTerms(logit: Float, label: Float) -> (probability: Double, crossEntropy: Double, gradient: Float) {
+        let c = 1 / (1 + exp(-Double(logit)))
+        let y = Double(label)
+        let crossEntropy = -(y * max(log(c), -100) + (1 - y) * max(log(1 - c), -100))
+        return (c, crossEntropy, Float(c - y))
+    }
 }
 
 /// A cube of `side` voxels at `origin` (its first voxel; it may lie partly outside) of a scan of `scan` voxels.

@@ -113,15 +113,27 @@ public enum BackendAgreement {
             k.b.sigmoidForward(input: k.t(x), output: y)
             return [("output", y)]
         }
-        agree("loss") { k in
-            let g = k.zeros(V)
-            let (fp, fn) = k.b.weightedSegmentationLoss(prob: k.t(prob), target: k.t(target), weight: k.t(weight),
-                                                       lambda: 0.1, gradLogit: g)
-            return [("gradLogit", g), ("fp, fn", k.t([Float(fp), Float(fn)]))]
+        agree("training loss") { k in
+            let g = k.zeros(V), gc = k.zeros(1)
+            k.b.trainingLoss(prob: k.t(prob), target: k.t(target), weight: k.t(weight), lambda: 0.1, gradLogit: g,
+                             clsLogit: k.t([0.7]), completenessLabel: 1, clsGradLogit: gc)
+            let s = k.b.readTrainingScalars()
+            return [("gradLogit", g), ("completeness gradient", gc),
+                    ("fp, fn", k.t([Float(s.falsePositive), Float(s.falseNegative)])),
+                    ("completeness, cross-entropy", k.t([Float(s.completeness), Float(s.classification)])),
+                    ("predicted, reference, both", k.t([Float(s.predicted), Float(s.reference), Float(s.intersection)]))]
         }
-        agree("overlap counts") { k in
-            let n = k.b.overlapCounts(prob: k.t(prob), target: k.t(target))
-            return [("predicted, reference, both", k.t([Float(n.predicted), Float(n.reference), Float(n.intersection)]))]
+        agree("completeness head") { k in
+            // Both labels, and logits whose probability rounds to 1 (the log of 1 - c clamped at -100) or nearly 0.
+            var values: [Float] = []
+            for (logit, label) in [(Float(-3.2), Float(0)), (0.7, 1), (0.7, 0), (60, 0), (60, 1), (-60, 1)] {
+                let gc = k.zeros(1)
+                k.b.trainingLoss(prob: k.t(prob), target: k.t(target), weight: k.t(weight), lambda: 0.1, gradLogit: k.zeros(V),
+                                 clsLogit: k.t([logit]), completenessLabel: label, clsGradLogit: gc)
+                let s = k.b.readTrainingScalars()
+                values += [Float(s.completeness), Float(s.classification)] + k.read(gc)
+            }
+            return [("completeness, cross-entropy, gradient", k.t(values))]
         }
         agree("segmentation volumes") { k in
             // A box of side 12 reaching out of the scan on three sides; a fragment accepted twice (labels 1, then 2

@@ -37,6 +37,8 @@ public final class Network {
     let savedStats: TensorRef
     let targetTensor: TensorRef
     let weightTensor: TensorRef
+    /// What the last `backward` read back: its loss terms and overlap counts.
+    private var lastTrainingScalars: TrainingScalars?
     private let backwardPlan: [(op: Int, mode: GradientMode)]
     /// Where a training network's activations and their gradients live in the arena (nil for inference, whose
     /// graph holds the arena offsets itself).
@@ -284,10 +286,11 @@ public final class Network {
 
     public func readSegmentation() -> [Float] { read(tensor(graph.segProb)) }
 
-    /// Overlap of the last forward pass's segmentation (> 0.5) with the target of the last
-    /// `backward`, counted on the backend: three integers cross to the host, not the volume.
+    /// Overlap of the last training forward pass's segmentation (> 0.5) with the target of the last `backward`,
+    /// counted on the backend with the loss: three integers cross to the host, not the volume.
     public func trainingOverlap() -> (predicted: Int, reference: Int, intersection: Int) {
-        backend.overlapCounts(prob: tensor(graph.segProb), target: targetTensor)
+        guard let s = lastTrainingScalars else { preconditionFailure("trainingOverlap before any backward") }
+        return (s.predicted, s.reference, s.intersection)
     }
 
     /// Completeness probability of the last forward pass.
@@ -303,21 +306,24 @@ public final class Network {
 
     /// Loss of the last training forward pass and its gradients, added to `gradients`.
     /// target, weight: [P, P, P]; completenessLabel: 0 or 1.
+    /// The loss, its gradients at both logits and the overlap counts are computed on the backend, and the whole
+    /// backward pass is queued before the host reads the loss back (one read, which on a GPU waits only for the
+    /// loss): the device never idles for the host in between.
     @discardableResult
     public func backward(target: UnsafePointer<Float>, weight: UnsafePointer<Float>, completenessLabel: Float) -> Loss {
         precondition(use == .training, "a network built for inference has no backward pass")
         backend.upload(target, to: targetTensor)
         backend.upload(weight, to: weightTensor)
-        let (fp, fn) = backend.weightedSegmentationLoss(
-            prob: tensor(graph.segProb), target: targetTensor, weight: weightTensor,
-            lambda: Network.falsePositiveWeight, gradLogit: grad(graph.segLogit))
-        let c = completeness
-        let y = Double(completenessLabel)
-        let cls = -(y * max(log(c), -100) + (1 - y) * max(log(1 - c), -100))
-        var dLogit = Float(c - y)
-        backend.upload(&dLogit, to: grad(graph.clsLogit))
+        backend.trainingLoss(prob: tensor(graph.segProb), target: targetTensor, weight: weightTensor,
+                             lambda: Network.falsePositiveWeight, gradLogit: grad(graph.segLogit),
+                             clsLogit: tensor(graph.clsLogit), completenessLabel: completenessLabel,
+                             clsGradLogit: grad(graph.clsLogit))
         runBackward()
-        return Loss(total: fp + fn + cls, segmentation: fp + fn, classification: cls, completeness: c)
+        let s = backend.readTrainingScalars()
+        lastTrainingScalars = s
+        return Loss(total: s.falsePositive + s.falseNegative + s.classification,
+                    segmentation: s.falsePositive + s.falseNegative, classification: s.classification,
+                    completeness: s.completeness)
     }
 
     func runBackward() {

@@ -390,11 +390,73 @@ CUresult cuMemFree_v2(CUdeviceptr p) {
     allocations.erase(it);
     return CUDA_SUCCESS;
 }
-CUresult cuMemAllocHost_v2(void **p, size_t bytes) {
-    *p = std::malloc(std::max<size_t>(bytes, 1));
-    return *p ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
+// Copies between the device and pinned host memory are asynchronous on a GPU: the host may touch that memory
+// again only once a stream or event synchronisation covers the copy. The emulator runs everything at once, so it
+// checks the rule instead. Each such copy gets a number in the stream's order of work; an event records the
+// number reached; cuEventSynchronize and cuStreamSynchronize complete the copies up to theirs.
+// - Host to device: the source's contents are remembered, and every later call checks that the host has not
+//   changed them before the copy was waited for (it would have sent the new data, or half of it).
+// - Device to host: the destination holds all bits set (a NaN) until the copy is waited for, and only then the
+//   data, taken when the copy was queued; a host that reads too early reads NaN.
+std::map<uintptr_t, size_t> pinned_blocks;  // cuMemAllocHost's blocks: start -> bytes
+unsigned long long work_sequence = 0;       // numbers stream-ordered operations
+struct PendingUpload { const unsigned char *source; std::vector<unsigned char> sent; unsigned long long sequence; };
+struct PendingDownload { unsigned char *destination; std::vector<unsigned char> data; unsigned long long sequence; };
+std::vector<PendingUpload> pending_uploads;
+std::vector<PendingDownload> pending_downloads;
+
+static bool is_pinned(const void *p, size_t bytes) {
+    auto it = pinned_blocks.upper_bound(uintptr_t(p));
+    if (it == pinned_blocks.begin()) return false;
+    --it;
+    return uintptr_t(p) >= it->first && uintptr_t(p) + bytes <= it->first + it->second;
 }
-CUresult cuMemFreeHost(void *p) { std::free(p); return CUDA_SUCCESS; }
+// Called at every entry point that takes the lock: a pinned source changed under a pending upload is fatal.
+static void check_pending_uploads(const char *call) {
+    for (const auto &u : pending_uploads)
+        if (std::memcmp(u.source, u.sent.data(), u.sent.size()) != 0)
+            fatal(std::string(call) + ": pinned host memory at " + std::to_string(uintptr_t(u.source)) + " (" +
+                  std::to_string(u.sent.size()) + " bytes) was written while its cuMemcpyHtoDAsync had not been " +
+                  "waited for (no stream or event synchronisation since)");
+}
+static void complete_through(unsigned long long sequence, const char *call) {
+    check_pending_uploads(call);
+    std::vector<PendingUpload> uploads;
+    for (auto &u : pending_uploads) if (u.sequence > sequence) uploads.push_back(std::move(u));
+    pending_uploads.swap(uploads);
+    std::vector<PendingDownload> downloads;
+    for (auto &d : pending_downloads) {
+        if (d.sequence <= sequence) std::memcpy(d.destination, d.data.data(), d.data.size());
+        else downloads.push_back(std::move(d));
+    }
+    pending_downloads.swap(downloads);
+}
+static bool overlaps_pending(const void *p, size_t bytes) {
+    const uintptr_t lo = uintptr_t(p), hi = lo + bytes;
+    for (const auto &u : pending_uploads)
+        if (lo < uintptr_t(u.source) + u.sent.size() && uintptr_t(u.source) < hi) return true;
+    for (const auto &d : pending_downloads)
+        if (lo < uintptr_t(d.destination) + d.data.size() && uintptr_t(d.destination) < hi) return true;
+    return false;
+}
+
+CUresult cuMemAllocHost_v2(void **p, size_t bytes) {
+    std::lock_guard<std::mutex> g(big_lock);
+    *p = std::malloc(std::max<size_t>(bytes, 1));
+    if (!*p) return CUDA_ERROR_OUT_OF_MEMORY;
+    pinned_blocks[uintptr_t(*p)] = std::max<size_t>(bytes, 1);
+    return CUDA_SUCCESS;
+}
+CUresult cuMemFreeHost(void *p) {
+    std::lock_guard<std::mutex> g(big_lock);
+    check_pending_uploads("cuMemFreeHost");
+    auto it = pinned_blocks.find(uintptr_t(p));
+    if (it == pinned_blocks.end()) return CUDA_ERROR_INVALID_VALUE;
+    if (overlaps_pending(p, it->second)) fatal("cuMemFreeHost: a copy to or from this pinned memory was not waited for");
+    pinned_blocks.erase(it);
+    std::free(p);
+    return CUDA_SUCCESS;
+}
 
 // A copy or fill must lie inside one allocation.
 static void check_range(CUdeviceptr p, size_t bytes, const char *call) {
@@ -408,18 +470,33 @@ static void check_range(CUdeviceptr p, size_t bytes, const char *call) {
 }
 CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t bytes, void *) {
     std::lock_guard<std::mutex> g(big_lock);
+    check_pending_uploads("cuMemcpyHtoDAsync");
     check_range(dst, bytes, "cuMemcpyHtoDAsync");
     std::memcpy(reinterpret_cast<void *>(uintptr_t(dst)), src, bytes);
+    work_sequence++;
+    if (is_pinned(src, bytes)) {
+        const auto *p = static_cast<const unsigned char *>(src);
+        pending_uploads.push_back({p, std::vector<unsigned char>(p, p + bytes), work_sequence});
+    }
     return CUDA_SUCCESS;
 }
 CUresult cuMemcpyDtoHAsync_v2(void *dst, CUdeviceptr src, size_t bytes, void *) {
     std::lock_guard<std::mutex> g(big_lock);
+    check_pending_uploads("cuMemcpyDtoHAsync");
     check_range(src, bytes, "cuMemcpyDtoHAsync");
-    std::memcpy(dst, reinterpret_cast<const void *>(uintptr_t(src)), bytes);
+    work_sequence++;
+    if (is_pinned(dst, bytes)) {
+        const auto *p = reinterpret_cast<const unsigned char *>(uintptr_t(src));
+        pending_downloads.push_back({static_cast<unsigned char *>(dst), std::vector<unsigned char>(p, p + bytes), work_sequence});
+        std::memset(dst, 0xFF, bytes);
+    } else {
+        std::memcpy(dst, reinterpret_cast<const void *>(uintptr_t(src)), bytes);
+    }
     return CUDA_SUCCESS;
 }
 CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes, void *) {
     std::lock_guard<std::mutex> g(big_lock);
+    check_pending_uploads("cuMemcpyDtoDAsync");
     check_range(dst, bytes, "cuMemcpyDtoDAsync (destination)");
     check_range(src, bytes, "cuMemcpyDtoDAsync (source)");
     std::memmove(reinterpret_cast<void *>(uintptr_t(dst)), reinterpret_cast<const void *>(uintptr_t(src)), bytes);
@@ -427,6 +504,7 @@ CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes, vo
 }
 CUresult cuMemsetD32Async(CUdeviceptr dst, unsigned value, size_t count, void *) {
     std::lock_guard<std::mutex> g(big_lock);
+    check_pending_uploads("cuMemsetD32Async");
     check_range(dst, count * 4, "cuMemsetD32Async");
     unsigned *p = reinterpret_cast<unsigned *>(uintptr_t(dst));
     for (size_t i = 0; i < count; i++) p[i] = value;
@@ -434,20 +512,35 @@ CUresult cuMemsetD32Async(CUdeviceptr dst, unsigned value, size_t count, void *)
 }
 static int stream_tag;
 CUresult cuStreamCreate(void **stream, unsigned) { *stream = &stream_tag; return CUDA_SUCCESS; }
-CUresult cuStreamSynchronize(void *) { return CUDA_SUCCESS; }
+CUresult cuStreamSynchronize(void *) {
+    std::lock_guard<std::mutex> g(big_lock);
+    complete_through(work_sequence, "cuStreamSynchronize");
+    return CUDA_SUCCESS;
+}
 
 struct emulated_event {
     std::chrono::steady_clock::time_point at;
     bool recorded;
+    unsigned long long sequence;  // the stream's work it follows
 };
 CUresult cuEventCreate(void **event, unsigned) {
-    *event = new emulated_event{{}, false};
+    *event = new emulated_event{{}, false, 0};
     return CUDA_SUCCESS;
 }
 CUresult cuEventRecord(void *event, void *) {
+    std::lock_guard<std::mutex> g(big_lock);
+    check_pending_uploads("cuEventRecord");
     auto *e = static_cast<emulated_event *>(event);
     e->at = std::chrono::steady_clock::now();
     e->recorded = true;
+    e->sequence = work_sequence;
+    return CUDA_SUCCESS;
+}
+CUresult cuEventSynchronize(void *event) {
+    std::lock_guard<std::mutex> g(big_lock);
+    auto *e = static_cast<emulated_event *>(event);
+    if (!e->recorded) return CUDA_SUCCESS;  // as the driver: an event never recorded is complete
+    complete_through(e->sequence, "cuEventSynchronize");
     return CUDA_SUCCESS;
 }
 CUresult cuEventDestroy_v2(void *event) { delete static_cast<emulated_event *>(event); return CUDA_SUCCESS; }
@@ -475,6 +568,8 @@ CUresult cuModuleGetFunction(void **function, void *module, const char *name) {
 CUresult cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                         unsigned shared_bytes, void *, void **params, void **extra) {
     std::lock_guard<std::mutex> g(big_lock);
+    check_pending_uploads("cuLaunchKernel");
+    work_sequence++;
     auto *entry = static_cast<KernelEntry *>(function);
     if (!entry || extra || shared_bytes) return CUDA_ERROR_INVALID_VALUE;
     if (gx == 0 || gy == 0 || gz == 0 || gy > 65535 || gz > 65535 || bx * by * bz == 0 || bx * by * bz > 1024)

@@ -82,7 +82,7 @@ final class CUDAEmulatorTests: XCTestCase {
                 let r = try ifcn(["check-backends", "--backend", "cuda", "--channels", channels, "--extent", extent, "--threads", "2"],
                                  extra: ["IFCN_CUDA_EMULATOR_GUARD": guardPage])
                 XCTAssertEqual(r.status, 0, "guard \(guardPage): \(r.summary)")
-                XCTAssertTrue(r.stdout.contains("41 passed, 0 failed"), r.summary)
+                XCTAssertTrue(r.stdout.contains("44 passed, 0 failed"), r.summary)
             }
         }
     }
@@ -276,6 +276,19 @@ final class CUDAEmulatorTests: XCTestCase {
         let a = try Data(contentsOf: work.appendingPathComponent("straight.w.rank0.safetensors"))
         let b = try Data(contentsOf: work.appendingPathComponent("resumed.w.rank0.safetensors"))
         XCTAssertEqual(a, b, "resumed weights differ from the uninterrupted run")
+        // Uploads through pinned slots of 4 KiB: each patch (16 KiB) goes in four chunks, so a step's uploads go
+        // round the four slots four times and every refill waits for the device to have read the slot (the
+        // emulator stops a run whose host writes pinned memory a pending copy still reads). The same weights.
+        let slotted = try ifcn(["train", "--backend", "cuda", "--gpu-math", "fp32", "--data", data,
+                                "--output", work.appendingPathComponent("slotted").path, "--channels", "4", "--patch", "16",
+                                "--iterations", "6", "--iters-per-epoch", "3", "--seed", "5", "--progress-seconds", "1000",
+                                "--dump-weights", work.appendingPathComponent("slotted.w").path],
+                               extra: ["IFCN_CUDA_UPLOAD_SLOT_BYTES": "4096"])
+        XCTAssertEqual(slotted.status, 0, slotted.summary)
+        if slotted.status == 0 {
+            let c = try Data(contentsOf: work.appendingPathComponent("slotted.w.rank0.safetensors"))
+            XCTAssertEqual(a, c, "uploads through small pinned slots changed the weights")
+        }
     }
 
     /// `--gpu-layout ndhwc`: each convolution runs on channels-last copies of its operands (input channels that are
@@ -290,7 +303,7 @@ final class CUDAEmulatorTests: XCTestCase {
             let r = try ifcn(["check-backends", "--backend", "cuda", "--gpu-layout", "ndhwc", "--channels", channels,
                               "--extent", extent, "--threads", "2"], extra: ["IFCN_CUDA_EMULATOR_GUARD": "front"])
             XCTAssertEqual(r.status, 0, r.summary)
-            XCTAssertTrue(r.stdout.contains("41 passed, 0 failed"), r.summary)
+            XCTAssertTrue(r.stdout.contains("44 passed, 0 failed"), r.summary)
             XCTAssertTrue(r.stdout.contains("fp32 convolutions on channels-last (NDHWC) copies"), r.summary)
         }
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("ifcn-emulator-layout-\(UUID().uuidString)")

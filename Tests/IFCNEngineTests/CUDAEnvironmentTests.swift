@@ -210,8 +210,10 @@ final class CUDAEnvironmentTests: XCTestCase {
     func testDeclaredConstantsMatchNVIDIAHeaders() throws {
         var checked = 0
         func value(in header: String, _ name: String) -> Int? {
-            guard let r = header.range(of: "\\b\(name)\\s*=\\s*(\\d+)", options: .regularExpression) else { return nil }
-            return Int(header[r].split(separator: "=").last!.trimmingCharacters(in: .whitespaces))
+            // Decimal or hexadecimal (cuda.h writes its event flags as 0x2).
+            guard let r = header.range(of: "\\b\(name)\\s*=\\s*(0x[0-9A-Fa-f]+|\\d+)", options: .regularExpression) else { return nil }
+            let literal = header[r].split(separator: "=").last!.trimmingCharacters(in: .whitespaces)
+            return literal.hasPrefix("0x") ? Int(literal.dropFirst(2), radix: 16) : Int(literal)
         }
         if let dir = Self.nvidiaFolders("include").first(where: { FileManager.default.fileExists(atPath: $0 + "/cuda.h") }) {
             let header = try String(contentsOfFile: dir + "/cuda.h", encoding: .utf8)
@@ -219,7 +221,7 @@ final class CUDAEnvironmentTests: XCTestCase {
             XCTAssertEqual(value(in: header, "CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR"), Int(CUDADeviceAttribute.computeCapabilityMajor))
             XCTAssertEqual(value(in: header, "CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR"), Int(CUDADeviceAttribute.computeCapabilityMinor))
             XCTAssertEqual(value(in: header, "CUDA_SUCCESS"), 0)
-            for name in ["CU_EVENT_DEFAULT", "CUDA_ERROR_NOT_FOUND"] {
+            for name in ["CU_EVENT_DEFAULT", "CU_EVENT_DISABLE_TIMING", "CUDA_ERROR_NOT_FOUND"] {
                 var declared: Int64 = 0
                 XCTAssertEqual(ifcn_cuda_declared_constant(name, &declared), 0, name)
                 XCTAssertEqual(value(in: header, name).map(Int64.init), declared, name)

@@ -146,20 +146,18 @@ final class LayerGradientTests: XCTestCase {
         let z = randomValues(n, &rng, scale: 2)
         let t = (0..<n).map { _ in Float(rng.uniform() < 0.4 ? 1 : 0) }
         let w = (0..<n).map { _ in Float(rng.uniform(1, 9)) }
-        func loss(_ z: [Float]) -> Double {
-            let s = h.zeros(n)
-            b.sigmoidForward(input: h.tensor(z), output: s)
-            let (fp, fn) = b.weightedSegmentationLoss(prob: s, target: h.tensor(t), weight: h.tensor(w), lambda: 0.1,
-                                                     gradLogit: h.zeros(n))
-            return fp + fn
-        }
         let s = h.zeros(n), g = h.zeros(n)
         b.sigmoidForward(input: h.tensor(z), output: s)
-        let (fp, fn) = b.weightedSegmentationLoss(prob: s, target: h.tensor(t), weight: h.tensor(w), lambda: 0.1, gradLogit: g)
+        b.trainingLoss(prob: s, target: h.tensor(t), weight: h.tensor(w), lambda: 0.1, gradLogit: g,
+                       clsLogit: h.tensor([0.3]), completenessLabel: 1, clsGradLogit: h.zeros(1))
+        let scalars = b.readTrainingScalars()
         let probs = h.read(s)
         var expect = 0.0
         for i in 0..<n { expect += 0.1 * Double(w[i] * (1 - t[i]) * probs[i]) + Double(w[i] * t[i] * (1 - probs[i])) }
-        XCTAssertEqual(fp + fn, expect, accuracy: 1e-3)
+        XCTAssertEqual(scalars.falsePositive + scalars.falseNegative, expect, accuracy: 1e-3)
+        XCTAssertEqual(scalars.predicted, probs.filter { $0 > 0.5 }.count)
+        XCTAssertEqual(scalars.reference, t.filter { $0 > 0.5 }.count)
+        XCTAssertEqual(scalars.intersection, zip(probs, t).filter { $0 > 0.5 && $1 > 0.5 }.count)
         assertGradient("sigmoid+loss", at: z, analytic: h.read(g), eps: 1e-3, { z in
             // the kernel's loss is linear in sigmoid, evaluate in float64 for a clean difference quotient
             var l = 0.0
@@ -169,7 +167,29 @@ final class LayerGradientTests: XCTestCase {
             }
             return l
         })
-        _ = loss
+    }
+
+    /// The completeness head's cross-entropy and its gradient at the logit, both computed by the backend: the
+    /// gradient against a difference quotient of the backend's own loss.
+    func checkCompletenessLossGradient() {
+        let n = 8
+        let prob = h.tensor([Float](repeating: 0.5, count: n)), zero = h.tensor([Float](repeating: 0, count: n))
+        func head(_ logit: Float, _ label: Float) -> (loss: Double, gradient: Float) {
+            let gc = h.zeros(1)
+            b.trainingLoss(prob: prob, target: zero, weight: zero, lambda: 0.1, gradLogit: h.zeros(n),
+                           clsLogit: h.tensor([logit]), completenessLabel: label, clsGradLogit: gc)
+            return (b.readTrainingScalars().classification, h.read(gc)[0])
+        }
+        for (logit, label) in [(Float(-1.7), Float(0)), (-1.7, 1), (0.4, 0), (2.5, 1)] {
+            let eps: Float = 1e-2
+            let numeric = (head(logit + eps, label).loss - head(logit - eps, label).loss) / Double(2 * eps)
+            let analytic = head(logit, label).gradient
+            XCTAssertEqual(Double(analytic), numeric, accuracy: 1e-3 * max(1, abs(numeric)), "logit \(logit), label \(label)")
+            XCTAssertEqual(head(logit, label).loss, TrainingScalars.completenessTerms(logit: logit, label: label).crossEntropy,
+                           accuracy: 1e-12)
+        }
+        // A probability that rounds to 1 gives the clamped log: -(log(1 - c)) = 100, as PyTorch's BCELoss.
+        XCTAssertEqual(head(60, 0).loss, 100)
     }
 
     func checkAdamMatchesClosedForm() {
@@ -197,6 +217,7 @@ final class LayerGradientTests: XCTestCase {
     func testBatchNormRunningStatisticsFollowPyTorch() { forEachBackend(checkBatchNormRunningStatisticsFollowPyTorch) }
     func testReLUMaxPoolUpsampleGlobalMax() { forEachBackend(checkReLUMaxPoolUpsampleGlobalMax) }
     func testSigmoidAndWeightedLossGradient() { forEachBackend(checkSigmoidAndWeightedLossGradient) }
+    func testCompletenessLossGradient() { forEachBackend(checkCompletenessLossGradient) }
     func testAdamMatchesClosedForm() { forEachBackend(checkAdamMatchesClosedForm) }
 
 }

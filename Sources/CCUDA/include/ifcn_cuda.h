@@ -53,6 +53,10 @@ int ifcn_cu_event_create(void **event);
 int ifcn_cu_event_record(void *event, void *stream);
 int ifcn_cu_event_destroy(void *event);
 int ifcn_cu_event_elapsed(float *milliseconds, void *start, void *end);
+// Events that mark work done without timing it (cheaper to record): the host waits on one with
+// ifcn_cu_event_synchronize until the work queued before its record has finished.
+int ifcn_cu_event_create_untimed(void **event);
+int ifcn_cu_event_synchronize(void *event);
 int ifcn_cu_module_load_data(void **module, const void *image);
 int ifcn_cu_module_get_function(void **function, void *module, const char *name);
 int ifcn_cu_launch(void *function, unsigned grid_x, unsigned grid_y, unsigned grid_z,

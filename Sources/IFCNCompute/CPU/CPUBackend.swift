@@ -19,6 +19,8 @@ open class CPUBackend: ComputeBackend {
     public let bfloat16Inference: Bool
     let scratch: ScratchPool
     let weightScratch: ScratchPool
+    /// The scalars of the last `trainingLoss` (computed at once: the CPU works synchronously).
+    private var trainingScalars: TrainingScalars?
 
     /// `threads` compute threads (default: all cores). OpenBLAS itself runs single-threaded
     /// inside our own parallel regions.
@@ -93,8 +95,25 @@ open class CPUBackend: ComputeBackend {
         }
     }
 
-    public func weightedSegmentationLoss(prob: TensorRef, target: TensorRef, weight: TensorRef, lambda: Float,
-                                         gradLogit: TensorRef) -> (falsePositive: Double, falseNegative: Double) {
+    public func trainingLoss(prob: TensorRef, target: TensorRef, weight: TensorRef, lambda: Float, gradLogit: TensorRef,
+                             clsLogit: TensorRef, completenessLabel: Float, clsGradLogit: TensorRef) {
+        let (fp, fn) = segmentationLoss(prob: prob, target: target, weight: weight, lambda: lambda, gradLogit: gradLogit)
+        let head = TrainingScalars.completenessTerms(logit: clsLogit.host[0], label: completenessLabel)
+        clsGradLogit.host[0] = head.gradient
+        let overlap = overlapCounts(prob: prob, target: target)
+        trainingScalars = TrainingScalars(falsePositive: fp, falseNegative: fn, completeness: head.probability,
+                                          classification: head.crossEntropy, predicted: overlap.predicted,
+                                          reference: overlap.reference, intersection: overlap.intersection)
+    }
+
+    public func readTrainingScalars() -> TrainingScalars {
+        guard let trainingScalars else { preconditionFailure("readTrainingScalars before any trainingLoss") }
+        return trainingScalars
+    }
+
+    /// (lambda * fp, fn) in float64, and the gradient of the logits.
+    private func segmentationLoss(prob: TensorRef, target: TensorRef, weight: TensorRef, lambda: Float,
+                                  gradLogit: TensorRef) -> (Double, Double) {
         let s = prob.host, tg = target.host, w = weight.host, g = gradLogit.host, n = prob.count
         // A fixed number of pieces, summed in order: the loss does not depend on the thread count.
         // The pieces are spread over `threads` parts (64 concurrent iterations cost more than the loss itself at
@@ -121,7 +140,7 @@ open class CPUBackend: ComputeBackend {
         }
     }
 
-    public func overlapCounts(prob: TensorRef, target: TensorRef) -> (predicted: Int, reference: Int, intersection: Int) {
+    private func overlapCounts(prob: TensorRef, target: TensorRef) -> (predicted: Int, reference: Int, intersection: Int) {
         precondition(prob.count == target.count, "overlap of unequal sizes")
         let s = prob.host, t = target.host
         var a = 0, b = 0, both = 0

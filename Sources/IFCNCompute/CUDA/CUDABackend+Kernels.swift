@@ -190,36 +190,47 @@ extension CUDABackend {
 
     // MARK: - Loss
 
-    public func weightedSegmentationLoss(prob: TensorRef, target: TensorRef, weight: TensorRef, lambda: Float,
-                                         gradLogit: TensorRef) -> (falsePositive: Double, falseNegative: Double) {
+    public func trainingLoss(prob: TensorRef, target: TensorRef, weight: TensorRef, lambda: Float, gradLogit: TensorRef,
+                             clsLogit: TensorRef, completenessLabel: Float, clsGradLogit: TensorRef) {
+        precondition(prob.count == target.count && prob.count == weight.count && prob.count == gradLogit.count,
+                     "loss of unequal sizes")
         let n = prob.count
-        guard n > 0 else { return (0, 0) }
+        precondition(n > 0, "loss of an empty patch")
+        // The step's scalars, as doubles on the device: lambda * fp, fn, completeness, its cross-entropy, and the
+        // three overlap counts. Each kernel pair below sums its partials in the workspace's second part; they run
+        // one after the other on the stream, so they share it.
+        let scalars = workspace(.stepScalars, bytes: CUDABackend.trainingScalarCount * 8)
         let parts = kernelReductionParts(n, rows: 1)
-        let layout = kernelLayout([2 * 8, 2 * parts * 8])
-        let base = workspace(.loss, bytes: layout.total)
-        let out = base + UInt64(layout.offsets[0]), partial = base + UInt64(layout.offsets[1])
+        let partial = workspace(.loss, bytes: 3 * parts * 8)
         launch1D(.segLossPartial, blocks: parts,
                  [kernelArg(prob), kernelArg(target), kernelArg(weight), .float(lambda), kernelArg(gradLogit),
                   .pointer(partial), .int64(Int64(n)), .int32(Int32(parts))])
-        launch1D(.segLossFinalize, blocks: 1, [.pointer(partial), .pointer(out), .int32(Int32(parts))])
-        let sums = readDoubles(out, count: 2)
-        return (Double(lambda) * sums[0], sums[1])
-    }
-
-    public func overlapCounts(prob: TensorRef, target: TensorRef) -> (predicted: Int, reference: Int, intersection: Int) {
-        precondition(prob.count == target.count, "overlap of unequal sizes")
-        let n = prob.count
-        guard n > 0 else { return (0, 0, 0) }
-        let parts = kernelReductionParts(n, rows: 1)
-        let layout = kernelLayout([3 * 8, 3 * parts * 8])
-        let base = workspace(.loss, bytes: layout.total)
-        let out = base + UInt64(layout.offsets[0]), partial = base + UInt64(layout.offsets[1])
+        launch1D(.segLossFinalize, blocks: 1, [.pointer(partial), .pointer(scalars), .float(lambda), .int32(Int32(parts))])
         launch1D(.overlapPartial, blocks: parts,
                  [kernelArg(prob), kernelArg(target), .pointer(partial), .int64(Int64(n)), .int32(Int32(parts))])
-        launch1D(.overlapFinalize, blocks: 1, [.pointer(partial), .pointer(out), .int32(Int32(parts))])
         // Integer counts converted to double on the device: exact for any count below 2^53.
-        let counts = readDoubles(out, count: 3)
-        return (Int(counts[0]), Int(counts[1]), Int(counts[2]))
+        launch1D(.overlapFinalize, blocks: 1, [.pointer(partial), .pointer(scalars + 4 * 8), .int32(Int32(parts))])
+        launch1D(.completenessLoss, blocks: 1,
+                 [kernelArg(clsLogit), .float(completenessLabel), kernelArg(clsGradLogit), .pointer(scalars + 2 * 8)])
+        // The copy to the host is queued now and waited for in readTrainingScalars, after the backward pass is queued.
+        if trainingScalarsTransfer == nil {
+            trainingScalarsTransfer = PinnedSlot(backend: self, bytes: CUDABackend.trainingScalarCount * 8)
+        }
+        let transfer = trainingScalarsTransfer!
+        transfer.waitUntilRead()
+        queuedWork += 1
+        check(ifcn_cu_memcpy_dtoh(transfer.pointer, scalars, CUDABackend.trainingScalarCount * 8, stream), "cuMemcpyDtoHAsync")
+        transfer.markQueued()
+        trainingScalarsQueued = true
+    }
+
+    public func readTrainingScalars() -> TrainingScalars {
+        precondition(trainingScalarsQueued, "readTrainingScalars before any trainingLoss")
+        let transfer = trainingScalarsTransfer!
+        transfer.waitUntilRead()
+        let v = transfer.pointer.bindMemory(to: Double.self, capacity: CUDABackend.trainingScalarCount)
+        return TrainingScalars(falsePositive: v[0], falseNegative: v[1], completeness: v[2], classification: v[3],
+                               predicted: Int(v[4]), reference: Int(v[5]), intersection: Int(v[6]))
     }
 
     // MARK: - Batch norm

@@ -17,6 +17,49 @@ final class CUDABuffer: DeviceBuffer {
     deinit { backend.deviceFree(address, bytes: max(count, 1) * 4) }
 }
 
+/// Pinned (page-locked) host memory with an event recorded after the last copy that reads or writes it, so the
+/// host touches the memory only once the device is done with it.
+final class PinnedSlot {
+    let pointer: UnsafeMutableRawPointer
+    let bytes: Int
+    private let event: UnsafeMutableRawPointer
+    private unowned let backend: CUDABackend
+    /// An event has been recorded since the last wait.
+    private var pending = false
+
+    init(backend: CUDABackend, bytes: Int) {
+        self.backend = backend
+        self.bytes = bytes
+        backend.bind()
+        var p: UnsafeMutableRawPointer?
+        backend.check(ifcn_cu_mem_alloc_host(&p, max(bytes, 1)), "cuMemAllocHost(\(bytes))")
+        pointer = p!
+        var e: UnsafeMutableRawPointer?
+        backend.check(ifcn_cu_event_create_untimed(&e), "cuEventCreate")
+        event = e!
+    }
+
+    /// Marks the copy just queued on the backend's stream: the slot is busy until the stream passes this point.
+    func markQueued() {
+        backend.check(ifcn_cu_event_record(event, backend.stream), "cuEventRecord")
+        pending = true
+    }
+
+    /// Waits until the device has finished the last copy queued on the slot (at once when it has).
+    func waitUntilRead() {
+        guard pending else { return }
+        backend.bind()
+        backend.check(ifcn_cu_event_synchronize(event), "cuEventSynchronize")
+        pending = false
+    }
+
+    /// Frees the memory and the event; the caller has waited for the stream.
+    func release() {
+        _ = ifcn_cu_event_destroy(event)
+        _ = ifcn_cu_mem_free_host(pointer)
+    }
+}
+
 /// Argument of a kernel launch, in the order of the kernel's C parameters.
 enum KernelArg {
     case pointer(UInt64), int32(Int32), int64(Int64), float(Float), double(Double)
@@ -43,6 +86,8 @@ enum WorkspaceSlot: Int, CaseIterable {
     /// Staged convolutions (bf16 math, channels-last layout): the copies of a convolution's input (or input
     /// gradient), output (or output gradient) and filter that cuDNN reads and writes.
     case stagedInput = 6, stagedOutput = 7, stagedFilter = 8
+    /// The training step's scalars (`trainingLoss`), as doubles.
+    case stepScalars = 9
 }
 
 /// Convolution math on the GPU: float32 FMA (reference checks, tests), TF32 tensor cores, or bfloat16 operands.
@@ -73,6 +118,14 @@ public final class CUDABackend: ComputeBackend {
     private var functions: [CUDAKernel: UnsafeMutableRawPointer] = [:]
     private var workspaces: [WorkspaceSlot: (address: UInt64, bytes: Int)] = [:]
     private var staging: (pointer: UnsafeMutableRawPointer, bytes: Int)?
+    /// Pinned host memory that large uploads pass through (`upload`), used in turn; each slot's event marks its
+    /// last copy done, so a slot is refilled only once the device has read it.
+    private var uploadSlots: [PinnedSlot] = []
+    private var nextUploadSlot = 0
+    /// The training step's scalars (`trainingLoss`): written on the device, copied into pinned host memory
+    /// behind an event, read once per step by `readTrainingScalars`.
+    var trainingScalarsTransfer: PinnedSlot?
+    var trainingScalarsQueued = false
     var convolutions: [ConvolutionShape: OpaquePointer] = [:]
     var convolutionWorkspaceBytes = CUDABackend.initialConvolutionWorkspace
     let algorithmCache: CUDAAlgorithmCache
@@ -121,6 +174,9 @@ public final class CUDABackend: ComputeBackend {
 
     deinit {
         for c in convolutions.values { ifcn_conv3_destroy(c) }
+        bind()
+        _ = ifcn_cu_stream_synchronize(stream)
+        for slot in uploadSlots + [trainingScalarsTransfer].compactMap({ $0 }) { slot.release() }
     }
 
     // MARK: the device contract
@@ -189,9 +245,38 @@ public final class CUDABackend: ComputeBackend {
     public func upload(_ source: UnsafePointer<Float>, to destination: TensorRef) {
         bind()
         guard destination.count > 0 else { return }
-        queuedWork += 1
-        // From pageable memory the call returns once the source has been staged: the caller may reuse it.
-        check(ifcn_cu_memcpy_htod(pointer(destination), source, destination.count * 4, stream), "cuMemcpyHtoDAsync")
+        let bytes = destination.count * 4
+        guard bytes >= CUDABackend.pinnedUploadMinimum else {
+            queuedWork += 1
+            // From pageable memory the call returns once the source has been staged: the caller may reuse it.
+            check(ifcn_cu_memcpy_htod(pointer(destination), source, bytes, stream), "cuMemcpyHtoDAsync")
+            return
+        }
+        // A large upload from pageable memory would wait for the stream and copy at pageable speed while the device
+        // idles. Through pinned slots the host copies the data now, while the device works on what is queued, and
+        // the device reads it at the link's full speed when the stream gets there. Chunks of at most a slot's size
+        // go through the slots in turn; a slot still being read waits for its event (in a step's steady state the
+        // device read it long ago).
+        var done = 0
+        while done < bytes {
+            let chunk = min(bytes - done, CUDABackend.pinnedSlotBytes!)
+            if uploadSlots.count < CUDABackend.pinnedUploadSlots {
+                uploadSlots.append(PinnedSlot(backend: self, bytes: chunk))
+            }
+            let index = nextUploadSlot % uploadSlots.count
+            nextUploadSlot += 1
+            uploadSlots[index].waitUntilRead()
+            if uploadSlots[index].bytes < chunk {
+                uploadSlots[index].release()
+                uploadSlots[index] = PinnedSlot(backend: self, bytes: chunk)
+            }
+            let slot = uploadSlots[index]
+            (slot.pointer).copyMemory(from: UnsafeRawPointer(source) + done, byteCount: chunk)
+            queuedWork += 1
+            check(ifcn_cu_memcpy_htod(pointer(destination) + UInt64(done), slot.pointer, chunk, stream), "cuMemcpyHtoDAsync")
+            slot.markQueued()
+            done += chunk
+        }
     }
 
     public func download(_ source: TensorRef, to destination: UnsafeMutablePointer<Float>) {
@@ -214,7 +299,11 @@ public final class CUDABackend: ComputeBackend {
         let host = staging!.pointer.bindMemory(to: Float.self, capacity: tensor.count)
         download(tensor, to: host)
         let result = try body(host)
-        upload(host, to: tensor)
+        // Pinned already: straight to the device, waited for before the staging memory is used again.
+        if tensor.count > 0 {
+            queuedWork += 1
+            check(ifcn_cu_memcpy_htod(pointer(tensor), host, tensor.count * 4, stream), "cuMemcpyHtoDAsync")
+        }
         synchronize()
         return result
     }
@@ -287,4 +376,24 @@ public final class CUDABackend: ComputeBackend {
 
     /// Waits for the stream and copies `count` doubles to the host.
     func readDoubles(_ address: UInt64, count: Int) -> [Double] { read(address, count: count, as: Double.self) }
+}
+
+extension CUDABackend {
+    /// The size of a pinned upload slot at most (a larger upload goes in chunks), and how many slots there are:
+    /// a training step uploads four patch volumes (image, memory, target, weight), 8 MiB each at P = 128.
+    /// `IFCN_CUDA_UPLOAD_SLOT_BYTES` sets a smaller size (the emulator's tests use a few KiB, so that one step's
+    /// uploads go round the slots several times and every refill has to wait for its copy), or 0 for no slots:
+    /// every upload straight from the caller's pageable memory, as before (the device check times both).
+    static let pinnedSlotBytes: Int? = {
+        if let text = ProcessInfo.processInfo.environment["IFCN_CUDA_UPLOAD_SLOT_BYTES"], let n = Int(text) {
+            return n == 0 ? nil : min(max(n, 256), 16 << 20)
+        }
+        return 16 << 20
+    }()
+    static let pinnedUploadSlots = 4
+    /// Uploads of at least this many bytes go through the pinned slots; smaller ones (a few values) straight from
+    /// the caller's memory.
+    static let pinnedUploadMinimum = pinnedSlotBytes.map { min(64 << 10, $0) } ?? Int.max
+    /// Doubles `trainingLoss` writes: lambda * fp, fn, completeness, its cross-entropy, three overlap counts.
+    static let trainingScalarCount = 7
 }

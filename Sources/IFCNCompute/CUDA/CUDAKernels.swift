@@ -33,6 +33,7 @@ enum CUDAKernel: String, CaseIterable {
     // Segmentation loss.
     case segLossPartial = "ifcn_seg_loss_partial"
     case segLossFinalize = "ifcn_seg_loss_finalize"
+    case completenessLoss = "ifcn_completeness_loss"
     // Overlap counts (training Dice).
     case overlapPartial = "ifcn_overlap_partial"
     case overlapFinalize = "ifcn_overlap_finalize"
@@ -343,15 +344,30 @@ enum CUDAKernelSource {
         }
     }
 
-    // Grid: 1 block. out[0] = fp, out[1] = fn.
-    extern "C" __global__ void ifcn_seg_loss_finalize(const double* partial, double* out, int parts) {
+    // Grid: 1 block. out[0] = lambda * fp, out[1] = fn.
+    extern "C" __global__ void ifcn_seg_loss_finalize(const double* partial, double* out, float lambda, int parts) {
         __shared__ double sh[IFCN_BLOCK];
         const double fp = ifcn_sum_partials(partial, parts, 2, sh);
         const double fn = ifcn_sum_partials(partial + 1, parts, 2, sh);
         if (threadIdx.x == 0) {
-            out[0] = fp;
+            out[0] = (double)lambda * fp;
             out[1] = fn;
         }
+    }
+
+    // Grid: 1 block (thread 0 works). The completeness head, as TrainingScalars.completenessTerms computes it on
+    // the host: out[0] = c = sigmoid(logit) in double, out[1] = its binary cross-entropy against label (each log
+    // clamped at -100 the way Swift's max(x, -100) does, so a NaN stays NaN), gradLogit[0] = float(c - label).
+    extern "C" __global__ void ifcn_completeness_loss(const float* logit, float label, float* gradLogit, double* out) {
+        if (threadIdx.x != 0) return;
+        const double c = 1.0 / (1.0 + exp(-(double)logit[0]));
+        const double y = (double)label;
+        double logC = log(c), logNotC = log(1.0 - c);
+        logC = (-100.0 >= logC) ? -100.0 : logC;
+        logNotC = (-100.0 >= logNotC) ? -100.0 : logNotC;
+        out[0] = c;
+        out[1] = -(y * logC + (1.0 - y) * logNotC);
+        gradLogit[0] = (float)(c - y);
     }
 
     // ---------------------------------------------------------------- overlap counts

@@ -275,15 +275,14 @@ public final class ProfilingBackend: ComputeBackend {
         timed(.otherLayers) { inner.sigmoidForward(input: input, output: output) }
     }
 
-    public func weightedSegmentationLoss(prob: TensorRef, target: TensorRef, weight: TensorRef, lambda: Float,
-                                         gradLogit: TensorRef) -> (falsePositive: Double, falseNegative: Double) {
+    public func trainingLoss(prob: TensorRef, target: TensorRef, weight: TensorRef, lambda: Float, gradLogit: TensorRef,
+                             clsLogit: TensorRef, completenessLabel: Float, clsGradLogit: TensorRef) {
         timed(.lossOptimizer) {
-            inner.weightedSegmentationLoss(prob: prob, target: target, weight: weight, lambda: lambda, gradLogit: gradLogit)
+            inner.trainingLoss(prob: prob, target: target, weight: weight, lambda: lambda, gradLogit: gradLogit,
+                               clsLogit: clsLogit, completenessLabel: completenessLabel, clsGradLogit: clsGradLogit)
         }
     }
-    public func overlapCounts(prob: TensorRef, target: TensorRef) -> (predicted: Int, reference: Int, intersection: Int) {
-        timed(.lossOptimizer) { inner.overlapCounts(prob: prob, target: target) }
-    }
+    public func readTrainingScalars() -> TrainingScalars { inner.readTrainingScalars() }
     public func adamStep(parameters: TensorRef, gradients: TensorRef, firstMoment: TensorRef, secondMoment: TensorRef,
                          learningRate: Float, beta1: Float, beta2: Float, epsilon: Float, step: Int) {
         timed(.lossOptimizer) {

@@ -18,6 +18,15 @@ public protocol ComputeBackend: AnyObject {
 
     func allocate(_ count: Int) -> any DeviceBuffer
     func upload(_ source: UnsafePointer<Float>, to destination: TensorRef)
+    /// Whether `stageUpload` can take uploads ahead (a GPU's pinned slots); false on the CPU, whose upload is a copy.
+    var stagesUploads: Bool { get }
+    /// Copies `count` values now into memory of the backend's own, from which `upload(_:to:)` later only queues
+    /// the transfer: a training step stages the next sample there while the device runs its backward pass. nil
+    /// where staging brings nothing or no slot can hold the values; the caller then uploads from its own memory.
+    func stageUpload(_ source: UnsafePointer<Float>, count: Int) -> StagedUpload?
+    /// Queues the transfer of a staged upload to `destination` (of the staged count); its memory is free again
+    /// once the device has read it.
+    func upload(_ staged: StagedUpload, to destination: TensorRef)
     func download(_ source: TensorRef, to destination: UnsafeMutablePointer<Float>)
     /// Lends host memory holding the tensor (the tensor itself on the CPU; a device backend
     /// would stage through host memory and copy changes back). Used for MPI allreduce.
@@ -127,6 +136,13 @@ public protocol ComputeBackend: AnyObject {
     /// Sum of the squared elements in float64 over fixed blocks in a fixed order (the same bits on every
     /// run); not finite exactly when an element is not (the averaged gradient's divergence check).
     func sumOfSquares(_ tensor: TensorRef) -> Double
+}
+
+/// Values a backend holds ready for an upload (`ComputeBackend.stageUpload`): which of its slots, and how many.
+public struct StagedUpload: Equatable, Sendable {
+    public let slot: Int
+    public let count: Int
+    public init(slot: Int, count: Int) { self.slot = slot; self.count = count }
 }
 
 /// What a training step reads back from the backend: the loss terms and the overlap counts of `trainingLoss`.

@@ -143,9 +143,32 @@ public final class Network {
 
     /// Sets the input patch: channel 0 the normalised image, channel 1 the instance memory (0/1).
     public func setInput(image: UnsafePointer<Float>, memory: UnsafePointer<Float>) {
+        setInput(image: image, memory: memory, staged: StagedInput())
+    }
+
+    /// The input channels of a coming step, copied by the backend ahead of time (`ComputeBackend.stageUpload`):
+    /// a training step stages the next sample while the device runs its backward pass.
+    public struct StagedInput {
+        var image: StagedUpload?
+        var memory: StagedUpload?
+        public init() {}
+        /// Whether anything was staged (nothing on the CPU).
+        public var isEmpty: Bool { image == nil && memory == nil }
+    }
+
+    /// Stages the two input channels [P, P, P] of a coming step; `setInput(image:memory:staged:)` then sends them.
+    public func stageInput(image: UnsafePointer<Float>, memory: UnsafePointer<Float>) -> StagedInput {
+        var staged = StagedInput()
+        staged.image = backend.stageUpload(image, count: config.voxels)
+        staged.memory = backend.stageUpload(memory, count: config.voxels)
+        return staged
+    }
+
+    /// Sets the input: each channel from what `staged` holds of it, else from `image` / `memory` (the same values).
+    public func setInput(image: UnsafePointer<Float>, memory: UnsafePointer<Float>, staged: StagedInput) {
         let channels = inputChannels
-        backend.upload(image, to: channels.image)
-        backend.upload(memory, to: channels.memory)
+        if let s = staged.image { backend.upload(s, to: channels.image) } else { backend.upload(image, to: channels.image) }
+        if let s = staged.memory { backend.upload(s, to: channels.memory) } else { backend.upload(memory, to: channels.memory) }
     }
 
     /// The input channels on the backend (0: the normalised image, 1: the instance memory), for callers that
@@ -309,8 +332,11 @@ public final class Network {
     /// The loss, its gradients at both logits and the overlap counts are computed on the backend, and the whole
     /// backward pass is queued before the host reads the loss back (one read, which on a GPU waits only for the
     /// loss): the device never idles for the host in between.
+    /// `whileQueued` runs once the backward pass is queued, before the host waits for the loss: host work there
+    /// (staging the next sample) overlaps the device's.
     @discardableResult
-    public func backward(target: UnsafePointer<Float>, weight: UnsafePointer<Float>, completenessLabel: Float) -> Loss {
+    public func backward(target: UnsafePointer<Float>, weight: UnsafePointer<Float>, completenessLabel: Float,
+                         whileQueued: () -> Void = {}) -> Loss {
         precondition(use == .training, "a network built for inference has no backward pass")
         backend.upload(target, to: targetTensor)
         backend.upload(weight, to: weightTensor)
@@ -319,6 +345,7 @@ public final class Network {
                              clsLogit: tensor(graph.clsLogit), completenessLabel: completenessLabel,
                              clsGradLogit: grad(graph.clsLogit))
         runBackward()
+        whileQueued()
         let s = backend.readTrainingScalars()
         lastTrainingScalars = s
         return Loss(total: s.falsePositive + s.falseNegative + s.classification,

@@ -87,11 +87,30 @@ public final class Trainer {
         var lastProgress = Date()
         let runStart = Date()
         var epochStart = Date()
+        // On a GPU the next sample is taken, and its input staged in pinned memory, while the device runs the
+        // backward pass (`Network.backward`'s whileQueued), so the next step starts by queueing its transfer.
+        var upcoming: (iteration: Int, sample: TrainingSample, staged: Network.StagedInput)?
         for it in (start + 1)...o.iterations {
-            let sample = prefetcher.take(it)
-            if it < o.iterations { prefetcher.prefetch(it + 1) }
+            let sample: TrainingSample, staged: Network.StagedInput
+            if let u = upcoming, u.iteration == it {
+                (sample, staged) = (u.sample, u.staged)
+            } else {
+                sample = prefetcher.take(it)
+                if it < o.iterations { prefetcher.prefetch(it + 1) }
+                staged = Network.StagedInput()
+            }
+            upcoming = nil
             if it == start + 1 { rootLog(String(format: "first step starts %.2f s after the process started", processAgeSeconds())) }
-            let stop = try step(session, sample: sample, iteration: it, first: it == start + 1, stopSignal: stopSignal, stats: &epoch)
+            let stageNext = { [net = session.net] in
+                let next = prefetcher.take(it + 1)
+                if it + 1 < o.iterations { prefetcher.prefetch(it + 2) }
+                let st = next.image.withUnsafeBufferPointer { i in
+                    next.memory.withUnsafeBufferPointer { net.stageInput(image: i.baseAddress!, memory: $0.baseAddress!) }
+                }
+                upcoming = (it + 1, next, st)
+            }
+            let stop = try step(session, sample: sample, staged: staged, iteration: it, first: it == start + 1, stopSignal: stopSignal,
+                                stats: &epoch, whileQueued: it < o.iterations && session.backend.stagesUploads ? stageNext : {})
             if comm.isRoot && Date().timeIntervalSince(lastProgress) >= o.progressInterval {
                 lastProgress = Date()
                 let rate = Double(it - start) / Date().timeIntervalSince(runStart)
@@ -195,8 +214,8 @@ public final class Trainer {
     /// One iteration: forward, loss and backward on this rank's sample, the gradient allreduce, the
     /// ranks' agreement (divergence, stop signal: `agree`), the Adam step; the sample's statistics go into
     /// `stats`. Returns the stop signal when the ranks agreed to stop after this iteration.
-    func step(_ s: Session, sample: TrainingSample, iteration it: Int, first: Bool, stopSignal: StopSignal,
-              stats: inout EpochStats) throws -> Int32? {
+    func step(_ s: Session, sample: TrainingSample, staged: Network.StagedInput, iteration it: Int, first: Bool,
+              stopSignal: StopSignal, stats: inout EpochStats, whileQueued: () -> Void) throws -> Int32? {
         let o = options, net = s.net
         comm.activity = "iteration \(it)"
         if let d = o.testHooks.dieAt, d.rank == comm.rank, d.iteration == it {
@@ -211,11 +230,15 @@ public final class Trainer {
             DeviceFailure.stop(device: Backends.deviceDescription(s.backend), call: "iteration \(it)", reason: "injected device failure")
         }
         let t0 = Date()
-        sample.image.withUnsafeBufferPointer { im in sample.memory.withUnsafeBufferPointer { net.setInput(image: im.baseAddress!, memory: $0.baseAddress!) } }
+        sample.image.withUnsafeBufferPointer { im in
+            sample.memory.withUnsafeBufferPointer { net.setInput(image: im.baseAddress!, memory: $0.baseAddress!, staged: staged) }
+        }
         net.forward(training: true)
         net.zeroGradients()
         let loss = sample.target.withUnsafeBufferPointer { t in
-            sample.weight.withUnsafeBufferPointer { net.backward(target: t.baseAddress!, weight: $0.baseAddress!, completenessLabel: sample.completeness) }
+            sample.weight.withUnsafeBufferPointer {
+                net.backward(target: t.baseAddress!, weight: $0.baseAddress!, completenessLabel: sample.completeness, whileQueued: whileQueued)
+            }
         }
         s.backend.synchronize()  // a device backend queues the backward pass: time it as compute
         let t1 = Date()

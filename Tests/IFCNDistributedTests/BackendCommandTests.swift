@@ -95,6 +95,7 @@ final class BackendCommandTests: XCTestCase {
         let r = try run(["check-backends", "--backend", "cpu", "--threads", "2"])
         XCTAssertEqual(r.status, 0, r.summary)
         XCTAssertTrue(r.stdout.contains(" passed, 0 failed"), r.summary)
-        XCTAssertTrue(r.stdout.contains("overlap counts"), r.summary)
+        XCTAssertTrue(r.stdout.contains("training loss predicted, reference, both"), r.summary)
+        XCTAssertTrue(r.stdout.contains("completeness head"), r.summary)
     }
 }

@@ -278,16 +278,22 @@ final class CUDAEmulatorTests: XCTestCase {
         XCTAssertEqual(a, b, "resumed weights differ from the uninterrupted run")
         // Uploads through pinned slots of 4 KiB: each patch (16 KiB) goes in four chunks, so a step's uploads go
         // round the four slots four times and every refill waits for the device to have read the slot (the
-        // emulator stops a run whose host writes pinned memory a pending copy still reads). The same weights.
-        let slotted = try ifcn(["train", "--backend", "cuda", "--gpu-math", "fp32", "--data", data,
-                                "--output", work.appendingPathComponent("slotted").path, "--channels", "4", "--patch", "16",
-                                "--iterations", "6", "--iters-per-epoch", "3", "--seed", "5", "--progress-seconds", "1000",
-                                "--dump-weights", work.appendingPathComponent("slotted.w").path],
-                               extra: ["IFCN_CUDA_UPLOAD_SLOT_BYTES": "4096"])
-        XCTAssertEqual(slotted.status, 0, slotted.summary)
-        if slotted.status == 0 {
-            let c = try Data(contentsOf: work.appendingPathComponent("slotted.w.rank0.safetensors"))
-            XCTAssertEqual(a, c, "uploads through small pinned slots changed the weights")
+        // emulator stops a run whose host writes pinned memory a pending copy still reads). Slots of 16 KiB hold a
+        // patch each: the next sample's input is staged in two of them during the backward pass, and the uploads
+        // in between (validation's scans, in 16 KiB chunks, at each epoch's end) go round the other two. The same
+        // weights as the default run, whose 16 KiB patches go straight from pageable memory.
+        for slotBytes in ["4096", "16384"] {
+            let name = "slots\(slotBytes)"
+            let r = try ifcn(["train", "--backend", "cuda", "--gpu-math", "fp32", "--data", data,
+                              "--output", work.appendingPathComponent(name).path, "--channels", "4", "--patch", "16",
+                              "--iterations", "6", "--iters-per-epoch", "3", "--seed", "5", "--progress-seconds", "1000",
+                              "--dump-weights", work.appendingPathComponent(name + ".w").path],
+                             extra: ["IFCN_CUDA_UPLOAD_SLOT_BYTES": slotBytes])
+            XCTAssertEqual(r.status, 0, r.summary)
+            if r.status == 0 {
+                let c = try Data(contentsOf: work.appendingPathComponent(name + ".w.rank0.safetensors"))
+                XCTAssertEqual(a, c, "uploads through pinned slots of \(slotBytes) bytes changed the weights")
+            }
         }
     }
 

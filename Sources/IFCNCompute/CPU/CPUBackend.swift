@@ -39,6 +39,13 @@ open class CPUBackend: ComputeBackend {
 
     public func synchronize() {}
 
+    /// The CPU's upload is one copy already: nothing to stage.
+    public var stagesUploads: Bool { false }
+    public func stageUpload(_ source: UnsafePointer<Float>, count: Int) -> StagedUpload? { nil }
+    public func upload(_ staged: StagedUpload, to destination: TensorRef) {
+        preconditionFailure("the CPU backend stages no uploads")
+    }
+
     public func makeClock() -> any BackendClock { HostClock() }
 
     public func upload(_ source: UnsafePointer<Float>, to destination: TensorRef) {

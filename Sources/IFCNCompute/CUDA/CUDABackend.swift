@@ -122,6 +122,8 @@ public final class CUDABackend: ComputeBackend {
     /// last copy done, so a slot is refilled only once the device has read it.
     private var uploadSlots: [PinnedSlot] = []
     private var nextUploadSlot = 0
+    /// Slots holding staged uploads (`stageUpload`) not yet sent: the round of the slots passes them by.
+    private var reservedSlots = Set<Int>()
     /// The training step's scalars (`trainingLoss`): written on the device, copied into pinned host memory
     /// behind an event, read once per step by `readTrainingScalars`.
     var trainingScalarsTransfer: PinnedSlot?
@@ -260,23 +262,61 @@ public final class CUDABackend: ComputeBackend {
         var done = 0
         while done < bytes {
             let chunk = min(bytes - done, CUDABackend.pinnedSlotBytes!)
-            if uploadSlots.count < CUDABackend.pinnedUploadSlots {
-                uploadSlots.append(PinnedSlot(backend: self, bytes: chunk))
-            }
-            let index = nextUploadSlot % uploadSlots.count
-            nextUploadSlot += 1
-            uploadSlots[index].waitUntilRead()
-            if uploadSlots[index].bytes < chunk {
-                uploadSlots[index].release()
-                uploadSlots[index] = PinnedSlot(backend: self, bytes: chunk)
-            }
-            let slot = uploadSlots[index]
-            (slot.pointer).copyMemory(from: UnsafeRawPointer(source) + done, byteCount: chunk)
-            queuedWork += 1
-            check(ifcn_cu_memcpy_htod(pointer(destination) + UInt64(done), slot.pointer, chunk, stream), "cuMemcpyHtoDAsync")
-            slot.markQueued()
+            let slot = uploadSlots[takeUploadSlot(bytes: chunk)]
+            slot.pointer.copyMemory(from: UnsafeRawPointer(source) + done, byteCount: chunk)
+            send(slot, bytes: chunk, to: pointer(destination) + UInt64(done))
             done += chunk
         }
+    }
+
+    public var stagesUploads: Bool { CUDABackend.pinnedSlotBytes != nil }
+
+    public func stageUpload(_ source: UnsafePointer<Float>, count: Int) -> StagedUpload? {
+        bind()
+        let bytes = count * 4
+        // One slot per staged upload, and at most half the slots reserved, so the uploads between staging and
+        // sending (validation's scans at an epoch's end) still have slots to go round.
+        guard let slotBytes = CUDABackend.pinnedSlotBytes, bytes >= CUDABackend.pinnedUploadMinimum, bytes <= slotBytes,
+              reservedSlots.count < CUDABackend.pinnedUploadSlots / 2 else { return nil }
+        let index = takeUploadSlot(bytes: bytes)
+        uploadSlots[index].pointer.copyMemory(from: source, byteCount: bytes)
+        reservedSlots.insert(index)
+        return StagedUpload(slot: index, count: count)
+    }
+
+    public func upload(_ staged: StagedUpload, to destination: TensorRef) {
+        bind()
+        precondition(reservedSlots.contains(staged.slot), "upload of a staged slot \(staged.slot) that holds nothing staged")
+        precondition(staged.count == destination.count, "staged upload of \(staged.count) values to a tensor of \(destination.count)")
+        reservedSlots.remove(staged.slot)
+        send(uploadSlots[staged.slot], bytes: staged.count * 4, to: pointer(destination))
+    }
+
+    /// The next slot in turn that holds no staged upload, once the device has read it, holding at least `bytes`.
+    private func takeUploadSlot(bytes: Int) -> Int {
+        if uploadSlots.count < CUDABackend.pinnedUploadSlots {
+            uploadSlots.append(PinnedSlot(backend: self, bytes: bytes))
+            return uploadSlots.count - 1
+        }
+        var index = nextUploadSlot % uploadSlots.count
+        while reservedSlots.contains(index) {
+            nextUploadSlot += 1
+            index = nextUploadSlot % uploadSlots.count
+        }
+        nextUploadSlot += 1
+        uploadSlots[index].waitUntilRead()
+        if uploadSlots[index].bytes < bytes {
+            uploadSlots[index].release()
+            uploadSlots[index] = PinnedSlot(backend: self, bytes: bytes)
+        }
+        return index
+    }
+
+    /// Queues the copy of a slot's first `bytes` to device `address`; the slot is busy until the device has read it.
+    private func send(_ slot: PinnedSlot, bytes: Int, to address: UInt64) {
+        queuedWork += 1
+        check(ifcn_cu_memcpy_htod(address, slot.pointer, bytes, stream), "cuMemcpyHtoDAsync")
+        slot.markQueued()
     }
 
     public func download(_ source: TensorRef, to destination: UnsafeMutablePointer<Float>) {

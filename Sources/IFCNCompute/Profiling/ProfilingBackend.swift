@@ -142,6 +142,12 @@ public final class ProfilingBackend: ComputeBackend {
     public func upload(_ source: UnsafePointer<Float>, to destination: TensorRef) {
         timed(.memory) { inner.upload(source, to: destination) }
     }
+    public var stagesUploads: Bool { inner.stagesUploads }
+    /// A host copy, before the step's work: not marked.
+    public func stageUpload(_ source: UnsafePointer<Float>, count: Int) -> StagedUpload? { inner.stageUpload(source, count: count) }
+    public func upload(_ staged: StagedUpload, to destination: TensorRef) {
+        timed(.memory) { inner.upload(staged, to: destination) }
+    }
     public func download(_ source: TensorRef, to destination: UnsafeMutablePointer<Float>) {
         timed(.memory) { inner.download(source, to: destination) }
     }

@@ -39,6 +39,7 @@ public enum Backends {
         _ = try ConvolutionAlgorithm.override()  // a bad IFCN_CONV_ALGORITHM fails here, before any work
         _ = try BFloat16.emulationRequested()     // and a bad IFCN_EMULATE_BF16
         let algorithms = try CUDAAlgorithmPolicy.fromEnvironment()  // and a bad IFCN_CUDNN_ALGORITHMS
+        _ = try CUDABackend.uploadSlotBytes()                        // and a bad IFCN_CUDA_UPLOAD_SLOT_BYTES
         switch kind {
         case .cpu:
             return cpu(threads: threads)

@@ -152,8 +152,6 @@ public final class Network {
         var image: StagedUpload?
         var memory: StagedUpload?
         public init() {}
-        /// Whether anything was staged (nothing on the CPU).
-        public var isEmpty: Bool { image == nil && memory == nil }
     }
 
     /// Stages the two input channels [P, P, P] of a coming step; `setInput(image:memory:staged:)` then sends them.

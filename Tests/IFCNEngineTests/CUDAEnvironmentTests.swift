@@ -80,6 +80,22 @@ final class CUDAEnvironmentTests: XCTestCase {
         XCTAssertEqual(try Backends.make(.cpu, threads: 1).name, "cpu")  // a GPU setting: the CPU backend ignores it
     }
 
+    func testUploadSlotSizeFromTheEnvironment() throws {
+        let key = CUDABackend.uploadSlotEnvironmentKey
+        XCTAssertEqual(try CUDABackend.uploadSlotBytes([:]), 16 << 20)
+        XCTAssertEqual(try CUDABackend.uploadSlotBytes([key: ""]), 16 << 20)
+        XCTAssertEqual(try CUDABackend.uploadSlotBytes([key: "0"]), nil)
+        XCTAssertEqual(try CUDABackend.uploadSlotBytes([key: "4096"]), 4096)
+        for bad in ["-1", "100", "16MiB", "\((16 << 20) + 1)"] {
+            XCTAssertThrowsError(try CUDABackend.uploadSlotBytes([key: bad])) {
+                XCTAssertTrue("\($0)".contains("\(key)='\(bad)' is not 0 (no pinned slots) or a number of bytes"), "\($0)")
+            }
+        }
+        setenv(key, "lots", 1)
+        defer { unsetenv(key) }
+        XCTAssertThrowsError(try Backends.make(.cpu, threads: 1)) { XCTAssertTrue("\($0)".contains("\(key)='lots'"), "\($0)") }
+    }
+
     /// Channels-last staging (`--gpu-layout ndhwc`): the operands a convolution hands cuDNN, their sizes and padding.
     func testStagedOperandsOfAConvolution() {
         let first = ConvolutionShape(inChannels: 2, outChannels: 64, extent: Extent3(4, 6, 8))

@@ -424,12 +424,20 @@ extension CUDABackend {
     /// `IFCN_CUDA_UPLOAD_SLOT_BYTES` sets a smaller size (the emulator's tests use a few KiB, so that one step's
     /// uploads go round the slots several times and every refill has to wait for its copy), or 0 for no slots:
     /// every upload straight from the caller's pageable memory, as before (the device check times both).
-    static let pinnedSlotBytes: Int? = {
-        if let text = ProcessInfo.processInfo.environment["IFCN_CUDA_UPLOAD_SLOT_BYTES"], let n = Int(text) {
-            return n == 0 ? nil : min(max(n, 256), 16 << 20)
+    /// `Backends.make` refuses a bad value before any work, so here it cannot be one.
+    static let pinnedSlotBytes: Int? = (try? uploadSlotBytes()) ?? largestUploadSlot
+    static let largestUploadSlot = 16 << 20
+    public static let uploadSlotEnvironmentKey = "IFCN_CUDA_UPLOAD_SLOT_BYTES"
+
+    /// The pinned upload slots' size `environment` asks for: 16 MiB when unset or empty, nil (no slots) for 0,
+    /// else a whole number of bytes from 256 to 16 MiB; anything else is an error naming the value.
+    public static func uploadSlotBytes(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Int? {
+        guard let text = environment[uploadSlotEnvironmentKey], !text.isEmpty else { return largestUploadSlot }
+        guard let n = Int(text), n == 0 || (256...largestUploadSlot).contains(n) else {
+            throw CUDAError("\(uploadSlotEnvironmentKey)='\(text)' is not 0 (no pinned slots) or a number of bytes from 256 to \(largestUploadSlot)")
         }
-        return 16 << 20
-    }()
+        return n == 0 ? nil : n
+    }
     static let pinnedUploadSlots = 4
     /// Uploads of at least this many bytes go through the pinned slots; smaller ones (a few values) straight from
     /// the caller's memory.

@@ -221,12 +221,10 @@ extension CUDABackend {
         queuedWork += 1
         check(ifcn_cu_memcpy_dtoh(transfer.pointer, scalars, CUDABackend.trainingScalarCount * 8, stream), "cuMemcpyDtoHAsync")
         transfer.markQueued()
-        trainingScalarsQueued = true
     }
 
     public func readTrainingScalars() -> TrainingScalars {
-        precondition(trainingScalarsQueued, "readTrainingScalars before any trainingLoss")
-        let transfer = trainingScalarsTransfer!
+        guard let transfer = trainingScalarsTransfer else { preconditionFailure("readTrainingScalars before any trainingLoss") }
         transfer.waitUntilRead()
         let v = transfer.pointer.bindMemory(to: Double.self, capacity: CUDABackend.trainingScalarCount)
         return TrainingScalars(falsePositive: v[0], falseNegative: v[1], completeness: v[2], classification: v[3],

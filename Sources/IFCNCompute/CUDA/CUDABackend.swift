@@ -117,7 +117,8 @@ public final class CUDABackend: ComputeBackend {
     let cudnn: UnsafeMutableRawPointer
     private var functions: [CUDAKernel: UnsafeMutableRawPointer] = [:]
     private var workspaces: [WorkspaceSlot: (address: UInt64, bytes: Int)] = [:]
-    private var staging: (pointer: UnsafeMutableRawPointer, bytes: Int)?
+    /// Pinned host memory `withHostMemory` lends (the MPI allreduce's gradients), grown to the largest tensor.
+    private var hostStaging: PinnedSlot?
     /// Pinned host memory that large uploads pass through (`upload`), used in turn; each slot's event marks its
     /// last copy done, so a slot is refilled only once the device has read it.
     private var uploadSlots: [PinnedSlot] = []
@@ -127,7 +128,6 @@ public final class CUDABackend: ComputeBackend {
     /// The training step's scalars (`trainingLoss`): written on the device, copied into pinned host memory
     /// behind an event, read once per step by `readTrainingScalars`.
     var trainingScalarsTransfer: PinnedSlot?
-    var trainingScalarsQueued = false
     var convolutions: [ConvolutionShape: OpaquePointer] = [:]
     var convolutionWorkspaceBytes = CUDABackend.initialConvolutionWorkspace
     let algorithmCache: CUDAAlgorithmCache
@@ -178,7 +178,7 @@ public final class CUDABackend: ComputeBackend {
         for c in convolutions.values { ifcn_conv3_destroy(c) }
         bind()
         _ = ifcn_cu_stream_synchronize(stream)
-        for slot in uploadSlots + [trainingScalarsTransfer].compactMap({ $0 }) { slot.release() }
+        for slot in uploadSlots + [trainingScalarsTransfer, hostStaging].compactMap({ $0 }) { slot.release() }
     }
 
     // MARK: the device contract
@@ -330,20 +330,16 @@ public final class CUDABackend: ComputeBackend {
     public func withHostMemory<R>(_ tensor: TensorRef, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
         bind()
         let bytes = max(tensor.count, 1) * 4
-        if (staging?.bytes ?? 0) < bytes {
-            if let old = staging { _ = ifcn_cu_mem_free_host(old.pointer) }
-            var p: UnsafeMutableRawPointer?
-            check(ifcn_cu_mem_alloc_host(&p, bytes), "cuMemAllocHost(\(bytes))")
-            staging = (p!, bytes)
+        if (hostStaging?.bytes ?? 0) < bytes {
+            hostStaging?.release()  // nothing pending: every call ends with the stream synchronised
+            hostStaging = PinnedSlot(backend: self, bytes: bytes)
         }
-        let host = staging!.pointer.bindMemory(to: Float.self, capacity: tensor.count)
+        let slot = hostStaging!
+        let host = slot.pointer.bindMemory(to: Float.self, capacity: tensor.count)
         download(tensor, to: host)
         let result = try body(host)
-        // Pinned already: straight to the device, waited for before the staging memory is used again.
-        if tensor.count > 0 {
-            queuedWork += 1
-            check(ifcn_cu_memcpy_htod(pointer(tensor), host, tensor.count * 4, stream), "cuMemcpyHtoDAsync")
-        }
+        // Pinned already: straight to the device.
+        if tensor.count > 0 { send(slot, bytes: tensor.count * 4, to: pointer(tensor)) }
         synchronize()
         return result
     }

@@ -59,19 +59,24 @@ public protocol ComputeBackend: AnyObject {
                        gradInput: TensorRef?, accumulate: Bool, gradWeight: TensorRef, gradBias: TensorRef?)
 
     /// Batch norm over the voxels of each channel, optionally followed by ReLU.
-    /// Train: batch statistics, saved mean / inverse std, running statistics updated
+    /// Train: batch statistics, what the backward pass needs into `saved`, running statistics updated
     /// (PyTorch semantics: biased variance to normalise, unbiased one for running_var).
     func batchNormTrainForward(input: TensorRef, output: TensorRef, channels: Int, voxels: Int,
                                gamma: TensorRef, beta: TensorRef, runningMean: TensorRef, runningVar: TensorRef,
-                               savedMean: TensorRef, savedInvStd: TensorRef,
-                               momentum: Float, epsilon: Float, relu: Bool)
+                               saved: BatchNormSaved, momentum: Float, epsilon: Float, relu: Bool)
+    /// Writes into `output` exactly what the `batchNormTrainForward` that filled `saved` wrote from the same
+    /// `input`, bit for bit, with no reduction: a training step recomputes an output in its backward pass instead
+    /// of keeping it (`TrainingArena`). Elementwise; input and output may be the same tensor.
+    func batchNormRecompute(input: TensorRef, output: TensorRef, channels: Int, voxels: Int,
+                            saved: BatchNormSaved, relu: Bool)
     /// Elementwise: input and output may be the same tensor (an inference network runs it in place).
     func batchNormEvalForward(input: TensorRef, output: TensorRef, channels: Int, voxels: Int,
                               gamma: TensorRef, beta: TensorRef, runningMean: TensorRef, runningVar: TensorRef,
                               epsilon: Float, relu: Bool)
-    /// `output` is the forward result (its sign masks the gradient when `relu`).
-    func batchNormBackward(input: TensorRef, output: TensorRef, gradOutput: TensorRef, gradInput: TensorRef,
-                           channels: Int, voxels: Int, gamma: TensorRef, savedMean: TensorRef, savedInvStd: TensorRef,
+    /// From the forward pass's input and `saved`: with `relu`, the ReLU's mask is the sign of the normalised input,
+    /// recomputed from `saved` with the forward pass's own arithmetic, so the backward pass never reads the output.
+    func batchNormBackward(input: TensorRef, gradOutput: TensorRef, gradInput: TensorRef,
+                           channels: Int, voxels: Int, gamma: TensorRef, saved: BatchNormSaved,
                            gradGamma: TensorRef, gradBeta: TensorRef, relu: Bool, accumulate: Bool)
 
     /// In-place ReLU and its backward (mask by the forward output).
@@ -216,6 +221,24 @@ public struct VoxelSums: Equatable, Sendable {
     public init(count: Int, sum: SIMD3<Double>) { self.count = count; self.sum = sum }
     /// Their mean position (zero for none).
     public var centroid: SIMD3<Double> { count > 0 ? sum / Double(count) : SIMD3() }
+}
+
+/// What a training-mode batch norm keeps for its backward pass, per channel: the batch mean and inverse standard
+/// deviation (float, as PyTorch saves them), and the affine map its output was computed with, `scale` and `shift` in
+/// the backend's own form (the CPU applies x * scale + shift, the GPU (x - mean) * scale + shift). With them the
+/// backward pass tells the fused ReLU's mask from the input, and `batchNormRecompute` rewrites the output bit for bit.
+public struct BatchNormSaved {
+    public let mean: TensorRef, invStd: TensorRef, scale: TensorRef, shift: TensorRef
+
+    /// Floats one module's saved values take.
+    public static func count(channels: Int) -> Int { 4 * channels }
+
+    /// The four vectors in `storage` (`count(channels:)` floats), in this order.
+    public init(_ storage: TensorRef, channels c: Int) {
+        precondition(storage.count == BatchNormSaved.count(channels: c), "saved batch-norm values of \(c) channels")
+        mean = storage.slice(0, c); invStd = storage.slice(c, c)
+        scale = storage.slice(2 * c, c); shift = storage.slice(3 * c, c)
+    }
 }
 
 /// An eval-mode batch norm (running statistics) and optional ReLU, as applied to a convolution's output.

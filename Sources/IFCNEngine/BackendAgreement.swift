@@ -64,16 +64,19 @@ public enum BackendAgreement {
         }
         for relu in [false, true] {
             agree("batch norm train relu=\(relu)") { k in
-                let y = k.zeros(c * V), rm = k.t(runMean), rv = k.t(runVar), saved = k.zeros(2 * c)
+                let y = k.zeros(c * V), rm = k.t(runMean), rv = k.t(runVar)
+                let saved = BatchNormSaved(k.zeros(BatchNormSaved.count(channels: c)), channels: c)
                 let xt = k.t(x), g = k.t(gamma)
                 k.b.batchNormTrainForward(input: xt, output: y, channels: c, voxels: V, gamma: g, beta: k.t(beta),
-                                          runningMean: rm, runningVar: rv, savedMean: saved.slice(0, c),
-                                          savedInvStd: saved.slice(c, c), momentum: 0.1, epsilon: 1e-5, relu: relu)
+                                          runningMean: rm, runningVar: rv, saved: saved, momentum: 0.1, epsilon: 1e-5,
+                                          relu: relu)
+                let again = k.zeros(c * V)
+                k.b.batchNormRecompute(input: xt, output: again, channels: c, voxels: V, saved: saved, relu: relu)
                 let gx = k.zeros(c * V), gg = k.zeros(c), gb = k.zeros(c)
-                k.b.batchNormBackward(input: xt, output: y, gradOutput: k.t(dy), gradInput: gx, channels: c, voxels: V,
-                                      gamma: g, savedMean: saved.slice(0, c), savedInvStd: saved.slice(c, c),
-                                      gradGamma: gg, gradBeta: gb, relu: relu, accumulate: false)
-                return [("output", y), ("running mean", rm), ("running var", rv), ("gradInput", gx), ("gradGamma", gg), ("gradBeta", gb)]
+                k.b.batchNormBackward(input: xt, gradOutput: k.t(dy), gradInput: gx, channels: c, voxels: V,
+                                      gamma: g, saved: saved, gradGamma: gg, gradBeta: gb, relu: relu, accumulate: false)
+                return [("output", y), ("recomputed output", again), ("running mean", rm), ("running var", rv),
+                        ("gradInput", gx), ("gradGamma", gg), ("gradBeta", gb)]
             }
         }
         agree("batch norm eval") { k in

@@ -86,7 +86,7 @@ struct Graph {
     mutating func batchNorm(_ x: Activation, into y: Activation, _ prefix: String, relu: Bool) {
         let module = batchNormModule(prefix, x.channels)
         let saved = savedStatsSize
-        savedStatsSize += 2 * x.channels
+        savedStatsSize += BatchNormSaved.count(channels: x.channels)
         ops.append(.batchNorm(x: x, y: y, module: module, saved: saved, relu: relu))
     }
 

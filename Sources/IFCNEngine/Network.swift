@@ -138,6 +138,10 @@ public final class Network {
         guard let trainingArena else { preconditionFailure("a network built for inference has no gradients") }
         return arena.slice(trainingArena.gradient(at: a.offset), a.count)
     }
+    /// What batch norm `saved` (the offset in its op) kept of its last training-mode pass.
+    func savedNorm(_ saved: Int, channels: Int) -> BatchNormSaved {
+        BatchNormSaved(savedStats.slice(saved, BatchNormSaved.count(channels: channels)), channels: channels)
+    }
     func param(_ offset: Int, _ count: Int) -> TensorRef { parameters.slice(offset, count) }
     func paramGrad(_ offset: Int, _ count: Int) -> TensorRef { gradients.slice(offset, count) }
 
@@ -233,8 +237,7 @@ public final class Network {
                 input: x, output: y, channels: c, voxels: x.count / c,
                 gamma: param(bn.gamma, c), beta: param(bn.beta, c),
                 runningMean: buffers.slice(bn.mean, c), runningVar: buffers.slice(bn.variance, c),
-                savedMean: savedStats.slice(saved, c), savedInvStd: savedStats.slice(saved + c, c),
-                momentum: momentum, epsilon: Network.batchNormEpsilon, relu: relu)
+                saved: savedNorm(saved, channels: c), momentum: momentum, epsilon: Network.batchNormEpsilon, relu: relu)
         }
         var normDone = false
         for (index, op) in graph.ops.enumerated() {
@@ -368,7 +371,7 @@ public final class Network {
             switch op {
             case let .conv3(x, y, w, bias):
                 let wc = y.channels * x.channels * 27
-                b.conv3BackwardWeight(input: tensor(x), inChannels: x.channels, extent: x.extent,
+                b.conv3BackwardWeight(input: backwardInput(of: index, x), inChannels: x.channels, extent: x.extent,
                                       gradOutput: grad(y), outChannels: y.channels,
                                       gradWeight: paramGrad(w, wc), gradBias: bias.map { paramGrad($0, y.channels) })
                 if hasInputGrad {
@@ -378,9 +381,9 @@ public final class Network {
                 }
             case let .batchNorm(x, y, m, saved, relu):
                 let bn = graph.batchNorms[m], c = x.channels
-                b.batchNormBackward(input: tensor(x), output: tensor(y), gradOutput: grad(y), gradInput: grad(x),
+                b.batchNormBackward(input: tensor(x), gradOutput: grad(y), gradInput: grad(x),
                                     channels: c, voxels: x.extent.voxels, gamma: param(bn.gamma, c),
-                                    savedMean: savedStats.slice(saved, c), savedInvStd: savedStats.slice(saved + c, c),
+                                    saved: savedNorm(saved, channels: c),
                                     gradGamma: paramGrad(bn.gamma, c), gradBeta: paramGrad(bn.beta, c),
                                     relu: relu, accumulate: accumulate)
             case let .relu(x):
@@ -392,7 +395,7 @@ public final class Network {
                 b.upsample2Backward(gradOutput: grad(y), gradInput: grad(x), channels: x.channels,
                                     extent: x.extent, accumulate: accumulate)
             case let .conv1(x, y, w, bias):
-                b.conv1Backward(input: tensor(x), inChannels: x.channels, voxels: x.extent.voxels,
+                b.conv1Backward(input: backwardInput(of: index, x), inChannels: x.channels, voxels: x.extent.voxels,
                                 weight: param(w, y.channels * x.channels), gradOutput: grad(y), outChannels: y.channels,
                                 gradInput: hasInputGrad ? grad(x) : nil, accumulate: accumulate,
                                 gradWeight: paramGrad(w, y.channels * x.channels),
@@ -404,6 +407,17 @@ public final class Network {
                 break  // folded into the loss, which writes the gradient of the logits
             }
         }
+    }
+
+    /// The input `x` of op `index` for its backward pass: the activation the forward pass left, or, where the
+    /// arena recomputes it (`TrainingArena.Recomputation`), the batch norm's output rewritten now into its own block.
+    private func backwardInput(of index: Int, _ x: Activation) -> TensorRef {
+        guard let r = trainingArena?.recomputations[index],
+              case let .batchNorm(nx, _, _, saved, relu) = graph.ops[r.norm] else { return tensor(x) }
+        let output = arena.slice(r.offset, x.count)
+        backend.batchNormRecompute(input: tensor(nx), output: output, channels: nx.channels, voxels: nx.extent.voxels,
+                                   saved: savedNorm(saved, channels: nx.channels), relu: relu)
+        return output
     }
 
     /// Floats in the arena: activations, and for training their gradients (shared by liveness).

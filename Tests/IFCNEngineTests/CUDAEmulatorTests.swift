@@ -82,7 +82,7 @@ final class CUDAEmulatorTests: XCTestCase {
                 let r = try ifcn(["check-backends", "--backend", "cuda", "--channels", channels, "--extent", extent, "--threads", "2"],
                                  extra: ["IFCN_CUDA_EMULATOR_GUARD": guardPage])
                 XCTAssertEqual(r.status, 0, "guard \(guardPage): \(r.summary)")
-                XCTAssertTrue(r.stdout.contains("44 passed, 0 failed"), r.summary)
+                XCTAssertTrue(r.stdout.contains("46 passed, 0 failed"), r.summary)
             }
         }
     }
@@ -309,7 +309,7 @@ final class CUDAEmulatorTests: XCTestCase {
             let r = try ifcn(["check-backends", "--backend", "cuda", "--gpu-layout", "ndhwc", "--channels", channels,
                               "--extent", extent, "--threads", "2"], extra: ["IFCN_CUDA_EMULATOR_GUARD": "front"])
             XCTAssertEqual(r.status, 0, r.summary)
-            XCTAssertTrue(r.stdout.contains("44 passed, 0 failed"), r.summary)
+            XCTAssertTrue(r.stdout.contains("46 passed, 0 failed"), r.summary)
             XCTAssertTrue(r.stdout.contains("fp32 convolutions on channels-last (NDHWC) copies"), r.summary)
         }
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("ifcn-emulator-layout-\(UUID().uuidString)")

@@ -55,23 +55,21 @@ final class LayerGradientTests: XCTestCase {
         let c = 3, V = e.voxels
         let x = randomValues(c * V, &rng), gamma = (0..<c).map { _ in Float(rng.uniform(0.5, 1.5)) }
         let beta = randomValues(c, &rng, scale: 0.3), r = randomValues(c * V, &rng)
-        let saved = h.zeros(2 * c)
+        let saved = savedNorm(c)
         func f(_ x: [Float], _ gamma: [Float], _ beta: [Float]) -> Double {
             let y = h.zeros(c * V)
             b.batchNormTrainForward(input: h.tensor(x), output: y, channels: c, voxels: V, gamma: h.tensor(gamma),
                                     beta: h.tensor(beta), runningMean: h.zeros(c), runningVar: h.zeros(c),
-                                    savedMean: saved.slice(0, c), savedInvStd: saved.slice(c, c),
-                                    momentum: 0.1, epsilon: 1e-5, relu: relu)
+                                    saved: saved, momentum: 0.1, epsilon: 1e-5, relu: relu)
             return dot(h.read(y), r)
         }
         let xT = h.tensor(x), y = h.zeros(c * V)
         b.batchNormTrainForward(input: xT, output: y, channels: c, voxels: V, gamma: h.tensor(gamma), beta: h.tensor(beta),
-                                runningMean: h.zeros(c), runningVar: h.zeros(c), savedMean: saved.slice(0, c),
-                                savedInvStd: saved.slice(c, c), momentum: 0.1, epsilon: 1e-5, relu: relu)
+                                runningMean: h.zeros(c), runningVar: h.zeros(c), saved: saved, momentum: 0.1,
+                                epsilon: 1e-5, relu: relu)
         let gx = h.zeros(c * V), gg = h.zeros(c), gb = h.zeros(c)
-        b.batchNormBackward(input: xT, output: y, gradOutput: h.tensor(r), gradInput: gx, channels: c, voxels: V,
-                            gamma: h.tensor(gamma), savedMean: saved.slice(0, c), savedInvStd: saved.slice(c, c),
-                            gradGamma: gg, gradBeta: gb, relu: relu, accumulate: false)
+        b.batchNormBackward(input: xT, gradOutput: h.tensor(r), gradInput: gx, channels: c, voxels: V,
+                            gamma: h.tensor(gamma), saved: saved, gradGamma: gg, gradBeta: gb, relu: relu, accumulate: false)
         assertGradient("bn data relu=\(relu)", at: x, analytic: h.read(gx), eps: 1e-3, tolerance: 2e-2) { f($0, gamma, beta) }
         assertGradient("bn gamma", at: gamma, analytic: h.read(gg), eps: 1e-3) { f(x, $0, beta) }
         assertGradient("bn beta", at: beta, analytic: h.read(gb), eps: 1e-3) { f(x, gamma, $0) }
@@ -80,15 +78,54 @@ final class LayerGradientTests: XCTestCase {
     func checkBatchNormTrain() { checkBatchNorm(relu: false) }
     func checkBatchNormTrainWithReLU() { checkBatchNorm(relu: true) }
 
+    /// Room for what a batch norm of `c` channels saves.
+    func savedNorm(_ c: Int) -> BatchNormSaved { BatchNormSaved(h.zeros(BatchNormSaved.count(channels: c)), channels: c) }
+
+    /// A training step keeps neither batch norm's output for the backward pass nor reads it there: the output is
+    /// recomputed from the input and what the forward pass saved, and must come back bit for bit (also in place,
+    /// as `ComputeBackend` allows), and the fused ReLU's mask, taken from the input, must be exactly where the
+    /// output is positive: the gradient with the ReLU equals the one without it of the gradient masked by the
+    /// output, bit for bit. A negative gamma flips which side the ReLU keeps.
+    func checkBatchNormRecomputedOutputAndReLUMask() {
+        var rng = SeededGenerator(seed: 6)
+        let c = 3, V = e.voxels
+        let x = randomValues(c * V, &rng)
+        let gamma: [Float] = [0.7, -1.3, 1], beta: [Float] = [0.1, 0.2, 0]
+        let dy = randomValues(c * V, &rng)
+        for relu in [false, true] {
+            let xT = h.tensor(x), y = h.zeros(c * V), saved = savedNorm(c), label = "relu=\(relu) on \(b.name)"
+            b.batchNormTrainForward(input: xT, output: y, channels: c, voxels: V, gamma: h.tensor(gamma), beta: h.tensor(beta),
+                                    runningMean: h.zeros(c), runningVar: h.zeros(c), saved: saved, momentum: 0.1,
+                                    epsilon: 1e-5, relu: relu)
+            let forward = h.read(y), again = h.zeros(c * V), inPlace = h.tensor(x)
+            b.batchNormRecompute(input: xT, output: again, channels: c, voxels: V, saved: saved, relu: relu)
+            b.batchNormRecompute(input: inPlace, output: inPlace, channels: c, voxels: V, saved: saved, relu: relu)
+            XCTAssertEqual(h.read(again).map(\.bitPattern), forward.map(\.bitPattern), label)
+            XCTAssertEqual(h.read(inPlace).map(\.bitPattern), forward.map(\.bitPattern), label)
+            guard relu else { continue }
+            XCTAssertTrue(forward.contains(0) && forward.contains { $0 > 0 }, label)
+            func backward(_ g: [Float], relu: Bool) -> [[Float]] {
+                let gx = h.zeros(c * V), gg = h.zeros(c), gb = h.zeros(c)
+                b.batchNormBackward(input: xT, gradOutput: h.tensor(g), gradInput: gx, channels: c, voxels: V,
+                                    gamma: h.tensor(gamma), saved: saved, gradGamma: gg, gradBeta: gb, relu: relu,
+                                    accumulate: false)
+                return [h.read(gx), h.read(gg), h.read(gb)]
+            }
+            let masked = zip(dy, forward).map { $1 > 0 ? $0 : 0 }
+            let fused = backward(dy, relu: true), plain = backward(masked, relu: false)
+            for (a, p) in zip(fused, plain) { XCTAssertEqual(a.map(\.bitPattern), p.map(\.bitPattern), label) }
+        }
+    }
+
     func checkBatchNormRunningStatisticsFollowPyTorch() {
         let x: [Float] = [1, 2, 3, 6]  // mean 3, biased var 3.5, unbiased 14/3
-        let rm = h.tensor([0.5]), rv = h.tensor([2]), saved = h.zeros(2), y = h.zeros(4)
+        let rm = h.tensor([0.5]), rv = h.tensor([2]), saved = savedNorm(1), y = h.zeros(4)
         b.batchNormTrainForward(input: h.tensor(x), output: y, channels: 1, voxels: 4, gamma: h.tensor([1]),
-                                beta: h.tensor([0]), runningMean: rm, runningVar: rv, savedMean: saved.slice(0, 1),
-                                savedInvStd: saved.slice(1, 1), momentum: 0.1, epsilon: 1e-5, relu: false)
+                                beta: h.tensor([0]), runningMean: rm, runningVar: rv, saved: saved, momentum: 0.1,
+                                epsilon: 1e-5, relu: false)
         XCTAssertEqual(h.read(rm)[0], 0.9 * 0.5 + 0.1 * 3, accuracy: 1e-6)
         XCTAssertEqual(h.read(rv)[0], 0.9 * 2 + 0.1 * 14 / 3, accuracy: 1e-6)
-        XCTAssertEqual(h.read(saved)[1], Float(1 / (3.5 + 1e-5).squareRoot()), accuracy: 1e-6)
+        XCTAssertEqual(h.read(saved.invStd)[0], Float(1 / (3.5 + 1e-5).squareRoot()), accuracy: 1e-6)
     }
 
     func checkReLUMaxPoolUpsampleGlobalMax() {
@@ -214,6 +251,7 @@ final class LayerGradientTests: XCTestCase {
     func testConv1x1DataWeightAndBias() { forEachBackend(checkConv1x1DataWeightAndBias) }
     func testBatchNormTrain() { forEachBackend(checkBatchNormTrain) }
     func testBatchNormTrainWithReLU() { forEachBackend(checkBatchNormTrainWithReLU) }
+    func testBatchNormRecomputedOutputAndReLUMask() { forEachBackend(checkBatchNormRecomputedOutputAndReLUMask) }
     func testBatchNormRunningStatisticsFollowPyTorch() { forEachBackend(checkBatchNormRunningStatisticsFollowPyTorch) }
     func testReLUMaxPoolUpsampleGlobalMax() { forEachBackend(checkReLUMaxPoolUpsampleGlobalMax) }
     func testSigmoidAndWeightedLossGradient() { forEachBackend(checkSigmoidAndWeightedLossGradient) }

@@ -7,10 +7,10 @@ import IFCNSupport
 extension CPUBackend {
     public func batchNormTrainForward(input: TensorRef, output: TensorRef, channels: Int, voxels: Int,
                                       gamma: TensorRef, beta: TensorRef, runningMean: TensorRef, runningVar: TensorRef,
-                                      savedMean: TensorRef, savedInvStd: TensorRef,
-                                      momentum: Float, epsilon: Float, relu: Bool) {
+                                      saved: BatchNormSaved, momentum: Float, epsilon: Float, relu: Bool) {
         let x = input.host, y = output.host, g = gamma.host, b = beta.host
-        let rm = runningMean.host, rv = runningVar.host, sm = savedMean.host, si = savedInvStd.host
+        let rm = runningMean.host, rv = runningVar.host
+        let sm = saved.mean.host, si = saved.invStd.host, sk = saved.scale.host, sb = saved.shift.host
         let n = voxels
         let parts = channels * n >= 1 << 14 ? min(threads, channels) : 1
         parallelFor(parts: parts) { t in
@@ -26,11 +26,20 @@ extension CPUBackend {
                 rv[c] = Float((1 - Double(momentum)) * Double(rv[c]) + Double(momentum) * unbiased)
                 let scale = Float(Double(g[c]) * invStd)
                 let shift = b[c] - Float(mean) * scale
-                if relu {
-                    for i in 0..<n { yc[i] = max(xc[i] * scale + shift, 0) }
-                } else {
-                    for i in 0..<n { yc[i] = xc[i] * scale + shift }
-                }
+                sk[c] = scale; sb[c] = shift
+                normalise(xc, yc, n, scale, shift, relu: relu)
+            }
+        }
+    }
+
+    public func batchNormRecompute(input: TensorRef, output: TensorRef, channels: Int, voxels: Int,
+                                   saved: BatchNormSaved, relu: Bool) {
+        let x = input.host, y = output.host, sk = saved.scale.host, sb = saved.shift.host
+        let n = voxels
+        let parts = channels * n >= 1 << 15 ? min(threads, channels) : 1
+        parallelFor(parts: parts) { t in
+            for c in partRange(t, of: parts, total: channels) {
+                normalise(x + c * n, y + c * n, n, sk[c], sb[c], relu: relu)
             }
         }
     }
@@ -55,39 +64,34 @@ extension CPUBackend {
             for c in partRange(t, of: parts, total: channels) {
                 let xc = x + c * n, yc = y + c * n
                 let (scale, shift) = evalBatchNormAffine(gamma: g[c], beta: b[c], mean: rm[c], variance: rv[c], epsilon: epsilon)
-                if relu {
-                    for i in 0..<n { yc[i] = max(xc[i] * scale + shift, 0) }
-                } else {
-                    for i in 0..<n { yc[i] = xc[i] * scale + shift }
-                }
+                normalise(xc, yc, n, scale, shift, relu: relu)
             }
         }
     }
 
-    public func batchNormBackward(input: TensorRef, output: TensorRef, gradOutput: TensorRef, gradInput: TensorRef,
-                                  channels: Int, voxels: Int, gamma: TensorRef, savedMean: TensorRef,
-                                  savedInvStd: TensorRef, gradGamma: TensorRef, gradBeta: TensorRef,
-                                  relu: Bool, accumulate: Bool) {
-        let x = input.host, y = output.host, dy = gradOutput.host, dx = gradInput.host
-        let g = gamma.host, sm = savedMean.host, si = savedInvStd.host
+    public func batchNormBackward(input: TensorRef, gradOutput: TensorRef, gradInput: TensorRef,
+                                  channels: Int, voxels: Int, gamma: TensorRef, saved: BatchNormSaved,
+                                  gradGamma: TensorRef, gradBeta: TensorRef, relu: Bool, accumulate: Bool) {
+        let x = input.host, dy = gradOutput.host, dx = gradInput.host
+        let g = gamma.host, sm = saved.mean.host, si = saved.invStd.host, sk = saved.scale.host, sb = saved.shift.host
         let gg = gradGamma.host, gb = gradBeta.host
         let n = voxels
         let parts = channels * n >= 1 << 14 ? min(threads, channels) : 1
         parallelFor(parts: parts) { t in
             for c in partRange(t, of: parts, total: channels) {
-                let xc = x + c * n, yc = y + c * n, dyc = dy + c * n, dxc = dx + c * n
-                let mean = sm[c], invStd = si[c]
-                let (sg, sgx) = relu ? gradientSums(xc, yc, dyc, n, mean, invStd, relu: true)
-                                     : gradientSums(xc, yc, dyc, n, mean, invStd, relu: false)
+                let xc = x + c * n, dyc = dy + c * n, dxc = dx + c * n
+                let mean = sm[c], invStd = si[c], mask = ReLUMask(scale: sk[c], shift: sb[c])
+                let (sg, sgx) = relu ? gradientSums(xc, mask, dyc, n, mean, invStd, relu: true)
+                                     : gradientSums(xc, mask, dyc, n, mean, invStd, relu: false)
                 gg[c] += Float(sgx)
                 gb[c] += Float(sg)
                 let k = g[c] * invStd
                 let mg = Float(sg / Double(n)), mgx = Float(sgx / Double(n))
                 switch (relu, accumulate) {
-                case (true, true): inputGradient(xc, yc, dyc, dxc, n, mean, invStd, k, mg, mgx, relu: true, accumulate: true)
-                case (true, false): inputGradient(xc, yc, dyc, dxc, n, mean, invStd, k, mg, mgx, relu: true, accumulate: false)
-                case (false, true): inputGradient(xc, yc, dyc, dxc, n, mean, invStd, k, mg, mgx, relu: false, accumulate: true)
-                case (false, false): inputGradient(xc, yc, dyc, dxc, n, mean, invStd, k, mg, mgx, relu: false, accumulate: false)
+                case (true, true): inputGradient(xc, mask, dyc, dxc, n, mean, invStd, k, mg, mgx, relu: true, accumulate: true)
+                case (true, false): inputGradient(xc, mask, dyc, dxc, n, mean, invStd, k, mg, mgx, relu: true, accumulate: false)
+                case (false, true): inputGradient(xc, mask, dyc, dxc, n, mean, invStd, k, mg, mgx, relu: false, accumulate: true)
+                case (false, false): inputGradient(xc, mask, dyc, dxc, n, mean, invStd, k, mg, mgx, relu: false, accumulate: false)
                 }
             }
         }
@@ -99,6 +103,24 @@ extension CPUBackend {
 // instead of one serial chain, and the ReLU mask as a select rather than a branch. Each voxel's term is the
 // same double as before (a float converted, or the exact product of two floats); only the order of the sums
 // changes, and it is fixed, so results do not depend on the thread count.
+
+/// y = x * scale + shift, then ReLU when `relu`: the training, recomputed and eval outputs alike.
+@inline(__always)
+private func normalise(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int,
+                       _ scale: Float, _ shift: Float, relu: Bool) {
+    if relu {
+        for i in 0..<n { y[i] = max(x[i] * scale + shift, 0) }
+    } else {
+        for i in 0..<n { y[i] = x[i] * scale + shift }
+    }
+}
+
+/// The fused ReLU's mask from batch norm's input: the output was positive where x * scale + shift is, the same
+/// float operations as `normalise`, so the mask is the forward pass's own.
+private struct ReLUMask {
+    let scale: Float, shift: Float
+    @inline(__always) func passes(_ x: Float) -> Bool { x * scale + shift > 0 }
+}
 
 /// Sum and sum of squares of `n` floats, in double.
 @inline(__always)
@@ -116,15 +138,15 @@ private func channelSums(_ x: UnsafePointer<Float>, _ n: Int) -> (Double, Double
     return ((s0 + s1) + (s2 + s3), (q0 + q1) + (q2 + q3))
 }
 
-/// Sums of dy and dy * xhat over a channel, dy masked by the ReLU (y > 0) when `relu`.
+/// Sums of dy and dy * xhat over a channel, dy masked by the ReLU (output > 0) when `relu`.
 @inline(__always)
-private func gradientSums(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ n: Int,
+private func gradientSums(_ x: UnsafePointer<Float>, _ mask: ReLUMask, _ dy: UnsafePointer<Float>, _ n: Int,
                           _ mean: Float, _ invStd: Float, relu: Bool) -> (Double, Double) {
     var g0 = 0.0, g1 = 0.0, g2 = 0.0, g3 = 0.0
     var h0 = 0.0, h1 = 0.0, h2 = 0.0, h3 = 0.0
     @inline(__always) func terms(_ i: Int) -> (Double, Double) {
         let gi = Double(dy[i]), product = gi * Double((x[i] - mean) * invStd)
-        if relu { return y[i] > 0 ? (gi, product) : (0, 0) }
+        if relu { return mask.passes(x[i]) ? (gi, product) : (0, 0) }
         return (gi, product)
     }
     var i = 0
@@ -140,7 +162,7 @@ private func gradientSums(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, 
 
 /// dx = k * (dy - mean(dy) - xhat * mean(dy * xhat)), dy masked by the ReLU when `relu`; added to dx or stored.
 @inline(__always)
-private func inputGradient(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+private func inputGradient(_ x: UnsafePointer<Float>, _ mask: ReLUMask, _ dy: UnsafePointer<Float>,
                            _ dx: UnsafeMutablePointer<Float>, _ n: Int, _ mean: Float, _ invStd: Float,
                            _ k: Float, _ mg: Float, _ mgx: Float, relu: Bool, accumulate: Bool) {
     // Four voxels at a time (SSE, the baseline every x86-64 has), the same float operations per voxel as the
@@ -151,11 +173,13 @@ private func inputGradient(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>,
     }
     let vm = F4(repeating: mean), vs = F4(repeating: invStd), vk = F4(repeating: k)
     let vmg = F4(repeating: mg), vmgx = F4(repeating: mgx), zero = F4(repeating: 0)
+    let vscale = F4(repeating: mask.scale), vshift = F4(repeating: mask.shift)
     var i = 0
     while i + 4 <= n {
         var gi = load(dy, i)
-        if relu { gi = zero.replacing(with: gi, where: load(y, i) .> zero) }
-        let xhat = (load(x, i) - vm) * vs
+        let xi = load(x, i)
+        if relu { gi = zero.replacing(with: gi, where: xi * vscale + vshift .> zero) }  // ReLUMask.passes per lane
+        let xhat = (xi - vm) * vs
         var v = vk * (gi - vmg - xhat * vmgx)
         if accumulate { v = load(dx, i) + v }
         UnsafeMutableRawPointer(dx + i).storeBytes(of: v, as: F4.self)
@@ -163,7 +187,7 @@ private func inputGradient(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>,
     }
     while i < n {
         let d = dy[i]
-        let gi: Float = relu ? (y[i] > 0 ? d : 0) : d
+        let gi: Float = relu ? (mask.passes(x[i]) ? d : 0) : d
         let xhat = (x[i] - mean) * invStd
         let v = k * (gi - mg - xhat * mgx)
         if accumulate { dx[i] += v } else { dx[i] = v }

@@ -235,14 +235,12 @@ extension CUDABackend {
 
     public func batchNormTrainForward(input: TensorRef, output: TensorRef, channels: Int, voxels: Int,
                                       gamma: TensorRef, beta: TensorRef, runningMean: TensorRef, runningVar: TensorRef,
-                                      savedMean: TensorRef, savedInvStd: TensorRef,
-                                      momentum: Float, epsilon: Float, relu: Bool) {
+                                      saved: BatchNormSaved, momentum: Float, epsilon: Float, relu: Bool) {
         guard channels > 0 else { return }
         let parts = kernelReductionParts(voxels, rows: channels)
-        let layout = kernelLayout([channels * parts * 8, channels * 2 * 8, channels * 4, channels * 4])
+        let layout = kernelLayout([channels * parts * 8, channels * 2 * 8])
         let base = workspace(.reduction, bytes: layout.total)
         let partial = base + UInt64(layout.offsets[0]), stats = base + UInt64(layout.offsets[1])
-        let scale = base + UInt64(layout.offsets[2]), shift = base + UInt64(layout.offsets[3])
         let n = Int64(voxels), p = Int32(parts)
         // Two passes in double: the mean, then the sum of squared deviations from it.
         launchRows(.channelSumPartial, blocks: parts, rows: channels,
@@ -252,11 +250,17 @@ extension CUDABackend {
                    [kernelArg(input), .pointer(stats), .pointer(partial), .int64(n), .int32(p)])
         launch1D(.batchNormTrainFinalize, blocks: channels,
                  [.pointer(partial), .pointer(stats), kernelArg(gamma), kernelArg(beta),
-                  kernelArg(runningMean), kernelArg(runningVar), kernelArg(savedMean), kernelArg(savedInvStd),
-                  .pointer(scale), .pointer(shift), .int32(p), .int64(n), .float(momentum), .float(epsilon)])
+                  kernelArg(runningMean), kernelArg(runningVar), kernelArg(saved.mean), kernelArg(saved.invStd),
+                  kernelArg(saved.scale), kernelArg(saved.shift), .int32(p), .int64(n), .float(momentum), .float(epsilon)])
+        batchNormRecompute(input: input, output: output, channels: channels, voxels: voxels, saved: saved, relu: relu)
+    }
+
+    public func batchNormRecompute(input: TensorRef, output: TensorRef, channels: Int, voxels: Int,
+                                   saved: BatchNormSaved, relu: Bool) {
+        guard channels > 0 else { return }
         launchRows(.batchNormApply, blocks: kernelBlocks(voxels), rows: channels,
-                   [kernelArg(input), kernelArg(output), kernelArg(savedMean), .pointer(scale), .pointer(shift),
-                    .int64(n), kernelFlag(relu)])
+                   [kernelArg(input), kernelArg(output), kernelArg(saved.mean), kernelArg(saved.scale),
+                    kernelArg(saved.shift), .int64(Int64(voxels)), kernelFlag(relu)])
     }
 
     public func batchNormEvalForward(input: TensorRef, output: TensorRef, channels: Int, voxels: Int,
@@ -275,10 +279,9 @@ extension CUDABackend {
                     .int64(Int64(voxels)), kernelFlag(relu)])
     }
 
-    public func batchNormBackward(input: TensorRef, output: TensorRef, gradOutput: TensorRef, gradInput: TensorRef,
-                                  channels: Int, voxels: Int, gamma: TensorRef, savedMean: TensorRef,
-                                  savedInvStd: TensorRef, gradGamma: TensorRef, gradBeta: TensorRef,
-                                  relu: Bool, accumulate: Bool) {
+    public func batchNormBackward(input: TensorRef, gradOutput: TensorRef, gradInput: TensorRef,
+                                  channels: Int, voxels: Int, gamma: TensorRef, saved: BatchNormSaved,
+                                  gradGamma: TensorRef, gradBeta: TensorRef, relu: Bool, accumulate: Bool) {
         guard channels > 0 else { return }
         let parts = kernelReductionParts(voxels, rows: channels)
         let layout = kernelLayout([channels * parts * 2 * 8, channels * 2 * 8])
@@ -286,14 +289,14 @@ extension CUDABackend {
         let partial = base + UInt64(layout.offsets[0]), sums = base + UInt64(layout.offsets[1])
         let n = Int64(voxels), p = Int32(parts)
         launchRows(.batchNormBackwardPartial, blocks: parts, rows: channels,
-                   [kernelArg(input), kernelArg(output), kernelArg(gradOutput), kernelArg(savedMean),
-                    kernelArg(savedInvStd), .pointer(partial), .int64(n), .int32(p), kernelFlag(relu)])
+                   [kernelArg(input), kernelArg(gradOutput), kernelArg(saved.mean), kernelArg(saved.invStd),
+                    kernelArg(saved.scale), kernelArg(saved.shift), .pointer(partial), .int64(n), .int32(p), kernelFlag(relu)])
         launch1D(.batchNormBackwardFinalize, blocks: channels,
                  [.pointer(partial), kernelArg(gradGamma), kernelArg(gradBeta), .pointer(sums), .int32(p)])
         launchRows(.batchNormBackwardApply, blocks: kernelBlocks(voxels), rows: channels,
-                   [kernelArg(input), kernelArg(output), kernelArg(gradOutput), kernelArg(gradInput),
-                    kernelArg(gamma), kernelArg(savedMean), kernelArg(savedInvStd), .pointer(sums),
-                    .int64(n), kernelFlag(relu), kernelFlag(accumulate)])
+                   [kernelArg(input), kernelArg(gradOutput), kernelArg(gradInput), kernelArg(gamma),
+                    kernelArg(saved.mean), kernelArg(saved.invStd), kernelArg(saved.scale), kernelArg(saved.shift),
+                    .pointer(sums), .int64(n), kernelFlag(relu), kernelFlag(accumulate)])
     }
 
     // MARK: - Pooling and upsampling

@@ -651,6 +651,12 @@ enum CUDAKernelSource {
         shift[c] = __fsub_rn(beta[c], __fmul_rn(runningMean[c], k));
     }
 
+    // Batch norm's output before its ReLU: (x - m) * k + b in float, rounded at each step. The forward
+    // pass, its recomputation and the backward pass's ReLU mask all use this one expression.
+    __device__ __forceinline__ float ifcn_bn_affine(float x, float m, float k, float b) {
+        return __fadd_rn(__fmul_rn(__fsub_rn(x, m), k), b);
+    }
+
     // Grid: (blocks, channels). y = (x - mean[c]) * scale[c] + shift[c] in float, then ReLU if
     // relu != 0. May run in place.
     extern "C" __global__ void ifcn_bn_apply(const float* x, float* y, const float* mean, const float* scale,
@@ -659,25 +665,27 @@ enum CUDAKernelSource {
         const long long base = (long long)c * voxels;
         const float m = mean[c], k = scale[c], b = shift[c];
         for (long long i = ifcn_global_index(); i < voxels; i += ifcn_global_stride()) {
-            const float v = __fadd_rn(__fmul_rn(__fsub_rn(x[base + i], m), k), b);
+            const float v = ifcn_bn_affine(x[base + i], m, k, b);
             y[base + i] = relu ? ifcn_relu(v) : v;
         }
     }
 
-    // Grid: (parts, channels). Partial sums of g and g * xhat in double (g masked by output > 0
-    // when relu != 0), xhat = (x - mean) * invStd in float: partial[2 (c parts + b)], [... + 1].
-    extern "C" __global__ void ifcn_bn_backward_partial(const float* x, const float* y, const float* dy,
-                                                        const float* mean, const float* invStd, double* partial,
+    // Grid: (parts, channels). Partial sums of g and g * xhat in double (g masked by the output's sign,
+    // ifcn_bn_affine(x) > 0 with the forward pass's scale and shift, when relu != 0), xhat = (x - mean) * invStd
+    // in float: partial[2 (c parts + b)], [... + 1].
+    extern "C" __global__ void ifcn_bn_backward_partial(const float* x, const float* dy,
+                                                        const float* mean, const float* invStd, const float* scale,
+                                                        const float* shift, double* partial,
                                                         long long voxels, int parts, int relu) {
         __shared__ double sh[IFCN_BLOCK];
         const int c = blockIdx.y;
         const long long base = (long long)c * voxels;
-        const float m = mean[c], is = invStd[c];
+        const float m = mean[c], is = invStd[c], k = scale[c], b = shift[c];
         long long lo, hi;
         ifcn_part_range(voxels, blockIdx.x, parts, &lo, &hi);
         double sg = 0.0, sgx = 0.0;
         for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
-            if (relu && !(y[base + i] > 0.0f)) continue;
+            if (relu && !(ifcn_bn_affine(x[base + i], m, k, b) > 0.0f)) continue;
             const double gi = (double)dy[base + i];
             sg += gi;
             sgx += gi * (double)__fmul_rn(__fsub_rn(x[base + i], m), is);
@@ -710,19 +718,20 @@ enum CUDAKernelSource {
 
     // Grid: (blocks, channels). As CPUBackend, in float per element:
     // dx = k (g - mean(g) - xhat mean(g xhat)), k = gamma invStd, xhat = (x - mean) invStd,
-    // mean(g) = float(sum g / n), mean(g xhat) = float(sum g xhat / n).
-    extern "C" __global__ void ifcn_bn_backward_apply(const float* x, const float* y, const float* dy, float* dx,
+    // mean(g) = float(sum g / n), mean(g xhat) = float(sum g xhat / n); g masked as in ifcn_bn_backward_partial.
+    extern "C" __global__ void ifcn_bn_backward_apply(const float* x, const float* dy, float* dx,
                                                       const float* gamma, const float* mean, const float* invStd,
+                                                      const float* scale, const float* shift,
                                                       const double* sums, long long voxels, int relu, int accumulate) {
         const int c = blockIdx.y;
         const long long base = (long long)c * voxels;
-        const float m = mean[c], is = invStd[c];
+        const float m = mean[c], is = invStd[c], ks = scale[c], bs = shift[c];
         const float k = __fmul_rn(gamma[c], is);
         const float mg = (float)(sums[2 * c] / (double)voxels);
         const float mgx = (float)(sums[2 * c + 1] / (double)voxels);
         for (long long i = ifcn_global_index(); i < voxels; i += ifcn_global_stride()) {
             const long long j = base + i;
-            const float gi = relu ? (y[j] > 0.0f ? dy[j] : 0.0f) : dy[j];
+            const float gi = relu ? (ifcn_bn_affine(x[j], m, ks, bs) > 0.0f ? dy[j] : 0.0f) : dy[j];
             const float xhat = __fmul_rn(__fsub_rn(x[j], m), is);
             const float v = __fmul_rn(k, __fsub_rn(__fsub_rn(gi, mg), __fmul_rn(xhat, mgx)));
             dx[j] = accumulate ? __fadd_rn(dx[j], v) : v;

@@ -217,12 +217,17 @@ public final class ProfilingBackend: ComputeBackend {
 
     public func batchNormTrainForward(input: TensorRef, output: TensorRef, channels: Int, voxels: Int,
                                       gamma: TensorRef, beta: TensorRef, runningMean: TensorRef, runningVar: TensorRef,
-                                      savedMean: TensorRef, savedInvStd: TensorRef,
-                                      momentum: Float, epsilon: Float, relu: Bool) {
+                                      saved: BatchNormSaved, momentum: Float, epsilon: Float, relu: Bool) {
         timed(.batchNorm) {
             inner.batchNormTrainForward(input: input, output: output, channels: channels, voxels: voxels, gamma: gamma,
-                                        beta: beta, runningMean: runningMean, runningVar: runningVar, savedMean: savedMean,
-                                        savedInvStd: savedInvStd, momentum: momentum, epsilon: epsilon, relu: relu)
+                                        beta: beta, runningMean: runningMean, runningVar: runningVar, saved: saved,
+                                        momentum: momentum, epsilon: epsilon, relu: relu)
+        }
+    }
+    public func batchNormRecompute(input: TensorRef, output: TensorRef, channels: Int, voxels: Int,
+                                   saved: BatchNormSaved, relu: Bool) {
+        timed(.batchNorm) {
+            inner.batchNormRecompute(input: input, output: output, channels: channels, voxels: voxels, saved: saved, relu: relu)
         }
     }
     public func batchNormEvalForward(input: TensorRef, output: TensorRef, channels: Int, voxels: Int,
@@ -233,14 +238,13 @@ public final class ProfilingBackend: ComputeBackend {
                                        beta: beta, runningMean: runningMean, runningVar: runningVar, epsilon: epsilon, relu: relu)
         }
     }
-    public func batchNormBackward(input: TensorRef, output: TensorRef, gradOutput: TensorRef, gradInput: TensorRef,
-                                  channels: Int, voxels: Int, gamma: TensorRef, savedMean: TensorRef, savedInvStd: TensorRef,
+    public func batchNormBackward(input: TensorRef, gradOutput: TensorRef, gradInput: TensorRef,
+                                  channels: Int, voxels: Int, gamma: TensorRef, saved: BatchNormSaved,
                                   gradGamma: TensorRef, gradBeta: TensorRef, relu: Bool, accumulate: Bool) {
         timed(.batchNorm) {
-            inner.batchNormBackward(input: input, output: output, gradOutput: gradOutput, gradInput: gradInput,
-                                    channels: channels, voxels: voxels, gamma: gamma, savedMean: savedMean,
-                                    savedInvStd: savedInvStd, gradGamma: gradGamma, gradBeta: gradBeta, relu: relu,
-                                    accumulate: accumulate)
+            inner.batchNormBackward(input: input, gradOutput: gradOutput, gradInput: gradInput,
+                                    channels: channels, voxels: voxels, gamma: gamma, saved: saved,
+                                    gradGamma: gradGamma, gradBeta: gradBeta, relu: relu, accumulate: accumulate)
         }
     }
 

@@ -23,7 +23,7 @@ struct CheckReferenceCommand: ParsableCommand {
     @Flag(help: "Run the fixture twice on the backend and require bit-identical results.")
     var determinism = false
 
-    @Flag(name: .customLong("compare-cpu"), help: "Also run on the CPU and require every tensor within the README tolerance of the CPU's result.")
+    @Flag(name: .customLong("compare-cpu"), help: "Also run on the CPU and require every tensor within the README tolerance of the CPU's result (with --pytorch-baseline, a tensor PyTorch float32 also misses: both results within their accepted error of the reference).")
     var compareCPU = false
 
     @Option(name: .customLong("pytorch-baseline"),
@@ -41,14 +41,16 @@ struct CheckReferenceCommand: ParsableCommand {
             throw CLIError("\(error)")
         }
         var comparisons = report.comparisons
+        var baseline: [String: Double]?
         if let pytorchBaseline {
             guard let data = FileManager.default.contents(atPath: pytorchBaseline),
                   let all = try? JSONSerialization.jsonObject(with: data) as? [String: [String: Double]] else {
                 throw CLIError("\(pytorchBaseline): not a JSON object of {fixture: {tensor: error}}")
             }
             let key = (fixture as NSString).lastPathComponent
-            guard let baseline = all[key] else { throw CLIError("\(pytorchBaseline): no entry for \(key)") }
-            comparisons = report.judged(pytorchFloat32Errors: baseline)
+            guard let errors = all[key] else { throw CLIError("\(pytorchBaseline): no entry for \(key)") }
+            baseline = errors
+            comparisons = report.judged(pytorchFloat32Errors: errors)
         }
         print("reference check \(fixture): \(report.config) on \(Backends.describe(backend))")
         for (c, raw) in zip(comparisons, report.comparisons) where !quiet || !raw.passed {
@@ -74,17 +76,22 @@ struct CheckReferenceCommand: ParsableCommand {
         }
         if compareCPU {
             let cpu = try ReferenceCheck.run(path: fixture, backend: Backends.cpu(threads: threads))
-            let d = report.distances(to: cpu)
-            let worst = d.first
+            let d = report.agreement(with: cpu, pytorchFloat32Errors: baseline)
             total += 1
-            if let worst, worst.relativeL2 > ReferenceCheck.relativeL2Tolerance {
+            if let worst = d.first(where: { !$0.passed }) {
                 failed += 1
                 print(String(format: "FAIL backend agreement with the CPU: %@ relL2 %.3e (limit %.0e)", worst.name as NSString,
                              worst.relativeL2, ReferenceCheck.relativeL2Tolerance))
                 for x in d.prefix(8) { print(String(format: "     %-48@ relL2 %.3e", x.name as NSString, x.relativeL2)) }
             } else {
+                let worst = d.first(where: { $0.relativeL2 <= ReferenceCheck.relativeL2Tolerance })
                 print(String(format: "ok   backend agreement with the CPU: %d tensors, largest relL2 %.3e (%@)", d.count,
                              worst?.relativeL2 ?? 0, (worst?.name ?? "-") as NSString))
+                for x in d where x.relativeL2 > ReferenceCheck.relativeL2Tolerance {
+                    print(String(format: "ok*  backend agreement with the CPU: %@ relL2 %.3e, ill-conditioned (PyTorch float32 "
+                                 + "misses the tolerance too); both backends within their accepted error of the reference",
+                                 x.name as NSString, x.relativeL2))
+                }
             }
         }
         print("\(total - failed) passed, \(failed) failed")

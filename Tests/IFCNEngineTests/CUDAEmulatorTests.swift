@@ -88,7 +88,8 @@ final class CUDAEmulatorTests: XCTestCase {
     }
 
     /// The reference fixtures in fp32 math: every tensor within the README tolerance, bit-identical in a second
-    /// run, and within the tolerance of the CPU backend's result; seed_c4_p32 against PyTorch float32's own error.
+    /// run, and within the tolerance of the CPU backend's result; seed_c4_p32 against PyTorch float32's own error,
+    /// also in its agreement with the CPU.
     func testReferenceFixturesInFloat32() throws {
         for name in ["paper_c4_p16", "paper_c4_p32"] {
             let r = try ifcn(["check-reference", "--backend", "cuda", "--gpu-math", "fp32", "--quiet", "--determinism",
@@ -97,10 +98,14 @@ final class CUDAEmulatorTests: XCTestCase {
             XCTAssertTrue(r.stdout.contains(" 0 failed"), r.summary)
             XCTAssertTrue(r.stdout.contains("bit-identical in a second run"), r.summary)
         }
+        // The emulator sums convolutions in double, so on Adam's ill-conditioned first step it lands near the
+        // reference and 1.7e-3 from the CPU's float32 result, as far as PyTorch float32 is from the reference.
         let seed = try ifcn(["check-reference", "--backend", "cuda", "--gpu-math", "fp32", "--quiet", "--determinism",
+                             "--compare-cpu", "--threads", "2",
                              "--pytorch-baseline", fixtures.appendingPathComponent("pytorch_f32_errors.json").path,
                              fixture("seed_c4_p32")])
         XCTAssertEqual(seed.status, 0, seed.summary)
+        XCTAssertTrue(seed.stdout.contains("ok   backend agreement with the CPU"), seed.summary)
     }
 
     /// tf32 and bf16 math take their own paths (operands rounded to TF32 by the emulated tensor cores; bf16 copies

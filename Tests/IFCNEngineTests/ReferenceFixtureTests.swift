@@ -1,6 +1,6 @@
 import Foundation
 import IFCNCompute
-import IFCNEngine
+@testable import IFCNEngine
 import XCTest
 
 /// A CPU backend with a broken ReLU (leaks negative values), to show the agreement check fails.
@@ -110,6 +110,31 @@ final class ReferenceFixtureTests: XCTestCase {
             XCTAssertTrue(c.passed, "\(c.name): \(c.relativeL2) above 1.5 x PyTorch float32's \(baseline[c.name] ?? 0)")
         }
         XCTAssertLessThanOrEqual(r.comparisons.filter { !$0.passed }.count, 2)
+    }
+
+    /// `check-reference --compare-cpu`: two backends agree within the README tolerance, except on a tensor where
+    /// PyTorch float32 itself misses the tolerance against the reference; there both must be within their accepted
+    /// error of the reference (1.5 x PyTorch float32's), which two results can meet while lying further apart.
+    func testBackendAgreementJudgesIllConditionedTensorsAgainstTheReference() throws {
+        let config = try NetworkConfig(variant: .seed, channels: 4, patch: 32)
+        let reference: [Float] = [1, -2, 3, 0.5]
+        func scaled(_ f: Float) -> [Float] { reference.map { $0 * f } }  // relative L2 distance |f - 1| from the reference
+        func report(_ values: [Float]) -> ReferenceCheckReport {
+            let (rel, mx) = compare(values, reference)
+            return ReferenceCheckReport(config: config, comparisons: [
+                TensorComparison(name: "adam1/w", relativeL2: rel, maxAbs: mx, passed: rel <= ReferenceCheck.relativeL2Tolerance)
+            ], computed: ["adam1/w": values])
+        }
+        let torch = ["adam1/w": 1.7e-3]  // PyTorch float32's own error on this tensor: above the tolerance
+        let gpu = report(scaled(1.0012)), cpu = report(scaled(0.9988))  // each 1.2e-3 off, 2.4e-3 apart
+        XCTAssertTrue(gpu.agreement(with: cpu, pytorchFloat32Errors: torch).allSatisfy(\.passed))
+        XCTAssertEqual(gpu.agreement(with: cpu, pytorchFloat32Errors: torch).first?.relativeL2 ?? 0, 2.4e-3, accuracy: 1e-5)
+        // Without the baseline, or where one backend is further from the reference than 1.5 x PyTorch's error, or
+        // where the tensor is well-conditioned (PyTorch float32 within the tolerance), the distance decides.
+        XCTAssertFalse(gpu.agreement(with: cpu, pytorchFloat32Errors: nil).allSatisfy(\.passed))
+        XCTAssertFalse(gpu.agreement(with: report(scaled(0.997)), pytorchFloat32Errors: torch).allSatisfy(\.passed))
+        XCTAssertFalse(gpu.agreement(with: cpu, pytorchFloat32Errors: ["adam1/w": 5e-4]).allSatisfy(\.passed))
+        XCTAssertTrue(gpu.agreement(with: report(scaled(1.0004)), pytorchFloat32Errors: nil).allSatisfy(\.passed))
     }
 
     func testEvalOnlyFixtureSkipsTrainingPart() throws {

@@ -73,8 +73,9 @@ public protocol ComputeBackend: AnyObject {
     func batchNormEvalForward(input: TensorRef, output: TensorRef, channels: Int, voxels: Int,
                               gamma: TensorRef, beta: TensorRef, runningMean: TensorRef, runningVar: TensorRef,
                               epsilon: Float, relu: Bool)
-    /// From the forward pass's input and `saved`: with `relu`, the ReLU's mask is the sign of the normalised input,
-    /// recomputed from `saved` with the forward pass's own arithmetic, so the backward pass never reads the output.
+    /// From the forward pass's input and `saved`: with `relu`, the gradient passes where the output before the ReLU
+    /// was positive, recomputed from the input and `saved` with the forward pass's own arithmetic, so the backward
+    /// pass never reads the output.
     func batchNormBackward(input: TensorRef, gradOutput: TensorRef, gradInput: TensorRef,
                            channels: Int, voxels: Int, gamma: TensorRef, saved: BatchNormSaved,
                            gradGamma: TensorRef, gradBeta: TensorRef, relu: Bool, accumulate: Bool)

@@ -299,6 +299,7 @@ for name in ["fp32", "tf32", "bf16", "tf32_ndhwc", "bf16_ndhwc", "tf32_fastest",
         # What the network itself holds (the same in every mode); the rest of the peak is cuDNN's workspace and copies.
         if b.get("network_bytes"):
             res["ifcn_network_bytes"] = b["network_bytes"]
+        res.setdefault("ifcn_upload_slot_bytes", {})[m] = b.get("gpu_upload_slot_bytes")  # 0: pageable uploads
         if b.get("gpu_staging_bytes_per_step"):  # bf16 and channels-last copies of the convolutions' operands
             res.setdefault("ifcn_staging_bytes_per_step", {})[m] = b["gpu_staging_bytes_per_step"]
         if b.get("profile"):

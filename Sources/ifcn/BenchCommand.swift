@@ -131,6 +131,7 @@ struct BenchCommand: ParsableCommand {
                 "gpu_layout": cuda?.layout.rawValue ?? "n/a",
                 "gpu_staging_bytes_per_step": stagingPerStep?.bytes ?? 0,
                 "gpu_staging_copies_reused_per_step": stagingPerStep?.reused ?? 0,
+                "gpu_upload_slot_bytes": cuda?.pinnedUploadSlotBytes ?? 0,
                 "device_peak_bytes": cuda?.peakAllocatedBytes ?? 0,
                 "network_bytes": net.allocatedBytes,
                 "cpu_convolutions": base is CPUBackend ? ConvolutionAlgorithm.policy : "n/a",

@@ -136,7 +136,8 @@ final class CUDAEmulatorTests: XCTestCase {
     }
 
     /// `bench --profile` in each math, with cuDNN's fastest algorithms (the emulator's algorithm 1 needs a
-    /// workspace), and the convolution sweep over every variant (NDHWC and bf16 descriptors included).
+    /// workspace), with pageable uploads, and the convolution sweep over every variant (NDHWC and bf16 descriptors
+    /// included).
     func testBenchProfileAndConvolutionSweep() throws {
         for math in ["fp32", "tf32", "bf16"] {
             let r = try ifcn(["bench", "--backend", "cuda", "--gpu-math", math, "--channels", "4", "--patch", "16",
@@ -148,10 +149,18 @@ final class CUDAEmulatorTests: XCTestCase {
         let fastest = try ifcn(["bench", "--backend", "cuda", "--gpu-math", "tf32", "--channels", "4", "--patch", "16",
                                 "--steps", "1"], extra: ["IFCN_CUDNN_ALGORITHMS": "fastest"])
         XCTAssertEqual(fastest.status, 0, fastest.summary)
+        // The device check's "pageable uploads" bench: IFCN_CUDA_UPLOAD_SLOT_BYTES=0 turns the pinned slots off
+        // (the sweep below runs with the default 16 MiB slots).
+        let pageable = try ifcn(["bench", "--backend", "cuda", "--gpu-math", "tf32", "--channels", "4", "--patch", "16",
+                                 "--steps", "1", "--json"], extra: ["IFCN_CUDA_UPLOAD_SLOT_BYTES": "0"])
+        XCTAssertEqual(pageable.status, 0, pageable.summary)
+        let pageableJSON = try JSONSerialization.jsonObject(with: Data(pageable.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(pageableJSON?["gpu_upload_slot_bytes"] as? Int, 0, pageable.stdout)
         let sweep = try ifcn(["bench", "--backend", "cuda", "--gpu-math", "tf32", "--channels", "4", "--patch", "16",
                               "--steps", "1", "--conv-sweep", "--sweep-seconds", "120", "--json"])
         XCTAssertEqual(sweep.status, 0, sweep.summary)
         let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(sweep.stdout.utf8)) as? [String: Any], sweep.summary)
+        XCTAssertEqual(json["gpu_upload_slot_bytes"] as? Int, 16 << 20, sweep.stdout)
         let report = try XCTUnwrap(json["conv_sweep"] as? [String: Any], sweep.stdout)
         let variants = try XCTUnwrap(report["variants"] as? [String: [String: [String: Any]]], sweep.stdout)
         XCTAssertEqual(Set(variants.keys), ["tf32_ncdhw", "tf32_ndhwc", "bf16_ndhwc", "bf16_ncdhw"], sweep.stdout)
@@ -287,7 +296,7 @@ final class CUDAEmulatorTests: XCTestCase {
         // patch each: the next sample's input is staged in two of them during the backward pass, and the uploads
         // in between (validation's scans, in 16 KiB chunks, at each epoch's end) go round the other two. The same
         // weights as the default run, whose 16 KiB patches go straight from pageable memory.
-        for slotBytes in ["4096", "16384"] {
+        for slotBytes in ["4096", "16384", "0"] {  // 0: no slots, every upload from pageable memory
             let name = "slots\(slotBytes)"
             let r = try ifcn(["train", "--backend", "cuda", "--gpu-math", "fp32", "--data", data,
                               "--output", work.appendingPathComponent(name).path, "--channels", "4", "--patch", "16",

@@ -271,6 +271,9 @@ public final class CUDABackend: ComputeBackend {
 
     public var stagesUploads: Bool { CUDABackend.pinnedSlotBytes != nil }
 
+    /// The pinned upload slots' size, 0 where uploads go straight from pageable memory (`IFCN_CUDA_UPLOAD_SLOT_BYTES`).
+    public var pinnedUploadSlotBytes: Int { CUDABackend.pinnedSlotBytes ?? 0 }
+
     public func stageUpload(_ source: UnsafePointer<Float>, count: Int) -> StagedUpload? {
         bind()
         let bytes = count * 4
@@ -420,8 +423,11 @@ extension CUDABackend {
     /// `IFCN_CUDA_UPLOAD_SLOT_BYTES` sets a smaller size (the emulator's tests use a few KiB, so that one step's
     /// uploads go round the slots several times and every refill has to wait for its copy), or 0 for no slots:
     /// every upload straight from the caller's pageable memory, as before (the device check times both).
-    /// `Backends.make` refuses a bad value before any work, so here it cannot be one.
-    static let pinnedSlotBytes: Int? = (try? uploadSlotBytes()) ?? largestUploadSlot
+    /// `Backends.make` refuses a bad value before any work, so here it cannot be one. (Not `(try? ...) ?? 16 MiB`:
+    /// that would turn the nil which 0 asks for back into 16 MiB.)
+    static let pinnedSlotBytes: Int? = {
+        do { return try uploadSlotBytes() } catch { return largestUploadSlot }
+    }()
     static let largestUploadSlot = 16 << 20
     public static let uploadSlotEnvironmentKey = "IFCN_CUDA_UPLOAD_SLOT_BYTES"
 

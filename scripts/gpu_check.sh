@@ -22,7 +22,10 @@ correctness() { [[ $part == all ]]; }   # the correctness sections run in a full
 # GPU_CHECK_EMULATOR=DIR: a rehearsal on a machine without a GPU, on the CPU emulator of the NVIDIA libraries
 # (scripts/cuda_emulator.sh DIR; Tests/CUDAEmulator): every section at toy sizes, so that the commands, the files
 # they write and the summary run on real output before a lent device spends its minutes. Its figures measure nothing.
+# With GPU_CHECK_PAPER=1 as well, the sections at the paper's size (the C=64, P=128 benches, the sweep, the paper-size
+# model) run at that size under IFCN_CUDA_EMULATOR_COMPUTE=edges: every call checked, nothing computed.
 rehearsal() { [[ -n ${GPU_CHECK_EMULATOR:-} ]]; }
+PAPER_ENV=()   # the environment of the commands at the paper's size
 CPUS=$(nproc)   # the CPU side of the GPU-against-CPU comparisons (16 on the lent machines)
 # Sizes: the paper's (C, P), the middle one, the demo's patch, the 2-rank run's and the curves' iterations (and
 # epochs), the paper-size model's spacing (mm), bench steps, and the fixtures (empty: every one).
@@ -30,6 +33,7 @@ if rehearsal; then
     export IFCN_CUDA_LIBRARY_PATH=$GPU_CHECK_EMULATOR
     PC=4 PP=16 MC=4 MP=16 DP=16 TRAIN_ITERS=8 TRAIN_EPOCH=4 CURVE_ITERS=30 CURVE_EPOCH=10 CURVE_LR_STEP=20 FINE_MM=4 STEPS=2
     FIXTURE_NAMES="paper_c4_p16 paper_c4_p32 seed_c4_p32"
+    if [[ -n ${GPU_CHECK_PAPER:-} ]]; then PC=64 PP=128 FINE_MM=1 STEPS=1; PAPER_ENV=(IFCN_CUDA_EMULATOR_COMPUTE=edges); fi
 else
     PC=64 PP=128 MC=16 MP=64 DP=32 TRAIN_ITERS=1600 TRAIN_EPOCH=400 CURVE_ITERS=2000 CURVE_EPOCH=200 CURVE_LR_STEP=1500 FINE_MM=1 STEPS=10
     FIXTURE_NAMES=""
@@ -48,6 +52,7 @@ run_ifcn() {
         PMIX_MCA_mca_base_component_path="$B/openmpi/pmix" OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
         OMPI_MCA_btl_vader_single_copy_mechanism=none PATH="$B/bin:$PATH" "$@"
 }
+run_paper() { run_ifcn env "${PAPER_ENV[@]}" "$@"; }   # a command at the paper's size (C=$PC, P=$PP)
 ifcn="$B/bin/ifcn"
 log="$OUT/gpu_check.log"
 : > "$log"
@@ -75,22 +80,22 @@ run_ifcn "$ifcn" devices --compile-kernels 2>&1 | tail -2 | tee -a "$log"
 section "bench: ifcn (fp32, tf32, bf16) and PyTorch"
 run_ifcn timeout 100 "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels $MC --patch $MP --steps $STEPS 2>&1 | tee -a "$log"
 for m in fp32 tf32 bf16; do
-    run_ifcn timeout 150 "$ifcn" bench --backend cuda --gpu-math $m --variant paper --channels $PC --patch $PP --steps $STEPS --json \
+    run_paper timeout 150 "$ifcn" bench --backend cuda --gpu-math $m --variant paper --channels $PC --patch $PP --steps $STEPS --json \
         --profile > "$OUT/bench_ifcn_$m.json" 2> "$OUT/bench_ifcn_$m.err"; echo "exit $?" >> "$OUT/bench_ifcn_$m.err"
     cat "$OUT/bench_ifcn_$m.json" | tee -a "$log"; tail -5 "$OUT/bench_ifcn_$m.err" | tee -a "$log"
 done
 # The tensor-core modes on channels-last copies of each convolution's operands (--gpu-layout ndhwc; issue 10's lever).
 for m in tf32 bf16; do
-    run_ifcn timeout 150 "$ifcn" bench --backend cuda --gpu-math $m --gpu-layout ndhwc --variant paper --channels $PC --patch $PP \
+    run_paper timeout 150 "$ifcn" bench --backend cuda --gpu-math $m --gpu-layout ndhwc --variant paper --channels $PC --patch $PP \
         --steps $STEPS --json --profile > "$OUT/bench_ifcn_${m}_ndhwc.json" 2> "$OUT/bench_ifcn_${m}_ndhwc.err"; echo "exit $?" >> "$OUT/bench_ifcn_${m}_ndhwc.err"
     cat "$OUT/bench_ifcn_${m}_ndhwc.json" | tee -a "$log"; tail -3 "$OUT/bench_ifcn_${m}_ndhwc.err" | tee -a "$log"
 done
 # The same tf32 step with cuDNN's fastest algorithms, deterministic or not (PyTorch's cudnn.benchmark takes those too).
-run_ifcn env IFCN_CUDNN_ALGORITHMS=fastest timeout 150 "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels $PC \
+run_paper env IFCN_CUDNN_ALGORITHMS=fastest timeout 150 "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels $PC \
     --patch $PP --steps $STEPS --json > "$OUT/bench_ifcn_tf32_fastest.json" 2> "$OUT/bench_ifcn_tf32_fastest.err"
 cat "$OUT/bench_ifcn_tf32_fastest.json" | tee -a "$log"; tail -3 "$OUT/bench_ifcn_tf32_fastest.err" | tee -a "$log"
 # The same tf32 step with its patch uploads straight from pageable memory, as before session 16 (the pinned slots' worth).
-run_ifcn env IFCN_CUDA_UPLOAD_SLOT_BYTES=0 timeout 150 "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels $PC \
+run_paper env IFCN_CUDA_UPLOAD_SLOT_BYTES=0 timeout 150 "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels $PC \
     --patch $PP --steps $STEPS --json > "$OUT/bench_ifcn_tf32_pageable.json" 2> "$OUT/bench_ifcn_tf32_pageable.err"
 cat "$OUT/bench_ifcn_tf32_pageable.json" | tee -a "$log"; tail -3 "$OUT/bench_ifcn_tf32_pageable.err" | tee -a "$log"
 for m in fp32 tf32 bf16; do
@@ -175,7 +180,7 @@ fi
 
 section "convolution sweep at C=64, P=128: a step's 3x3x3 convolutions as ifcn runs them and as channels-last / bf16 would (issue 10's levers)"
 if fits 100 "the convolution sweep"; then
-run_ifcn timeout 150 "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels $PC --patch $PP --steps 1 --json \
+run_paper timeout 150 "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels $PC --patch $PP --steps 1 --json \
     --conv-sweep --sweep-seconds 60 > "$OUT/bench_sweep.json" 2> "$OUT/bench_sweep.err"; echo "exit $?" >> "$OUT/bench_sweep.err"
 tail -4 "$OUT/bench_sweep.err" | tee -a "$log"
 fi
@@ -230,15 +235,15 @@ section "paper-size model (C=64, P=128, 1 mm) on the GPU: seconds per scan"
 if fits 150 "the paper-size model's segmentation"; then
 mkdir -p "$B/raw1" && cp data/verse/sub-verse005_* "$B/raw1/"   # one scan: the model is timed, not judged
 run_ifcn "$ifcn" preprocess --input "$B/raw1" --output "$B/data1" --spacing $FINE_MM --val-fraction 0 2>&1 | tail -1 | tee -a "$log"
-run_ifcn timeout 150 "$ifcn" train --data "$B/data1" --output "$B/run128" --variant paper --channels $PC --patch $PP --iterations 20 \
+run_paper timeout 150 "$ifcn" train --data "$B/data1" --output "$B/run128" --variant paper --channels $PC --patch $PP --iterations 20 \
     --iters-per-epoch 20 --val-cases 0 --backend cuda --progress-seconds 1000 > "$OUT/train_p128.txt" 2>&1
 tail -2 "$OUT/train_p128.txt" | tee -a "$log"
 for c in sub-verse005 sub-verse008 sub-verse012; do
-    run_ifcn timeout 120 "$ifcn" segment --backend cuda --checkpoint "$B/run128/checkpoints/latest.safetensors" \
+    run_paper timeout 120 "$ifcn" segment --backend cuda --checkpoint "$B/run128/checkpoints/latest.safetensors" \
         --input data/verse/${c}_ct.nii.gz --output "$B/seg128" > "$OUT/segment128_$c.txt" 2>&1
     tail -1 "$OUT/segment128_$c.txt" | tee -a "$log"
 done
-run_ifcn timeout 120 "$ifcn" segment --backend cpu --threads $CPUS --checkpoint "$B/run128/checkpoints/latest.safetensors" \
+run_paper timeout 120 "$ifcn" segment --backend cpu --threads $CPUS --checkpoint "$B/run128/checkpoints/latest.safetensors" \
     --input data/verse/sub-verse005_ct.nii.gz --output "$B/seg128cpu" > "$OUT/segment128_cpu.txt" 2>&1
 tail -1 "$OUT/segment128_cpu.txt" | tee -a "$log"
 cmp -s "$B/seg128/sub-verse005.nii.gz" "$B/seg128cpu/sub-verse005.nii.gz" && echo "C=64 P=128 sub-verse005: GPU and CPU label maps identical" | tee -a "$log"
@@ -247,7 +252,7 @@ fi
 fi
 
 section "summary"
-REHEARSAL=${GPU_CHECK_EMULATOR:-} PART=$part STATISTICS="${statistics_differing:-?}" LAYERS=$layers_rc FIXTURES="${fixtures[*]}" RESUME=$resume TRAIN_SECONDS=$train_seconds NCCL=$nccl SAME="${same[*]}" python3 - "$OUT" <<'PY' | tee -a "$log"
+REHEARSAL=${GPU_CHECK_EMULATOR:-} PAPER_EDGES="${PAPER_ENV[*]}" PART=$part STATISTICS="${statistics_differing:-?}" LAYERS=$layers_rc FIXTURES="${fixtures[*]}" RESUME=$resume TRAIN_SECONDS=$train_seconds NCCL=$nccl SAME="${same[*]}" python3 - "$OUT" <<'PY' | tee -a "$log"
 import json, os, sys, glob
 out = sys.argv[1]
 def load(p):
@@ -266,7 +271,9 @@ def ran(key, passed):  # None where the section did not run (scripts/gpu_check.s
     return None if os.environ[key] == "" else os.environ[key] == passed
 res["part"] = os.environ["PART"]
 if os.environ["REHEARSAL"]:
-    res["rehearsal_on_cuda_emulator"] = "toy sizes on the CPU emulator of the NVIDIA libraries: not a measurement"
+    res["rehearsal_on_cuda_emulator"] = ("the CPU emulator of the NVIDIA libraries, toy sizes" +
+        (", the paper-size sections at C=64, P=128 under " + os.environ["PAPER_EDGES"] + " (no arithmetic)"
+         if os.environ["PAPER_EDGES"] else "") + ": not a measurement")
 res["resume_bit_identical"] = ran("RESUME", "true")
 res["layers_agree_with_cpu"] = ran("LAYERS", "0")
 res["nccl_one_rank_equals_mpi"] = ran("NCCL", "true")

@@ -196,6 +196,88 @@ final class CUDAEmulatorTests: XCTestCase {
                       fallback.summary)
     }
 
+    /// cuDNN's algorithm search (cudnnFind...Ex, the first use of each shape) writes the pass's output: into the
+    /// output itself where the pass overwrites it anyway, into scratch memory where it accumulates (weight
+    /// gradients; data gradients added to another path's). Either way the search changes no bit: a run that
+    /// searches (a fresh algorithm cache) and a run that reads every choice from the cache give the same weights,
+    /// on float32 tensors and on staged copies (bf16 math, channels-last).
+    func testAlgorithmSearchChangesNoResult() throws {
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("ifcn-emulator-search-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: work) }
+        try syntheticData(in: work, cases: 3, spacing: 4)
+        for (math, layout) in [("fp32", "ncdhw"), ("bf16", "ndhwc")] {
+            let cache = work.appendingPathComponent("cache-\(math)-\(layout)").path
+            var weights: [Data] = []
+            for run in ["searching", "cached"] {
+                let name = "\(math)-\(layout)-\(run)"
+                let r = try ifcn(["train", "--backend", "cuda", "--gpu-math", math, "--gpu-layout", layout,
+                                  "--data", work.appendingPathComponent("data").path, "--output", work.appendingPathComponent(name).path,
+                                  "--channels", "4", "--patch", "16", "--iterations", "4", "--iters-per-epoch", "2", "--seed", "5",
+                                  "--progress-seconds", "1000", "--dump-weights", work.appendingPathComponent(name).path],
+                                 extra: ["IFCN_CACHE_DIR": cache])
+                XCTAssertEqual(r.status, 0, r.summary)
+                weights.append(try Data(contentsOf: work.appendingPathComponent(name + ".rank0.safetensors")))
+            }
+            XCTAssertEqual(weights[0], weights[1], "\(math) \(layout): the run that searched cuDNN's algorithms differs from the cached one")
+        }
+    }
+
+    /// The paper's size (C=64, P=128), too large for the emulator's arithmetic in a test, with
+    /// IFCN_CUDA_EMULATOR_COMPUTE=edges: every call is checked as always (launch shapes and parameter lists, copy and
+    /// operand ranges, cuDNN's descriptors and workspaces, the asynchronous copies' rules) while kernels run only
+    /// their grid's corner blocks and convolutions compute nothing, so the numbers mean nothing. Shown at that
+    /// size: a training step in three convolution variants, training with validation on a whole VerSe scan at 1 mm,
+    /// and segmentation; and what the device holds: the network (its training arena, as `networkBytes` counts it),
+    /// cuDNN's first 256 MiB of workspace, the staged copies of the largest convolution's operands (128 input and 64
+    /// output channels at 128^3) where convolutions run on copies, and under 32 MiB besides (Adam's moments,
+    /// scratch). The algorithm search of a first run adds no more than a weight gradient's scratch (it held 1 GiB
+    /// for the rest of the run before).
+    func testEveryCallAtThePaperSizeIsValid() throws {
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("ifcn-emulator-p128-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let edges = ["IFCN_CUDA_EMULATOR_COMPUTE": "edges"]
+        let network = Int(try NetworkConfig(variant: .paper, channels: 64, patch: 128).networkBytes)
+        let voxels = 128 * 128 * 128
+        func peak(_ math: String, _ layout: String, cache: String) throws -> Int {
+            let r = try ifcn(["bench", "--backend", "cuda", "--gpu-math", math, "--gpu-layout", layout, "--variant", "paper",
+                              "--channels", "64", "--patch", "128", "--steps", "1", "--json"],
+                             extra: edges.merging(["IFCN_CACHE_DIR": work.appendingPathComponent(cache).path]) { $1 })
+            XCTAssertEqual(r.status, 0, r.summary)
+            let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.summary)
+            XCTAssertEqual(json["network_bytes"] as? Int, network, r.stdout)
+            return try XCTUnwrap(json["device_peak_bytes"] as? Int, r.stdout)
+        }
+        for (math, layout, elementBytes) in [("fp32", "ncdhw", 0), ("tf32", "ndhwc", 4), ("bf16", "ncdhw", 2)] {
+            let searching = try peak(math, layout, cache: "cache-\(math)-\(layout)")
+            let cached = try peak(math, layout, cache: "cache-\(math)-\(layout)")
+            let copies = (128 + 64) * voxels * elementBytes
+            XCTAssertGreaterThanOrEqual(cached, network + (256 << 20) + copies, "\(math) \(layout)")
+            XCTAssertLessThan(cached, network + (256 << 20) + copies + (32 << 20), "\(math) \(layout)")
+            XCTAssertLessThanOrEqual(searching, cached + 128 * 64 * 27 * 4, "\(math) \(layout): the algorithm search's scratch")
+        }
+        let data = work.appendingPathComponent("data").path, raw = work.appendingPathComponent("raw")
+        try FileManager.default.createDirectory(at: raw, withIntermediateDirectories: true)
+        for name in ["sub-verse005_ct.nii.gz", "sub-verse005_seg-vert_msk.nii.gz", "sub-verse008_ct.nii.gz", "sub-verse008_seg-vert_msk.nii.gz"] {
+            try FileManager.default.copyItem(at: TestPaths.repositoryRoot.appendingPathComponent("data/verse/" + name),
+                                             to: raw.appendingPathComponent(name))
+        }
+        let p = try ifcn(["preprocess", "--input", raw.path, "--output", data, "--spacing", "1", "--validation", "sub-verse008"])
+        XCTAssertEqual(p.status, 0, p.summary)
+        let run = work.appendingPathComponent("run").path
+        let t = try ifcn(["train", "--backend", "cuda", "--data", data, "--output", run, "--variant", "paper", "--channels", "64",
+                          "--patch", "128", "--iterations", "4", "--iters-per-epoch", "2", "--val-cases", "1",
+                          "--progress-seconds", "1000"], extra: edges)
+        XCTAssertEqual(t.status, 0, t.summary)
+        XCTAssertEqual(t.stdout.components(separatedBy: "val Dice").count - 1, 2, t.summary)
+        for statistics in [[], ["--scan-statistics", "0.5"]] {
+            let s = try ifcn(["segment", "--backend", "cuda", "--checkpoint", run + "/checkpoints/latest.safetensors",
+                              "--input", raw.appendingPathComponent("sub-verse008_ct.nii.gz").path,
+                              "--output", work.appendingPathComponent("seg").path] + statistics, extra: edges)
+            XCTAssertEqual(s.status, 0, s.summary)
+            XCTAssertTrue(FileManager.default.fileExists(atPath: work.appendingPathComponent("seg/sub-verse008.nii.gz").path))
+        }
+    }
+
     /// The iterative walk with the scan, memory and labels on the GPU (patch extraction, memory hash, fragment
     /// sums, accepting an instance: the volume kernels) against the CPU's walk, with a model trained on the CPU that
     /// finds vertebrae: the same instances, the label maps agreeing to Dice 0.99 (bit-identical here; the

@@ -402,6 +402,13 @@ public final class CUDABackend: ComputeBackend {
         return address
     }
 
+    /// Gives `slot`'s memory back to the device (waiting for the stream first); the next `workspace` call for it
+    /// allocates afresh.
+    func releaseWorkspace(_ slot: WorkspaceSlot) {
+        guard let w = workspaces.removeValue(forKey: slot) else { return }
+        deviceFree(w.address, bytes: w.bytes)
+    }
+
     /// Waits for the stream and copies `count` values of type `T` (doubles, 64-bit hashes) to the host.
     func read<T: BitwiseCopyable>(_ address: UInt64, count: Int, as type: T.Type) -> [T] {
         bind()

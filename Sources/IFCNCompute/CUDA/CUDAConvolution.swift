@@ -136,9 +136,11 @@ extension CUDABackend {
     }
 
     /// The convolution's descriptors, with the algorithm for `direction` chosen (first use:
-    /// cudnnFind...Ex over deterministic algorithms, or the choice cached on disk).
+    /// cudnnFind...Ex over deterministic algorithms, or the choice cached on disk). Find...Ex writes the pass's
+    /// output: into the output itself when the pass is about to overwrite it (`outputOverwritten`), else into
+    /// scratch memory that is given back once the algorithm is chosen.
     func convolution(_ shape: ConvolutionShape, _ direction: ConvolutionDirection,
-                     x: UInt64, w: UInt64, y: UInt64) -> OpaquePointer {
+                     x: UInt64, w: UInt64, y: UInt64, outputOverwritten: Bool) -> OpaquePointer {
         bind()
         let conv: OpaquePointer
         if let c = convolutions[shape] {
@@ -159,15 +161,22 @@ extension CUDABackend {
             growConvolutionWorkspace(to: cached.workspace)
             return conv
         }
-        // Find...Ex writes its output: give it scratch memory so real results and accumulated
-        // gradients are never touched.
-        let outputBytes: Int
-        switch direction {
-        case .forward: outputBytes = shape.outChannels * shape.extent.voxels * 4
-        case .backwardData: outputBytes = shape.inChannels * shape.extent.voxels * 4
-        case .backwardFilter: outputBytes = shape.outChannels * shape.inChannels * 27 * 4
+        // Find...Ex writes its output. Where the pass accumulates into it, give Find scratch memory so that what
+        // it holds is not touched; the paper's size would otherwise hold up to 1 GiB of scratch (the 128-channel
+        // data gradient at 128^3) for the rest of the run.
+        let scratch: UInt64
+        if outputOverwritten {
+            scratch = direction == .forward ? y : direction == .backwardData ? x : w
+        } else {
+            let outputBytes: Int
+            switch direction {
+            case .forward: outputBytes = shape.outChannels * shape.extent.voxels * 4
+            case .backwardData: outputBytes = shape.inChannels * shape.extent.voxels * 4
+            case .backwardFilter: outputBytes = shape.outChannels * shape.inChannels * 27 * 4
+            }
+            scratch = workspace(.convolutionFind, bytes: outputBytes)
         }
-        let scratch = workspace(.convolutionFind, bytes: outputBytes)
+        defer { if !outputOverwritten { releaseWorkspace(.convolutionFind) } }
         let deterministicOnly = algorithmPolicy == .deterministic
         var algorithm: Int32 = 0, needed = 0
         // Benchmarks every algorithm (cudnnFind...Ex) and keeps the fastest the policy allows within the workspace.
@@ -256,10 +265,10 @@ extension CUDABackend {
         let wa = address(w, operands.filter, .stagedFilter, writtenBy: .backwardFilter)
         let ya = address(y, operands.output, .stagedOutput, writtenBy: .forward, current: outputGradientStaged)
         if outputGradientStaged { stagingCopiesReused += 1 }
-        let conv = convolution(cudnnShape, direction, x: xa, w: wa, y: ya)
-        let ws = convolutionWorkspace
         // Unstaged, cuDNN adds (beta 1); staged, it writes the copy, and copying back adds.
         let beta: Float = !staged && accumulate ? 1 : 0
+        let conv = convolution(cudnnShape, direction, x: xa, w: wa, y: ya, outputOverwritten: beta == 0)
+        let ws = convolutionWorkspace
         queuedWork += 1
         let status: Int32
         switch direction {

@@ -52,7 +52,7 @@ run_ifcn() {
         PMIX_MCA_mca_base_component_path="$B/openmpi/pmix" OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
         OMPI_MCA_btl_vader_single_copy_mechanism=none PATH="$B/bin:$PATH" "$@"
 }
-run_paper() { run_ifcn env "${PAPER_ENV[@]}" "$@"; }   # a command at the paper's size (C=$PC, P=$PP)
+run_paper() { run_ifcn env ${PAPER_ENV[@]+"${PAPER_ENV[@]}"} "$@"; }   # a command at the paper's size (C=$PC, P=$PP)
 ifcn="$B/bin/ifcn"
 log="$OUT/gpu_check.log"
 : > "$log"
@@ -243,7 +243,7 @@ for c in sub-verse005 sub-verse008 sub-verse012; do
         --input data/verse/${c}_ct.nii.gz --output "$B/seg128" > "$OUT/segment128_$c.txt" 2>&1
     tail -1 "$OUT/segment128_$c.txt" | tee -a "$log"
 done
-run_paper timeout 120 "$ifcn" segment --backend cpu --threads $CPUS --checkpoint "$B/run128/checkpoints/latest.safetensors" \
+run_ifcn timeout 120 "$ifcn" segment --backend cpu --threads $CPUS --checkpoint "$B/run128/checkpoints/latest.safetensors" \
     --input data/verse/sub-verse005_ct.nii.gz --output "$B/seg128cpu" > "$OUT/segment128_cpu.txt" 2>&1
 tail -1 "$OUT/segment128_cpu.txt" | tee -a "$log"
 cmp -s "$B/seg128/sub-verse005.nii.gz" "$B/seg128cpu/sub-verse005.nii.gz" && echo "C=64 P=128 sub-verse005: GPU and CPU label maps identical" | tee -a "$log"
@@ -252,7 +252,7 @@ fi
 fi
 
 section "summary"
-REHEARSAL=${GPU_CHECK_EMULATOR:-} PAPER_EDGES="${PAPER_ENV[*]}" PART=$part STATISTICS="${statistics_differing:-?}" LAYERS=$layers_rc FIXTURES="${fixtures[*]}" RESUME=$resume TRAIN_SECONDS=$train_seconds NCCL=$nccl SAME="${same[*]}" python3 - "$OUT" <<'PY' | tee -a "$log"
+REHEARSAL=${GPU_CHECK_EMULATOR:-} PAPER_EDGES="${PAPER_ENV[*]:-}" PART=$part STATISTICS="${statistics_differing:-?}" LAYERS=$layers_rc FIXTURES="${fixtures[*]}" RESUME=$resume TRAIN_SECONDS=$train_seconds NCCL=$nccl SAME="${same[*]}" python3 - "$OUT" <<'PY' | tee -a "$log"
 import json, os, sys, glob
 out = sys.argv[1]
 def load(p):

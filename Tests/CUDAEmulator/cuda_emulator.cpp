@@ -25,10 +25,11 @@
 // - NCCL: float32 averages between processes of one host, through files (end of this file).
 // - IFCN_CUDA_EMULATOR_COMPUTE=edges runs the paper's sizes in seconds, without their arithmetic: every call is
 //   checked as always (launch shapes, parameters, copy and operand ranges, descriptors, workspaces, the
-//   asynchronous copies' rules), but a kernel runs only the blocks at the corners of its grid (where indexing
-//   runs past a buffer's end or below its start first), cuDNN's convolutions, fills and device-to-device copies
-//   move no data, and fresh device memory is left zero (untouched, so it costs no host memory). Results are
-//   meaningless; what it shows is that every call of a step at that size is valid, and what it allocates.
+//   asynchronous copies' rules), but a kernel runs only the blocks at the corners of its grid (the first and
+//   last block of each axis; a grid-stride loop's other blocks, which may hold a buffer's end, do not run),
+//   cuDNN's convolutions, fills and device-to-device copies move no data, and fresh device memory is left zero
+//   (untouched, so it costs no host memory). Results are meaningless; what it shows is that every call of a step
+//   at that size is valid, and what it allocates.
 //
 // Not emulated: NCCL's transport and reduction order, concurrency between streams, real timings, cuDNN's
 // own algorithms and rounding.

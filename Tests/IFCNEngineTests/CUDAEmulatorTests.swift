@@ -227,7 +227,7 @@ final class CUDAEmulatorTests: XCTestCase {
     /// operand ranges, cuDNN's descriptors and workspaces, the asynchronous copies' rules) while kernels run only
     /// their grid's corner blocks and convolutions compute nothing, so the numbers mean nothing. Shown at that
     /// size: a training step in three convolution variants, training with validation on a whole VerSe scan at 1 mm,
-    /// and segmentation; and what the device holds: the network (its training arena, as `networkBytes` counts it),
+    /// two ranks averaging through NCCL, and segmentation; and what the device holds: the network (its training arena, as `networkBytes` counts it),
     /// cuDNN's first 256 MiB of workspace, the staged copies of the largest convolution's operands (128 input and 64
     /// output channels at 128^3) where convolutions run on copies, and under 32 MiB besides (Adam's moments,
     /// scratch). The algorithm search of a first run adds no more than a weight gradient's scratch (it held 1 GiB
@@ -269,6 +269,21 @@ final class CUDAEmulatorTests: XCTestCase {
                           "--progress-seconds", "1000"], extra: edges)
         XCTAssertEqual(t.status, 0, t.summary)
         XCTAssertEqual(t.stdout.components(separatedBy: "val Dice").count - 1, 2, t.summary)
+        // Two ranks on two emulated GPUs averaging the paper network's 2.4 million gradients through NCCL.
+        if let mpirun = TestPaths.tool("mpirun") {
+            let lib = try emulator()
+            let r = try ProcessRunner.run(mpirun, ["--oversubscribe", "-np", "2", try TestPaths.ifcnBinary().path, "train",
+                                                   "--backend", "cuda", "--allreduce", "nccl", "--data", data,
+                                                   "--output", work.appendingPathComponent("run2").path, "--variant", "paper",
+                                                   "--channels", "64", "--patch", "128", "--iterations", "2", "--iters-per-epoch", "2",
+                                                   "--val-cases", "0", "--progress-seconds", "1000"],
+                                          timeout: 300, environment: ProcessRunner.cleanEnvironment(
+                                              edges.merging(["IFCN_CUDA_LIBRARY_PATH": lib.path, "IFCN_CUDA_EMULATOR_DEVICES": "2",
+                                                             "IFCN_CACHE_DIR": work.appendingPathComponent("cache-nccl").path,
+                                                             "IFCN_CUDA_EMULATOR_NCCL_DIR": work.path]) { $1 }))
+            XCTAssertEqual(r.status, 0, r.summary)
+            XCTAssertTrue(r.stdout.contains("gradients averaged by NCCL 0.0.1 on each GPU's stream (2 rank(s))"), r.summary)
+        }
         for statistics in [[], ["--scan-statistics", "0.5"]] {
             let s = try ifcn(["segment", "--backend", "cuda", "--checkpoint", run + "/checkpoints/latest.safetensors",
                               "--input", raw.appendingPathComponent("sub-verse008_ct.nii.gz").path,

@@ -227,11 +227,11 @@ final class CUDAEmulatorTests: XCTestCase {
     /// operand ranges, cuDNN's descriptors and workspaces, the asynchronous copies' rules) while kernels run only
     /// their grid's corner blocks and convolutions compute nothing, so the numbers mean nothing. Shown at that
     /// size: a training step in three convolution variants, training with validation on a whole VerSe scan at 1 mm,
-    /// two ranks averaging through NCCL, and segmentation; and what the device holds: the network (its training arena, as `networkBytes` counts it),
-    /// cuDNN's first 256 MiB of workspace, the staged copies of the largest convolution's operands (128 input and 64
-    /// output channels at 128^3) where convolutions run on copies, and under 32 MiB besides (Adam's moments,
-    /// scratch). The algorithm search of a first run adds no more than a weight gradient's scratch (it held 1 GiB
-    /// for the rest of the run before).
+    /// two ranks averaging through NCCL, and segmentation; and what the device holds: the network (its training
+    /// arena, as `networkBytes` counts it), cuDNN's first 256 MiB of workspace, the staged copies of the largest
+    /// convolution's operands (128 input and 64 output channels at 128^3) where convolutions run on copies, and
+    /// under 32 MiB besides (Adam's moments, scratch). The algorithm search of a first run adds no more than a
+    /// weight gradient's scratch (it held 1 GiB for the rest of the run before).
     func testEveryCallAtThePaperSizeIsValid() throws {
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("ifcn-emulator-p128-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: work) }
@@ -247,6 +247,7 @@ final class CUDAEmulatorTests: XCTestCase {
             XCTAssertEqual(json["network_bytes"] as? Int, network, r.stdout)
             return try XCTUnwrap(json["device_peak_bytes"] as? Int, r.stdout)
         }
+        // The bytes of a staged copy's element (fp32 NCDHW convolves ifcn's own tensors: no copies).
         for (math, layout, elementBytes) in [("fp32", "ncdhw", 0), ("tf32", "ndhwc", 4), ("bf16", "ncdhw", 2)] {
             let searching = try peak(math, layout, cache: "cache-\(math)-\(layout)")
             let cached = try peak(math, layout, cache: "cache-\(math)-\(layout)")

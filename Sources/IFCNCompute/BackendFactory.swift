@@ -37,7 +37,11 @@ public enum Backends {
                             gpuMath: GPUMath = .fp32, gpuLayout: TensorLayout = .ncdhw,
                             note: (String) -> Void = { _ in }) throws -> any ComputeBackend {
         _ = try ConvolutionAlgorithm.override()  // a bad IFCN_CONV_ALGORITHM fails here, before any work
-        _ = try BFloat16.emulationRequested()     // and a bad IFCN_EMULATE_BF16
+        // and a bad IFCN_EMULATE_BF16 or IFCN_EMULATE_GPU_MATH, or both at once
+        if try BFloat16.emulationRequested(), try GPUMath.emulationRequested() != .fp32 {
+            throw ConvolutionAlgorithmError(message: "\(BFloat16.environmentKey) and \(GPUMath.emulationKey) emulate two "
+                                            + "different reduced precisions: set one of them")
+        }
         let algorithms = try CUDAAlgorithmPolicy.fromEnvironment()  // and a bad IFCN_CUDNN_ALGORITHMS
         _ = try CUDABackend.uploadSlotBytes()                        // and a bad IFCN_CUDA_UPLOAD_SLOT_BYTES
         switch kind {

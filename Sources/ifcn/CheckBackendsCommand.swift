@@ -20,14 +20,15 @@ struct CheckBackendsCommand: ParsableCommand {
             throw ValidationError("--extent must be three even sizes >= 2, e.g. 16,20,24")
         }
         let candidate = try compute.make(threads: threads, defaultMath: .fp32)
-        let results = BackendAgreement.run(reference: Backends.cpu(threads: threads), candidate: candidate,
+        let reference = Backends.cpu(threads: threads)
+        let results = BackendAgreement.run(reference: reference, candidate: candidate,
                                            channels: channels, extent: Extent3(dims[0], dims[1], dims[2]))
         for r in results {
             print(String(format: "%@ %-44@ relL2 %.3e  maxAbs %.3e", r.passed ? "ok  " : "FAIL", r.name as NSString,
                          r.relativeL2, r.maxAbs))
         }
         let failed = results.filter { !$0.passed }.count
-        print("\(results.count - failed) passed, \(failed) failed (\(Backends.describe(candidate)) against the CPU)")
+        print("\(results.count - failed) passed, \(failed) failed (\(Backends.describe(candidate)) against the \(reference.name == "cpu" ? "CPU" : reference.name))")
         if failed > 0 { throw ExitCode(1) }
     }
 }

@@ -47,9 +47,7 @@ extension CPUBackend {
                                 output: TensorRef, outChannels: Int) {
         BFloat16.roundInPlace(input.host, count: input.count, threads: threads)
         let rounded = (0..<weight.count).map { BFloat16.round(weight.host[$0]) }
-        let im2colForced = (convolutionAlgorithm ?? ConvolutionAlgorithm.processOverride) == .im2col
-        let direct = !im2colForced && ConvolutionAlgorithm.directKernelsSupported && ConvolutionAlgorithm.direct.handles(extent)
-        let algorithm: ConvolutionAlgorithm = direct ? .direct : .im2col
+        let algorithm = transformFreeAlgorithm(extent)
         rounded.withUnsafeBufferPointer { w in
             conv3(input: input.host, cin: inChannels, extent: extent, weight: w.baseAddress!, bias: bias?.host,
                   output: output.host, cout: outChannels, beta: 0, algorithm: algorithm)

@@ -6,7 +6,8 @@ import IFCNSupport
 /// Open so tests can plant a faulty kernel (reluForward) and show the backend checks catch it.
 open class CPUBackend: ComputeBackend {
     public var name: String {
-        let parts = [convolutionAlgorithm.map { "\($0.rawValue) convolutions" }, bfloat16Inference ? "bfloat16 inference, emulated" : nil]
+        let parts = [convolutionAlgorithm.map { "\($0.rawValue) convolutions" }, bfloat16Inference ? "bfloat16 inference, emulated" : nil,
+                     emulatesGPUMath ? "GPU \(emulatedGPUMath.rawValue) convolutions, emulated" : nil]
             .compactMap { $0 }
         return parts.isEmpty ? "cpu" : "cpu (\(parts.joined(separator: ", ")))"
     }
@@ -17,6 +18,9 @@ open class CPUBackend: ComputeBackend {
     /// Inference convolutions with bfloat16 operands and float32 sums, emulated (CPUBFloat16Emulation.swift);
     /// training is unaffected. Default: `IFCN_EMULATE_BF16`.
     public let bfloat16Inference: Bool
+    /// Every 3x3x3 convolution, training and inference, in the CUDA backend's reduced-precision math (tf32 or bf16),
+    /// emulated (CPUGPUMathEmulation.swift); `.fp32`: the CPU's own float32. Default: `IFCN_EMULATE_GPU_MATH`.
+    public let emulatedGPUMath: GPUMath
     let scratch: ScratchPool
     let weightScratch: ScratchPool
     /// The scalars of the last `trainingLoss` (computed at once: the CPU works synchronously).
@@ -25,11 +29,13 @@ open class CPUBackend: ComputeBackend {
     /// `threads` compute threads (default: all cores). OpenBLAS itself runs single-threaded
     /// inside our own parallel regions.
     public init(threads: Int? = nil, convolutionAlgorithm: ConvolutionAlgorithm? = nil,
-                bfloat16Inference: Bool = BFloat16.processEmulation) {
+                bfloat16Inference: Bool = BFloat16.processEmulation, emulatedGPUMath: GPUMath = GPUMath.processEmulation) {
         let n = threads ?? activeCoreCount
         self.threads = max(1, n)
         self.convolutionAlgorithm = convolutionAlgorithm
         self.bfloat16Inference = bfloat16Inference
+        precondition(!(bfloat16Inference && emulatedGPUMath != .fp32), "two emulations of reduced precision at once")
+        self.emulatedGPUMath = emulatedGPUMath
         scratch = ScratchPool(threads: self.threads)
         weightScratch = ScratchPool(threads: self.threads)
         openblas_set_num_threads(1)

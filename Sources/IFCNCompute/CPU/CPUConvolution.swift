@@ -94,6 +94,10 @@ extension CPUBackend {
     public func conv3Forward(input: TensorRef, inChannels: Int, extent: Extent3,
                              weight: TensorRef, bias: TensorRef?, output: TensorRef, outChannels: Int) {
         precondition(input.count == inChannels * extent.voxels && output.count == outChannels * extent.voxels)
+        if emulatesGPUMath {  // CPUGPUMathEmulation.swift
+            return conv3ForwardEmulatingGPUMath(input: input, inChannels: inChannels, extent: extent, weight: weight,
+                                                bias: bias, output: output, outChannels: outChannels)
+        }
         conv3(input: input.host, cin: inChannels, extent: extent, weight: weight.host, bias: bias?.host,
               output: output.host, cout: outChannels, beta: 0)
     }
@@ -104,7 +108,7 @@ extension CPUBackend {
                                                convOutput: TensorRef, outChannels: Int, norm: EvalBatchNorm, output: TensorRef) {
         let algorithm = ConvolutionAlgorithm.choose(inChannels: inChannels, outChannels: outChannels, extent: extent,
                                                     purpose: .inference, forced: convolutionAlgorithm)
-        guard !bfloat16Inference && (algorithm == .winograd || algorithm == .winograd4) else {
+        guard !bfloat16Inference && !emulatesGPUMath && (algorithm == .winograd || algorithm == .winograd4) else {
             conv3InferenceForward(input: input, inChannels: inChannels, extent: extent, weight: weight, bias: nil,
                                   output: convOutput, outChannels: outChannels)
             return batchNormEvalForward(input: convOutput, output: output, channels: outChannels, voxels: extent.voxels,
@@ -135,6 +139,10 @@ extension CPUBackend {
             return conv3InferenceBFloat16(input: input, inChannels: inChannels, extent: extent, weight: weight, bias: bias,
                                           output: output, outChannels: outChannels)
         }
+        if emulatesGPUMath {  // CPUGPUMathEmulation.swift
+            return conv3ForwardEmulatingGPUMath(input: input, inChannels: inChannels, extent: extent, weight: weight,
+                                                bias: bias, output: output, outChannels: outChannels)
+        }
         let algorithm = ConvolutionAlgorithm.choose(inChannels: inChannels, outChannels: outChannels, extent: extent,
                                                     purpose: .inference, forced: convolutionAlgorithm)
         conv3(input: input.host, cin: inChannels, extent: extent, weight: weight.host, bias: bias?.host,
@@ -144,6 +152,11 @@ extension CPUBackend {
     /// dX = conv(dY, W') with W'[ci][co][26 - k] = W[co][ci][k] (full correlation with the flipped kernel).
     public func conv3BackwardData(gradOutput: TensorRef, outChannels: Int, extent: Extent3,
                                   weight: TensorRef, gradInput: TensorRef, inChannels: Int, accumulate: Bool) {
+        if emulatesGPUMath {
+            return conv3BackwardDataEmulatingGPUMath(gradOutput: gradOutput, outChannels: outChannels, extent: extent,
+                                                     weight: weight, gradInput: gradInput, inChannels: inChannels,
+                                                     accumulate: accumulate)
+        }
         conv3BackwardData(gradOutput: gradOutput, outChannels: outChannels, extent: extent, weight: weight,
                           gradInput: gradInput, inChannels: inChannels, accumulate: accumulate,
                           algorithm: ConvolutionAlgorithm.choose(inChannels: outChannels, outChannels: inChannels, extent: extent,
@@ -187,6 +200,10 @@ extension CPUBackend {
     /// only on the thread count, never on scheduling.
     public func conv3BackwardWeight(input: TensorRef, inChannels: Int, extent e: Extent3, gradOutput: TensorRef,
                                     outChannels: Int, gradWeight: TensorRef, gradBias: TensorRef?) {
+        if emulatesGPUMath {
+            return conv3BackwardWeightEmulatingGPUMath(input: input, inChannels: inChannels, extent: e, gradOutput: gradOutput,
+                                                       outChannels: outChannels, gradWeight: gradWeight, gradBias: gradBias)
+        }
         conv3BackwardWeight(input: input, inChannels: inChannels, extent: e, gradOutput: gradOutput,
                             outChannels: outChannels, gradWeight: gradWeight, gradBias: gradBias,
                             algorithm: ConvolutionAlgorithm.choose(inChannels: inChannels, outChannels: outChannels, extent: e, forced: convolutionAlgorithm))

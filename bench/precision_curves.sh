@@ -10,8 +10,9 @@
 # other fp32 seeds its noise).
 #   bench/precision_curves.sh OUT [--iterations N] [--extra-seed S]
 # Writes OUT/curves.json (and OUT/curves_seedS.json), OUT/curve_<math>_<seed>/ (each run) and OUT/curves.md.
-# IFCN_BIN picks the binary (default .build/release/ifcn). Runs as many trainings at once as the machine has cores,
-# one thread each (so the figures do not depend on the core count).
+# IFCN_BIN picks the binary (default .build/release/ifcn), copied into OUT at the first call: every run of OUT trains
+# with that copy. Runs as many trainings at once as the machine has cores, one thread each (so the figures do not
+# depend on the core count).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 usage() { echo "usage: $0 OUT [--iterations N] [--extra-seed S]" >&2; exit 2; }
@@ -31,6 +32,14 @@ ifcn="${IFCN_BIN:-.build/release/ifcn}"
 [[ -x $ifcn ]] || { echo "$ifcn: not built (swift build -c release)" >&2; exit 2; }
 per_epoch=$(( iterations / 10 )) lr_step=$(( iterations * 3 / 4 ))
 mkdir -p "$out"
+# Every run trains with one copy of the binary, taken now: a rebuild during the half hour changes none of them
+# (a later call that finds runs finished keeps its copy).
+if [[ ! -x $out/ifcn ]]; then
+    cp "$ifcn" "$out/ifcn"
+    echo "binary: $ifcn of commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- \
+        Sources Package.swift 2>/dev/null || echo ", sources changed since")" > "$out/binary.txt"
+fi
+ifcn=$out/ifcn
 [[ -f $out/data4/dataset.json ]] || "$ifcn" preprocess --input data/verse --output "$out/data4" --spacing 4 \
     --validation sub-verse008 > "$out/preprocess.txt" 2>&1
 
@@ -57,7 +66,7 @@ done
 status=0
 {
     echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); flags: $(grep -m1 -o -w -E 'avx512f|avx2|fma|avx' /proc/cpuinfo | sort -u | xargs)"
-    echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo " with local changes"); $iterations iterations"
+    echo "$(cat "$out/binary.txt" 2>/dev/null || echo "binary: unknown"); $iterations iterations"
     echo
     python3 bench/compare_curves.py --reference fp32="$out/curve_fp32_1" --noise fp32-seed2="$out/curve_fp32_2" \
         --noise fp32-seed3="$out/curve_fp32_3" --candidate tf32="$out/curve_tf32_1" --candidate bf16="$out/curve_bf16_1" \

@@ -38,7 +38,8 @@ public enum Backends {
                             note: (String) -> Void = { _ in }) throws -> any ComputeBackend {
         _ = try ConvolutionAlgorithm.override()  // a bad IFCN_CONV_ALGORITHM fails here, before any work
         // and a bad IFCN_EMULATE_BF16 or IFCN_EMULATE_GPU_MATH, or both at once
-        if try BFloat16.emulationRequested(), try GPUMath.emulationRequested() != .fp32 {
+        let bfloat16Inference = try BFloat16.emulationRequested(), emulatedGPUMath = try GPUMath.emulationRequested()
+        if bfloat16Inference && emulatedGPUMath != .fp32 {
             throw ConvolutionAlgorithmError(message: "\(BFloat16.environmentKey) and \(GPUMath.emulationKey) emulate two "
                                             + "different reduced precisions: set one of them")
         }

@@ -59,6 +59,21 @@ final class BackendCommandTests: XCTestCase {
         XCTAssertTrue(e.stderr.contains("IFCN_BACKEND='gpu'"), e.summary)
     }
 
+    /// `IFCN_EMULATE_GPU_MATH`: a value naming no math, or set beside `IFCN_EMULATE_BF16`, stops the command before
+    /// any work with the variable named; a valid one is named in the backend's description.
+    func testGPUMathEmulationSettingsAreChecked() throws {
+        let bad = try run(["check-reference", fixture, "--backend", "cpu", "--quiet"], environment: ["IFCN_EMULATE_GPU_MATH": "fp16"])
+        XCTAssertNotEqual(bad.status, 0, bad.summary)
+        XCTAssertTrue(bad.stderr.contains("IFCN_EMULATE_GPU_MATH='fp16' is not one of fp32, tf32, bf16"), bad.summary)
+        let both = try run(["check-reference", fixture, "--backend", "cpu", "--quiet"],
+                           environment: ["IFCN_EMULATE_GPU_MATH": "bf16", "IFCN_EMULATE_BF16": "1"])
+        XCTAssertNotEqual(both.status, 0, both.summary)
+        XCTAssertTrue(both.stderr.contains("IFCN_EMULATE_BF16 and IFCN_EMULATE_GPU_MATH"), both.summary)
+        let tf32 = try run(["check-reference", fixture, "--backend", "cpu", "--quiet", "--threads", "1"],
+                           environment: ["IFCN_EMULATE_GPU_MATH": "tf32"])
+        XCTAssertTrue(tf32.stdout.contains("on backend cpu (GPU tf32 convolutions, emulated)"), tf32.summary)
+    }
+
     func testBenchProfileSplitsTheStepByKindOfKernel() throws {
         let r = try run(["bench", "--channels", "4", "--patch", "16", "--steps", "2", "--threads", "1", "--backend", "cpu",
                          "--profile", "--json"])

@@ -135,6 +135,34 @@ final class CUDAEmulatorTests: XCTestCase {
         XCTAssertLessThan(bf16, 0.5, report)
     }
 
+    /// The CPU's emulation of the GPU's convolution math (`IFCN_EMULATE_GPU_MATH`, with which
+    /// bench/precision_curves.sh measures what tf32 and bf16 do to training) computes what the CUDA backend computes:
+    /// every kernel of `check-backends` in tf32 and bf16 math within 1e-5 of the emulating CPU, where the float32
+    /// CPU fails the convolutions; bf16's whole training step on paper_c4_p16 agrees with the emulating CPU within
+    /// the backends' tolerance, and not with the float32 CPU. (tf32's whole step is no test at this size: a float32
+    /// sum that differs in its last bit can round to a TF32 value 2^13 ulps away, and this network's gradients
+    /// amplify that as they amplify the rounding itself; its forward outputs agree, its gradients do not.)
+    func testCPUEmulationOfTheGPUMathAgreesWithTheGPUPath() throws {
+        for math in ["tf32", "bf16"] {
+            let arguments = ["check-backends", "--backend", "cuda", "--gpu-math", math, "--threads", "2"]
+            let emulated = try ifcn(arguments, extra: ["IFCN_EMULATE_GPU_MATH": math])
+            XCTAssertEqual(emulated.status, 0, emulated.summary)
+            XCTAssertTrue(emulated.stdout.contains("46 passed, 0 failed"), emulated.summary)
+            XCTAssertTrue(emulated.stdout.contains("against the cpu (GPU \(math) convolutions, emulated)"), emulated.summary)
+            let float32 = try ifcn(arguments)
+            XCTAssertEqual(float32.status, 1, float32.summary)
+            for pass in ["conv3 forward output", "conv3 backward data", "conv3 backward weight gradWeight"] {
+                XCTAssertTrue(float32.stdout.contains("FAIL \(pass)"), float32.summary)
+            }
+        }
+        let step = ["check-reference", "--backend", "cuda", "--gpu-math", "bf16", "--quiet", "--compare-cpu", "--threads", "2",
+                    fixture("paper_c4_p16")]
+        let emulated = try ifcn(step, extra: ["IFCN_EMULATE_GPU_MATH": "bf16"])
+        XCTAssertTrue(emulated.stdout.contains("ok   backend agreement with the CPU"), emulated.summary)
+        let float32 = try ifcn(step)
+        XCTAssertTrue(float32.stdout.contains("FAIL backend agreement with the CPU"), float32.summary)
+    }
+
     /// `bench --profile` in each math, with cuDNN's fastest algorithms (the emulator's algorithm 1 needs a
     /// workspace), with pageable uploads, and the convolution sweep over every variant (NDHWC and bf16 descriptors
     /// included).

@@ -6,25 +6,25 @@
 # tf32 and bf16 with seed 1, and bench/compare_curves.py's verdict. Here each reduced math is the CPU's emulation of
 # the CUDA backend's (IFCN_EMULATE_GPU_MATH: every convolution's operands rounded as the GPU rounds them, exact
 # products, float32 sums; docs/ARCHITECTURE.md), so the curves show what the rounding does to training, not a GPU's
-# sum order. With --extra-seed S, tf32 and bf16 also train with seed S and are judged against fp32 with seed S (the
-# other fp32 seeds its noise).
-#   bench/precision_curves.sh OUT [--iterations N] [--extra-seed S]
+# sum order. With --extra-seed S (repeatable), fp32, tf32 and bf16 also train with seed S, and tf32 and bf16 are judged
+# against fp32 with seed S (the other fp32 seeds its noise); a last table pairs each math with fp32 seed by seed.
+#   bench/precision_curves.sh OUT [--iterations N] [--extra-seed S]...
 # Writes OUT/curves.json (and OUT/curves_seedS.json), OUT/curve_<math>_<seed>/ (each run) and OUT/curves.md.
 # IFCN_BIN picks the binary (default .build/release/ifcn), copied into OUT at the first call: every run of OUT trains
 # with that copy. Runs as many trainings at once as the machine has cores, one thread each (so the figures do not
 # depend on the core count).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage() { echo "usage: $0 OUT [--iterations N] [--extra-seed S]" >&2; exit 2; }
+usage() { echo "usage: $0 OUT [--iterations N] [--extra-seed S]..." >&2; exit 2; }
 [[ $# -ge 1 ]] || usage
 out=$1; shift
-iterations=2000 extra=""
+iterations=2000 extra=()
 while [[ $# -gt 0 ]]; do
     case $1 in
         --iterations) [[ $# -ge 2 && $2 =~ ^[0-9]+0$ && $2 -ge 30 ]] || { echo "--iterations: a multiple of 10, at least 30" >&2; exit 2; }
                       iterations=$2; shift 2 ;;
         --extra-seed) [[ $# -ge 2 && $2 =~ ^[0-9]+$ && $2 -ge 4 ]] || { echo "--extra-seed: 4 or more (1 to 3 are taken)" >&2; exit 2; }
-                      extra=$2; shift 2 ;;
+                      extra+=("$2"); shift 2 ;;
         *) usage ;;
     esac
 done
@@ -44,20 +44,20 @@ ifcn=$out/ifcn
     --validation sub-verse008 > "$out/preprocess.txt" 2>&1
 
 runs=(fp32:1 fp32:2 fp32:3 tf32:1 bf16:1)
-[[ -n $extra ]] && runs+=(fp32:$extra tf32:$extra bf16:$extra)
+for seed in "${extra[@]}"; do runs+=(fp32:$seed tf32:$seed bf16:$seed); done
 jobs_at_once=$(nproc)
 start=$(date +%s)
 for spec in "${runs[@]}"; do
     math=${spec%:*} seed=${spec#*:} run="$out/curve_${spec%:*}_${spec#*:}"
     if [[ -f $run/metrics.jsonl ]] && [[ $(grep -c '"epoch"' "$run/metrics.jsonl") -eq 10 ]]; then continue; fi
-    while [[ $(jobs -rp | wc -l) -ge $jobs_at_once ]]; do wait -n; done
+    while [[ $(jobs -rp | wc -l) -ge $jobs_at_once ]]; do wait -n || true; done  # a failed run is reported below
     rm -rf "$run"
     echo "$(date +%T) training $math, seed $seed"
     IFCN_EMULATE_GPU_MATH=$math "$ifcn" train --data "$out/data4" --output "$run" --variant paper --channels 16 \
         --patch 32 --iterations "$iterations" --iters-per-epoch "$per_epoch" --lr-steps "$lr_step" --seed "$seed" \
         --backend cpu --threads 1 --progress-seconds 600 > "$run.txt" 2>&1 &
 done
-wait
+wait || true
 echo "$(date +%T) trained ${#runs[@]} runs in $(( $(date +%s) - start )) s"
 for spec in "${runs[@]}"; do
     run="$out/curve_${spec%:*}_${spec#*:}"
@@ -71,12 +71,47 @@ status=0
     python3 bench/compare_curves.py --reference fp32="$out/curve_fp32_1" --noise fp32-seed2="$out/curve_fp32_2" \
         --noise fp32-seed3="$out/curve_fp32_3" --candidate tf32="$out/curve_tf32_1" --candidate bf16="$out/curve_bf16_1" \
         --json "$out/curves.json" || status=$?
-    if [[ -n $extra ]]; then
+    for seed in "${extra[@]}"; do
         echo
-        python3 bench/compare_curves.py --reference fp32-seed$extra="$out/curve_fp32_$extra" \
-            --noise fp32-seed1="$out/curve_fp32_1" --noise fp32-seed2="$out/curve_fp32_2" --noise fp32-seed3="$out/curve_fp32_3" \
-            --candidate tf32-seed$extra="$out/curve_tf32_$extra" --candidate bf16-seed$extra="$out/curve_bf16_$extra" \
-            --json "$out/curves_seed$extra.json" || status=$?
+        noise=()
+        for other in 1 2 3 "${extra[@]}"; do
+            [[ $other == "$seed" ]] || noise+=(--noise fp32-seed$other="$out/curve_fp32_$other")
+        done
+        python3 bench/compare_curves.py --reference fp32-seed$seed="$out/curve_fp32_$seed" "${noise[@]}" \
+            --candidate tf32-seed$seed="$out/curve_tf32_$seed" --candidate bf16-seed$seed="$out/curve_bf16_$seed" \
+            --json "$out/curves_seed$seed.json" || status=$?
+    done
+    if [[ ${#extra[@]} -gt 0 ]]; then
+        echo
+        python3 - "$out" 1 "${extra[@]}" <<'PY'
+import json, os, sys
+out, seeds = sys.argv[1], sys.argv[2:]
+def final(math, seed, key):
+    rows = [json.loads(l) for l in open(os.path.join(out, f"curve_{math}_{seed}", "metrics.jsonl")) if '"epoch"' in l]
+    return sum(r[key] for r in rows[-3:]) / 3
+print("Seed by seed, the last 3 epochs' mean training loss and validation Dice, each math less fp32 with the same seed:")
+print()
+print("| seed | fp32 loss | fp32 val Dice | tf32 - fp32 loss | tf32 - fp32 Dice | bf16 - fp32 loss | bf16 - fp32 Dice |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+diffs = {m: {"loss": [], "dice": []} for m in ("tf32", "bf16")}
+for seed in seeds:
+    base = {k: final("fp32", seed, key) for k, key in (("loss", "train_loss"), ("dice", "val_dice"))}
+    cells = [f"{base['loss']:.1f}", f"{base['dice']:.3f}"]
+    for m in ("tf32", "bf16"):
+        for k, key, fmt in (("loss", "train_loss", "{:+.1f}"), ("dice", "val_dice", "{:+.3f}")):
+            d = final(m, seed, key) - base[k]
+            diffs[m][k].append(d)
+            cells.append(fmt.format(d))
+    print(f"| {seed} | " + " | ".join(cells) + " |")
+fp32 = {k: [final("fp32", s, key) for s in seeds] for k, key in (("loss", "train_loss"), ("dice", "val_dice"))}
+mean = lambda v: sum(v) / len(v)
+print(f"| mean | {mean(fp32['loss']):.1f} | {mean(fp32['dice']):.3f} | "
+      + " | ".join(f"{mean(diffs[m]['loss']):+.1f} | {mean(diffs[m]['dice']):+.3f}" for m in ("tf32", "bf16")) + " |")
+print()
+print(f"fp32 across the {len(seeds)} seeds: loss {min(fp32['loss']):.1f} to {max(fp32['loss']):.1f}, "
+      f"val Dice {min(fp32['dice']):.3f} to {max(fp32['dice']):.3f}")
+json.dump({"seeds": seeds, "fp32": fp32, "minus_fp32": diffs}, open(os.path.join(out, "curves_paired.json"), "w"), indent=1)
+PY
     fi
     exit $status
 } | tee "$out/curves.md"   # set -e and pipefail: the script exits with compare_curves.py's verdict (1: outside the noise)

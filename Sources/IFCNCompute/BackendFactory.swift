@@ -90,6 +90,9 @@ extension Backends {
                 + (cuda.algorithmPolicy == .fastest
                    ? ", fastest cuDNN algorithms (\(CUDAAlgorithmPolicy.environmentKey)=fastest: not bitwise repeatable)" : "")
         }
-        return "backend \(backend.name), \(backend.threads) thread(s), convolutions: \(ConvolutionAlgorithm.policy)"
+        let policy = (backend as? CPUBackend)?.emulatesGPUMath == true
+            ? "without transforms for the emulated GPU math (direct, im2col where direct does not run)"
+            : ConvolutionAlgorithm.policy
+        return "backend \(backend.name), \(backend.threads) thread(s), convolutions: \(policy)"
     }
 }

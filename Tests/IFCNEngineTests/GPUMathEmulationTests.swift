@@ -9,27 +9,8 @@ import XCTest
 /// (on the emulated GPU) is `CUDAEmulatorTests.testCPUEmulationOfTheGPUMathAgreesWithTheGPUPath`.
 final class GPUMathEmulationTests: XCTestCase {
     func testTF32RoundingIsToNearestEven() {
-        let u: Float = 1.0 / 2048  // half a TF32 unit in the last place at 1 (TF32 keeps 10 fraction bits)
-        XCTAssertEqual(TF32.round(1), 1)
-        XCTAssertEqual(TF32.round(1 + u), 1)                        // tie, 1's last bit is even: down
-        XCTAssertEqual(TF32.round(1 + 3 * u), 1 + 4 * u)            // tie, 1 + 2u has an odd last bit: up
-        XCTAssertEqual(TF32.round(1 + u + u / 512), 1 + 2 * u)      // just past the tie: up
-        XCTAssertEqual(TF32.round(1 + u - u / 512), 1)              // just short of it: down
-        XCTAssertEqual(TF32.round(-(1 + 3 * u)), -(1 + 4 * u))
+        assertRoundsToNearestEven(TF32.round, fractionBits: 10)
         XCTAssertEqual(TF32.round(0.1).bitPattern, 0x3DCC_C000)     // 0.1f is 0x3DCCCCCD: its low 13 bits 0x0CCD round down
-        XCTAssertEqual(TF32.round(.infinity), .infinity)
-        XCTAssertEqual(TF32.round(-.infinity), -.infinity)
-        XCTAssertTrue(TF32.round(.nan).isNaN)
-        XCTAssertEqual(TF32.round(.greatestFiniteMagnitude), .infinity)  // past TF32's largest finite value
-        XCTAssertEqual(TF32.round(-0.0).sign, .minus)
-        var rng = SeededGenerator(seed: 9)
-        for _ in 0..<1000 {
-            let x = Float(rng.normal() * 100)
-            let r = TF32.round(x)
-            XCTAssertEqual(r.bitPattern & 0x1FFF, 0)
-            XCTAssertEqual(TF32.round(r), r)
-            XCTAssertLessThanOrEqual(abs(r - x), abs(x) / 2048 * 1.0001)
-        }
     }
 
     func testEnvironmentValues() throws {

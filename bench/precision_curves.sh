@@ -21,9 +21,11 @@ out=$1; shift
 iterations=2000 extra=()
 while [[ $# -gt 0 ]]; do
     case $1 in
-        --iterations) [[ $# -ge 2 && $2 =~ ^[0-9]+0$ && $2 -ge 30 ]] || { echo "--iterations: a multiple of 10, at least 30" >&2; exit 2; }
+        --iterations) [[ $# -ge 2 && $2 =~ ^[0-9]+0$ && $2 -ge 30 ]] \
+                          || { echo "--iterations: a multiple of 10, at least 30" >&2; exit 2; }
                       iterations=$2; shift 2 ;;
-        --extra-seed) [[ $# -ge 2 && $2 =~ ^[0-9]+$ && $2 -ge 4 ]] || { echo "--extra-seed: 4 or more (1 to 3 are taken)" >&2; exit 2; }
+        --extra-seed) [[ $# -ge 2 && $2 =~ ^[0-9]+$ && $2 -ge 4 ]] \
+                          || { echo "--extra-seed: 4 or more (1 to 3 are taken)" >&2; exit 2; }
                       extra+=("$2"); shift 2 ;;
         *) usage ;;
     esac
@@ -32,8 +34,8 @@ ifcn="${IFCN_BIN:-.build/release/ifcn}"
 [[ -x $ifcn ]] || { echo "$ifcn: not built (swift build -c release)" >&2; exit 2; }
 per_epoch=$(( iterations / 10 )) lr_step=$(( iterations * 3 / 4 ))
 mkdir -p "$out"
-# Every run trains with one copy of the binary, taken now: a rebuild during the half hour changes none of them
-# (a later call that finds runs finished keeps its copy).
+# Every run trains with one copy of the binary, taken at the first call: a rebuild while they run changes none of
+# them, nor does a later call that finishes or adds runs.
 if [[ ! -x $out/ifcn ]]; then
     cp "$ifcn" "$out/ifcn"
     echo "binary: $ifcn of commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- \
@@ -46,26 +48,29 @@ ifcn=$out/ifcn
 runs=(fp32:1 fp32:2 fp32:3 tf32:1 bf16:1)
 for seed in "${extra[@]}"; do runs+=(fp32:$seed tf32:$seed bf16:$seed); done
 jobs_at_once=$(nproc)
-start=$(date +%s)
+start=$(date +%s) started=0
 for spec in "${runs[@]}"; do
     math=${spec%:*} seed=${spec#*:} run="$out/curve_${spec%:*}_${spec#*:}"
     if [[ -f $run/metrics.jsonl ]] && [[ $(grep -c '"epoch"' "$run/metrics.jsonl") -eq 10 ]]; then continue; fi
     while [[ $(jobs -rp | wc -l) -ge $jobs_at_once ]]; do wait -n || true; done  # a failed run is reported below
     rm -rf "$run"
     echo "$(date +%T) training $math, seed $seed"
+    started=$((started + 1))
     IFCN_EMULATE_GPU_MATH=$math "$ifcn" train --data "$out/data4" --output "$run" --variant paper --channels 16 \
         --patch 32 --iterations "$iterations" --iters-per-epoch "$per_epoch" --lr-steps "$lr_step" --seed "$seed" \
         --backend cpu --threads 1 --progress-seconds 600 > "$run.txt" 2>&1 &
 done
 wait || true
-echo "$(date +%T) trained ${#runs[@]} runs in $(( $(date +%s) - start )) s"
+echo "$(date +%T) trained $started runs in $(( $(date +%s) - start )) s ($(( ${#runs[@]} - started )) found finished)"
 for spec in "${runs[@]}"; do
     run="$out/curve_${spec%:*}_${spec#*:}"
-    [[ $(grep -c '"epoch"' "$run/metrics.jsonl" 2>/dev/null) -eq 10 ]] || { echo "$run did not finish: $run.txt" >&2; exit 1; }
+    [[ $(grep -c '"epoch"' "$run/metrics.jsonl" 2>/dev/null) -eq 10 ]] \
+        || { echo "$run did not finish: $run.txt" >&2; exit 1; }
 done
 status=0
 {
-    echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); flags: $(grep -m1 -o -w -E 'avx512f|avx2|fma|avx' /proc/cpuinfo | sort -u | xargs)"
+    flags=$(grep -m1 -o -w -E 'avx512f|avx2|fma|avx' /proc/cpuinfo | sort -u | xargs)
+    echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); flags: $flags"
     echo "$(cat "$out/binary.txt" 2>/dev/null || echo "binary: unknown"); $iterations iterations"
     echo
     python3 bench/compare_curves.py --reference fp32="$out/curve_fp32_1" --noise fp32-seed2="$out/curve_fp32_2" \

@@ -8,7 +8,10 @@
 # products, float32 sums; docs/ARCHITECTURE.md), so the curves show what the rounding does to training, not a GPU's
 # sum order. With --extra-seed S (repeatable), fp32, tf32 and bf16 also train with seed S, and tf32 and bf16 are judged
 # against fp32 with seed S (the other fp32 seeds its noise); a last table pairs each math with fp32 seed by seed.
-#   bench/precision_curves.sh OUT [--iterations N] [--extra-seed S]...
+# With --backend cuda the runs train on the GPU instead, each math as the CUDA backend computes it (--gpu-math, in its
+# default layout), all at once (scripts/gpu_check.sh runs it so on a lent GPU). --channels and --patch change the
+# model's size (16 and 32: the demo's; the GPU check's rehearsal on the CUDA emulator takes a toy size).
+#   bench/precision_curves.sh OUT [--iterations N] [--extra-seed S]... [--backend cpu|cuda] [--channels C] [--patch P]
 # Writes OUT/curves.json (and OUT/curves_seedS.json), OUT/curve_<math>_<seed>/ (each run) and OUT/curves.md.
 # IFCN_BIN picks the binary (default .build/release/ifcn), copied into OUT at the first call: every run of OUT trains
 # with that copy. Runs as many trainings at once as the machine has cores, one thread each (so the figures do not
@@ -18,7 +21,7 @@ cd "$(dirname "$0")/.."
 usage() { echo "usage: $0 OUT [--iterations N] [--extra-seed S]..." >&2; exit 2; }
 [[ $# -ge 1 ]] || usage
 out=$1; shift
-iterations=2000 extra=()
+iterations=2000 extra=() backend=cpu channels=16 patch=32
 while [[ $# -gt 0 ]]; do
     case $1 in
         --iterations) [[ $# -ge 2 && $2 =~ ^[0-9]+0$ && $2 -ge 30 ]] \
@@ -27,6 +30,10 @@ while [[ $# -gt 0 ]]; do
         --extra-seed) [[ $# -ge 2 && $2 =~ ^[0-9]+$ && $2 -ge 4 ]] \
                           || { echo "--extra-seed: 4 or more (1 to 3 are taken)" >&2; exit 2; }
                       extra+=("$2"); shift 2 ;;
+        --backend) [[ $# -ge 2 && ( $2 == cpu || $2 == cuda ) ]] || { echo "--backend: cpu or cuda" >&2; exit 2; }
+                   backend=$2; shift 2 ;;
+        --channels|--patch) [[ $# -ge 2 && $2 =~ ^[1-9][0-9]*$ ]] || { echo "$1: a positive number" >&2; exit 2; }
+                            if [[ $1 == --channels ]]; then channels=$2; else patch=$2; fi; shift 2 ;;
         *) usage ;;
     esac
 done
@@ -48,6 +55,7 @@ ifcn=$out/ifcn
 runs=(fp32:1 fp32:2 fp32:3 tf32:1 bf16:1)
 for seed in "${extra[@]}"; do runs+=(fp32:$seed tf32:$seed bf16:$seed); done
 jobs_at_once=$(nproc)
+[[ $backend == cuda ]] && jobs_at_once=${#runs[@]}   # the GPU runs them side by side
 start=$(date +%s) started=0
 for spec in "${runs[@]}"; do
     math=${spec%:*} seed=${spec#*:} run="$out/curve_${spec%:*}_${spec#*:}"
@@ -56,9 +64,11 @@ for spec in "${runs[@]}"; do
     rm -rf "$run"
     echo "$(date +%T) training $math, seed $seed"
     started=$((started + 1))
-    IFCN_EMULATE_GPU_MATH=$math "$ifcn" train --data "$out/data4" --output "$run" --variant paper --channels 16 \
-        --patch 32 --iterations "$iterations" --iters-per-epoch "$per_epoch" --lr-steps "$lr_step" --seed "$seed" \
-        --backend cpu --threads 1 --progress-seconds 600 > "$run.txt" 2>&1 &
+    if [[ $backend == cpu ]]; then train=(env IFCN_EMULATE_GPU_MATH="$math" "$ifcn" train --backend cpu --threads 1)
+    else train=("$ifcn" train --backend cuda --gpu-math "$math"); fi
+    "${train[@]}" --data "$out/data4" --output "$run" --variant paper --channels "$channels" --patch "$patch" \
+        --iterations "$iterations" --iters-per-epoch "$per_epoch" --lr-steps "$lr_step" --seed "$seed" \
+        --progress-seconds 600 > "$run.txt" 2>&1 &
 done
 wait || true
 echo "$(date +%T) trained $started runs in $(( $(date +%s) - start )) s ($(( ${#runs[@]} - started )) found finished)"
@@ -71,6 +81,7 @@ status=0
 {
     flags=$(grep -m1 -o -w -E 'avx512f|avx2|fma|avx' /proc/cpuinfo | sort -u | xargs)
     echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); flags: $flags"
+    [[ $backend == cpu ]] || grep -h -m1 -o "backend cuda.*" "$out/curve_fp32_1.txt" "$out/curve_tf32_1.txt" "$out/curve_bf16_1.txt"
     echo "$(cat "$out/binary.txt" 2>/dev/null || echo "binary: unknown"); $iterations iterations"
     echo
     python3 bench/compare_curves.py --reference fp32="$out/curve_fp32_1" --noise fp32-seed2="$out/curve_fp32_2" \

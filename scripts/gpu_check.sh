@@ -5,15 +5,18 @@
 #   OUT=results scripts/gpu_check.sh -> prints every step and a summary table; JSON in $OUT
 #   OUT=results scripts/gpu_check.sh speed -> only the speed parts (devices, benches, training curves, convolution
 #                                       sweep): for a second run on the same lent machine when the first ran out of time
-# Steps: ifcn devices; every fixture through check-reference on the GPU (fp32 math), with a
-# bitwise repeat and agreement with the CPU, and paper_c4_p32 on channels-last copies; a resumed training run against an uninterrupted one;
-# two-rank training with per-epoch validation on the VerSe scans (two ranks on one GPU: MPI); NCCL with
-# one rank against MPI, bit for bit; the VerSe scans segmented on the GPU and on the CPU (label maps
-# compared, also with --scan-statistics); a paper-size model's seconds per scan (segment_seconds); ifcn bench at C=64, P=128 (fp32,
-# tf32, bf16, with --profile: time per kind of kernel; tf32 and bf16 on channels-last copies, --gpu-layout ndhwc, profiled too; tf32 with
-# IFCN_CUDNN_ALGORITHMS=fastest; tf32 with IFCN_CUDA_UPLOAD_SLOT_BYTES=0, uploads from pageable memory) next to bench/pytorch_step.py --device cuda (fp32, tf32, bf16; tf32 and bf16 channels-last);
-# the step's convolutions timed in cuDNN as ifcn runs them and in tf32 NDHWC, bf16 NDHWC and bf16 NCDHW (bench --conv-sweep);
-# the training curves of tf32 and bf16 against fp32 (bench/compare_curves.py); TFLOP/s of each step against the card's peak.
+# Steps, in this order (a budget guard skips what would not fit, saying so; GPU_CHECK_BUDGET seconds, default 450):
+# ifcn devices; ifcn bench at C=64, P=128 (fp32, tf32, bf16 in their default layouts, with --profile: time per kind of
+# kernel) next to bench/pytorch_step.py --device cuda (fp32, tf32, bf16; tf32 and bf16 channels-last); ifcn's tf32 and
+# bf16 on NCDHW tensors (profiled too), tf32 with IFCN_CUDNN_ALGORITHMS=fastest and with IFCN_CUDA_UPLOAD_SLOT_BYTES=0
+# (uploads from pageable memory); every fixture through check-reference on the GPU (fp32 math), with a bitwise repeat
+# and agreement with the CPU, and paper_c4_p32 on channels-last copies; every kernel against the CPU; the step's
+# convolutions timed in cuDNN as ifcn runs them and as the other precisions and layouts would (bench --conv-sweep);
+# the training curves of tf32 and bf16 against fp32 (bench/precision_curves.sh --backend cuda); a resumed training run
+# against an uninterrupted one; two-rank training with per-epoch validation on the VerSe scans (two ranks on one GPU:
+# MPI); NCCL with one rank against MPI, bit for bit; the VerSe scans segmented on the GPU and on the CPU (label maps
+# compared, also with --scan-statistics); a paper-size model's seconds per scan (segment_seconds); TFLOP/s of each
+# step against the card's peak; cuDNN's algorithm choices (cudnn-algorithms.tsv, in details.tar.gz).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 part=${1:-all}
@@ -27,15 +30,15 @@ correctness() { [[ $part == all ]]; }   # the correctness sections run in a full
 rehearsal() { [[ -n ${GPU_CHECK_EMULATOR:-} ]]; }
 PAPER_ENV=()   # the environment of the commands at the paper's size
 CPUS=$(nproc)   # the CPU side of the GPU-against-CPU comparisons (16 on the lent machines)
-# Sizes: the paper's (C, P), the middle one, the demo's patch, the 2-rank run's and the curves' iterations (and
-# epochs), the paper-size model's spacing (mm), bench steps, and the fixtures (empty: every one).
+# Sizes: the paper's (C, P), the middle one, the demo's patch, the 2-rank run's iterations (and epochs), the curves'
+# iterations, extra seeds and time limit, the paper-size model's spacing (mm), bench steps, and the fixtures (empty: every one).
 if rehearsal; then
     export IFCN_CUDA_LIBRARY_PATH=$GPU_CHECK_EMULATOR
-    PC=4 PP=16 MC=4 MP=16 DP=16 TRAIN_ITERS=8 TRAIN_EPOCH=4 CURVE_ITERS=30 CURVE_EPOCH=10 CURVE_LR_STEP=20 FINE_MM=4 STEPS=2
+    PC=4 PP=16 MC=4 MP=16 DP=16 TRAIN_ITERS=8 TRAIN_EPOCH=4 CURVE_ITERS=30 CURVE_SEEDS=() CURVE_SECONDS=900 FINE_MM=4 STEPS=2
     FIXTURE_NAMES="paper_c4_p16 paper_c4_p32 seed_c4_p32"
     if [[ -n ${GPU_CHECK_PAPER:-} ]]; then PC=64 PP=128 FINE_MM=1 STEPS=1; PAPER_ENV=(IFCN_CUDA_EMULATOR_COMPUTE=edges); fi
 else
-    PC=64 PP=128 MC=16 MP=64 DP=32 TRAIN_ITERS=1600 TRAIN_EPOCH=400 CURVE_ITERS=2000 CURVE_EPOCH=200 CURVE_LR_STEP=1500 FINE_MM=1 STEPS=10
+    PC=64 PP=128 MC=16 MP=64 DP=32 TRAIN_ITERS=1600 TRAIN_EPOCH=400 CURVE_ITERS=2000 CURVE_SEEDS=(--extra-seed 4 --extra-seed 5) CURVE_SECONDS=240 FINE_MM=1 STEPS=10
     FIXTURE_NAMES=""
 fi
 # What the summary reads from sections that may not run (empty: not run).
@@ -66,6 +69,10 @@ fits() {  # fits SECONDS NAME: whether SECONDS more stay within the budget; else
     echo "skipped: $2 needs about $1 s, $left s of the ${budget_seconds} s budget left" | tee -a "$log"
     return 1
 }
+cap() {  # cap SECONDS: SECONDS, or what is left of the budget if that is less (at least 1): no command outlasts it
+    local left=$(( budget_seconds - ($(date +%s) - script_t0) ))
+    (( left < $1 )) && echo $(( left > 1 ? left : 1 )) || echo "$1"
+}
 status_of() { [[ $1 == 0 ]] && echo true || echo false; }
 
 section "machine"
@@ -78,122 +85,132 @@ run_ifcn "$ifcn" devices --json > "$OUT/devices.json" 2>>"$log"
 run_ifcn "$ifcn" devices --compile-kernels 2>&1 | tail -2 | tee -a "$log"
 
 section "bench: ifcn (fp32, tf32, bf16) and PyTorch"
-run_ifcn timeout 100 "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels $MC --patch $MP --steps $STEPS 2>&1 | tee -a "$log"
+run_ifcn timeout $(cap 100) "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels $MC --patch $MP --steps $STEPS 2>&1 | tee -a "$log"
+# Each C=64, P=128 run below starts only while 30 s of the budget are left; the comparison with PyTorch comes first.
 for m in fp32 tf32 bf16; do
-    run_paper timeout 150 "$ifcn" bench --backend cuda --gpu-math $m --variant paper --channels $PC --patch $PP --steps $STEPS --json \
+    fits 30 "the ifcn bench ($m)" || continue
+    run_paper timeout $(cap 150) "$ifcn" bench --backend cuda --gpu-math $m --variant paper --channels $PC --patch $PP --steps $STEPS --json \
         --profile > "$OUT/bench_ifcn_$m.json" 2> "$OUT/bench_ifcn_$m.err"; echo "exit $?" >> "$OUT/bench_ifcn_$m.err"
     cat "$OUT/bench_ifcn_$m.json" | tee -a "$log"; tail -5 "$OUT/bench_ifcn_$m.err" | tee -a "$log"
 done
-# The tensor-core modes on channels-last copies of each convolution's operands (--gpu-layout ndhwc; issue 10's lever).
+# PyTorch in each mode, channels-last (_cl) with the two tensor-core modes: the issue's bar is the best of every mode
+# with channels-last tried. GPU_CHECK_PYTORCH_MODES picks some (a second run on the same card needs not repeat them).
+for m in ${GPU_CHECK_PYTORCH_MODES:-fp32 tf32 bf16 tf32_cl bf16_cl}; do
+    fits 30 "the PyTorch bench ($m)" || continue
+    layout=(); [[ $m == *_cl ]] && layout=(--channels-last)
+    timeout $(cap 120) python3 bench/pytorch_step.py --device cuda --mode ${m%_cl} ${layout[@]+"${layout[@]}"} --variant paper \
+        --channels $PC --patch $PP --steps $STEPS --json > "$OUT/bench_torch_$m.json" 2>>"$log"; cat "$OUT/bench_torch_$m.json" | tee -a "$log"
+done
+# The tensor-core modes on ifcn's own NCDHW tensors (no copies; their default layout, channels-last, is the one above).
 for m in tf32 bf16; do
-    run_paper timeout 150 "$ifcn" bench --backend cuda --gpu-math $m --gpu-layout ndhwc --variant paper --channels $PC --patch $PP \
-        --steps $STEPS --json --profile > "$OUT/bench_ifcn_${m}_ndhwc.json" 2> "$OUT/bench_ifcn_${m}_ndhwc.err"; echo "exit $?" >> "$OUT/bench_ifcn_${m}_ndhwc.err"
-    cat "$OUT/bench_ifcn_${m}_ndhwc.json" | tee -a "$log"; tail -3 "$OUT/bench_ifcn_${m}_ndhwc.err" | tee -a "$log"
+    fits 30 "the ifcn NCDHW bench ($m)" || continue
+    run_paper timeout $(cap 150) "$ifcn" bench --backend cuda --gpu-math $m --gpu-layout ncdhw --variant paper --channels $PC --patch $PP \
+        --steps $STEPS --json --profile > "$OUT/bench_ifcn_${m}_ncdhw.json" 2> "$OUT/bench_ifcn_${m}_ncdhw.err"; echo "exit $?" >> "$OUT/bench_ifcn_${m}_ncdhw.err"
+    cat "$OUT/bench_ifcn_${m}_ncdhw.json" | tee -a "$log"; tail -3 "$OUT/bench_ifcn_${m}_ncdhw.err" | tee -a "$log"
 done
 # The same tf32 step with cuDNN's fastest algorithms, deterministic or not (PyTorch's cudnn.benchmark takes those too).
-run_paper env IFCN_CUDNN_ALGORITHMS=fastest timeout 150 "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels $PC \
+if fits 30 "the ifcn bench with the fastest algorithms"; then
+run_paper env IFCN_CUDNN_ALGORITHMS=fastest timeout $(cap 150) "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels $PC \
     --patch $PP --steps $STEPS --json > "$OUT/bench_ifcn_tf32_fastest.json" 2> "$OUT/bench_ifcn_tf32_fastest.err"
 cat "$OUT/bench_ifcn_tf32_fastest.json" | tee -a "$log"; tail -3 "$OUT/bench_ifcn_tf32_fastest.err" | tee -a "$log"
+fi
 # The same tf32 step with its patch uploads straight from pageable memory, as before session 16 (the pinned slots' worth).
-run_paper env IFCN_CUDA_UPLOAD_SLOT_BYTES=0 timeout 150 "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels $PC \
+if fits 30 "the ifcn bench with pageable uploads"; then
+run_paper env IFCN_CUDA_UPLOAD_SLOT_BYTES=0 timeout $(cap 150) "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels $PC \
     --patch $PP --steps $STEPS --json > "$OUT/bench_ifcn_tf32_pageable.json" 2> "$OUT/bench_ifcn_tf32_pageable.err"
 cat "$OUT/bench_ifcn_tf32_pageable.json" | tee -a "$log"; tail -3 "$OUT/bench_ifcn_tf32_pageable.err" | tee -a "$log"
-for m in fp32 tf32 bf16; do
-    timeout 120 python3 bench/pytorch_step.py --device cuda --mode $m --variant paper --channels $PC --patch $PP --steps $STEPS --json \
-        > "$OUT/bench_torch_$m.json" 2>>"$log"; cat "$OUT/bench_torch_$m.json" | tee -a "$log"
-done
-# Channels-last with the two tensor-core modes: the issue's bar is the best of every mode with channels-last tried.
-for m in tf32 bf16; do
-    timeout 120 python3 bench/pytorch_step.py --device cuda --mode $m --channels-last --variant paper --channels $PC --patch $PP --steps $STEPS --json \
-        > "$OUT/bench_torch_${m}_cl.json" 2>>"$log"; cat "$OUT/bench_torch_${m}_cl.json" | tee -a "$log"
-done
+fi
 
-if correctness; then
 section "reference fixtures on the GPU (fp32 math, bitwise repeat, agreement with the CPU)"
+if correctness && fits 45 "the reference fixtures"; then
 for f in Tests/IFCNEngineTests/Fixtures/*.safetensors; do
     name=$(basename "$f" .safetensors)
     [[ -z $FIXTURE_NAMES || " $FIXTURE_NAMES " == *" $name "* ]] || continue
-    run_ifcn timeout 90 "$ifcn" check-reference "$f" --backend cuda --gpu-math fp32 --determinism --compare-cpu --threads 8 \
+    run_ifcn timeout $(cap 90) "$ifcn" check-reference "$f" --backend cuda --gpu-math fp32 --determinism --compare-cpu --threads 8 \
         --pytorch-baseline Tests/IFCNEngineTests/Fixtures/pytorch_f32_errors.json > "$OUT/fixture_$name.txt" 2>&1
     rc=$?
     grep -E "FAIL|ok\*|determinism|agreement|passed" "$OUT/fixture_$name.txt" | tee -a "$log"
     fixtures+=("$name=$rc")
 done
 # Channels-last copies in fp32 math: the same tolerance as NCDHW (cuDNN's NDHWC algorithms, ifcn's transposes and padding).
-run_ifcn timeout 60 "$ifcn" check-reference Tests/IFCNEngineTests/Fixtures/paper_c4_p32.safetensors --backend cuda --gpu-math fp32 \
+run_ifcn timeout $(cap 60) "$ifcn" check-reference Tests/IFCNEngineTests/Fixtures/paper_c4_p32.safetensors --backend cuda --gpu-math fp32 \
     --gpu-layout ndhwc --quiet > "$OUT/fixture_paper_c4_p32_ndhwc.txt" 2>&1
 fixtures+=("paper_c4_p32_fp32_ndhwc=$?")
 tail -2 "$OUT/fixture_paper_c4_p32_ndhwc.txt" | sed "s/^/fp32 ndhwc: /" | tee -a "$log"
 for m in tf32 bf16; do   # the speed modes' distance from PyTorch float32 (they are not meant to meet its tolerance)
-    run_ifcn timeout 60 "$ifcn" check-reference Tests/IFCNEngineTests/Fixtures/paper_c4_p32.safetensors --backend cuda --gpu-math $m \
+    run_ifcn timeout $(cap 60) "$ifcn" check-reference Tests/IFCNEngineTests/Fixtures/paper_c4_p32.safetensors --backend cuda --gpu-math $m \
         --quiet > "$OUT/fixture_paper_c4_p32_$m.txt" 2>&1
     tail -3 "$OUT/fixture_paper_c4_p32_$m.txt" | sed "s/^/$m: /" | tee -a "$log"
 done
+fi
 
 section "every kernel on the GPU against the CPU, layer by layer (fp32 math, relL2 <= 1e-5)"
-run_ifcn timeout 60 "$ifcn" check-backends --backend cuda --threads 8 > "$OUT/check_backends.txt" 2>&1; layers_rc=$?
-run_ifcn timeout 60 "$ifcn" check-backends --backend cuda --threads 8 --channels 16 --extent 32,32,32 >> "$OUT/check_backends.txt" 2>&1
+if correctness && fits 20 "the kernel-by-kernel check"; then
+run_ifcn timeout $(cap 60) "$ifcn" check-backends --backend cuda --threads 8 > "$OUT/check_backends.txt" 2>&1; layers_rc=$?
+run_ifcn timeout $(cap 60) "$ifcn" check-backends --backend cuda --threads 8 --channels 16 --extent 32,32,32 >> "$OUT/check_backends.txt" 2>&1
 layers_rc=$(( layers_rc + $? ))
-run_ifcn timeout 60 "$ifcn" check-backends --backend cuda --gpu-layout ndhwc --threads 8 --channels 3 --extent 16,20,24 >> "$OUT/check_backends.txt" 2>&1
+run_ifcn timeout $(cap 60) "$ifcn" check-backends --backend cuda --gpu-layout ndhwc --threads 8 --channels 3 --extent 16,20,24 >> "$OUT/check_backends.txt" 2>&1
 layers_rc=$(( layers_rc + $? ))
 grep -E "FAIL|passed" "$OUT/check_backends.txt" | tee -a "$log"
+fi
+
+section "convolution sweep at C=64, P=128: a step's 3x3x3 convolutions as ifcn runs them and in the other precision and layouts (issue 10's levers)"
+if fits 100 "the convolution sweep"; then
+run_paper timeout $(cap 150) "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels $PC --patch $PP --steps 1 --json \
+    --conv-sweep --sweep-seconds 60 > "$OUT/bench_sweep.json" 2> "$OUT/bench_sweep.err"; echo "exit $?" >> "$OUT/bench_sweep.err"
+tail -4 "$OUT/bench_sweep.err" | tee -a "$log"
+fi
+
+section "training curves: tf32 (the training default) and bf16 against fp32 math, 2,000 iterations of the demo's configuration"
+# bench/precision_curves.sh on the GPU, every run side by side, one rank each: fp32, tf32 and bf16 with seed 1 and fp32
+# with seeds 2 and 3 (bench/compare_curves.py: a math matches when its last epochs' loss and validation Dice lie no
+# further from fp32's than the other seeds' do), and with each extra seed the three maths again, paired seed by seed.
+if fits 150 "the training curves"; then
+t0=$(date +%s)
+run_ifcn env IFCN_BIN="$ifcn" timeout $(cap $CURVE_SECONDS) bash bench/precision_curves.sh "$B/curves" --backend cuda --iterations $CURVE_ITERS \
+    --channels $MC --patch $DP ${CURVE_SEEDS[@]+"${CURVE_SEEDS[@]}"} > "$OUT/curves.txt" 2>&1
+curve_seconds=$(( $(date +%s) - t0 ))
+grep -v "^[0-9:]* training" "$OUT/curves.txt" | tee -a "$log"
+cp "$B"/curves/curves*.json "$OUT/" 2>/dev/null
+for f in "$B"/curves/curve_*.txt; do cp "$f" "$OUT/$(basename "$f")"; done
+echo "$(ls -d "$B"/curves/curve_*/ 2>/dev/null | wc -l) curves in $curve_seconds s" | tee -a "$log"
+fi
 
 section "training: resume equals an uninterrupted run (1 rank, GPU)"
+if correctness && fits 30 "the resume check"; then
 data=$B/data
 run_ifcn "$ifcn" preprocess --input data/verse --output "$data" --spacing 3 --validation sub-verse008 2>&1 | tail -1 | tee -a "$log"
 common=(--data "$data" --variant paper --channels $MC --patch $MP --iters-per-epoch 20 --backend cuda --gpu-math fp32 --val-cases 1 --progress-seconds 1000)
-run_ifcn timeout 90 "$ifcn" train "${common[@]}" --output "$B/runA" --iterations 40 --dump-weights "$B/A" > "$OUT/resume_a.txt" 2>&1
-run_ifcn timeout 90 "$ifcn" train "${common[@]}" --output "$B/runB" --iterations 20 > "$OUT/resume_b1.txt" 2>&1
-run_ifcn timeout 90 "$ifcn" train "${common[@]}" --output "$B/runB" --iterations 40 --resume --dump-weights "$B/B" > "$OUT/resume_b2.txt" 2>&1
+run_ifcn timeout $(cap 90) "$ifcn" train "${common[@]}" --output "$B/runA" --iterations 40 --dump-weights "$B/A" > "$OUT/resume_a.txt" 2>&1
+run_ifcn timeout $(cap 90) "$ifcn" train "${common[@]}" --output "$B/runB" --iterations 20 > "$OUT/resume_b1.txt" 2>&1
+run_ifcn timeout $(cap 90) "$ifcn" train "${common[@]}" --output "$B/runB" --iterations 40 --resume --dump-weights "$B/B" > "$OUT/resume_b2.txt" 2>&1
 if cmp -s "$B/A.rank0.safetensors" "$B/B.rank0.safetensors"; then resume=true; else resume=false; fi
 tail -2 "$OUT/resume_a.txt" | tee -a "$log"; echo "resume bit-identical: $resume" | tee -a "$log"
+fi
 
 section "training: 2 ranks on one GPU, per-epoch validation on VerSe (the demo's configuration: 4 mm, C=16, P=32)"
+if correctness && fits 45 "the 2-rank training"; then
 run_ifcn "$ifcn" preprocess --input data/verse --output "$B/data4" --spacing 4 --validation sub-verse008 2>&1 | tail -1 | tee -a "$log"
 t0=$(date +%s)
-run_ifcn timeout 180 mpirun --oversubscribe -np 2 "$ifcn" train --data "$B/data4" --output "$B/run2" --variant paper --channels $MC \
+run_ifcn timeout $(cap 180) mpirun --oversubscribe -np 2 "$ifcn" train --data "$B/data4" --output "$B/run2" --variant paper --channels $MC \
     --patch $DP --iterations $TRAIN_ITERS --iters-per-epoch $TRAIN_EPOCH --backend cuda --augment noise,blur --progress-seconds 20 2>&1 | tee "$OUT/train_2ranks.txt" | tail -8 | tee -a "$log"
 train_seconds=$(( $(date +%s) - t0 ))
 cp "$B/run2/metrics.jsonl" "$OUT/train_metrics.jsonl" 2>/dev/null
 fi
 
-section "training curve: tf32 (the training default) and bf16 against fp32 math, 2,000 iterations of the demo's configuration"
-# One rank each, the five runs side by side on the GPU: fp32, tf32 and bf16 with seed 1, and fp32 with seeds 2 and 3
-# for the run-to-run noise. bench/compare_curves.py: a mode matches when its last epochs' loss and validation Dice lie
-# no further from fp32's than the other seeds' do.
-if fits 120 "the training curves"; then
-[[ -d $B/data4 ]] || run_ifcn "$ifcn" preprocess --input data/verse --output "$B/data4" --spacing 4 --validation sub-verse008 2>&1 | tail -1 | tee -a "$log"
-curve_common=(--data "$B/data4" --variant paper --channels $MC --patch $DP --iterations $CURVE_ITERS --iters-per-epoch $CURVE_EPOCH
-              --lr-steps $CURVE_LR_STEP --backend cuda --progress-seconds 1000)
-t0=$(date +%s)
-for spec in fp32:1 tf32:1 bf16:1 fp32:2 fp32:3; do
-    m=${spec%:*}; seed=${spec#*:}
-    run_ifcn timeout 150 "$ifcn" train "${curve_common[@]}" --gpu-math $m --seed $seed --output "$B/curve_${m}_$seed" \
-        > "$OUT/curve_${m}_$seed.txt" 2>&1 &
-done
-wait
-curve_seconds=$(( $(date +%s) - t0 ))
-python3 bench/compare_curves.py --reference fp32="$B/curve_fp32_1" --noise fp32-seed2="$B/curve_fp32_2" \
-    --noise fp32-seed3="$B/curve_fp32_3" --candidate tf32="$B/curve_tf32_1" --candidate bf16="$B/curve_bf16_1" --json "$OUT/curves.json" 2>&1 | tee -a "$log"
-echo "five curves in $curve_seconds s" | tee -a "$log"
-fi
-
-section "convolution sweep at C=64, P=128: a step's 3x3x3 convolutions as ifcn runs them and as channels-last / bf16 would (issue 10's levers)"
-if fits 100 "the convolution sweep"; then
-run_paper timeout 150 "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels $PC --patch $PP --steps 1 --json \
-    --conv-sweep --sweep-seconds 60 > "$OUT/bench_sweep.json" 2> "$OUT/bench_sweep.err"; echo "exit $?" >> "$OUT/bench_sweep.err"
-tail -4 "$OUT/bench_sweep.err" | tee -a "$log"
-fi
-
 if correctness; then
 section "gradient averaging: NCCL with one rank (the single-GPU communicator) against MPI, bit for bit"
+if fits 30 "the NCCL check"; then
+[[ -d $B/data ]] || run_ifcn "$ifcn" preprocess --input data/verse --output "$B/data" --spacing 3 --validation sub-verse008 2>&1 | tail -1 | tee -a "$log"
+data=$B/data
 nccl_common=(--data "$data" --variant paper --channels $MC --patch $MP --iters-per-epoch 20 --iterations 20 --backend cuda --gpu-math fp32 --val-cases 1 --progress-seconds 1000)
-run_ifcn timeout 90 "$ifcn" train "${nccl_common[@]}" --output "$B/runN" --allreduce nccl --dump-weights "$B/N" > "$OUT/nccl_1rank.txt" 2>&1; nccl_rc=$?
-run_ifcn timeout 90 "$ifcn" train "${nccl_common[@]}" --output "$B/runM" --allreduce mpi --dump-weights "$B/M" > "$OUT/mpi_1rank.txt" 2>&1
+run_ifcn timeout $(cap 90) "$ifcn" train "${nccl_common[@]}" --output "$B/runN" --allreduce nccl --dump-weights "$B/N" > "$OUT/nccl_1rank.txt" 2>&1; nccl_rc=$?
+run_ifcn timeout $(cap 90) "$ifcn" train "${nccl_common[@]}" --output "$B/runM" --allreduce mpi --dump-weights "$B/M" > "$OUT/mpi_1rank.txt" 2>&1
 grep -E "gradients averaged|NCCL" "$OUT/nccl_1rank.txt" | head -3 | tee -a "$log"
 if [[ $nccl_rc == 0 ]] && cmp -s "$B/N.rank0.safetensors" "$B/M.rank0.safetensors"; then nccl=true; else nccl=false; fi
 echo "NCCL (1 rank) weights bit-identical to MPI: $nccl (exit $nccl_rc)" | tee -a "$log"
-grep -h "gradients averaged\|NCCL not used" "$OUT/train_2ranks.txt" | head -2 | tee -a "$log"
+grep -h "gradients averaged\|NCCL not used" "$OUT/train_2ranks.txt" 2>/dev/null | head -2 | tee -a "$log"
+fi
 
 # Voxels in which two label maps differ (-1: different shapes).
 differing_voxels() {
@@ -206,44 +223,48 @@ print(int((a != b).sum()) if a.shape == b.shape else -1)
 PY
 }
 
+model2=$B/run2/checkpoints/best.safetensors   # the 2-rank run's model, for the two segmentation sections
 section "segmentation of the VerSe scans with the 2-rank model: GPU against CPU"
-same=()
+if [[ ! -f $model2 ]]; then echo "skipped: no model from the 2-rank training" | tee -a "$log"; elif fits 40 "the segmentation of the VerSe scans"; then
 for c in sub-verse005 sub-verse008 sub-verse012; do
     for b in cuda cpu; do
-        run_ifcn timeout 120 "$ifcn" segment --backend $b --threads $CPUS --checkpoint "$B/run2/checkpoints/best.safetensors" \
+        run_ifcn timeout $(cap 120) "$ifcn" segment --backend $b --threads $CPUS --checkpoint "$model2" \
             --input data/verse/${c}_ct.nii.gz --output "$B/seg_$b" > "$OUT/segment_${c}_$b.txt" 2>&1
         tail -1 "$OUT/segment_${c}_$b.txt" | tee -a "$log"
-        run_ifcn timeout 60 "$ifcn" evaluate --reference data/verse/${c}_seg-vert_msk.nii.gz \
+        run_ifcn timeout $(cap 60) "$ifcn" evaluate --reference data/verse/${c}_seg-vert_msk.nii.gz \
             --prediction "$B/seg_$b/$c.nii.gz" --json "$OUT/evaluate_${c}_$b.json" 2>&1 | tail -1 | tee -a "$log"
     done
     differing=$(differing_voxels "$B/seg_cuda/$c.nii.gz" "$B/seg_cpu/$c.nii.gz")
     echo "$c: label maps GPU vs CPU differ in ${differing:-?} voxels" | tee -a "$log"
     same+=("$c=${differing:-?}")
 done
+fi
 
 section "segment --scan-statistics 0.5 (training-mode batch norm in place on an inference network): GPU against CPU"
+if [[ ! -f $model2 ]]; then echo "skipped: no model from the 2-rank training" | tee -a "$log"; elif fits 25 "the segmentation with the scan's statistics"; then
 for b in cuda cpu; do
-    run_ifcn timeout 120 "$ifcn" segment --backend $b --threads $CPUS --checkpoint "$B/run2/checkpoints/best.safetensors" \
+    run_ifcn timeout $(cap 120) "$ifcn" segment --backend $b --threads $CPUS --checkpoint "$model2" \
         --input data/verse/sub-verse012_ct.nii.gz --output "$B/segstat_$b" --scan-statistics 0.5 > "$OUT/segment_statistics_$b.txt" 2>&1
     grep -h "batch norm" "$OUT/segment_statistics_$b.txt" | head -1 | tee -a "$log"
     tail -1 "$OUT/segment_statistics_$b.txt" | tee -a "$log"
 done
 statistics_differing=$(differing_voxels "$B/segstat_cuda/sub-verse012.nii.gz" "$B/segstat_cpu/sub-verse012.nii.gz")
 echo "sub-verse012 with the scan's statistics: label maps GPU vs CPU differ in ${statistics_differing:-?} voxels" | tee -a "$log"
+fi
 
 section "paper-size model (C=64, P=128, 1 mm) on the GPU: seconds per scan"
 if fits 150 "the paper-size model's segmentation"; then
 mkdir -p "$B/raw1" && cp data/verse/sub-verse005_* "$B/raw1/"   # one scan: the model is timed, not judged
 run_ifcn "$ifcn" preprocess --input "$B/raw1" --output "$B/data1" --spacing $FINE_MM --val-fraction 0 2>&1 | tail -1 | tee -a "$log"
-run_paper timeout 150 "$ifcn" train --data "$B/data1" --output "$B/run128" --variant paper --channels $PC --patch $PP --iterations 20 \
+run_paper timeout $(cap 150) "$ifcn" train --data "$B/data1" --output "$B/run128" --variant paper --channels $PC --patch $PP --iterations 20 \
     --iters-per-epoch 20 --val-cases 0 --backend cuda --progress-seconds 1000 > "$OUT/train_p128.txt" 2>&1
 tail -2 "$OUT/train_p128.txt" | tee -a "$log"
 for c in sub-verse005 sub-verse008 sub-verse012; do
-    run_paper timeout 120 "$ifcn" segment --backend cuda --checkpoint "$B/run128/checkpoints/latest.safetensors" \
+    run_paper timeout $(cap 120) "$ifcn" segment --backend cuda --checkpoint "$B/run128/checkpoints/latest.safetensors" \
         --input data/verse/${c}_ct.nii.gz --output "$B/seg128" > "$OUT/segment128_$c.txt" 2>&1
     tail -1 "$OUT/segment128_$c.txt" | tee -a "$log"
 done
-run_ifcn timeout 120 "$ifcn" segment --backend cpu --threads $CPUS --checkpoint "$B/run128/checkpoints/latest.safetensors" \
+run_ifcn timeout $(cap 120) "$ifcn" segment --backend cpu --threads $CPUS --checkpoint "$B/run128/checkpoints/latest.safetensors" \
     --input data/verse/sub-verse005_ct.nii.gz --output "$B/seg128cpu" > "$OUT/segment128_cpu.txt" 2>&1
 tail -1 "$OUT/segment128_cpu.txt" | tee -a "$log"
 cmp -s "$B/seg128/sub-verse005.nii.gz" "$B/seg128cpu/sub-verse005.nii.gz" && echo "C=64 P=128 sub-verse005: GPU and CPU label maps identical" | tee -a "$log"
@@ -293,11 +314,12 @@ for c in ["sub-verse005", "sub-verse008", "sub-verse012"]:
         res.setdefault("segment_seconds", {})[c] = r["seconds"]
         res.setdefault("segment_evaluations", {})[c] = r["evaluations"]
         res.setdefault("segment_evaluations_per_vertebra", {})[c] = r["evaluations"] / max(len(r.get("instances") or []), 1)
-for name in ["fp32", "tf32", "bf16", "tf32_ndhwc", "bf16_ndhwc", "tf32_fastest", "tf32_pageable"]:
+for name in ["fp32", "tf32", "bf16", "tf32_ncdhw", "bf16_ncdhw", "tf32_fastest", "tf32_pageable"]:
     b = load(f"bench_ifcn_{name}.json")
-    m = name.replace("_fastest", " fastest algorithms").replace("_ndhwc", " channels-last").replace("_pageable", " pageable uploads")
+    m = name.replace("_fastest", " fastest algorithms").replace("_ncdhw", " NCDHW").replace("_pageable", " pageable uploads")
     if b:
         res["ifcn"][m] = b["step_seconds_median"]
+        res.setdefault("ifcn_layout_by_mode", {})[m] = b.get("gpu_layout")  # tf32 and bf16: channels-last by default
         res.setdefault("ifcn_forward", {})[m] = b["forward_seconds_median"]
         # The model's FLOPs per step and per forward pass (the same model as PyTorch's, so they rate both engines).
         res["step_flops"] = b["step_gflops"] * 1e9 * b["step_seconds_median"]
@@ -363,7 +385,8 @@ for engine, key in (("ifcn", "ifcn"), ("PyTorch", "pytorch")):
         p = (res.get("card_peak_tflops") or {}).get(m.split()[0])
         share = f"{100 * t / p:.1f}% of {p}" if t is not None and p else ""
         memory = ((res.get(key + "_peak_bytes_by_mode") or {}).get(m) or 0) / 2**20
-        print(f"| {engine} | {m} | {v:.4f} | {(res.get(key + '_forward') or {}).get(m, float('nan')):.4f} | "
+        layout = (res.get("ifcn_layout_by_mode") or {}).get(m) if key == "ifcn" else None
+        print(f"| {engine} | {m}{f' ({layout})' if layout else ''} | {v:.4f} | {(res.get(key + '_forward') or {}).get(m, float('nan')):.4f} | "
               f"{t if t is not None else ''} | {share} | {memory:.0f} |")
 for m, prof in (res.get("ifcn_profile") or {}).items():
     step = prof.get("step") or {}
@@ -387,5 +410,6 @@ for mode, t in ((curves or {}).get("candidates") or {}).items():
 for e in (res.get("training") or {}).get("epochs", []):
     print(f"epoch {e['epoch']} iter {e['iteration']} loss {e['train_loss']:.1f} train Dice {e['train_dice']} val Dice {e['val_dice']} {e['samples_per_second']:.1f} samples/s")
 PY
+cp "$IFCN_CACHE_DIR/cudnn-algorithms.tsv" "$OUT/" 2>/dev/null   # the algorithms cuDNN's search chose
 tar -C "$OUT" -czf "$OUT/details.tar.gz" --exclude details.tar.gz --exclude gpu_check.json --exclude console.txt . 2>/dev/null
 find "$OUT" -maxdepth 1 -type f ! -name details.tar.gz ! -name gpu_check.json ! -name console.txt -delete

@@ -401,7 +401,6 @@ int ifcn_nvrtc_compile(const char *source, const char *name, const char *const *
 const char *ifcn_cudnn_error_string(int code) {
     switch (code) {
     case -1: return "cuDNN not loaded";
-    case IFCN_CUDNN_NO_ALGORITHM: return "no deterministic algorithm succeeded within the workspace limit";
     case IFCN_CUDNN_BAD_DIRECTION: return "unknown convolution direction";
     case IFCN_CUDNN_HOST_OUT_OF_MEMORY: return "out of host memory";
     case IFCN_CUDNN_BAD_VARIANT: return "unknown convolution precision or layout";
@@ -421,6 +420,7 @@ struct ifcn_conv3 {
     cudnnFilterDescriptor_t w;
     cudnnConvolutionDescriptor_t conv;
     int algorithm[3];
+    int precision;
 };
 
 // [1, C, D, H, W] in the layout's order of memory: NCDHW (W fastest) or NDHWC (C fastest).
@@ -437,6 +437,7 @@ int ifcn_conv3_create_variant(ifcn_conv3 **out, int cin, int cout, int d, int h,
     ifcn_conv3 *c = calloc(1, sizeof *c);
     if (!c) return IFCN_CUDNN_HOST_OUT_OF_MEMORY;
     c->algorithm[0] = c->algorithm[1] = c->algorithm[2] = -1;
+    c->precision = precision;
     int r;
     int fdims[5] = {cout, cin, 3, 3, 3};
     int pad[3] = {1, 1, 1}, stride[3] = {1, 1, 1}, dilation[3] = {1, 1, 1};
@@ -467,20 +468,23 @@ void ifcn_conv3_destroy(ifcn_conv3 *c) {
     free(c);
 }
 
-// Results come ranked (by measured time, or by the heuristic): the first deterministic success that fits.
-static int pick(ifcn_conv3 *c, int direction, const ifcn_algo_perf *perf, int count, size_t ws_bytes,
-                int *algorithm, size_t *needed, float *ms, int deterministic_only) {
-    for (int i = 0; i < count; i++) {
-        if (perf[i].status == 0 && (!deterministic_only || perf[i].determinism == CUDNN_DETERMINISTIC) &&
-            perf[i].memory <= ws_bytes) {
-            c->algorithm[direction] = perf[i].algo;
-            *algorithm = perf[i].algo;
-            *needed = perf[i].memory;
-            *ms = perf[i].time;
-            return 0;
-        }
+// float32 math sums plain float32 products: no FFT or Winograd algorithm, whose transforms round more (cuDNN 9's
+// numbering: forward 4 FFT, 5 FFT tiling, 6 Winograd, 7 Winograd non-fused; backward data 2 FFT, 3 FFT tiling,
+// 4 Winograd, 5 Winograd non-fused; backward filter 2 FFT, 4 Winograd, 5 Winograd non-fused, 6 FFT tiling).
+int ifcn_conv3_allows(const ifcn_conv3 *c, int direction, int algorithm) {
+    if (c->precision != 0) return 1;
+    switch (direction) {
+    case 0: return algorithm < 4;
+    case 1: return algorithm < 2;
+    case 2: return algorithm == 0 || algorithm == 1 || algorithm == 3;
+    default: return 0;
     }
-    return IFCN_CUDNN_NO_ALGORITHM;
+}
+
+// Whether a listed algorithm ran (or would run), is allowed, and gives the same bits on every run where asked.
+static int usable(const ifcn_conv3 *c, int direction, const ifcn_algo_perf *p, int deterministic_only) {
+    return p->status == 0 && ifcn_conv3_allows(c, direction, p->algo) &&
+           (!deterministic_only || p->determinism == CUDNN_DETERMINISTIC);
 }
 
 // cudnnFind...Ex for one direction: every algorithm cuDNN could run, fastest first.
@@ -520,21 +524,30 @@ int ifcn_conv3_find_all(void *handle, ifcn_conv3 *c, int direction, ifcn_devptr 
     return 0;
 }
 
-int ifcn_conv3_heuristic(void *handle, ifcn_conv3 *c, int direction, size_t ws_bytes, int deterministic_only,
-                         int *algorithm, size_t *needed) {
-    NEED(1);
-    ifcn_algo_perf perf[IFCN_MAX_ALGOS];
-    memset(perf, 0, sizeof perf);
-    int count = 0, r;
+// cudnnGet...Algorithm_v7 for one direction: every algorithm, ranked by cuDNN's heuristics, untimed.
+static int heuristic_ranked(void *handle, ifcn_conv3 *c, int direction, ifcn_algo_perf *perf, int *count) {
+    memset(perf, 0, IFCN_MAX_ALGOS * sizeof *perf);
+    *count = 0;
     switch (direction) {
-    case 0: r = p_cudnnGetConvolutionForwardAlgorithm_v7(handle, c->x, c->w, c->conv, c->y, IFCN_MAX_ALGOS, &count, perf); break;
-    case 1: r = p_cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, c->w, c->y, c->conv, c->x, IFCN_MAX_ALGOS, &count, perf); break;
-    case 2: r = p_cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, c->x, c->y, c->conv, c->w, IFCN_MAX_ALGOS, &count, perf); break;
+    case 0: return p_cudnnGetConvolutionForwardAlgorithm_v7(handle, c->x, c->w, c->conv, c->y, IFCN_MAX_ALGOS, count, perf);
+    case 1: return p_cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, c->w, c->y, c->conv, c->x, IFCN_MAX_ALGOS, count, perf);
+    case 2: return p_cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, c->x, c->y, c->conv, c->w, IFCN_MAX_ALGOS, count, perf);
     default: return IFCN_CUDNN_BAD_DIRECTION;
     }
+}
+
+int ifcn_conv3_workspace_wanted(void *handle, ifcn_conv3 *c, int direction, size_t bound, int deterministic_only,
+                                size_t *bytes) {
+    NEED(1);
+    ifcn_algo_perf perf[IFCN_MAX_ALGOS];
+    int count = 0;
+    *bytes = 0;
+    int r = heuristic_ranked(handle, c, direction, perf, &count);
     if (r) return r;
-    float ms = 0;
-    return pick(c, direction, perf, count, ws_bytes, algorithm, needed, &ms, deterministic_only);
+    for (int i = 0; i < count; i++)
+        if (usable(c, direction, &perf[i], deterministic_only) && perf[i].memory <= bound && perf[i].memory > *bytes)
+            *bytes = perf[i].memory;
+    return 0;
 }
 
 int ifcn_conv3_algorithm(const ifcn_conv3 *c, int direction) {

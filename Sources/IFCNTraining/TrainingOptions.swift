@@ -22,8 +22,8 @@ public struct TrainingOptions: Sendable {
     public var backend: BackendKind = .auto
     /// Convolution math when the backend is CUDA.
     public var gpuMath: GPUMath = .tf32
-    /// Memory order of the convolutions' operands when the backend is CUDA.
-    public var gpuLayout: TensorLayout = .ncdhw
+    /// Memory order of the convolutions' operands when the backend is CUDA (nil: the math's default layout).
+    public var gpuLayout: TensorLayout?
     /// How gradients are averaged across ranks.
     public var allreduce: AllreduceMethod = .auto
     public var validationCases: Int?

@@ -18,7 +18,7 @@ struct BenchCommand: ParsableCommand {
     var forwardOnly = false
     @Flag(help: "Then run as many steps and forward passes again with each backend call marked (CUDA events on a GPU, the host clock on the CPU) and print the time per kind of kernel.")
     var profile = false
-    @Flag(help: "Then time the network's 3x3x3 convolutions (those of one step; of one forward pass with --forward-only) in cuDNN as the backend runs them (--gpu-math, --gpu-layout) and as the speed levers would (tf32 channels-last NDHWC, bf16 NDHWC, bf16 NCDHW), with the fastest deterministic algorithm and the fastest of all (needs --backend cuda).")
+    @Flag(help: "Then time the network's 3x3x3 convolutions (those of one step; of one forward pass with --forward-only) in cuDNN as the backend runs them (--gpu-math, --gpu-layout) and as the speed levers would (tf32 and bf16, each in NCDHW and channels-last NDHWC), with the fastest deterministic algorithm and the fastest of all (needs --backend cuda).")
     var convSweep = false
     @Option(help: "Wall-clock seconds the convolution sweep may take; variants left when they are spent are listed as not timed.")
     var sweepSeconds: Double = 150

@@ -168,6 +168,16 @@ final class CUDAEnvironmentTests: XCTestCase {
                     XCTAssertEqual(r, 0, "\(precision) \(layout) \(cin)->\(cout): \(String(cString: ifcn_cudnn_error_string(r)))")
                     XCTAssertNotNil(conv)
                     XCTAssertEqual(ifcn_conv3_algorithm(conv, 0), -1)
+                    // float32 math runs no FFT or Winograd algorithm (cuDNN 9's numbers per direction, of 8, 6 and 7
+                    // algorithms: cudnn_cnn.h); the others any.
+                    let transforms: [[Int32]] = [[4, 5, 6, 7], [2, 3, 4, 5], [2, 4, 5, 6]], counts: [Int32] = [8, 6, 7]
+                    for direction in 0..<3 {
+                        for algorithm in 0..<counts[direction] {
+                            let allowed = precision != .fp32 || !transforms[direction].contains(algorithm)
+                            XCTAssertEqual(ifcn_conv3_allows(conv, Int32(direction), algorithm) != 0, allowed,
+                                           "\(precision) direction \(direction) algorithm \(algorithm)")
+                        }
+                    }
                     ifcn_conv3_destroy(conv)
                 }
             }

@@ -73,7 +73,6 @@ int ifcn_nvrtc_compile(const char *source, const char *name, const char *const *
 void ifcn_cuda_free(void *pointer);
 
 // ---- cuDNN (cudnnStatus_t codes; 0 = CUDNN_STATUS_SUCCESS; ifcn's own failures are negative) ----
-#define IFCN_CUDNN_NO_ALGORITHM (-2)
 #define IFCN_CUDNN_BAD_DIRECTION (-3)
 #define IFCN_CUDNN_HOST_OUT_OF_MEMORY (-4)
 #define IFCN_CUDNN_BAD_VARIANT (-5)
@@ -104,10 +103,14 @@ int ifcn_conv3_find_all(void *handle, ifcn_conv3 *conv, int direction,
                         ifcn_devptr x, ifcn_devptr w, ifcn_devptr y,
                         ifcn_devptr workspace, size_t workspace_bytes,
                         ifcn_conv3_candidate *out, int capacity, int *count);
-// The same choice from cuDNN's heuristics (no benchmark), for shapes where Find...Ex fails;
-// deterministic_only = 0 also accepts algorithms whose results may vary between runs (last resort).
-int ifcn_conv3_heuristic(void *handle, ifcn_conv3 *conv, int direction, size_t workspace_bytes,
-                         int deterministic_only, int *algorithm, size_t *needed_bytes);
+// The most workspace any algorithm cuDNN's heuristics list for this direction needs, among those that are allowed
+// (ifcn_conv3_allows), deterministic where asked, and need no more than `bound`: what Find...Ex should be given to
+// time them all.
+int ifcn_conv3_workspace_wanted(void *handle, ifcn_conv3 *conv, int direction, size_t bound, int deterministic_only,
+                                size_t *bytes);
+// Whether the convolution's precision allows algorithm `algorithm` of `direction`: float32 math (precision 0) runs
+// no FFT or Winograd algorithm, whose transforms round beyond float32 sums; the tensor-core precisions run any.
+int ifcn_conv3_allows(const ifcn_conv3 *conv, int direction, int algorithm);
 // y = conv(x, w) + beta * y
 int ifcn_conv3_forward(void *handle, ifcn_conv3 *conv, ifcn_devptr x, ifcn_devptr w, float beta, ifcn_devptr y,
                        ifcn_devptr workspace, size_t workspace_bytes);
@@ -117,8 +120,7 @@ int ifcn_conv3_backward_data(void *handle, ifcn_conv3 *conv, ifcn_devptr dy, ifc
 // dw = corr(x, dy) + beta * dw
 int ifcn_conv3_backward_filter(void *handle, ifcn_conv3 *conv, ifcn_devptr x, ifcn_devptr dy, float beta,
                                ifcn_devptr dw, ifcn_devptr workspace, size_t workspace_bytes);
-// The algorithm chosen per direction (-1 until one is set: by ifcn_conv3_set_algorithm, or by
-// ifcn_conv3_heuristic).
+// The algorithm chosen per direction (-1 until ifcn_conv3_set_algorithm sets one).
 int ifcn_conv3_algorithm(const ifcn_conv3 *conv, int direction);
 void ifcn_conv3_set_algorithm(ifcn_conv3 *conv, int direction, int algorithm);
 

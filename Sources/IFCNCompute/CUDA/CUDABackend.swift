@@ -99,6 +99,15 @@ public enum GPUMath: String, CaseIterable, Sendable {
     case bf16
 }
 
+extension GPUMath {
+    /// The layout of the convolutions' operands unless `--gpu-layout` says otherwise. Measured on an H200 at C=64,
+    /// P=128 (`bench --conv-sweep`, cuDNN 9.19, the fastest deterministic algorithm of each convolution of a step):
+    /// channels-last copies run the tensor-core maths' convolutions faster than ifcn's NCDHW tensors (tf32 45.1 ms
+    /// against 55.2, bf16 18.6 against 25.1) and with far less workspace (at most 581 MiB against 1.5 GiB); float32
+    /// math, the reference checks' mode, runs on ifcn's own tensors.
+    public var defaultLayout: TensorLayout { self == .fp32 ? .ncdhw : .ndhwc }
+}
+
 /// The CUDA backend: one GPU (the driver's primary context), one stream, cuDNN for the 3x3x3
 /// convolutions and NVRTC-compiled kernels for everything else. Work is queued asynchronously on
 /// the stream; host copies of results (`download`, the loss scalars) wait for it.
@@ -129,7 +138,8 @@ public final class CUDABackend: ComputeBackend {
     /// behind an event, read once per step by `readTrainingScalars`.
     var trainingScalarsTransfer: PinnedSlot?
     var convolutions: [ConvolutionShape: OpaquePointer] = [:]
-    var convolutionWorkspaceBytes = CUDABackend.initialConvolutionWorkspace
+    /// The convolutions' workspace: what the algorithms chosen so far need (`keepConvolutionWorkspace`).
+    var convolutionWorkspaceBytes = 0
     let algorithmCache: CUDAAlgorithmCache
     /// Bytes of device memory this backend holds now, and the most it ever held.
     public private(set) var allocatedBytes = 0
@@ -401,6 +411,9 @@ public final class CUDABackend: ComputeBackend {
         workspaces[slot] = (address, n)
         return address
     }
+
+    /// Bytes `slot` holds now (0: none).
+    func heldWorkspaceBytes(_ slot: WorkspaceSlot) -> Int { workspaces[slot]?.bytes ?? 0 }
 
     /// Gives `slot`'s memory back to the device (waiting for the stream first); the next `workspace` call for it
     /// allocates afresh.

@@ -85,7 +85,9 @@ final class CUDAAlgorithmCache {
 
     init(device: CUDADeviceInfo, cudnnVersion: Int) {
         path = CUDAKernelCompiler.cacheFolder + "/cudnn-algorithms.tsv"
-        prefix = "\(device.name.replacingOccurrences(of: "\t", with: " "))\tcudnn\(cudnnVersion)"
+        // "search2": choices since the search times every algorithm with the workspace it wants (and float32 math runs
+        // no FFT or Winograd algorithm); those of the search within a fixed workspace before are not reused.
+        prefix = "\(device.name.replacingOccurrences(of: "\t", with: " "))\tcudnn\(cudnnVersion)\tsearch2"
         if let text = try? String(contentsOfFile: path, encoding: .utf8) {
             for line in text.split(separator: "\n") {
                 let parts = line.split(separator: "\t", omittingEmptySubsequences: false)
@@ -97,7 +99,6 @@ final class CUDAAlgorithmCache {
     }
 
     func key(_ s: ConvolutionShape, _ d: ConvolutionDirection, _ variant: ConvolutionVariant, _ policy: CUDAAlgorithmPolicy) -> String {
-        // Deterministic NCDHW choices keep the keys of earlier versions.
         "\(prefix)\t\(variant.precision.rawValue)\(variant.layout == .ndhwc ? "-ndhwc" : "")\(policy == .fastest ? "-fastest" : "")"
             + "\t\(s.inChannels)x\(s.outChannels)x\(s.extent)\t\(d.rawValue)"
     }
@@ -122,12 +123,23 @@ extension CUDABackend {
     /// on ifcn's float32 NCDHW tensors themselves.
     var stagesConvolutions: Bool { math == .bf16 || layout == .ndhwc }
 
-    /// cuDNN's workspace starts at this size and grows only when no deterministic algorithm of a
-    /// shape fits (measured: 64->64 backward filter at 128^3 on cuDNN 9.19 needs more).
-    static let initialConvolutionWorkspace = 256 << 20
+    /// The most workspace one convolution may have: half the free device memory, at most 8 GiB (no 3x3x3 algorithm
+    /// of the paper's sizes was seen to want more: 1.5 GiB at most, tf32 NCDHW at 128^3 on an H200).
+    func convolutionWorkspaceCap() -> Int {
+        var free = 0, total = 0
+        _ = ifcn_cu_mem_get_info(&free, &total)
+        return min(free / 2, 8 << 30)
+    }
 
     func growConvolutionWorkspace(to bytes: Int) {
         if bytes > convolutionWorkspaceBytes { convolutionWorkspaceBytes = (bytes + (1 << 20) - 1) & ~((1 << 20) - 1) }
+    }
+
+    /// After an algorithm search: the workspace holds what the chosen algorithms need (`bytes` among them), no more;
+    /// the search's larger allocation is given back.
+    func keepConvolutionWorkspace(_ bytes: Int) {
+        growConvolutionWorkspace(to: bytes)
+        if heldWorkspaceBytes(.convolution) > max(convolutionWorkspaceBytes, 256) { releaseWorkspace(.convolution) }
     }
 
     /// The shared convolution workspace, at its current size.
@@ -178,10 +190,19 @@ extension CUDABackend {
         }
         defer { if !outputOverwritten { releaseWorkspace(.convolutionFind) } }
         let deterministicOnly = algorithmPolicy == .deterministic
-        var algorithm: Int32 = 0, needed = 0
-        // Benchmarks every algorithm (cudnnFind...Ex) and keeps the fastest the policy allows within the workspace.
-        func find() -> Int32 {
-            let ws = convolutionWorkspace
+        // Find...Ex times only the algorithms whose workspace it is given: give it what the allowed candidates of
+        // cuDNN's heuristics ask for (within the cap), so that the fastest is among those timed, however much
+        // workspace it needs; afterwards the workspace keeps only what the chosen algorithms need.
+        let cap = convolutionWorkspaceCap()
+        func wanted(_ deterministic: Bool) -> Int {
+            var bytes = 0
+            _ = ifcn_conv3_workspace_wanted(cudnn, conv, direction.rawValue, cap, deterministic ? 1 : 0, &bytes)
+            return bytes
+        }
+        var findBytes = max(convolutionWorkspaceBytes, wanted(deterministicOnly))
+        // The first allowed algorithm of Find's ranking (fastest first) that ran within its workspace.
+        func find(deterministic: Bool) -> (status: Int32, chosen: ifcn_conv3_candidate?) {
+            let ws = (address: workspace(.convolution, bytes: max(findBytes, 1)), bytes: findBytes)
             var candidates = [ifcn_conv3_candidate](repeating: ifcn_conv3_candidate(), count: 16)
             var count: Int32 = 0
             let r: Int32
@@ -193,45 +214,30 @@ extension CUDABackend {
             case .backwardFilter:
                 r = ifcn_conv3_find_all(cudnn, conv, direction.rawValue, x, scratch, y, ws.address, ws.bytes, &candidates, 16, &count)
             }
-            guard r == 0 else { return r }
-            // Ranked fastest first: the first that ran, fits and is allowed.
-            guard let c = candidates.prefix(Int(count)).first(where: {
-                $0.status == 0 && $0.workspace_bytes <= ws.bytes && (!deterministicOnly || $0.deterministic != 0)
-            }) else { return IFCN_CUDNN_NO_ALGORITHM }
-            algorithm = c.algorithm
-            needed = c.workspace_bytes
-            ifcn_conv3_set_algorithm(conv, direction.rawValue, algorithm)
-            return 0
+            guard r == 0 else { return (r, nil) }
+            let chosen = candidates.prefix(Int(count)).first {
+                $0.status == 0 && $0.workspace_bytes <= ws.bytes && (!deterministic || $0.deterministic != 0)
+                    && ifcn_conv3_allows(conv, direction.rawValue, $0.algorithm) != 0
+            }
+            return (0, chosen)
         }
-        var r = find()
-        if r != 0 {
-            // No allowed algorithm fits the workspace (or Find failed): ask cuDNN's heuristics what the
-            // best allowed one needs, within half the free device memory, grow the workspace to that and
-            // benchmark again.
-            var free = 0, total = 0
-            _ = ifcn_cu_mem_get_info(&free, &total)
-            let cap = max(convolutionWorkspaceBytes, free / 2)
-            var h = ifcn_conv3_heuristic(cudnn, conv, direction.rawValue, cap, deterministicOnly ? 1 : 0, &algorithm, &needed)
-            if h == IFCN_CUDNN_NO_ALGORITHM {
-                // Last resort: an algorithm that may not give the same bits on every run. Say so.
-                h = ifcn_conv3_heuristic(cudnn, conv, direction.rawValue, cap, 0, &algorithm, &needed)
-                if h == 0 {
-                    StandardError.write("warning: cuDNN has no deterministic \(direction) algorithm for \(shape); using algorithm "
-                                        + "\(algorithm), so results of this shape may differ in the last bits between runs")
-                }
-            }
-            if h != 0 {
-                fatalError("cuDNN: no \(deterministicOnly ? "deterministic " : "")\(direction) algorithm for \(shape) (Find: \(String(cString: ifcn_cudnn_error_string(r))); "
-                           + "heuristics within \(cap >> 20) MiB: \(String(cString: ifcn_cudnn_error_string(h))))")
-            }
-            if needed > convolutionWorkspaceBytes {
-                growConvolutionWorkspace(to: needed)
-                r = find()
-            }
-            if r != 0 {  // keep the heuristic's choice
-                ifcn_conv3_set_algorithm(conv, direction.rawValue, algorithm)
+        var (status, chosen) = find(deterministic: deterministicOnly)
+        if chosen == nil && deterministicOnly {
+            // Last resort: an algorithm that may not give the same bits on every run. Say so.
+            findBytes = max(findBytes, wanted(false))
+            (status, chosen) = find(deterministic: false)
+            if let c = chosen {
+                StandardError.write("warning: cuDNN has no deterministic \(direction) algorithm for \(shape); using algorithm "
+                                    + "\(c.algorithm), so results of this shape may differ in the last bits between runs")
             }
         }
+        guard let c = chosen else {
+            fatalError("cuDNN: no \(deterministicOnly ? "deterministic " : "")\(direction) algorithm for \(shape) within "
+                       + "\(findBytes >> 20) MiB of workspace (Find: \(String(cString: ifcn_cudnn_error_string(status))))")
+        }
+        let algorithm = c.algorithm, needed = c.workspace_bytes
+        ifcn_conv3_set_algorithm(conv, direction.rawValue, algorithm)
+        keepConvolutionWorkspace(needed)
         algorithmCache.store(key, algorithm, workspace: needed)
         return conv
     }

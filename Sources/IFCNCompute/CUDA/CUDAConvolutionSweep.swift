@@ -30,11 +30,7 @@ extension CUDABackend {
         }
         let x = deviceAllocate(bytes: max(xBytes, 256)), y = deviceAllocate(bytes: max(yBytes, 256))
         let w = deviceAllocate(bytes: max(wBytes, 256))
-        var free = 0, total = 0
-        _ = ifcn_cu_mem_get_info(&free, &total)
-        // The backend's own cap when a shape needs more than its initial workspace: half the free memory (here at
-        // most 8 GiB, as no 3x3x3 algorithm of these sizes was seen to need more).
-        let cap = min(free / 2, 8 << 30)
+        let cap = convolutionWorkspaceCap()  // the backend's own
         let ws = deviceAllocate(bytes: max(cap, 256))
         defer {
             deviceFree(ws, bytes: max(cap, 256)); deviceFree(w, bytes: max(wBytes, 256))
@@ -93,7 +89,10 @@ extension CUDABackend {
         let found = ifcn_conv3_find_all(cudnn, conv, direction, x, w, y, workspace.address, workspace.bytes,
                                         &candidates, Int32(candidates.count), &count)
         guard found == 0 else { return problem("cudnnFind...Ex", found) }
-        let usable = candidates.prefix(Int(count)).filter { $0.status == 0 && $0.workspace_bytes <= workspace.bytes }
+        // As the backend chooses (float32 math: no FFT or Winograd algorithm).
+        let usable = candidates.prefix(Int(count)).filter {
+            $0.status == 0 && $0.workspace_bytes <= workspace.bytes && ifcn_conv3_allows(conv, direction, $0.algorithm) != 0
+        }
         guard let fastest = usable.first else {
             result.problem = "no algorithm ran within \(workspace.bytes >> 20) MiB of workspace"
             return result

@@ -25,8 +25,8 @@ public struct ConvolutionVariant: Hashable, Sendable, CustomStringConvertible {
     public init(_ precision: ConvolutionPrecision, _ layout: TensorLayout) { self.precision = precision; self.layout = layout }
     public var description: String { "\(precision.rawValue) \(layout.rawValue)" }
 
-    /// The levers, by expected gain: channels-last, then bf16 in either layout.
-    public static let levers: [ConvolutionVariant] = [.init(.tf32, .ndhwc), .init(.bf16, .ndhwc), .init(.bf16, .ncdhw)]
+    /// The levers: both tensor-core maths in both layouts (tf32 first, the training default).
+    public static let levers: [ConvolutionVariant] = [.init(.tf32, .ncdhw), .init(.tf32, .ndhwc), .init(.bf16, .ndhwc), .init(.bf16, .ncdhw)]
 
     /// What a sweep times: `baseline` (what the backend runs now) first, then the levers (a budget cut drops the
     /// last). float32 math is no lever: it is timed only as a baseline (`--gpu-math fp32`).

@@ -15,7 +15,7 @@ struct BackendOptions: ParsableArguments {
     @Option(name: .customLong("gpu-math"), help: "Convolution math on the GPU: fp32, tf32 (tensor cores) or bf16 (bfloat16 operands summed in float32, as PyTorch's bf16 autocast; activations, weights, batch norm, loss and Adam stay float32).")
     var gpuMath: GPUMath?
 
-    @Option(name: .customLong("gpu-layout"), help: "Memory order of the convolutions' operands on the GPU: ncdhw (ifcn's own tensors, no copies) or ndhwc (channels-last: each convolution runs on channels-last copies of its operands, the 2-channel input padded to 8, results copied back). Default: ndhwc with tf32 and bf16 (faster on an H200: docs/BENCHMARKS.md), ncdhw with fp32.")
+    @Option(name: .customLong("gpu-layout"), help: "Memory order of the convolutions' operands on the GPU: ncdhw (ifcn's own tensors, no copies) or ndhwc (channels-last: each convolution runs on channels-last copies of its operands, results copied back). Default: ndhwc with tf32 and bf16 (faster on an H200: docs/BENCHMARKS.md), ncdhw with fp32.")
     var gpuLayout: TensorLayout?
 
     /// The backend for a single-process command; prints one line saying what runs where.

@@ -96,6 +96,27 @@ final class CUDAEnvironmentTests: XCTestCase {
         XCTAssertThrowsError(try Backends.make(.cpu, threads: 1)) { XCTAssertTrue("\($0)".contains("\(key)='lots'"), "\($0)") }
     }
 
+    /// The algorithm search's workspace bound holds every workspace the fastest deterministic algorithms wanted on the
+    /// H200 at the paper's size (`bench --conv-sweep`, any precision and layout; bench/results/gpu_check_h200.json),
+    /// and no more than four times a convolution's largest tensor (at least 64 MiB).
+    func testSearchWorkspaceBoundHoldsWhatTheFastestAlgorithmsWanted() {
+        func shape(_ cin: Int, _ cout: Int, _ side: Int) -> ConvolutionShape {
+            ConvolutionShape(inChannels: cin, outChannels: cout, extent: Extent3(cube: side))
+        }
+        XCTAssertEqual(CUDABackend.searchWorkspaceBound(shape(128, 64, 128)), 4 << 30)
+        XCTAssertEqual(CUDABackend.searchWorkspaceBound(shape(2, 64, 128)), 2 << 30)
+        XCTAssertEqual(CUDABackend.searchWorkspaceBound(shape(64, 64, 16)), 64 << 20)
+        // The most bytes any variant's fastest deterministic algorithm wanted, per shape (tf32 NCDHW, except 2->64:
+        // tf32 NDHWC with the input padded to 8 channels).
+        let wanted: [(ConvolutionShape, Int)] = [
+            (shape(128, 64, 128), 1_624_080_947), (shape(64, 64, 128), 1_075_954_163), (shape(2, 64, 128), 608_919_119),
+            (shape(128, 64, 64), 205_881_855), (shape(64, 64, 64), 136_430_067), (shape(128, 64, 32), 33_128_947),
+            (shape(64, 64, 32), 18_989_555), (shape(64, 64, 16), 4_309_491), (shape(64, 64, 8), 704_528)]
+        for (s, bytes) in wanted {
+            XCTAssertLessThanOrEqual(bytes, CUDABackend.searchWorkspaceBound(s), "\(s)")
+        }
+    }
+
     /// Channels-last staging (`--gpu-layout ndhwc`): the operands a convolution hands cuDNN, their sizes and padding.
     func testStagedOperandsOfAConvolution() {
         let first = ConvolutionShape(inChannels: 2, outChannels: 64, extent: Extent3(4, 6, 8))

@@ -131,6 +131,16 @@ extension CUDABackend {
         return min(free / 2, 8 << 30)
     }
 
+    /// The most workspace the algorithm search offers cuDNN for `shape` (within `convolutionWorkspaceCap`): four
+    /// times the convolution's largest tensor in float32, at least 64 MiB. On the H200 every fastest deterministic
+    /// algorithm of the paper's convolutions wanted at most 2.3 times that tensor, or under 64 MiB (the most: tf32
+    /// NCDHW, 128->64 at 128^3, 1,549 MiB beside a 1 GiB input); the bound keeps slower algorithms with larger
+    /// appetites (explicit GEMM, FFT) from making a search hold gigabytes.
+    static func searchWorkspaceBound(_ shape: ConvolutionShape) -> Int {
+        let largest = max(shape.inChannels, shape.outChannels) * shape.extent.voxels * 4
+        return max(4 * largest, 64 << 20)
+    }
+
     func growConvolutionWorkspace(to bytes: Int) {
         if bytes > convolutionWorkspaceBytes { convolutionWorkspaceBytes = (bytes + (1 << 20) - 1) & ~((1 << 20) - 1) }
     }
@@ -191,15 +201,15 @@ extension CUDABackend {
         defer { if !outputOverwritten { releaseWorkspace(.convolutionFind) } }
         let deterministicOnly = algorithmPolicy == .deterministic
         // Find...Ex times only the algorithms whose workspace it is given: give it what the allowed candidates of
-        // cuDNN's heuristics ask for (within the cap), so that the fastest is among those timed, however much
-        // workspace it needs; afterwards the workspace keeps only what the chosen algorithms need.
-        let cap = convolutionWorkspaceCap()
-        func wanted(_ deterministic: Bool) -> Int {
+        // cuDNN's heuristics ask for (within the shape's bound), so that the fastest is among those timed, however
+        // much workspace it needs; afterwards the workspace keeps only what the chosen algorithms need.
+        let cap = convolutionWorkspaceCap(), bound = min(cap, Self.searchWorkspaceBound(shape))
+        func wanted(_ deterministic: Bool, within limit: Int) -> Int {
             var bytes = 0
-            _ = ifcn_conv3_workspace_wanted(cudnn, conv, direction.rawValue, cap, deterministic ? 1 : 0, &bytes)
+            _ = ifcn_conv3_workspace_wanted(cudnn, conv, direction.rawValue, limit, deterministic ? 1 : 0, &bytes)
             return bytes
         }
-        var findBytes = max(convolutionWorkspaceBytes, wanted(deterministicOnly))
+        var findBytes = max(convolutionWorkspaceBytes, wanted(deterministicOnly, within: bound))
         // The first allowed algorithm of Find's ranking (fastest first) that ran within its workspace.
         func find(deterministic: Bool) -> (status: Int32, chosen: ifcn_conv3_candidate?) {
             let ws = (address: workspace(.convolution, bytes: max(findBytes, 1)), bytes: findBytes)
@@ -222,9 +232,14 @@ extension CUDABackend {
             return (0, chosen)
         }
         var (status, chosen) = find(deterministic: deterministicOnly)
+        if chosen == nil {
+            // None allowed within the bound: whatever the cap allows.
+            findBytes = max(findBytes, wanted(deterministicOnly, within: cap))
+            (status, chosen) = find(deterministic: deterministicOnly)
+        }
         if chosen == nil && deterministicOnly {
             // Last resort: an algorithm that may not give the same bits on every run. Say so.
-            findBytes = max(findBytes, wanted(false))
+            findBytes = max(findBytes, wanted(false, within: cap))
             (status, chosen) = find(deterministic: false)
             if let c = chosen {
                 StandardError.write("warning: cuDNN has no deterministic \(direction) algorithm for \(shape); using algorithm "
@@ -250,11 +265,10 @@ extension CUDABackend {
     private func runConvolution(_ shape: ConvolutionShape, _ direction: ConvolutionDirection,
                                 x: TensorRef, w: TensorRef, y: TensorRef, accumulate: Bool) {
         let staged = stagesConvolutions
-        // Channels-last copies of an input whose channels are not a multiple of 8 (the network's 2-channel input)
-        // are padded with zero channels: cuDNN's channels-last tensor-core kernels want that.
-        let cudnnShape = ConvolutionShape(inChannels: convolutionVariant.paddedInChannels(shape.inChannels) ?? shape.inChannels,
-                                          outChannels: shape.outChannels, extent: shape.extent)
-        let operands = StagedOperand.operands(of: shape, paddedTo: cudnnShape.inChannels)
+        // Channels-last copies are not padded to a multiple of 8 channels: on the H200 the network's 2-channel input
+        // ran faster unpadded in both tensor-core maths (first layer, 128^3: tf32 forward 0.50 ms against 1.31 padded
+        // to 8, backward filter 1.33 against 2.93; bf16 1.41 against 1.66 and 0.59 against 2.04; bench --conv-sweep).
+        let operands = StagedOperand.operands(of: shape, paddedTo: shape.inChannels)
         // The data-gradient pass right after the weight-gradient pass of the same output gradient finds its copy current.
         let outputGradientStaged = direction == .backwardData && stagedOutputGradient.map {
             $0.queuedWork == queuedWork && $0.address == pointer(y) && $0.count == y.count
@@ -273,7 +287,7 @@ extension CUDABackend {
         if outputGradientStaged { stagingCopiesReused += 1 }
         // Unstaged, cuDNN adds (beta 1); staged, it writes the copy, and copying back adds.
         let beta: Float = !staged && accumulate ? 1 : 0
-        let conv = convolution(cudnnShape, direction, x: xa, w: wa, y: ya, outputOverwritten: beta == 0)
+        let conv = convolution(shape, direction, x: xa, w: wa, y: ya, outputOverwritten: beta == 0)
         let ws = convolutionWorkspace
         queuedWork += 1
         let status: Int32
@@ -282,7 +296,7 @@ extension CUDABackend {
         case .backwardData: status = ifcn_conv3_backward_data(cudnn, conv, ya, wa, beta, xa, ws.address, ws.bytes)
         case .backwardFilter: status = ifcn_conv3_backward_filter(cudnn, conv, xa, ya, beta, wa, ws.address, ws.bytes)
         }
-        checkDNN(status, "convolution \(direction) \(cudnnShape), \(convolutionVariant)")
+        checkDNN(status, "convolution \(direction) \(shape), \(convolutionVariant)")
         if staged {
             switch direction {
             case .forward: unstage(ya, operands.output, into: y, accumulate: accumulate)

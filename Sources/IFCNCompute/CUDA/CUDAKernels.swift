@@ -220,7 +220,8 @@ enum CUDAKernelSource {
 
     // Channels-last staging of a convolution operand: [batches][channels][voxels] (ifcn's layout) to
     // [batches][voxels][stride] (cuDNN's NDHWC; a filter [cout][cin][27] is batches = cout, voxels = 27), with
-    // channels channels..stride-1 zero (an input padded to a multiple of 8 channels). A 32x32 tile goes through
+    // channels channels..stride-1 zero (where stride > channels: an input padded to more channels; the backend stages
+    // unpadded, stride = channels, since the H200 ran the 2-channel input faster so). A 32x32 tile goes through
     // shared memory so that reads and writes are both coalesced. Grid: x = tiles of 32 voxels times batches,
     // y = tiles of 32 channels of `stride`; 256 threads as 8 rows of 32.
     struct ifcn_tile {

@@ -385,7 +385,7 @@ for engine, key in (("ifcn", "ifcn"), ("PyTorch", "pytorch")):
         p = (res.get("card_peak_tflops") or {}).get(m.split()[0])
         share = f"{100 * t / p:.1f}% of {p}" if t is not None and p else ""
         memory = ((res.get(key + "_peak_bytes_by_mode") or {}).get(m) or 0) / 2**20
-        layout = (res.get("ifcn_layout_by_mode") or {}).get(m) if key == "ifcn" else None
+        layout = (res.get("ifcn_layout_by_mode") or {}).get(m) if key == "ifcn" and "NCDHW" not in m else None
         print(f"| {engine} | {m}{f' ({layout})' if layout else ''} | {v:.4f} | {(res.get(key + '_forward') or {}).get(m, float('nan')):.4f} | "
               f"{t if t is not None else ''} | {share} | {memory:.0f} |")
 for m, prof in (res.get("ifcn_profile") or {}).items():

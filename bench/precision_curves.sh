@@ -9,7 +9,9 @@
 # sum order. With --extra-seed S (repeatable), fp32, tf32 and bf16 also train with seed S, and tf32 and bf16 are judged
 # against fp32 with seed S (the other fp32 seeds its noise); a last table pairs each math with fp32 seed by seed.
 # With --backend cuda the runs train on the GPU instead, each math as the CUDA backend computes it (--gpu-math, in its
-# default layout), all at once (scripts/gpu_check.sh runs it so on a lent GPU). --channels and --patch change the
+# default layout), all at once (scripts/gpu_check.sh runs it so on a lent GPU). --maths picks the maths compared with
+# fp32 (default: tf32 bf16 on the CPU, as session 19 measured; tf32 bf16 bf16act on the GPU), among them "bf16act",
+# bf16 math with bfloat16 activations (--gpu-activations bf16; on the CPU IFCN_EMULATE_GPU_ACTIVATIONS=bf16). --channels and --patch change the
 # model's size (16 and 32: the demo's; the GPU check's rehearsal on the CUDA emulator takes a toy size).
 #   bench/precision_curves.sh OUT [--iterations N] [--extra-seed S]... [--backend cpu|cuda] [--channels C] [--patch P]
 # Writes OUT/curves.json (and OUT/curves_seedS.json), OUT/curve_<math>_<seed>/ (each run) and OUT/curves.md.
@@ -18,10 +20,10 @@
 # depend on the core count).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage() { echo "usage: $0 OUT [--iterations N] [--extra-seed S]..." >&2; exit 2; }
+usage() { echo "usage: $0 OUT [--iterations N] [--extra-seed S]... [--backend cpu|cuda] [--channels C] [--patch P] [--maths 'M...']" >&2; exit 2; }
 [[ $# -ge 1 ]] || usage
 out=$1; shift
-iterations=2000 extra=() backend=cpu channels=16 patch=32
+iterations=2000 extra=() backend=cpu channels=16 patch=32 maths=()
 while [[ $# -gt 0 ]]; do
     case $1 in
         --iterations) [[ $# -ge 2 && $2 =~ ^[0-9]+0$ && $2 -ge 30 ]] \
@@ -34,6 +36,11 @@ while [[ $# -gt 0 ]]; do
                    backend=$2; shift 2 ;;
         --channels|--patch) [[ $# -ge 2 && $2 =~ ^[1-9][0-9]*$ ]] || { echo "$1: a positive number" >&2; exit 2; }
                             if [[ $1 == --channels ]]; then channels=$2; else patch=$2; fi; shift 2 ;;
+        --maths) [[ $# -ge 2 ]] || usage
+                 read -r -a maths <<< "$2"
+                 for m in "${maths[@]}"; do [[ $m == tf32 || $m == bf16 || $m == bf16act ]] \
+                     || { echo "--maths: tf32, bf16 or bf16act" >&2; exit 2; }; done
+                 shift 2 ;;
         *) usage ;;
     esac
 done
@@ -52,8 +59,10 @@ ifcn=$out/ifcn
 [[ -f $out/data4/dataset.json ]] || "$ifcn" preprocess --input data/verse --output "$out/data4" --spacing 4 \
     --validation sub-verse008 > "$out/preprocess.txt" 2>&1
 
-runs=(fp32:1 fp32:2 fp32:3 tf32:1 bf16:1)
-for seed in "${extra[@]}"; do runs+=(fp32:$seed tf32:$seed bf16:$seed); done
+if [[ ${#maths[@]} -eq 0 ]]; then maths=(tf32 bf16); [[ $backend == cuda ]] && maths+=(bf16act); fi
+runs=(fp32:1 fp32:2 fp32:3)
+for m in "${maths[@]}"; do runs+=($m:1); done
+for seed in "${extra[@]}"; do runs+=(fp32:$seed); for m in "${maths[@]}"; do runs+=($m:$seed); done; done
 jobs_at_once=$(nproc)
 [[ $backend == cuda ]] && jobs_at_once=${#runs[@]}   # the GPU runs them side by side
 start=$(date +%s) started=0
@@ -64,7 +73,10 @@ for spec in "${runs[@]}"; do
     rm -rf "$run"
     echo "$(date +%T) training $math, seed $seed"
     started=$((started + 1))
-    if [[ $backend == cpu ]]; then train=(env IFCN_EMULATE_GPU_MATH="$math" "$ifcn" train --backend cpu --threads 1)
+    if [[ $backend == cpu && $math == bf16act ]]; then
+        train=(env IFCN_EMULATE_GPU_MATH=bf16 IFCN_EMULATE_GPU_ACTIVATIONS=bf16 "$ifcn" train --backend cpu --threads 1)
+    elif [[ $backend == cpu ]]; then train=(env IFCN_EMULATE_GPU_MATH="$math" "$ifcn" train --backend cpu --threads 1)
+    elif [[ $math == bf16act ]]; then train=("$ifcn" train --backend cuda --gpu-math bf16 --gpu-activations bf16)
     else train=("$ifcn" train --backend cuda --gpu-math "$math"); fi
     "${train[@]}" --data "$out/data4" --output "$run" --variant paper --channels "$channels" --patch "$patch" \
         --iterations "$iterations" --iters-per-epoch "$per_epoch" --lr-steps "$lr_step" --seed "$seed" \
@@ -81,11 +93,11 @@ status=0
 {
     flags=$(grep -m1 -o -w -E 'avx512f|avx2|fma|avx' /proc/cpuinfo | sort -u | xargs)
     echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); flags: $flags"
-    [[ $backend == cpu ]] || grep -h -m1 -o "backend cuda.*" "$out/curve_fp32_1.txt" "$out/curve_tf32_1.txt" "$out/curve_bf16_1.txt"
+    for m in fp32 "${maths[@]}"; do [[ $backend == cpu ]] || grep -h -m1 -o "backend cuda.*" "$out/curve_${m}_1.txt"; done
     echo "$(cat "$out/binary.txt" 2>/dev/null || echo "binary: unknown"); $iterations iterations"
     echo
     python3 bench/compare_curves.py --reference fp32="$out/curve_fp32_1" --noise fp32-seed2="$out/curve_fp32_2" \
-        --noise fp32-seed3="$out/curve_fp32_3" --candidate tf32="$out/curve_tf32_1" --candidate bf16="$out/curve_bf16_1" \
+        --noise fp32-seed3="$out/curve_fp32_3" $(for m in "${maths[@]}"; do echo --candidate $m="$out/curve_${m}_1"; done) \
         --json "$out/curves.json" || status=$?
     for seed in "${extra[@]}"; do
         echo
@@ -94,26 +106,27 @@ status=0
             [[ $other == "$seed" ]] || noise+=(--noise fp32-seed$other="$out/curve_fp32_$other")
         done
         python3 bench/compare_curves.py --reference fp32-seed$seed="$out/curve_fp32_$seed" "${noise[@]}" \
-            --candidate tf32-seed$seed="$out/curve_tf32_$seed" --candidate bf16-seed$seed="$out/curve_bf16_$seed" \
+            $(for m in "${maths[@]}"; do echo --candidate $m-seed$seed="$out/curve_${m}_$seed"; done) \
             --json "$out/curves_seed$seed.json" || status=$?
     done
     if [[ ${#extra[@]} -gt 0 ]]; then
         echo
-        python3 - "$out" 1 "${extra[@]}" <<'PY'
+        MATHS="${maths[*]}" python3 - "$out" 1 "${extra[@]}" <<'PY'
 import json, os, sys
 out, seeds = sys.argv[1], sys.argv[2:]
+maths = os.environ["MATHS"].split()
 def final(math, seed, key):
     rows = [json.loads(l) for l in open(os.path.join(out, f"curve_{math}_{seed}", "metrics.jsonl")) if '"epoch"' in l]
     return sum(r[key] for r in rows[-3:]) / 3
 print("Seed by seed, the last 3 epochs' mean training loss and validation Dice, each math less fp32 with the same seed:")
 print()
-print("| seed | fp32 loss | fp32 val Dice | tf32 - fp32 loss | tf32 - fp32 Dice | bf16 - fp32 loss | bf16 - fp32 Dice |")
-print("| --- | --- | --- | --- | --- | --- | --- |")
-diffs = {m: {"loss": [], "dice": []} for m in ("tf32", "bf16")}
+print("| seed | fp32 loss | fp32 val Dice | " + " | ".join(f"{m} - fp32 loss | {m} - fp32 Dice" for m in maths) + " |")
+print("| --- | --- | --- | " + " | ".join("--- | ---" for m in maths) + " |")
+diffs = {m: {"loss": [], "dice": []} for m in maths}
 for seed in seeds:
     base = {k: final("fp32", seed, key) for k, key in (("loss", "train_loss"), ("dice", "val_dice"))}
     cells = [f"{base['loss']:.1f}", f"{base['dice']:.3f}"]
-    for m in ("tf32", "bf16"):
+    for m in maths:
         for k, key, fmt in (("loss", "train_loss", "{:+.1f}"), ("dice", "val_dice", "{:+.3f}")):
             d = final(m, seed, key) - base[k]
             diffs[m][k].append(d)
@@ -122,7 +135,7 @@ for seed in seeds:
 fp32 = {k: [final("fp32", s, key) for s in seeds] for k, key in (("loss", "train_loss"), ("dice", "val_dice"))}
 mean = lambda v: sum(v) / len(v)
 print(f"| mean | {mean(fp32['loss']):.1f} | {mean(fp32['dice']):.3f} | "
-      + " | ".join(f"{mean(diffs[m]['loss']):+.1f} | {mean(diffs[m]['dice']):+.3f}" for m in ("tf32", "bf16")) + " |")
+      + " | ".join(f"{mean(diffs[m]['loss']):+.1f} | {mean(diffs[m]['dice']):+.3f}" for m in maths) + " |")
 print()
 print(f"fp32 across the {len(seeds)} seeds: loss {min(fp32['loss']):.1f} to {max(fp32['loss']):.1f}, "
       f"val Dice {min(fp32['dice']):.3f} to {max(fp32['dice']):.3f}")

@@ -7,12 +7,13 @@
 #                                       sweep): for a second run on the same lent machine when the first ran out of time
 # Steps, in this order (a budget guard skips what would not fit, saying so; GPU_CHECK_BUDGET seconds, default 450):
 # ifcn devices; ifcn bench at C=64, P=128 (fp32, tf32, bf16 in their default layouts, with --profile: time per kind of
-# kernel) next to bench/pytorch_step.py --device cuda (fp32, tf32, bf16; tf32 and bf16 channels-last); ifcn's tf32 and
+# kernel) and bf16 with bfloat16 activations (--gpu-activations bf16, channels-last and NCDHW) next to
+# bench/pytorch_step.py --device cuda (fp32, tf32, bf16; tf32 and bf16 channels-last); ifcn's tf32 and
 # bf16 on NCDHW tensors (profiled too), tf32 with IFCN_CUDNN_ALGORITHMS=fastest and with IFCN_CUDA_UPLOAD_SLOT_BYTES=0
 # (uploads from pageable memory); every fixture through check-reference on the GPU (fp32 math), with a bitwise repeat
 # and agreement with the CPU, and paper_c4_p32 on channels-last copies; every kernel against the CPU; the step's
 # convolutions timed in cuDNN as ifcn runs them and as the other precisions and layouts would (bench --conv-sweep);
-# the training curves of tf32 and bf16 against fp32 (bench/precision_curves.sh --backend cuda); a resumed training run
+# the training curves of tf32, bf16 and bf16 with bfloat16 activations against fp32 (bench/precision_curves.sh --backend cuda); a resumed training run
 # against an uninterrupted one; two-rank training with per-epoch validation on the VerSe scans (two ranks on one GPU:
 # MPI); NCCL with one rank against MPI, bit for bit; the VerSe scans segmented on the GPU and on the CPU (label maps
 # compared, also with --scan-statistics); a paper-size model's seconds per scan (segment_seconds); TFLOP/s of each
@@ -93,6 +94,16 @@ for m in fp32 tf32 bf16; do
         --profile > "$OUT/bench_ifcn_$m.json" 2> "$OUT/bench_ifcn_$m.err"; echo "exit $?" >> "$OUT/bench_ifcn_$m.err"
     cat "$OUT/bench_ifcn_$m.json" | tee -a "$log"; tail -5 "$OUT/bench_ifcn_$m.err" | tee -a "$log"
 done
+# bf16 with bfloat16 activations and their gradients (--gpu-activations bf16, as PyTorch's autocast keeps them), on
+# channels-last copies and on ifcn's own NCDHW tensors (which cuDNN then reads and writes as they are).
+for l in ndhwc ncdhw; do
+    name=bf16_act; [[ $l == ncdhw ]] && name=bf16_act_ncdhw
+    fits 30 "the ifcn bench (bf16 activations, $l)" || continue
+    run_paper timeout $(cap 150) "$ifcn" bench --backend cuda --gpu-math bf16 --gpu-activations bf16 --gpu-layout $l --variant paper \
+        --channels $PC --patch $PP --steps $STEPS --json --profile > "$OUT/bench_ifcn_$name.json" 2> "$OUT/bench_ifcn_$name.err"
+    echo "exit $?" >> "$OUT/bench_ifcn_$name.err"
+    cat "$OUT/bench_ifcn_$name.json" | tee -a "$log"; tail -3 "$OUT/bench_ifcn_$name.err" | tee -a "$log"
+done
 # PyTorch in each mode, channels-last (_cl) with the two tensor-core modes: the issue's bar is the best of every mode
 # with channels-last tried. GPU_CHECK_PYTORCH_MODES picks some (a second run on the same card needs not repeat them).
 for m in ${GPU_CHECK_PYTORCH_MODES:-fp32 tf32 bf16 tf32_cl bf16_cl}; do
@@ -137,8 +148,9 @@ run_ifcn timeout $(cap 60) "$ifcn" check-reference Tests/IFCNEngineTests/Fixture
     --gpu-layout ndhwc --quiet > "$OUT/fixture_paper_c4_p32_ndhwc.txt" 2>&1
 fixtures+=("paper_c4_p32_fp32_ndhwc=$?")
 tail -2 "$OUT/fixture_paper_c4_p32_ndhwc.txt" | sed "s/^/fp32 ndhwc: /" | tee -a "$log"
-for m in tf32 bf16; do   # the speed modes' distance from PyTorch float32 (they are not meant to meet its tolerance)
-    run_ifcn timeout $(cap 60) "$ifcn" check-reference Tests/IFCNEngineTests/Fixtures/paper_c4_p32.safetensors --backend cuda --gpu-math $m \
+for m in tf32 bf16 bf16_act; do   # the speed modes' distance from PyTorch float32 (they are not meant to meet its tolerance)
+    flags=(--gpu-math ${m%_act}); [[ $m == bf16_act ]] && flags+=(--gpu-activations bf16)
+    run_ifcn timeout $(cap 60) "$ifcn" check-reference Tests/IFCNEngineTests/Fixtures/paper_c4_p32.safetensors --backend cuda "${flags[@]}" \
         --quiet > "$OUT/fixture_paper_c4_p32_$m.txt" 2>&1
     tail -3 "$OUT/fixture_paper_c4_p32_$m.txt" | sed "s/^/$m: /" | tee -a "$log"
 done
@@ -151,6 +163,12 @@ run_ifcn timeout $(cap 60) "$ifcn" check-backends --backend cuda --threads 8 --c
 layers_rc=$(( layers_rc + $? ))
 run_ifcn timeout $(cap 60) "$ifcn" check-backends --backend cuda --gpu-layout ndhwc --threads 8 --channels 3 --extent 16,20,24 >> "$OUT/check_backends.txt" 2>&1
 layers_rc=$(( layers_rc + $? ))
+# bfloat16 activations in both layouts, against the CPU's emulation of bf16 convolution math (one bfloat16 rounding).
+for l in ndhwc ncdhw; do
+    run_ifcn env IFCN_EMULATE_GPU_MATH=bf16 timeout $(cap 60) "$ifcn" check-backends --backend cuda --gpu-math bf16 --gpu-activations bf16 \
+        --gpu-layout $l --threads 8 --channels 3 --extent 16,20,24 >> "$OUT/check_backends.txt" 2>&1
+    layers_rc=$(( layers_rc + $? ))
+done
 grep -E "FAIL|passed" "$OUT/check_backends.txt" | tee -a "$log"
 fi
 
@@ -161,7 +179,7 @@ run_paper timeout $(cap 150) "$ifcn" bench --backend cuda --gpu-math tf32 --vari
 tail -4 "$OUT/bench_sweep.err" | tee -a "$log"
 fi
 
-section "training curves: tf32 (the training default) and bf16 against fp32 math, 2,000 iterations of the demo's configuration"
+section "training curves: tf32 (the training default), bf16 and bf16 with bfloat16 activations against fp32 math, 2,000 iterations of the demo's configuration"
 # bench/precision_curves.sh on the GPU, every run side by side, one rank each: fp32, tf32 and bf16 with seed 1 and fp32
 # with seeds 2 and 3 (bench/compare_curves.py: a math matches when its last epochs' loss and validation Dice lie no
 # further from fp32's than the other seeds' do), and with each extra seed the three maths again, paired seed by seed.
@@ -314,9 +332,10 @@ for c in ["sub-verse005", "sub-verse008", "sub-verse012"]:
         res.setdefault("segment_seconds", {})[c] = r["seconds"]
         res.setdefault("segment_evaluations", {})[c] = r["evaluations"]
         res.setdefault("segment_evaluations_per_vertebra", {})[c] = r["evaluations"] / max(len(r.get("instances") or []), 1)
-for name in ["fp32", "tf32", "bf16", "tf32_ncdhw", "bf16_ncdhw", "tf32_fastest", "tf32_pageable"]:
+for name in ["fp32", "tf32", "bf16", "bf16_act", "bf16_act_ncdhw", "tf32_ncdhw", "bf16_ncdhw", "tf32_fastest", "tf32_pageable"]:
     b = load(f"bench_ifcn_{name}.json")
-    m = name.replace("_fastest", " fastest algorithms").replace("_ncdhw", " NCDHW").replace("_pageable", " pageable uploads")
+    m = (name.replace("_fastest", " fastest algorithms").replace("_act", " activations").replace("_ncdhw", " NCDHW")
+         .replace("_pageable", " pageable uploads"))
     if b:
         res["ifcn"][m] = b["step_seconds_median"]
         res.setdefault("ifcn_layout_by_mode", {})[m] = b.get("gpu_layout")  # tf32 and bf16: channels-last by default
@@ -325,9 +344,12 @@ for name in ["fp32", "tf32", "bf16", "tf32_ncdhw", "bf16_ncdhw", "tf32_fastest",
         res["step_flops"] = b["step_gflops"] * 1e9 * b["step_seconds_median"]
         res["forward_flops"] = b["forward_gflops"] * 1e9 * b["forward_seconds_median"]
         res.setdefault("ifcn_peak_bytes_by_mode", {})[m] = b.get("device_peak_bytes")
-        # What the network itself holds (the same in every mode); the rest of the peak is cuDNN's workspace and copies.
+        # What the network itself holds (the same in every mode but with bf16 activations, whose arena is half the
+        # size); the rest of the peak is cuDNN's workspace and the operand copies.
         if b.get("network_bytes"):
-            res["ifcn_network_bytes"] = b["network_bytes"]
+            res.setdefault("ifcn_network_bytes_by_mode", {})[m] = b["network_bytes"]
+            if b.get("gpu_activations") != "bf16":
+                res["ifcn_network_bytes"] = b["network_bytes"]
         res.setdefault("ifcn_upload_slot_bytes", {})[m] = b.get("gpu_upload_slot_bytes")  # 0: pageable uploads
         if b.get("gpu_staging_bytes_per_step"):  # bf16 and channels-last copies of the convolutions' operands
             res.setdefault("ifcn_staging_bytes_per_step", {})[m] = b["gpu_staging_bytes_per_step"]
@@ -376,7 +398,10 @@ print(f"segment --scan-statistics 0.5, sub-verse012: label maps GPU vs CPU diffe
 print(f"segment_seconds (C=64, P=128, 1 mm, GPU): {res.get('segment_seconds')}  evaluations: {res.get('segment_evaluations')}")
 if res.get("ifcn_network_bytes"):
     print(f"ifcn's network (arena of activations and gradients, parameters, patches): {res['ifcn_network_bytes'] / 2**20:.0f} MiB"
-          " of each ifcn peak below; the rest is cuDNN's workspace and the operand copies")
+          " of each ifcn peak below with float32 activations; the rest is cuDNN's workspace and the operand copies")
+for m, v in (res.get("ifcn_network_bytes_by_mode") or {}).items():
+    if "activations" in m:
+        print(f"ifcn's network with {m}: {v / 2**20:.0f} MiB")
 print("| engine | mode | step (s) | forward (s) | step TFLOP/s | of the card's peak | peak device memory (MiB) |")
 print("| --- | --- | --- | --- | --- | --- | --- |")
 for engine, key in (("ifcn", "ifcn"), ("PyTorch", "pytorch")):

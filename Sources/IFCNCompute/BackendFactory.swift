@@ -32,10 +32,11 @@ public enum Backends {
 
     /// Builds the backend. CPU: `threads` compute threads (default all cores). CUDA: the GPU of
     /// index `localRank` modulo the GPUs visible (`CUDA_VISIBLE_DEVICES` is honoured by the driver),
-    /// with `gpuMath` and `gpuLayout` (default: the math's, `GPUMath.defaultLayout`) for the convolutions. `note`
-    /// receives one line when auto falls back to the CPU.
+    /// with `gpuMath` and `gpuLayout` (default: the math's, `GPUMath.defaultLayout`) for the convolutions, and a
+    /// training network's activations in `gpuActivations` (bfloat16 only with bf16 math). `note` receives one line
+    /// when auto falls back to the CPU, which ignores the GPU's options.
     public static func make(_ kind: BackendKind, threads: Int? = nil, localRank: Int = Backends.localRank,
-                            gpuMath: GPUMath = .fp32, gpuLayout: TensorLayout? = nil,
+                            gpuMath: GPUMath = .fp32, gpuLayout: TensorLayout? = nil, gpuActivations: ElementFormat = .fp32,
                             note: (String) -> Void = { _ in }) throws -> any ComputeBackend {
         let gpuLayout = gpuLayout ?? gpuMath.defaultLayout
         _ = try ConvolutionAlgorithm.override()  // a bad IFCN_CONV_ALGORITHM fails here, before any work
@@ -45,18 +46,27 @@ public enum Backends {
             throw ConvolutionAlgorithmError(message: "\(BFloat16.environmentKey) and \(GPUMath.emulationKey) emulate two "
                                             + "different reduced precisions: set one of them")
         }
+        // and a bad IFCN_EMULATE_GPU_ACTIVATIONS, or one without the bf16 math its format needs
+        if try ElementFormat.emulationRequested() == .bf16 && emulatedGPUMath != .bf16 {
+            throw ConvolutionAlgorithmError(message: "\(ElementFormat.emulationKey)=bf16 needs \(GPUMath.emulationKey)=bf16, "
+                                            + "as --gpu-activations bf16 needs --gpu-math bf16")
+        }
         let algorithms = try CUDAAlgorithmPolicy.fromEnvironment()  // and a bad IFCN_CUDNN_ALGORITHMS
         _ = try CUDABackend.uploadSlotBytes()                        // and a bad IFCN_CUDA_UPLOAD_SLOT_BYTES
+        if gpuActivations == .bf16 && gpuMath != .bf16 && kind != .cpu {  // before any GPU is opened
+            throw CUDAError("--gpu-activations bf16 needs --gpu-math bf16 (cuDNN's \(gpuMath.rawValue) math takes float32 tensors)")
+        }
         switch kind {
         case .cpu:
             return cpu(threads: threads)
         case .cuda:
-            return try CUDABackend(deviceOrdinal: localRank, math: gpuMath, layout: gpuLayout, algorithms: algorithms)
+            return try CUDABackend(deviceOrdinal: localRank, math: gpuMath, layout: gpuLayout, activations: gpuActivations,
+                                   algorithms: algorithms)
         case .auto:
             let inventory = CUDAInventory.probe()
             if inventory.usable {
-                return try CUDABackend(deviceOrdinal: localRank, math: gpuMath, layout: gpuLayout, algorithms: algorithms,
-                                       inventory: inventory)
+                return try CUDABackend(deviceOrdinal: localRank, math: gpuMath, layout: gpuLayout, activations: gpuActivations,
+                                       algorithms: algorithms, inventory: inventory)
             }
             note("backend: cpu (CUDA not usable: \(inventory.problems.first ?? "no GPU"))")
             return cpu(threads: threads)
@@ -89,6 +99,7 @@ extension Backends {
             return String(format: "backend cuda on GPU %d: %@ (%@, %.0f GiB), %@ convolutions", d.ordinal, d.name,
                           d.architecture, Double(d.memoryBytes) / 1_073_741_824, cuda.math.rawValue)
                 + (cuda.layout == .ndhwc ? " on channels-last (NDHWC) copies" : "")
+                + (cuda.activationFormat == .bf16 ? ", bf16 activations" : "")
                 + (cuda.algorithmPolicy == .fastest
                    ? ", fastest cuDNN algorithms (\(CUDAAlgorithmPolicy.environmentKey)=fastest: not bitwise repeatable)" : "")
         }

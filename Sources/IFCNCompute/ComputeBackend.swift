@@ -17,6 +17,9 @@ public protocol ComputeBackend: AnyObject {
     func makeClock() -> any BackendClock
 
     func allocate(_ count: Int) -> any DeviceBuffer
+    /// Memory for a training network's activations and their gradients: `allocate`'s float32 unless the backend
+    /// stores them narrower (the CUDA backend with `--gpu-activations bf16`: bfloat16).
+    func allocateActivations(_ count: Int) -> any DeviceBuffer
     func upload(_ source: UnsafePointer<Float>, to destination: TensorRef)
     /// Whether `stageUpload` can take uploads ahead (a GPU's pinned slots); false on the CPU, whose upload is a copy.
     var stagesUploads: Bool { get }
@@ -142,6 +145,10 @@ public protocol ComputeBackend: AnyObject {
     /// Sum of the squared elements in float64 over fixed blocks in a fixed order (the same bits on every
     /// run); not finite exactly when an element is not (the averaged gradient's divergence check).
     func sumOfSquares(_ tensor: TensorRef) -> Double
+}
+
+extension ComputeBackend {
+    public func allocateActivations(_ count: Int) -> any DeviceBuffer { allocate(count) }
 }
 
 /// Values a backend holds ready for an upload (`ComputeBackend.stageUpload`): which of its slots, and how many.

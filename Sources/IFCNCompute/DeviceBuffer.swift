@@ -1,11 +1,22 @@
-/// Storage owned by a compute backend. On the CPU it is host memory; a GPU backend
-/// would hold device memory behind the same interface.
-public protocol DeviceBuffer: AnyObject {
-    /// Number of float32 elements.
-    var count: Int { get }
+/// How a buffer holds its elements: float32, or bfloat16 (a training network's activations and their gradients on
+/// the GPU with `--gpu-activations bf16`, as PyTorch's bf16 autocast keeps them). Every backend call reads and
+/// writes values as float32; a bfloat16 buffer holds each rounded to nearest even.
+public enum ElementFormat: String, CaseIterable, Sendable {
+    case fp32, bf16
+    /// Bytes of one element.
+    public var bytes: Int { self == .bf16 ? 2 : 4 }
 }
 
-/// A contiguous range of float32 elements inside a device buffer.
+/// Storage owned by a compute backend. On the CPU it is host memory; a GPU backend
+/// holds device memory behind the same interface.
+public protocol DeviceBuffer: AnyObject {
+    /// Number of elements.
+    var count: Int { get }
+    /// Their format (float32 but where the backend's `allocateActivations` stores activations narrower).
+    var format: ElementFormat { get }
+}
+
+/// A contiguous range of elements inside a device buffer.
 public struct TensorRef {
     public let buffer: any DeviceBuffer
     public let offset: Int

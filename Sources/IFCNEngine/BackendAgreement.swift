@@ -3,8 +3,16 @@ import IFCNCompute
 
 /// Every kernel of the compute interface run on two backends with the same random inputs, layer
 /// by layer, and compared: a device backend against the CPU (relative L2 <= 1e-5 in float32 math).
+///
+/// Where the candidate holds activations in bfloat16 (`--gpu-activations bf16`), the kernels' activation inputs are
+/// bfloat16 values on both backends, and an activation the candidate writes is compared with the reference's result
+/// rounded to bfloat16: the two then differ only where their float32 results straddle a rounding boundary, by one
+/// bfloat16 unit there (`bfloat16Tolerance`); what the kernels write in float32 (parameter gradients, statistics,
+/// the loss's sums) is held to `tolerance`.
 public enum BackendAgreement {
     public static let tolerance = 1e-5
+    /// One bfloat16 rounding: half a unit in the last place of its 8 significant bits, relative.
+    public static let bfloat16Tolerance = 1.0 / 256
 
     /// Runs each kernel on `reference` and `candidate`; `extent` is a pooling-compatible (even) extent.
     public static func run(reference: any ComputeBackend, candidate: any ComputeBackend,
@@ -28,98 +36,102 @@ public enum BackendAgreement {
         var boxRNG = SeededGenerator(seed: seed ^ 0xB0C5)
         let boxProb = (0..<(2 * boxSide * boxSide * boxSide)).map { _ in Float(boxRNG.uniform(0.01, 0.99)) }
         var out: [TensorComparison] = []
+        let activations = candidate.allocateActivations(1).format
 
         /// Runs `body` on both backends and compares the named results.
         func agree(_ name: String, _ body: (Kit) -> [(String, TensorRef)]) {
-            let ra = Kit(reference), ca = Kit(candidate)
+            let ra = Kit(reference, activations: activations), ca = Kit(candidate, activations: activations)
             let r = body(ra), k = body(ca)
             for ((label, a), (_, b)) in zip(r, k) {
-                let (rel, mx) = compare(ca.read(b), ra.read(a))
-                out.append(TensorComparison(name: "\(name) \(label)", relativeL2: rel, maxAbs: mx, passed: rel <= tolerance))
+                let narrow = b.buffer.format == .bf16
+                let expected = narrow ? ra.read(a).map(BFloat16.round) : ra.read(a)
+                let (rel, mx) = compare(ca.read(b), expected)
+                out.append(TensorComparison(name: "\(name) \(label)", relativeL2: rel, maxAbs: mx,
+                                            passed: rel <= (narrow ? bfloat16Tolerance : tolerance)))
             }
         }
         agree("conv3 forward") { k in
-            let y = k.zeros(c2 * V)
-            k.b.conv3Forward(input: k.t(x), inChannels: c, extent: e, weight: k.t(w3), bias: k.t(b3), output: y, outChannels: c2)
+            let y = k.activationZeros(c2 * V)
+            k.b.conv3Forward(input: k.a(x), inChannels: c, extent: e, weight: k.t(w3), bias: k.t(b3), output: y, outChannels: c2)
             return [("output", y)]
         }
         agree("conv3 backward data (accumulate)") { k in
-            let g = k.t(base)
-            k.b.conv3BackwardData(gradOutput: k.t(dy2), outChannels: c2, extent: e, weight: k.t(w3), gradInput: g,
+            let g = k.a(base)
+            k.b.conv3BackwardData(gradOutput: k.a(dy2), outChannels: c2, extent: e, weight: k.t(w3), gradInput: g,
                                   inChannels: c, accumulate: true)
             return [("gradInput", g)]
         }
         agree("conv3 backward weight") { k in
             let gb = k.zeros(c2), gw2 = k.zeros(w3.count)
-            k.b.conv3BackwardWeight(input: k.t(x), inChannels: c, extent: e, gradOutput: k.t(dy2), outChannels: c2,
+            k.b.conv3BackwardWeight(input: k.a(x), inChannels: c, extent: e, gradOutput: k.a(dy2), outChannels: c2,
                                     gradWeight: gw2, gradBias: gb)
             return [("gradWeight", gw2), ("gradBias", gb)]
         }
         agree("conv1") { k in
-            let y = k.zeros(c2 * V), gx = k.zeros(c * V), gw = k.zeros(w1.count), gb = k.zeros(c2)
-            k.b.conv1Forward(input: k.t(x), inChannels: c, voxels: V, weight: k.t(w1), bias: k.t(b1), output: y, outChannels: c2)
-            k.b.conv1Backward(input: k.t(x), inChannels: c, voxels: V, weight: k.t(w1), gradOutput: k.t(dy2), outChannels: c2,
+            let y = k.activationZeros(c2 * V), gx = k.activationZeros(c * V), gw = k.zeros(w1.count), gb = k.zeros(c2)
+            k.b.conv1Forward(input: k.a(x), inChannels: c, voxels: V, weight: k.t(w1), bias: k.t(b1), output: y, outChannels: c2)
+            k.b.conv1Backward(input: k.a(x), inChannels: c, voxels: V, weight: k.t(w1), gradOutput: k.a(dy2), outChannels: c2,
                               gradInput: gx, accumulate: false, gradWeight: gw, gradBias: gb)
             return [("output", y), ("gradInput", gx), ("gradWeight", gw), ("gradBias", gb)]
         }
         for relu in [false, true] {
             agree("batch norm train relu=\(relu)") { k in
-                let y = k.zeros(c * V), rm = k.t(runMean), rv = k.t(runVar)
+                let y = k.activationZeros(c * V), rm = k.t(runMean), rv = k.t(runVar)
                 let saved = BatchNormSaved(k.zeros(BatchNormSaved.count(channels: c)), channels: c)
-                let xt = k.t(x), g = k.t(gamma)
+                let xt = k.a(x), g = k.t(gamma)
                 k.b.batchNormTrainForward(input: xt, output: y, channels: c, voxels: V, gamma: g, beta: k.t(beta),
                                           runningMean: rm, runningVar: rv, saved: saved, momentum: 0.1, epsilon: 1e-5,
                                           relu: relu)
-                let again = k.zeros(c * V)
+                let again = k.activationZeros(c * V)
                 k.b.batchNormRecompute(input: xt, output: again, channels: c, voxels: V, saved: saved, relu: relu)
-                let gx = k.zeros(c * V), gg = k.zeros(c), gb = k.zeros(c)
-                k.b.batchNormBackward(input: xt, gradOutput: k.t(dy), gradInput: gx, channels: c, voxels: V,
+                let gx = k.activationZeros(c * V), gg = k.zeros(c), gb = k.zeros(c)
+                k.b.batchNormBackward(input: xt, gradOutput: k.a(dy), gradInput: gx, channels: c, voxels: V,
                                       gamma: g, saved: saved, gradGamma: gg, gradBeta: gb, relu: relu, accumulate: false)
                 return [("output", y), ("recomputed output", again), ("running mean", rm), ("running var", rv),
                         ("gradInput", gx), ("gradGamma", gg), ("gradBeta", gb)]
             }
         }
         agree("batch norm eval") { k in
-            let y = k.zeros(c * V)
-            k.b.batchNormEvalForward(input: k.t(x), output: y, channels: c, voxels: V, gamma: k.t(gamma), beta: k.t(beta),
+            let y = k.activationZeros(c * V)
+            k.b.batchNormEvalForward(input: k.a(x), output: y, channels: c, voxels: V, gamma: k.t(gamma), beta: k.t(beta),
                                      runningMean: k.t(runMean), runningVar: k.t(runVar), epsilon: 1e-5, relu: true)
             return [("output", y)]
         }
         agree("relu") { k in
-            let y = k.t(x), g = k.t(dy)
+            let y = k.a(x), g = k.a(dy)
             k.b.reluForward(y)
             k.b.reluBackward(output: y, grad: g)
             return [("output", y), ("grad", g)]
         }
         agree("max pool") { k in
-            let y = k.zeros(c * e.halved.voxels), g = k.t(base)
-            k.b.maxPool2Forward(input: k.t(x), output: y, channels: c, extent: e)
-            k.b.maxPool2Backward(input: k.t(x), output: y, gradOutput: k.t(Array(dy.prefix(c * e.halved.voxels))), gradInput: g,
+            let y = k.activationZeros(c * e.halved.voxels), g = k.a(base), xt = k.a(x)
+            k.b.maxPool2Forward(input: xt, output: y, channels: c, extent: e)
+            k.b.maxPool2Backward(input: xt, output: y, gradOutput: k.a(Array(dy.prefix(c * e.halved.voxels))), gradInput: g,
                                  channels: c, extent: e, accumulate: true)
             return [("output", y), ("gradInput", g)]
         }
         agree("upsample") { k in
-            let small = e.halved, y = k.zeros(c * V), g = k.t(Array(base.prefix(c * small.voxels)))
-            k.b.upsample2Forward(input: k.t(Array(x.prefix(c * small.voxels))), output: y, channels: c, extent: small)
-            k.b.upsample2Backward(gradOutput: k.t(dy), gradInput: g, channels: c, extent: small, accumulate: true)
+            let small = e.halved, y = k.activationZeros(c * V), g = k.a(Array(base.prefix(c * small.voxels)))
+            k.b.upsample2Forward(input: k.a(Array(x.prefix(c * small.voxels))), output: y, channels: c, extent: small)
+            k.b.upsample2Backward(gradOutput: k.a(dy), gradInput: g, channels: c, extent: small, accumulate: true)
             return [("output", y), ("gradInput", g)]
         }
         agree("global max") { k in
-            let y = k.zeros(c), g = k.zeros(c * V)
-            k.b.globalMaxForward(input: k.t(x), output: y, channels: c, voxels: V)
-            k.b.globalMaxBackward(input: k.t(x), output: y, gradOutput: k.t(Array(dy.prefix(c))), gradInput: g,
+            let y = k.activationZeros(c), g = k.activationZeros(c * V), xt = k.a(x)
+            k.b.globalMaxForward(input: xt, output: y, channels: c, voxels: V)
+            k.b.globalMaxBackward(input: xt, output: y, gradOutput: k.a(Array(dy.prefix(c))), gradInput: g,
                                   channels: c, voxels: V, accumulate: false)
             return [("output", y), ("gradInput", g)]
         }
         agree("sigmoid") { k in
-            let y = k.zeros(c * V)
-            k.b.sigmoidForward(input: k.t(x), output: y)
+            let y = k.activationZeros(c * V)
+            k.b.sigmoidForward(input: k.a(x), output: y)
             return [("output", y)]
         }
         agree("training loss") { k in
-            let g = k.zeros(V), gc = k.zeros(1)
-            k.b.trainingLoss(prob: k.t(prob), target: k.t(target), weight: k.t(weight), lambda: 0.1, gradLogit: g,
-                             clsLogit: k.t([0.7]), completenessLabel: 1, clsGradLogit: gc)
+            let g = k.activationZeros(V), gc = k.activationZeros(1)
+            k.b.trainingLoss(prob: k.a(prob), target: k.t(target), weight: k.t(weight), lambda: 0.1, gradLogit: g,
+                             clsLogit: k.a([0.7]), completenessLabel: 1, clsGradLogit: gc)
             let s = k.b.readTrainingScalars()
             return [("gradLogit", g), ("completeness gradient", gc),
                     ("fp, fn", k.t([Float(s.falsePositive), Float(s.falseNegative)])),
@@ -130,11 +142,12 @@ public enum BackendAgreement {
             // Both labels, and logits whose probability rounds to 1 (the log of 1 - c clamped at -100) or nearly 0.
             var values: [Float] = []
             for (logit, label) in [(Float(-3.2), Float(0)), (0.7, 1), (0.7, 0), (60, 0), (60, 1), (-60, 1)] {
-                let gc = k.zeros(1)
-                k.b.trainingLoss(prob: k.t(prob), target: k.t(target), weight: k.t(weight), lambda: 0.1, gradLogit: k.zeros(V),
-                                 clsLogit: k.t([logit]), completenessLabel: label, clsGradLogit: gc)
+                let gc = k.activationZeros(1)
+                k.b.trainingLoss(prob: k.a(prob), target: k.t(target), weight: k.t(weight), lambda: 0.1,
+                                 gradLogit: k.activationZeros(V), clsLogit: k.a([logit]), completenessLabel: label, clsGradLogit: gc)
                 let s = k.b.readTrainingScalars()
-                values += [Float(s.completeness), Float(s.classification)] + k.read(gc)
+                // The gradient as the candidate holds it (rounded like its activations), here in a float32 tensor.
+                values += [Float(s.completeness), Float(s.classification)] + k.read(gc).map(k.narrow)
             }
             return [("completeness, cross-entropy, gradient", k.t(values))]
         }
@@ -144,10 +157,12 @@ public enum BackendAgreement {
             let scan = SIMD3(e.w, e.h, e.d), side = boxSide, n = side * side * side
             let box = PatchBox(scan: scan, origin: SIMD3(-3, e.h - 7, e.d / 2), side: side)
             let second = PatchBox(scan: scan, origin: SIMD3(2, e.h - 9, e.d / 2 - 3), side: side)
-            let patch = k.zeros(n), memory = k.zeros(n)
+            // The patches and probabilities are a network's activations (validation segments with the training
+            // network); the scan, the mask and the labels are not.
+            let patch = k.activationZeros(n), memory = k.activationZeros(n)
             k.b.extractPatch(k.t(Array(x.prefix(V))), box: box, fill: -2, into: patch)
             let mask = k.zeros(PatchBox.maskElements(voxels: V)), labels = k.zeros(V)
-            let p1 = k.t(Array(boxProb.prefix(n))), p2 = k.t(Array(boxProb.suffix(n)))
+            let p1 = k.a(Array(boxProb.prefix(n))), p2 = k.a(Array(boxProb.suffix(n)))
             let before = k.b.fragmentSums(p1, box: box, unlabelledIn: nil), hash0 = k.b.maskHash(mask, box: box)
             k.b.acceptFragment(p1, box: box, mask: mask, labels: labels, label: 1)
             let unlabelled = k.b.fragmentSums(p2, box: second, unlabelledIn: labels)
@@ -175,13 +190,20 @@ public enum BackendAgreement {
         return out
     }
 
-    /// Upload and read helpers over one backend.
+    /// Upload and read helpers over one backend: `t` and `zeros` make float32 tensors (parameters, statistics,
+    /// volumes), `a` and `activationZeros` activations (`allocateActivations`), whose values are rounded to the
+    /// candidate's `activations` format on both backends.
     struct Kit {
         let b: any ComputeBackend
-        init(_ b: any ComputeBackend) { self.b = b }
+        let activations: ElementFormat
+        init(_ b: any ComputeBackend, activations: ElementFormat) { self.b = b; self.activations = activations }
         func zeros(_ n: Int) -> TensorRef { TensorRef(buffer: b.allocate(n)) }
-        func t(_ v: [Float]) -> TensorRef {
-            let r = zeros(v.count)
+        func t(_ v: [Float]) -> TensorRef { filled(zeros(v.count), v) }
+        func activationZeros(_ n: Int) -> TensorRef { TensorRef(buffer: b.allocateActivations(n)) }
+        func a(_ v: [Float]) -> TensorRef { filled(activationZeros(v.count), v.map(narrow)) }
+        /// A value as the candidate holds an activation.
+        func narrow(_ v: Float) -> Float { activations == .bf16 ? BFloat16.round(v) : v }
+        private func filled(_ r: TensorRef, _ v: [Float]) -> TensorRef {
             v.withUnsafeBufferPointer { if let p = $0.baseAddress { b.upload(p, to: r) } }
             return r
         }

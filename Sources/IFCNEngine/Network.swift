@@ -71,7 +71,7 @@ public final class Network {
         parameters = TensorRef(buffer: backend.allocate(graph.parameters.total))
         gradients = TensorRef(buffer: backend.allocate(graph.parameters.total))
         buffers = TensorRef(buffer: backend.allocate(graph.buffers.total))
-        arena = TensorRef(buffer: backend.allocate(trainingArena?.size ?? graph.arenaSize))
+        arena = TensorRef(buffer: use == .training ? backend.allocateActivations(trainingArena!.size) : backend.allocate(graph.arenaSize))
         savedStats = TensorRef(buffer: backend.allocate(max(graph.savedStatsSize, 1)))
         targetTensor = TensorRef(buffer: backend.allocate(config.voxels))
         weightTensor = TensorRef(buffer: backend.allocate(config.voxels))
@@ -420,13 +420,14 @@ public final class Network {
         return output
     }
 
-    /// Floats in the arena: activations, and for training their gradients (shared by liveness).
+    /// Elements in the arena: activations, and for training their gradients (shared by liveness).
     public var arenaCount: Int { arena.count }
 
-    /// Bytes of float32 storage the network holds (parameters and their gradients, running statistics, the arena,
-    /// saved batch statistics, target and weight patches).
+    /// Bytes of storage the network holds: parameters and their gradients, running statistics, saved batch statistics,
+    /// target and weight patches in float32, and the arena in its format (`ComputeBackend.allocateActivations`).
     public var allocatedBytes: Int {
-        4 * (2 * graph.parameters.total + graph.buffers.total + arena.count + graph.savedStatsSize + 2 * config.voxels)
+        4 * (2 * graph.parameters.total + graph.buffers.total + graph.savedStatsSize + 2 * config.voxels)
+            + arena.count * arena.buffer.format.bytes
     }
 }
 

@@ -151,7 +151,7 @@ public final class Trainer {
         let backend: any ComputeBackend
         do {
             backend = try Backends.make(o.backend, threads: threads, localRank: comm.localRank, gpuMath: o.gpuMath,
-                                        gpuLayout: o.gpuLayout) { fallback = $0 }
+                                        gpuLayout: o.gpuLayout, gpuActivations: o.gpuActivations) { fallback = $0 }
         } catch {
             throw TrainingError("rank \(comm.rank): \(error)", collective: false)
         }

@@ -6,23 +6,28 @@ import IFCNSupport
 extension BackendKind: ExpressibleByArgument {}
 extension GPUMath: ExpressibleByArgument {}
 extension TensorLayout: ExpressibleByArgument {}
+extension ElementFormat: ExpressibleByArgument {}
 
-/// `--backend`, `--gpu-math` and `--gpu-layout`, shared by every command that computes.
+/// `--backend`, `--gpu-math`, `--gpu-layout` and `--gpu-activations`, shared by every command that computes.
 struct BackendOptions: ParsableArguments {
     @Option(help: "Compute backend: auto (CUDA when a GPU and its libraries load, else CPU), cpu or cuda. Default: IFCN_BACKEND, else auto.")
     var backend: BackendKind?
 
-    @Option(name: .customLong("gpu-math"), help: "Convolution math on the GPU: fp32, tf32 (tensor cores) or bf16 (bfloat16 operands summed in float32, as PyTorch's bf16 autocast; activations, weights, batch norm, loss and Adam stay float32).")
+    @Option(name: .customLong("gpu-math"), help: "Convolution math on the GPU: fp32, tf32 (tensor cores) or bf16 (bfloat16 operands summed in float32, as PyTorch's bf16 autocast; weights, batch norm, loss and Adam stay float32, activations too unless --gpu-activations bf16).")
     var gpuMath: GPUMath?
 
     @Option(name: .customLong("gpu-layout"), help: "Memory order of the convolutions' operands on the GPU: ncdhw (ifcn's own tensors, no copies) or ndhwc (channels-last: each convolution runs on channels-last copies of its operands, results copied back). Default: ndhwc with tf32 and bf16 (faster on an H200: docs/BENCHMARKS.md), ncdhw with fp32.")
     var gpuLayout: TensorLayout?
 
+    @Option(name: .customLong("gpu-activations"), help: "Format of a training network's activations and their gradients on the GPU: fp32, or bf16 (with --gpu-math bf16, as PyTorch's bf16 autocast keeps them: half the memory and half the bytes moved; weights, batch-norm statistics, the loss's sums and Adam stay float32). Default: fp32.")
+    var gpuActivations: ElementFormat?
+
     /// The backend for a single-process command; prints one line saying what runs where.
     func make(threads: Int?, defaultMath: GPUMath) throws -> any ComputeBackend {
         do {
             let kind = try Backends.resolve(backend)
-            let b = try Backends.make(kind, threads: threads, gpuMath: gpuMath ?? defaultMath, gpuLayout: gpuLayout) {
+            let b = try Backends.make(kind, threads: threads, gpuMath: gpuMath ?? defaultMath, gpuLayout: gpuLayout,
+                                      gpuActivations: gpuActivations ?? .fp32) {
                 StandardError.write($0)
             }
             StandardError.write(Backends.describe(b))

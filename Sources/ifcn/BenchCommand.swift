@@ -129,6 +129,7 @@ struct BenchCommand: ParsableCommand {
                 "device": cuda?.device.name ?? "cpu",
                 "gpu_math": cuda?.math.rawValue ?? "n/a",
                 "gpu_layout": cuda?.layout.rawValue ?? "n/a",
+                "gpu_activations": cuda?.activationFormat.rawValue ?? "n/a",
                 "gpu_staging_bytes_per_step": stagingPerStep?.bytes ?? 0,
                 "gpu_staging_copies_reused_per_step": stagingPerStep?.reused ?? 0,
                 "gpu_upload_slot_bytes": cuda?.pinnedUploadSlotBytes ?? 0,

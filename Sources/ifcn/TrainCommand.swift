@@ -73,6 +73,7 @@ struct TrainCommand: ParsableCommand {
         do { o.backend = try Backends.resolve(compute.backend) } catch { throw CLIError("\(error)") }
         if let m = compute.gpuMath { o.gpuMath = m }
         if let l = compute.gpuLayout { o.gpuLayout = l }
+        if let a = compute.gpuActivations { o.gpuActivations = a }
         if let s = lrSteps {
             let steps = s.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
             guard steps.allSatisfy({ $0 != nil }) else { throw ValidationError("--lr-steps must be integers like 10000,20000") }

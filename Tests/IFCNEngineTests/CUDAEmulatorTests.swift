@@ -115,8 +115,9 @@ final class CUDAEmulatorTests: XCTestCase {
     /// over a few voxels amplify rounding a hundredfold: the medians are the emulator's, not a GPU's.
     func testReducedPrecisionMathsRunAndStayNearTheFixture() throws {
         var forward: [String: Double] = [:], gradients: [String: Double] = [:]
-        for math in ["fp32", "tf32", "bf16"] {
-            let r = try ifcn(["check-reference", "--backend", "cuda", "--gpu-math", math, fixture("paper_c4_p16")])
+        for math in ["fp32", "tf32", "bf16", "bf16 activations"] {
+            let flags = math == "bf16 activations" ? ["--gpu-math", "bf16", "--gpu-activations", "bf16"] : ["--gpu-math", math]
+            let r = try ifcn(["check-reference", "--backend", "cuda"] + flags + [fixture("paper_c4_p16")])
             XCTAssertTrue(r.stdout.contains("passed,"), r.summary)
             let d = distances(r.stdout)
             forward[math] = d.filter { $0.key.hasPrefix("train/") || $0.key.hasPrefix("eval/") }.values.max()
@@ -128,6 +129,8 @@ final class CUDAEmulatorTests: XCTestCase {
         XCTAssertLessThan(try XCTUnwrap(forward["fp32"]), 1e-6, report)
         XCTAssertLessThan(try XCTUnwrap(forward["tf32"]), 1e-3, report)
         XCTAssertLessThan(try XCTUnwrap(forward["bf16"]), 1e-2, report)
+        XCTAssertLessThan(try XCTUnwrap(forward["bf16 activations"]), 1e-2, report)
+        XCTAssertLessThan(try XCTUnwrap(gradients["bf16 activations"]), 0.5, report)
         let fp32 = try XCTUnwrap(gradients["fp32"]), tf32 = try XCTUnwrap(gradients["tf32"]), bf16 = try XCTUnwrap(gradients["bf16"])
         XCTAssertLessThan(fp32, 1e-5, report)
         XCTAssertGreaterThan(tf32, 100 * fp32, report)
@@ -141,7 +144,8 @@ final class CUDAEmulatorTests: XCTestCase {
     /// CPU fails the convolutions; bf16's whole training step on paper_c4_p16 agrees with the emulating CPU within
     /// the backends' tolerance, and not with the float32 CPU. (tf32's whole step is no test at this size: a float32
     /// sum that differs in its last bit can round to a TF32 value 2^13 ulps away, and this network's gradients
-    /// amplify that as they amplify the rounding itself; its forward outputs agree, its gradients do not.)
+    /// amplify that as they amplify the rounding itself; its forward outputs agree, its gradients do not.) The same for
+    /// bf16 with bfloat16 activations, against the CPU emulating those too.
     func testCPUEmulationOfTheGPUMathAgreesWithTheGPUPath() throws {
         for math in ["tf32", "bf16"] {
             let arguments = ["check-backends", "--backend", "cuda", "--gpu-math", math, "--threads", "2"]
@@ -161,6 +165,17 @@ final class CUDAEmulatorTests: XCTestCase {
         XCTAssertTrue(emulated.stdout.contains("ok   backend agreement with the CPU"), emulated.summary)
         let float32 = try ifcn(step)
         XCTAssertTrue(float32.stdout.contains("FAIL backend agreement with the CPU"), float32.summary)
+        // bf16 with bfloat16 activations: the CPU that also holds its activations as bfloat16 values
+        // (IFCN_EMULATE_GPU_ACTIVATIONS, with which bench/precision_curves.sh measures bf16act) agrees; the CPU that
+        // emulates the math alone does not.
+        let narrow = step.filter { $0 != fixture("paper_c4_p16") } + ["--gpu-activations", "bf16", fixture("paper_c4_p16")]
+        let both = try ifcn(narrow, extra: ["IFCN_EMULATE_GPU_MATH": "bf16", "IFCN_EMULATE_GPU_ACTIVATIONS": "bf16"])
+        XCTAssertTrue(both.stdout.contains("ok   backend agreement with the CPU"), both.summary)
+        let mathOnly = try ifcn(narrow, extra: ["IFCN_EMULATE_GPU_MATH": "bf16"])
+        XCTAssertTrue(mathOnly.stdout.contains("FAIL backend agreement with the CPU"), mathOnly.summary)
+        let refused = try ifcn(narrow, extra: ["IFCN_EMULATE_GPU_ACTIVATIONS": "bf16"])
+        XCTAssertNotEqual(refused.status, 0, refused.summary)
+        XCTAssertTrue(refused.stderr.contains("IFCN_EMULATE_GPU_ACTIVATIONS=bf16 needs IFCN_EMULATE_GPU_MATH=bf16"), refused.summary)
     }
 
     /// `bench --profile` in each math, with cuDNN's fastest algorithms (the emulator's algorithm 1 needs a
@@ -256,37 +271,44 @@ final class CUDAEmulatorTests: XCTestCase {
     /// IFCN_CUDA_EMULATOR_COMPUTE=edges: every call is checked as always (launch shapes and parameter lists, copy and
     /// operand ranges, cuDNN's descriptors and workspaces, the asynchronous copies' rules) while kernels run only
     /// their grid's corner blocks and convolutions compute nothing, so the numbers mean nothing. Shown at that
-    /// size: a training step in three convolution variants, training with validation on a whole VerSe scan at 1 mm,
-    /// two ranks averaging through NCCL, and segmentation; and what the device holds: the network (its training
-    /// arena, as `networkBytes` counts it), the workspace its algorithms need (none, in the emulator), the staged
-    /// copies of the largest convolution's operands (128 input and 64 output channels at 128^3) where convolutions
-    /// run on copies, and
+    /// size: a training step in three convolution variants and with bfloat16 activations in both layouts, training
+    /// with validation on a whole VerSe scan at 1 mm, two ranks averaging through NCCL, and segmentation; and what the
+    /// device holds: the network (its training arena, as `networkBytes(activations:)` counts it), the workspace its
+    /// algorithms need (none, in the emulator), the staged copies of the largest convolution's operands (128 input
+    /// and 64 output channels at 128^3) where convolutions run on copies, and
     /// under 32 MiB besides (Adam's moments, scratch). The algorithm search of a first run adds no more than a
     /// weight gradient's scratch (it held 1 GiB for the rest of the run before).
     func testEveryCallAtThePaperSizeIsValid() throws {
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("ifcn-emulator-p128-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: work) }
         let edges = ["IFCN_CUDA_EMULATOR_COMPUTE": "edges"]
-        let network = Int(try NetworkConfig(variant: .paper, channels: 64, patch: 128).networkBytes)
+        let config = try NetworkConfig(variant: .paper, channels: 64, patch: 128)
         let voxels = 128 * 128 * 128
-        func peak(_ math: String, _ layout: String, cache: String) throws -> Int {
-            let r = try ifcn(["bench", "--backend", "cuda", "--gpu-math", math, "--gpu-layout", layout, "--variant", "paper",
-                              "--channels", "64", "--patch", "128", "--steps", "1", "--json"],
+        func peak(_ math: String, _ layout: String, _ activations: ElementFormat, cache: String) throws -> Int {
+            let r = try ifcn(["bench", "--backend", "cuda", "--gpu-math", math, "--gpu-layout", layout, "--gpu-activations",
+                              activations.rawValue, "--variant", "paper", "--channels", "64", "--patch", "128", "--steps", "1", "--json"],
                              extra: edges.merging(["IFCN_CACHE_DIR": work.appendingPathComponent(cache).path]) { $1 })
             XCTAssertEqual(r.status, 0, r.summary)
             let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.summary)
-            XCTAssertEqual(json["network_bytes"] as? Int, network, r.stdout)
+            XCTAssertEqual(json["network_bytes"] as? Int, Int(config.networkBytes(activations: activations)), r.stdout)
             return try XCTUnwrap(json["device_peak_bytes"] as? Int, r.stdout)
         }
-        // The bytes of a staged copy's element (fp32 NCDHW convolves ifcn's own tensors: no copies).
-        for (math, layout, elementBytes) in [("fp32", "ncdhw", 0), ("tf32", "ndhwc", 4), ("bf16", "ncdhw", 2)] {
-            let searching = try peak(math, layout, cache: "cache-\(math)-\(layout)")
-            let cached = try peak(math, layout, cache: "cache-\(math)-\(layout)")
-            let copies = (128 + 64) * voxels * elementBytes
-            XCTAssertGreaterThanOrEqual(cached, network + copies, "\(math) \(layout)")
-            XCTAssertLessThan(cached, network + copies + (32 << 20), "\(math) \(layout)")
-            XCTAssertLessThanOrEqual(searching, cached + 128 * 64 * 27 * 4, "\(math) \(layout): the algorithm search's scratch")
+        // The bytes of a staged copy's element (fp32 NCDHW convolves ifcn's own tensors, bf16 NCDHW its bfloat16
+        // activations: no copies of data operands).
+        for (math, layout, activations, elementBytes) in [("fp32", "ncdhw", ElementFormat.fp32, 0), ("tf32", "ndhwc", .fp32, 4),
+                                                          ("bf16", "ncdhw", .fp32, 2), ("bf16", "ncdhw", .bf16, 0),
+                                                          ("bf16", "ndhwc", .bf16, 2)] {
+            let name = "\(math) \(layout) \(activations) activations", cache = "cache-\(math)-\(layout)-\(activations)"
+            let searching = try peak(math, layout, activations, cache: cache)
+            let cached = try peak(math, layout, activations, cache: cache)
+            let network = Int(config.networkBytes(activations: activations)), copies = (128 + 64) * voxels * elementBytes
+            XCTAssertGreaterThanOrEqual(cached, network + copies, name)
+            XCTAssertLessThan(cached, network + copies + (32 << 20), name)
+            XCTAssertLessThanOrEqual(searching, cached + 128 * 64 * 27 * 4, "\(name): the algorithm search's scratch")
         }
+        // bfloat16 activations: half the arena, so at the paper's size the network takes under half a float32 one's
+        // bytes plus what stays float32 (parameters, their gradients, patches: 37 MiB).
+        XCTAssertLessThan(config.networkBytes(activations: .bf16), config.networkBytes / 2 + Double(37 << 20))
         let data = work.appendingPathComponent("data").path, raw = work.appendingPathComponent("raw")
         try FileManager.default.createDirectory(at: raw, withIntermediateDirectories: true)
         for name in ["sub-verse005_ct.nii.gz", "sub-verse005_seg-vert_msk.nii.gz", "sub-verse008_ct.nii.gz", "sub-verse008_seg-vert_msk.nii.gz"] {
@@ -523,10 +545,106 @@ final class CUDAEmulatorTests: XCTestCase {
         }
     }
 
+    /// `--gpu-activations bf16`: a training network's activations and their gradients in bfloat16. Every kernel over
+    /// them agrees with the CPU (on the same bfloat16 inputs, emulating bf16 convolution math) within one bfloat16
+    /// rounding of what it writes, in both layouts, at odd sizes, with guard pages in front of the buffers and behind
+    /// them; the network's arena takes half the bytes; in NCDHW cuDNN reads and writes the activations as they are
+    /// (only the filters are copied); training gives the same weights in either layout (a data-gradient pass that
+    /// adds to a bfloat16 gradient adds its bfloat16 result in both), not those of float32 activations, and resumes
+    /// bit for bit, also through pinned upload slots smaller than a patch; validation (which segments with the
+    /// training network) finds vertebrae; other maths refuse it.
+    func testBFloat16Activations() throws {
+        for layout in ["ndhwc", "ncdhw"] {
+            for ((channels, extent), guardPage) in zip([("8", "16,20,24"), ("3", "2,4,6")], ["front", "back"]) {
+                let r = try ifcn(["check-backends", "--backend", "cuda", "--gpu-math", "bf16", "--gpu-activations", "bf16",
+                                  "--gpu-layout", layout, "--channels", channels, "--extent", extent, "--threads", "2"],
+                                 extra: ["IFCN_EMULATE_GPU_MATH": "bf16", "IFCN_CUDA_EMULATOR_GUARD": guardPage])
+                XCTAssertEqual(r.status, 0, r.summary)
+                XCTAssertTrue(r.stdout.contains("46 passed, 0 failed"), r.summary)
+                XCTAssertTrue(r.stdout.contains("bf16 activations against the cpu (GPU bf16 convolutions, emulated)"), r.summary)
+            }
+        }
+        // The arena's elements, from the same network on the CPU: bfloat16 saves two bytes each.
+        let arena = Network(config: try NetworkConfig(variant: .paper, channels: 4, patch: 16), backend: Backends.cpu(threads: 1)).arenaCount
+        var bench: [String: [String: Any]] = [:]
+        for layout in ["ndhwc", "ncdhw"] {
+            for activations in ["fp32", "bf16"] {
+                let r = try ifcn(["bench", "--backend", "cuda", "--gpu-math", "bf16", "--gpu-layout", layout, "--gpu-activations",
+                                  activations, "--channels", "4", "--patch", "16", "--steps", "1", "--json"])
+                XCTAssertEqual(r.status, 0, r.summary)
+                bench[layout + activations] = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.summary)
+                XCTAssertEqual(bench[layout + activations]?["gpu_activations"] as? String, activations, r.stdout)
+            }
+        }
+        func value(_ run: String, _ key: String) throws -> Int { try XCTUnwrap(bench[run]?[key] as? Int, "\(run) \(key)") }
+        for layout in ["ndhwc", "ncdhw"] {
+            XCTAssertEqual(try value(layout + "fp32", "network_bytes") - value(layout + "bf16", "network_bytes"), 2 * arena)
+            XCTAssertLessThan(try value(layout + "bf16", "device_peak_bytes"), try value(layout + "fp32", "device_peak_bytes"))
+        }
+        // NCDHW: a step copies the filters and their gradients only: 6 bytes a weight for each of the two passes that
+        // read a bfloat16 copy, 10 for the weight gradient added back (read 2 and 4, write 4), where float32
+        // activations had every data operand copied as well.
+        let parameters = try value("ncdhwbf16", "parameters")
+        XCTAssertLessThanOrEqual(try value("ncdhwbf16", "gpu_staging_bytes_per_step"), 22 * parameters)
+        XCTAssertGreaterThan(try value("ncdhwfp32", "gpu_staging_bytes_per_step"), 10 * 22 * parameters)
+
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("ifcn-emulator-bf16-activations-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: work) }
+        func path(_ name: String) -> String { work.appendingPathComponent(name).path }
+        try syntheticData(in: work, cases: 3, spacing: 4)
+        func train(_ name: String, _ iterations: Int, _ extra: [String], environment: [String: String] = [:]) throws -> Data? {
+            let r = try ifcn(["train", "--backend", "cuda", "--gpu-math", "bf16", "--data", path("data"), "--output", path(name),
+                              "--channels", "4", "--patch", "16", "--iterations", "\(iterations)", "--iters-per-epoch", "3",
+                              "--seed", "5", "--progress-seconds", "1000", "--dump-weights", path(name + ".w")] + extra,
+                             extra: environment)
+            XCTAssertEqual(r.status, 0, r.summary)
+            XCTAssertTrue(r.stdout.contains("val Dice"), r.summary)
+            return try? Data(contentsOf: URL(fileURLWithPath: path(name + ".w.rank0.safetensors")))
+        }
+        let bf16 = ["--gpu-activations", "bf16"]
+        let ncdhw = try XCTUnwrap(try train("ncdhw", 6, bf16 + ["--gpu-layout", "ncdhw"], environment: ["IFCN_CUDA_EMULATOR_GUARD": "front"]))
+        XCTAssertEqual(try train("ndhwc", 6, bf16 + ["--gpu-layout", "ndhwc"]), ncdhw, "the layout changed the trained weights")
+        XCTAssertNotEqual(try train("float32", 6, ["--gpu-layout", "ncdhw"]), ncdhw, "float32 activations trained the same weights")
+        _ = try train("resumed", 3, bf16 + ["--gpu-layout", "ncdhw"])
+        XCTAssertEqual(try train("resumed", 6, bf16 + ["--gpu-layout", "ncdhw", "--resume"]), ncdhw, "the resumed run differs")
+        XCTAssertEqual(try train("slots", 6, bf16 + ["--gpu-layout", "ncdhw"], environment: ["IFCN_CUDA_UPLOAD_SLOT_BYTES": "4096"]),
+                       ncdhw, "uploads through pinned slots changed the weights")
+        // Validation segments the held-out scan with the training network itself, its patches and probabilities in
+        // bfloat16: on VerSe at 4 mm (sub-verse008 held out), 30 iterations find the vertebrae as float32 activations
+        // do (validation Dice 0.374 against 0.367 here; patches written as float32 into bfloat16 memory gave 0).
+        let verse = work.appendingPathComponent("verse").path
+        let p = try ifcn(["preprocess", "--input", TestPaths.repositoryRoot.appendingPathComponent("data/verse").path,
+                          "--output", verse, "--spacing", "4", "--validation", "sub-verse008"])
+        XCTAssertEqual(p.status, 0, p.summary)
+        var dice: [String: Double] = [:]
+        for activations in ["fp32", "bf16"] {
+            let r = try ifcn(["train", "--backend", "cuda", "--gpu-math", "bf16", "--gpu-activations", activations, "--data", verse,
+                              "--output", path("verse-" + activations), "--channels", "4", "--patch", "16", "--iterations", "30",
+                              "--iters-per-epoch", "30", "--lr-steps", "22", "--seed", "4", "--progress-seconds", "1000"])
+            XCTAssertEqual(r.status, 0, r.summary)
+            let last = r.stdout.split(separator: "\n").last { $0.contains("val Dice") }.map(String.init) ?? ""
+            let words = last.split(separator: " ")
+            dice[activations] = words.indices.first { $0 > 0 && $0 + 1 < words.count && words[$0 - 1] == "val" && words[$0] == "Dice" }
+                .flatMap { Double(words[$0 + 1]) }
+        }
+        XCTAssertGreaterThan(try XCTUnwrap(dice["fp32"]), 0.2, "\(dice)")
+        XCTAssertGreaterThan(try XCTUnwrap(dice["bf16"]), 0.2, "\(dice)")
+        let refused = try ifcn(["bench", "--backend", "cuda", "--gpu-math", "tf32", "--gpu-activations", "bf16", "--channels", "4",
+                                "--patch", "16", "--steps", "1"])
+        XCTAssertNotEqual(refused.status, 0, refused.summary)
+        XCTAssertTrue(refused.stderr.contains("--gpu-activations bf16 needs --gpu-math bf16"), refused.summary)
+    }
+
     /// A launch whose arguments do not match the kernel's C parameters stops with both lists (every kernel's
     /// parameters parse from the source).
     func testEveryKernelsParametersParse() {
         for kernel in CUDAKernel.allCases { XCTAssertNotNil(CUDAKernelSource.parameters[kernel], kernel.rawValue) }
+        // Each instance over bfloat16 activations takes its float32 instance's parameters (launches pass one list).
+        let instances = CUDAKernel.allCases.compactMap { k in k.bfloat16Instance.map { (k, $0) } }
+        XCTAssertEqual(instances.count, 31)
+        for (kernel, name) in instances {
+            XCTAssertEqual(CUDAKernelSource.parameterKinds(of: name), kernel.parameters, name)
+        }
         XCTAssertEqual(CUDAKernel.fromBFloat16.parameters, [.pointer, .pointer, .int32, .int64])
         XCTAssertEqual(CUDAKernel.fromChannelsLastBFloat16.parameters, [.pointer, .pointer, .int32, .int32, .int64, .int32])
         XCTAssertEqual(CUDAKernel.scale.parameters, [.pointer, .float, .int64])

@@ -7,7 +7,8 @@ import IFCNSupport
 open class CPUBackend: ComputeBackend {
     public var name: String {
         let parts = [convolutionAlgorithm.map { "\($0.rawValue) convolutions" }, bfloat16Inference ? "bfloat16 inference, emulated" : nil,
-                     emulatesGPUMath ? "GPU \(emulatedGPUMath.rawValue) convolutions, emulated" : nil]
+                     emulatesGPUMath ? "GPU \(emulatedGPUMath.rawValue) convolutions, emulated" : nil,
+                     emulatedActivations == .bf16 ? "GPU bf16 activations, emulated" : nil]
             .compactMap { $0 }
         return parts.isEmpty ? "cpu" : "cpu (\(parts.joined(separator: ", ")))"
     }
@@ -21,6 +22,9 @@ open class CPUBackend: ComputeBackend {
     /// Every 3x3x3 convolution, training and inference, in the CUDA backend's reduced-precision math (tf32 or bf16),
     /// emulated (CPUGPUMathEmulation.swift); `.fp32`: the CPU's own float32. Default: `IFCN_EMULATE_GPU_MATH`.
     public let emulatedGPUMath: GPUMath
+    /// The format a training network's activations are held in, emulating the CUDA backend's `--gpu-activations`
+    /// (with bf16 math only, as there). Default: `IFCN_EMULATE_GPU_ACTIVATIONS`.
+    public let emulatedActivations: ElementFormat
     let scratch: ScratchPool
     let weightScratch: ScratchPool
     /// The scalars of the last `trainingLoss` (computed at once: the CPU works synchronously).
@@ -29,19 +33,32 @@ open class CPUBackend: ComputeBackend {
     /// `threads` compute threads (default: all cores). OpenBLAS itself runs single-threaded
     /// inside our own parallel regions.
     public init(threads: Int? = nil, convolutionAlgorithm: ConvolutionAlgorithm? = nil,
-                bfloat16Inference: Bool = BFloat16.processEmulation, emulatedGPUMath: GPUMath = GPUMath.processEmulation) {
+                bfloat16Inference: Bool = BFloat16.processEmulation, emulatedGPUMath: GPUMath = GPUMath.processEmulation,
+                emulatedActivations: ElementFormat = ElementFormat.processEmulation) {
         let n = threads ?? activeCoreCount
         self.threads = max(1, n)
         self.convolutionAlgorithm = convolutionAlgorithm
         self.bfloat16Inference = bfloat16Inference
         precondition(!(bfloat16Inference && emulatedGPUMath != .fp32), "two emulations of reduced precision at once")
         self.emulatedGPUMath = emulatedGPUMath
+        precondition(emulatedActivations == .fp32 || emulatedGPUMath == .bf16, "bfloat16 activations without bf16 math")
+        self.emulatedActivations = emulatedActivations
         scratch = ScratchPool(threads: self.threads)
         weightScratch = ScratchPool(threads: self.threads)
         openblas_set_num_threads(1)
     }
 
     public func allocate(_ count: Int) -> any DeviceBuffer { CPUBuffer(count: count) }
+
+    public func allocateActivations(_ count: Int) -> any DeviceBuffer { CPUBuffer(count: count, format: emulatedActivations) }
+
+    /// Rounds each of `tensors` that is held in bfloat16 (emulated) to bfloat16, as the CUDA backend stores what a
+    /// kernel writes there: every kernel that writes activations ends with it.
+    func roundToFormat(_ tensors: TensorRef?...) {
+        for case let t? in tensors where t.buffer.format == .bf16 {
+            BFloat16.roundInPlace(t.host, count: t.count, threads: threads)
+        }
+    }
 
     public func synchronize() {}
 
@@ -56,6 +73,7 @@ open class CPUBackend: ComputeBackend {
 
     public func upload(_ source: UnsafePointer<Float>, to destination: TensorRef) {
         destination.host.update(from: source, count: destination.count)
+        roundToFormat(destination)
     }
 
     public func download(_ source: TensorRef, to destination: UnsafeMutablePointer<Float>) {
@@ -67,6 +85,7 @@ open class CPUBackend: ComputeBackend {
     }
 
     public func fill(_ tensor: TensorRef, value: Float) {
+        defer { roundToFormat(tensor) }
         let p = tensor.host, n = tensor.count
         let parts = n > 1 << 16 ? threads : 1
         parallelFor(parts: parts) { t in
@@ -85,6 +104,7 @@ open class CPUBackend: ComputeBackend {
     }
 
     open func reluForward(_ tensor: TensorRef) {
+        defer { roundToFormat(tensor) }
         let p = tensor.host, n = tensor.count
         let parts = n > 1 << 15 ? threads : 1
         parallelFor(parts: parts) { t in
@@ -93,6 +113,7 @@ open class CPUBackend: ComputeBackend {
     }
 
     public func reluBackward(output: TensorRef, grad: TensorRef) {
+        defer { roundToFormat(grad) }
         let y = output.host, g = grad.host, n = grad.count
         let parts = n > 1 << 15 ? threads : 1
         parallelFor(parts: parts) { t in
@@ -101,6 +122,7 @@ open class CPUBackend: ComputeBackend {
     }
 
     public func sigmoidForward(input: TensorRef, output: TensorRef) {
+        defer { roundToFormat(output) }
         let x = input.host, y = output.host, n = input.count
         let parts = n > 1 << 14 ? threads : 1
         parallelFor(parts: parts) { t in
@@ -110,6 +132,7 @@ open class CPUBackend: ComputeBackend {
 
     public func trainingLoss(prob: TensorRef, target: TensorRef, weight: TensorRef, lambda: Float, gradLogit: TensorRef,
                              clsLogit: TensorRef, completenessLabel: Float, clsGradLogit: TensorRef) {
+        defer { roundToFormat(gradLogit, clsGradLogit) }
         let (fp, fn) = segmentationLoss(prob: prob, target: target, weight: weight, lambda: lambda, gradLogit: gradLogit)
         let head = TrainingScalars.completenessTerms(logit: clsLogit.host[0], label: completenessLabel)
         clsGradLogit.host[0] = head.gradient

@@ -6,13 +6,17 @@ import Foundation
 /// training step: 1050 MiB through malloc, 1012 MiB mapped, docs/BENCHMARKS.md).
 public final class CPUBuffer: DeviceBuffer {
     public let count: Int
+    /// float32; bfloat16 where the backend emulates the CUDA backend's bfloat16 activations (the values are still
+    /// float32 numbers, each one a bfloat16 value).
+    public let format: ElementFormat
     public let pointer: UnsafeMutablePointer<Float>
     private let mappedBytes: Int?
 
     static let mappingThreshold = 1 << 20
 
-    public init(count: Int) {
+    public init(count: Int, format: ElementFormat = .fp32) {
         self.count = count
+        self.format = format
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
         if bytes >= CPUBuffer.mappingThreshold {
             let raw = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)

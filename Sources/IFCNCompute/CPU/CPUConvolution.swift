@@ -94,6 +94,7 @@ extension CPUBackend {
     public func conv3Forward(input: TensorRef, inChannels: Int, extent: Extent3,
                              weight: TensorRef, bias: TensorRef?, output: TensorRef, outChannels: Int) {
         precondition(input.count == inChannels * extent.voxels && output.count == outChannels * extent.voxels)
+        defer { roundToFormat(output) }
         if emulatesGPUMath {  // CPUGPUMathEmulation.swift
             return conv3ForwardEmulatingGPUMath(input: input, inChannels: inChannels, extent: extent, weight: weight,
                                                 bias: bias, output: output, outChannels: outChannels)
@@ -106,6 +107,7 @@ extension CPUBackend {
     /// computed as batchNormEvalForward does, applied with the same two roundings); elsewhere the two ops.
     public func conv3BatchNormInferenceForward(input: TensorRef, inChannels: Int, extent: Extent3, weight: TensorRef,
                                                convOutput: TensorRef, outChannels: Int, norm: EvalBatchNorm, output: TensorRef) {
+        defer { roundToFormat(output) }
         let algorithm = ConvolutionAlgorithm.choose(inChannels: inChannels, outChannels: outChannels, extent: extent,
                                                     purpose: .inference, forced: convolutionAlgorithm)
         guard !bfloat16Inference && !emulatesGPUMath && (algorithm == .winograd || algorithm == .winograd4) else {
@@ -135,6 +137,7 @@ extension CPUBackend {
     public func conv3InferenceForward(input: TensorRef, inChannels: Int, extent: Extent3,
                                       weight: TensorRef, bias: TensorRef?, output: TensorRef, outChannels: Int) {
         precondition(input.count == inChannels * extent.voxels && output.count == outChannels * extent.voxels)
+        defer { roundToFormat(output) }
         if bfloat16Inference {  // CPUBFloat16Emulation.swift
             return conv3InferenceBFloat16(input: input, inChannels: inChannels, extent: extent, weight: weight, bias: bias,
                                           output: output, outChannels: outChannels)
@@ -152,6 +155,7 @@ extension CPUBackend {
     /// dX = conv(dY, W') with W'[ci][co][26 - k] = W[co][ci][k] (full correlation with the flipped kernel).
     public func conv3BackwardData(gradOutput: TensorRef, outChannels: Int, extent: Extent3,
                                   weight: TensorRef, gradInput: TensorRef, inChannels: Int, accumulate: Bool) {
+        defer { roundToFormat(gradInput) }
         if emulatesGPUMath {
             return conv3BackwardDataEmulatingGPUMath(gradOutput: gradOutput, outChannels: outChannels, extent: extent,
                                                      weight: weight, gradInput: gradInput, inChannels: inChannels,
@@ -264,6 +268,7 @@ extension CPUBackend {
 
     public func conv1Forward(input: TensorRef, inChannels: Int, voxels: Int,
                              weight: TensorRef, bias: TensorRef?, output: TensorRef, outChannels: Int) {
+        defer { roundToFormat(output) }
         let x = input.host, w = weight.host, y = output.host
         let parts = voxels >= 4096 ? threads : 1
         let b = bias?.host
@@ -285,6 +290,7 @@ extension CPUBackend {
     public func conv1Backward(input: TensorRef, inChannels: Int, voxels: Int, weight: TensorRef,
                               gradOutput: TensorRef, outChannels: Int,
                               gradInput: TensorRef?, accumulate: Bool, gradWeight: TensorRef, gradBias: TensorRef?) {
+        defer { roundToFormat(gradInput) }
         let x = input.host, w = weight.host, dy = gradOutput.host
         let parts = voxels >= 4096 ? threads : 1
         if let gradInput {

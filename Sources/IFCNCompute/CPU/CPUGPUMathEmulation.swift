@@ -14,6 +14,35 @@ import IFCNSupport
 //   configuration writes bf16) and then written or added in float32 (`ifcn_from_bf16`), the bias added after in
 //   float32; a weight gradient comes out in bfloat16 too and is added to the float32 gradient.
 // Batch norm, the 1x1x1 convolution, the loss and Adam stay float32 in both, as on the GPU.
+// With `IFCN_EMULATE_GPU_ACTIVATIONS=bf16` as well (`--gpu-activations bf16`), a training network's activations and
+// their gradients are held as the CUDA backend holds them in bfloat16: still float32 numbers, every one that a kernel
+// writes into them rounded to bfloat16 (`CPUBackend.roundToFormat`), which is what each CUDA kernel's bfloat16
+// instance computes in float32 and stores.
+
+/// The case `environment[key]` names, `fallback` when unset or empty; throws on a value that names none.
+func emulationSetting<E: RawRepresentable & CaseIterable>(_ key: String, in environment: [String: String],
+                                                          fallback: E) throws -> E where E.RawValue == String {
+    guard let value = environment[key], !value.isEmpty else { return fallback }
+    guard let setting = E(rawValue: value) else {
+        throw ConvolutionAlgorithmError(message: "\(key)='\(value)' is not one of " + E.allCases.map(\.rawValue).joined(separator: ", "))
+    }
+    return setting
+}
+
+extension ElementFormat {
+    /// The environment variable that makes the CPU backends of a process hold a training network's activations as the
+    /// CUDA backend does with `--gpu-activations` (`bf16`, with `IFCN_EMULATE_GPU_MATH=bf16`; unset, empty or
+    /// `fp32`: float32).
+    public static let emulationKey = "IFCN_EMULATE_GPU_ACTIVATIONS"
+
+    /// The format `environment` asks the CPU to emulate; throws on a value that names none.
+    public static func emulationRequested(in environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ElementFormat {
+        try emulationSetting(emulationKey, in: environment, fallback: .fp32)
+    }
+
+    /// The process's setting, read once (the backend factory checks it first, so a bad value fails before any work).
+    public static let processEmulation: ElementFormat = (try? emulationRequested()) ?? .fp32
+}
 
 /// TF32 rounding, kept in float32 (the upper 19 bits of the float).
 public enum TF32 {
@@ -33,12 +62,7 @@ extension GPUMath {
 
     /// The math `environment` asks the CPU to emulate; throws on a value that names none.
     public static func emulationRequested(in environment: [String: String] = ProcessInfo.processInfo.environment) throws -> GPUMath {
-        guard let value = environment[emulationKey], !value.isEmpty else { return .fp32 }
-        guard let math = GPUMath(rawValue: value) else {
-            throw ConvolutionAlgorithmError(message: "\(emulationKey)='\(value)' is not one of "
-                + allCases.map(\.rawValue).joined(separator: ", "))
-        }
-        return math
+        try emulationSetting(emulationKey, in: environment, fallback: .fp32)
     }
 
     /// The process's setting, read once (the backend factory checks it first, so a bad value fails before any work).

@@ -8,6 +8,7 @@ extension CPUBackend {
     public func batchNormTrainForward(input: TensorRef, output: TensorRef, channels: Int, voxels: Int,
                                       gamma: TensorRef, beta: TensorRef, runningMean: TensorRef, runningVar: TensorRef,
                                       saved: BatchNormSaved, momentum: Float, epsilon: Float, relu: Bool) {
+        defer { roundToFormat(output) }
         let x = input.host, y = output.host, g = gamma.host, b = beta.host
         let rm = runningMean.host, rv = runningVar.host
         let sm = saved.mean.host, si = saved.invStd.host, sk = saved.scale.host, sb = saved.shift.host
@@ -34,6 +35,7 @@ extension CPUBackend {
 
     public func batchNormRecompute(input: TensorRef, output: TensorRef, channels: Int, voxels: Int,
                                    saved: BatchNormSaved, relu: Bool) {
+        defer { roundToFormat(output) }
         let x = input.host, y = output.host, sk = saved.scale.host, sb = saved.shift.host
         let n = voxels
         let parts = channels * n >= 1 << 15 ? min(threads, channels) : 1
@@ -56,6 +58,7 @@ extension CPUBackend {
     public func batchNormEvalForward(input: TensorRef, output: TensorRef, channels: Int, voxels: Int,
                                      gamma: TensorRef, beta: TensorRef, runningMean: TensorRef, runningVar: TensorRef,
                                      epsilon: Float, relu: Bool) {
+        defer { roundToFormat(output) }
         let x = input.host, y = output.host, g = gamma.host, b = beta.host
         let rm = runningMean.host, rv = runningVar.host
         let n = voxels
@@ -72,6 +75,7 @@ extension CPUBackend {
     public func batchNormBackward(input: TensorRef, gradOutput: TensorRef, gradInput: TensorRef,
                                   channels: Int, voxels: Int, gamma: TensorRef, saved: BatchNormSaved,
                                   gradGamma: TensorRef, gradBeta: TensorRef, relu: Bool, accumulate: Bool) {
+        defer { roundToFormat(gradInput) }
         let x = input.host, dy = gradOutput.host, dx = gradInput.host
         let g = gamma.host, sm = saved.mean.host, si = saved.invStd.host, sk = saved.scale.host, sb = saved.shift.host
         let gg = gradGamma.host, gb = gradBeta.host

@@ -14,6 +14,7 @@ extension CPUBackend {
 
 extension CPUBackend {
     public func maxPool2Forward(input: TensorRef, output: TensorRef, channels: Int, extent e: Extent3) {
+        defer { roundToFormat(output) }
         let x = input.host, y = output.host
         let o = e.halved, H = e.h, W = e.w, V = e.voxels, OV = o.voxels
         let jobs = channels * o.d
@@ -43,6 +44,7 @@ extension CPUBackend {
 
     public func maxPool2Backward(input: TensorRef, output: TensorRef, gradOutput: TensorRef, gradInput: TensorRef,
                                  channels: Int, extent e: Extent3, accumulate: Bool) {
+        defer { roundToFormat(gradInput) }
         let x = input.host, dy = gradOutput.host, dx = gradInput.host
         let o = e.halved, H = e.h, W = e.w, V = e.voxels, OV = o.voxels
         let jobs = channels * o.d
@@ -72,6 +74,7 @@ extension CPUBackend {
     }
 
     public func upsample2Forward(input: TensorRef, output: TensorRef, channels: Int, extent e: Extent3) {
+        defer { roundToFormat(output) }
         let x = input.host, y = output.host
         let u = e.doubled, V = e.voxels, UV = u.voxels
         let jobs = channels * u.d
@@ -90,6 +93,7 @@ extension CPUBackend {
 
     public func upsample2Backward(gradOutput: TensorRef, gradInput: TensorRef, channels: Int, extent e: Extent3,
                                   accumulate: Bool) {
+        defer { roundToFormat(gradInput) }
         let dy = gradOutput.host, dx = gradInput.host
         let u = e.doubled, V = e.voxels, UV = u.voxels
         let jobs = channels * e.d
@@ -112,6 +116,7 @@ extension CPUBackend {
     }
 
     public func globalMaxForward(input: TensorRef, output: TensorRef, channels: Int, voxels: Int) {
+        defer { roundToFormat(output) }
         let x = input.host, y = output.host
         for c in 0..<channels {
             var m = -Float.infinity
@@ -123,6 +128,7 @@ extension CPUBackend {
 
     public func globalMaxBackward(input: TensorRef, output: TensorRef, gradOutput: TensorRef, gradInput: TensorRef,
                                   channels: Int, voxels: Int, accumulate: Bool) {
+        defer { roundToFormat(gradInput) }
         let x = input.host, y = output.host, dy = gradOutput.host, dx = gradInput.host
         for c in 0..<channels {
             let xc = x + c * voxels, dxc = dx + c * voxels

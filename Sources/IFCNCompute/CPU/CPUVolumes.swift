@@ -5,12 +5,14 @@ import IFCNSupport
 /// memory's hash, the fragment's sums, and accepting a fragment into the memory and the labels.
 extension CPUBackend {
     public func extractPatch(_ volume: TensorRef, box: PatchBox, fill: Float, into patch: TensorRef) {
+        defer { roundToFormat(patch) }
         let src = volume.host, dst = patch.host
         box.forEachRow(inside: { at, index, count in (dst + at).update(from: src + index, count: count) },
                        outside: { at, count in (dst + at).update(repeating: fill, count: count) })
     }
 
     public func extractMaskPatch(_ mask: TensorRef, box: PatchBox, into patch: TensorRef) {
+        defer { roundToFormat(patch) }
         let src = mask.bytes, dst = patch.host
         box.forEachRow(inside: { at, index, count in
             for i in 0..<count { dst[at + i] = src[index + i] != 0 ? 1 : 0 }

@@ -13,11 +13,6 @@ import Foundation
 extension CUDABackend {
     // MARK: - Launch geometry
 
-    /// Blocks for a grid-stride loop over `n` items (at least one, at most 65535).
-    fileprivate func kernelBlocks(_ n: Int) -> Int {
-        max(1, min((n + CUDAKernelSource.blockSize - 1) / CUDAKernelSource.blockSize, 65535))
-    }
-
     /// Blocks per row of a reduction over `voxels` items in each of `rows` rows: at least 16 items
     /// per thread, about 4096 blocks in all, at most 1024 per row. A function of the sizes only.
     fileprivate func kernelReductionParts(_ voxels: Int, rows: Int) -> Int {
@@ -26,18 +21,24 @@ extension CUDABackend {
         return max(1, min(byWork, byGrid, 1024))
     }
 
-    fileprivate func kernelArg(_ t: TensorRef) -> KernelArg { .pointer(pointer(t)) }
+    /// A tensor passed to a kernel instance over elements of `format`: float32 but for the activations of a kernel's
+    /// bfloat16 instance (`CUDAKernel.bfloat16Instance`). A tensor of the other format stops here, in every build (a
+    /// release build compiles preconditions out), before a kernel reads or writes its memory as the wrong type.
+    fileprivate func kernelArg(_ t: TensorRef, _ format: ElementFormat = .fp32) -> KernelArg {
+        if self.format(t) != format { fatalError("a \(self.format(t).rawValue) tensor where the kernel takes \(format.rawValue)") }
+        return .pointer(pointer(t))
+    }
 
     fileprivate func kernelFlag(_ b: Bool) -> KernelArg { .int32(b ? 1 : 0) }
 
     /// One launch over (x: blocks, y: rows) with the backend's block size.
-    fileprivate func launchRows(_ kernel: CUDAKernel, blocks: Int, rows: Int, _ args: [KernelArg]) {
+    fileprivate func launchRows(_ kernel: CUDAKernel, format: ElementFormat = .fp32, blocks: Int, rows: Int, _ args: [KernelArg]) {
         precondition(rows <= 65535, "\(kernel.rawValue): \(rows) rows exceed the grid's y limit")
-        launch(kernel, grid: blocks, gridY: rows, block: CUDAKernelSource.blockSize, args)
+        launch(kernel, format: format, grid: blocks, gridY: rows, block: CUDAKernelSource.blockSize, args)
     }
 
-    fileprivate func launch1D(_ kernel: CUDAKernel, blocks: Int, _ args: [KernelArg]) {
-        launch(kernel, grid: blocks, block: CUDAKernelSource.blockSize, args)
+    fileprivate func launch1D(_ kernel: CUDAKernel, format: ElementFormat = .fp32, blocks: Int, _ args: [KernelArg]) {
+        launch(kernel, format: format, grid: blocks, block: CUDAKernelSource.blockSize, args)
     }
 
     /// Byte offsets of consecutive regions of a workspace, each aligned to 256 bytes.
@@ -55,19 +56,22 @@ extension CUDABackend {
     public func reluForward(_ tensor: TensorRef) {
         let n = tensor.count
         guard n > 0 else { return }
-        launch1D(.reluForward, blocks: kernelBlocks(n), [kernelArg(tensor), .int64(Int64(n))])
+        let f = format(tensor)
+        launch1D(.reluForward, format: f, blocks: kernelBlocks(n), [kernelArg(tensor, f), .int64(Int64(n))])
     }
 
     public func reluBackward(output: TensorRef, grad: TensorRef) {
         let n = grad.count
         guard n > 0 else { return }
-        launch1D(.reluBackward, blocks: kernelBlocks(n), [kernelArg(output), kernelArg(grad), .int64(Int64(n))])
+        let f = format(output)
+        launch1D(.reluBackward, format: f, blocks: kernelBlocks(n), [kernelArg(output, f), kernelArg(grad, f), .int64(Int64(n))])
     }
 
     public func sigmoidForward(input: TensorRef, output: TensorRef) {
         let n = input.count
         guard n > 0 else { return }
-        launch1D(.sigmoidForward, blocks: kernelBlocks(n), [kernelArg(input), kernelArg(output), .int64(Int64(n))])
+        let f = format(input)
+        launch1D(.sigmoidForward, format: f, blocks: kernelBlocks(n), [kernelArg(input, f), kernelArg(output, f), .int64(Int64(n))])
     }
 
     /// Copies `t` (`operand` in ifcn's order) into `address` as the backend's convolutions take it: bfloat16 (round
@@ -75,40 +79,47 @@ extension CUDABackend {
     func stage(_ t: TensorRef, _ operand: StagedOperand, into address: UInt64) {
         precondition(t.count == operand.count, "staged operand of the wrong size")
         guard t.count > 0 else { return }
-        stagingBytes += operand.count * 4 + operand.stagedCount * convolutionVariant.precision.bytes
+        stagingBytes += operand.count * format(t).bytes + operand.stagedCount * convolutionVariant.precision.bytes
         switch layout {
         case .ncdhw:
-            precondition(math == .bf16, "float32 NCDHW convolutions are not staged")
+            if format(t) != .fp32 || math != .bf16 { fatalError("only float32 tensors are staged for bf16 NCDHW convolutions") }
             launch1D(.toBFloat16, blocks: kernelBlocks(t.count), [kernelArg(t), .pointer(address), .int64(Int64(t.count))])
         case .ndhwc:
-            launchTiles(math == .bf16 ? .toChannelsLastBFloat16 : .toChannelsLast, operand, channels: operand.stride,
-                        [kernelArg(t), .pointer(address), .int32(Int32(operand.channels)), .int32(Int32(operand.stride)),
+            if math != .bf16 && format(t) != .fp32 { fatalError("bfloat16 tensors in \(math.rawValue) convolutions") }
+            launchTiles(math == .bf16 ? .toChannelsLastBFloat16 : .toChannelsLast, format: format(t), operand,
+                        channels: operand.stride,
+                        [kernelArg(t, format(t)), .pointer(address), .int32(Int32(operand.channels)), .int32(Int32(operand.stride)),
                          .int64(Int64(operand.voxels))])
         }
     }
 
     /// Copies a staged result at `address` back into `t` (exactly: bfloat16 widens without rounding), adding to it
-    /// when `accumulate`.
+    /// when `accumulate` (into a bfloat16 `t`, the sum rounded).
     func unstage(_ address: UInt64, _ operand: StagedOperand, into t: TensorRef, accumulate: Bool) {
         precondition(t.count == operand.count, "staged operand of the wrong size")
         guard t.count > 0 else { return }
-        stagingBytes += operand.stagedCount * convolutionVariant.precision.bytes + operand.count * 4 * (accumulate ? 2 : 1)
+        stagingBytes += operand.stagedCount * convolutionVariant.precision.bytes + operand.count * format(t).bytes * (accumulate ? 2 : 1)
         switch layout {
         case .ncdhw:
-            precondition(math == .bf16, "float32 NCDHW convolutions are not staged")
-            launch1D(.fromBFloat16, blocks: kernelBlocks(t.count), [.pointer(address), kernelArg(t), kernelFlag(accumulate), .int64(Int64(t.count))])
+            if math != .bf16 { fatalError("float32 NCDHW convolutions are not staged") }
+            launch1D(.fromBFloat16, format: format(t), blocks: kernelBlocks(t.count),
+                     [.pointer(address), kernelArg(t, format(t)), kernelFlag(accumulate), .int64(Int64(t.count))])
         case .ndhwc:
-            launchTiles(math == .bf16 ? .fromChannelsLastBFloat16 : .fromChannelsLast, operand, channels: operand.channels,
-                        [.pointer(address), kernelArg(t), .int32(Int32(operand.channels)), .int32(Int32(operand.stride)),
+            if math != .bf16 && format(t) != .fp32 { fatalError("bfloat16 tensors in \(math.rawValue) convolutions") }
+            launchTiles(math == .bf16 ? .fromChannelsLastBFloat16 : .fromChannelsLast, format: format(t), operand,
+                        channels: operand.channels,
+                        [.pointer(address), kernelArg(t, format(t)), .int32(Int32(operand.channels)), .int32(Int32(operand.stride)),
                          .int64(Int64(operand.voxels)), kernelFlag(accumulate)])
         }
     }
 
     /// A transposing kernel's grid: x = tiles of 32 voxels times batches, y = tiles of 32 of `channels`.
-    private func launchTiles(_ kernel: CUDAKernel, _ operand: StagedOperand, channels: Int, _ args: [KernelArg]) {
+    private func launchTiles(_ kernel: CUDAKernel, format: ElementFormat, _ operand: StagedOperand, channels: Int,
+                             _ args: [KernelArg]) {
         let channelTiles = (channels + 31) / 32
         precondition(channelTiles <= 65535, "\(kernel.rawValue): \(channels) channels exceed the grid's y limit")
-        launch(kernel, grid: (operand.voxels + 31) / 32 * operand.batches, gridY: channelTiles, block: CUDAKernelSource.blockSize, args)
+        launch(kernel, format: format, grid: (operand.voxels + 31) / 32 * operand.batches, gridY: channelTiles,
+               block: CUDAKernelSource.blockSize, args)
     }
 
     public func scale(_ tensor: TensorRef, by factor: Float) {
@@ -126,12 +137,15 @@ extension CUDABackend {
 
     public func extractPatch(_ volume: TensorRef, box: PatchBox, fill: Float, into patch: TensorRef) {
         precondition(patch.count == box.side * box.side * box.side, "patch tensor of the wrong size")
-        launch1D(.extractPatch, blocks: kernelBlocks(patch.count), [kernelArg(volume), kernelArg(patch)] + boxArgs(box) + [.float(fill)])
+        let f = format(patch)
+        launch1D(.extractPatch, format: f, blocks: kernelBlocks(patch.count),
+                 [kernelArg(volume), kernelArg(patch, f)] + boxArgs(box) + [.float(fill)])
     }
 
     public func extractMaskPatch(_ mask: TensorRef, box: PatchBox, into patch: TensorRef) {
         precondition(patch.count == box.side * box.side * box.side, "patch tensor of the wrong size")
-        launch1D(.extractMaskPatch, blocks: kernelBlocks(patch.count), [kernelArg(mask), kernelArg(patch)] + boxArgs(box))
+        let f = format(patch)
+        launch1D(.extractMaskPatch, format: f, blocks: kernelBlocks(patch.count), [kernelArg(mask), kernelArg(patch, f)] + boxArgs(box))
     }
 
     public func maskHash(_ mask: TensorRef, box: PatchBox) -> UInt64 {
@@ -149,8 +163,9 @@ extension CUDABackend {
         let layout = kernelLayout([4 * 8, 4 * parts * 8])
         let base = workspace(.segmentation, bytes: layout.total)
         let out = base + UInt64(layout.offsets[0]), partial = base + UInt64(layout.offsets[1])
-        launch1D(.fragmentSumsPartial, blocks: parts,
-                 [kernelArg(probabilities), labels.map(kernelArg) ?? .pointer(0), .pointer(partial)] + boxArgs(box)
+        let f = format(probabilities)
+        launch1D(.fragmentSumsPartial, format: f, blocks: parts,
+                 [kernelArg(probabilities, f), labels.map { kernelArg($0) } ?? .pointer(0), .pointer(partial)] + boxArgs(box)
                     + [.int32(Int32(parts))])
         launch1D(.fragmentSumsFinalize, blocks: 1, [.pointer(partial), .pointer(out), .int32(Int32(parts))])
         let v = readDoubles(out, count: 4)
@@ -158,8 +173,9 @@ extension CUDABackend {
     }
 
     public func acceptFragment(_ probabilities: TensorRef, box: PatchBox, mask: TensorRef, labels: TensorRef, label: Int32) {
-        launch1D(.acceptFragment, blocks: kernelBlocks(box.side * box.side * box.side),
-                 [kernelArg(probabilities), kernelArg(mask), kernelArg(labels), .int32(label)] + boxArgs(box))
+        let f = format(probabilities)
+        launch1D(.acceptFragment, format: f, blocks: kernelBlocks(box.side * box.side * box.side),
+                 [kernelArg(probabilities, f), kernelArg(mask), kernelArg(labels), .int32(label)] + boxArgs(box))
     }
 
     public func sumOfSquares(_ tensor: TensorRef) -> Double {
@@ -202,16 +218,17 @@ extension CUDABackend {
         let scalars = workspace(.stepScalars, bytes: CUDABackend.trainingScalarCount * 8)
         let parts = kernelReductionParts(n, rows: 1)
         let partial = workspace(.loss, bytes: 3 * parts * 8)
-        launch1D(.segLossPartial, blocks: parts,
-                 [kernelArg(prob), kernelArg(target), kernelArg(weight), .float(lambda), kernelArg(gradLogit),
+        let f = format(prob)
+        launch1D(.segLossPartial, format: f, blocks: parts,
+                 [kernelArg(prob, f), kernelArg(target), kernelArg(weight), .float(lambda), kernelArg(gradLogit, f),
                   .pointer(partial), .int64(Int64(n)), .int32(Int32(parts))])
         launch1D(.segLossFinalize, blocks: 1, [.pointer(partial), .pointer(scalars), .float(lambda), .int32(Int32(parts))])
-        launch1D(.overlapPartial, blocks: parts,
-                 [kernelArg(prob), kernelArg(target), .pointer(partial), .int64(Int64(n)), .int32(Int32(parts))])
+        launch1D(.overlapPartial, format: f, blocks: parts,
+                 [kernelArg(prob, f), kernelArg(target), .pointer(partial), .int64(Int64(n)), .int32(Int32(parts))])
         // Integer counts converted to double on the device: exact for any count below 2^53.
         launch1D(.overlapFinalize, blocks: 1, [.pointer(partial), .pointer(scalars + 4 * 8), .int32(Int32(parts))])
-        launch1D(.completenessLoss, blocks: 1,
-                 [kernelArg(clsLogit), .float(completenessLabel), kernelArg(clsGradLogit), .pointer(scalars + 2 * 8)])
+        launch1D(.completenessLoss, format: f, blocks: 1,
+                 [kernelArg(clsLogit, f), .float(completenessLabel), kernelArg(clsGradLogit, f), .pointer(scalars + 2 * 8)])
         // The copy to the host is queued now and waited for in readTrainingScalars, after the backward pass is queued.
         if trainingScalarsTransfer == nil {
             trainingScalarsTransfer = PinnedSlot(backend: self, bytes: CUDABackend.trainingScalarCount * 8)
@@ -243,11 +260,12 @@ extension CUDABackend {
         let partial = base + UInt64(layout.offsets[0]), stats = base + UInt64(layout.offsets[1])
         let n = Int64(voxels), p = Int32(parts)
         // Two passes in double: the mean, then the sum of squared deviations from it.
-        launchRows(.channelSumPartial, blocks: parts, rows: channels,
-                   [kernelArg(input), .pointer(partial), .int64(n), .int32(p)])
+        let f = format(input)
+        launchRows(.channelSumPartial, format: f, blocks: parts, rows: channels,
+                   [kernelArg(input, f), .pointer(partial), .int64(n), .int32(p)])
         launch1D(.batchNormMeanFinalize, blocks: channels, [.pointer(partial), .pointer(stats), .int32(p), .int64(n)])
-        launchRows(.batchNormVarPartial, blocks: parts, rows: channels,
-                   [kernelArg(input), .pointer(stats), .pointer(partial), .int64(n), .int32(p)])
+        launchRows(.batchNormVarPartial, format: f, blocks: parts, rows: channels,
+                   [kernelArg(input, f), .pointer(stats), .pointer(partial), .int64(n), .int32(p)])
         launch1D(.batchNormTrainFinalize, blocks: channels,
                  [.pointer(partial), .pointer(stats), kernelArg(gamma), kernelArg(beta),
                   kernelArg(runningMean), kernelArg(runningVar), kernelArg(saved.mean), kernelArg(saved.invStd),
@@ -258,8 +276,9 @@ extension CUDABackend {
     public func batchNormRecompute(input: TensorRef, output: TensorRef, channels: Int, voxels: Int,
                                    saved: BatchNormSaved, relu: Bool) {
         guard channels > 0 else { return }
-        launchRows(.batchNormApply, blocks: kernelBlocks(voxels), rows: channels,
-                   [kernelArg(input), kernelArg(output), kernelArg(saved.mean), kernelArg(saved.scale),
+        let f = format(input)
+        launchRows(.batchNormApply, format: f, blocks: kernelBlocks(voxels), rows: channels,
+                   [kernelArg(input, f), kernelArg(output, f), kernelArg(saved.mean), kernelArg(saved.scale),
                     kernelArg(saved.shift), .int64(Int64(voxels)), kernelFlag(relu)])
     }
 
@@ -274,8 +293,9 @@ extension CUDABackend {
         launch1D(.batchNormEvalPrepare, blocks: (channels + CUDAKernelSource.blockSize - 1) / CUDAKernelSource.blockSize,
                  [kernelArg(gamma), kernelArg(beta), kernelArg(runningMean), kernelArg(runningVar),
                   .pointer(mean), .pointer(scale), .pointer(shift), .int32(Int32(channels)), .float(epsilon)])
-        launchRows(.batchNormApply, blocks: kernelBlocks(voxels), rows: channels,
-                   [kernelArg(input), kernelArg(output), .pointer(mean), .pointer(scale), .pointer(shift),
+        let f = format(input)
+        launchRows(.batchNormApply, format: f, blocks: kernelBlocks(voxels), rows: channels,
+                   [kernelArg(input, f), kernelArg(output, f), .pointer(mean), .pointer(scale), .pointer(shift),
                     .int64(Int64(voxels)), kernelFlag(relu)])
     }
 
@@ -288,13 +308,14 @@ extension CUDABackend {
         let base = workspace(.reduction, bytes: layout.total)
         let partial = base + UInt64(layout.offsets[0]), sums = base + UInt64(layout.offsets[1])
         let n = Int64(voxels), p = Int32(parts)
-        launchRows(.batchNormBackwardPartial, blocks: parts, rows: channels,
-                   [kernelArg(input), kernelArg(gradOutput), kernelArg(saved.mean), kernelArg(saved.invStd),
+        let f = format(input)
+        launchRows(.batchNormBackwardPartial, format: f, blocks: parts, rows: channels,
+                   [kernelArg(input, f), kernelArg(gradOutput, f), kernelArg(saved.mean), kernelArg(saved.invStd),
                     kernelArg(saved.scale), kernelArg(saved.shift), .pointer(partial), .int64(n), .int32(p), kernelFlag(relu)])
         launch1D(.batchNormBackwardFinalize, blocks: channels,
                  [.pointer(partial), kernelArg(gradGamma), kernelArg(gradBeta), .pointer(sums), .int32(p)])
-        launchRows(.batchNormBackwardApply, blocks: kernelBlocks(voxels), rows: channels,
-                   [kernelArg(input), kernelArg(gradOutput), kernelArg(gradInput), kernelArg(gamma),
+        launchRows(.batchNormBackwardApply, format: f, blocks: kernelBlocks(voxels), rows: channels,
+                   [kernelArg(input, f), kernelArg(gradOutput, f), kernelArg(gradInput, f), kernelArg(gamma),
                     kernelArg(saved.mean), kernelArg(saved.invStd), kernelArg(saved.scale), kernelArg(saved.shift),
                     .pointer(sums), .int64(n), kernelFlag(relu), kernelFlag(accumulate)])
     }
@@ -304,8 +325,9 @@ extension CUDABackend {
     public func maxPool2Forward(input: TensorRef, output: TensorRef, channels: Int, extent e: Extent3) {
         let outputs = channels * e.halved.voxels
         guard outputs > 0 else { return }
-        launch1D(.maxPool2Forward, blocks: kernelBlocks(outputs),
-                 [kernelArg(input), kernelArg(output), .int64(Int64(outputs)),
+        let f = format(input)
+        launch1D(.maxPool2Forward, format: f, blocks: kernelBlocks(outputs),
+                 [kernelArg(input, f), kernelArg(output, f), .int64(Int64(outputs)),
                   .int32(Int32(e.d)), .int32(Int32(e.h)), .int32(Int32(e.w))])
     }
 
@@ -313,16 +335,18 @@ extension CUDABackend {
                                  channels: Int, extent e: Extent3, accumulate: Bool) {
         let outputs = channels * e.halved.voxels
         guard outputs > 0 else { return }
-        launch1D(.maxPool2Backward, blocks: kernelBlocks(outputs),
-                 [kernelArg(input), kernelArg(gradOutput), kernelArg(gradInput), .int64(Int64(outputs)),
+        let f = format(input)
+        launch1D(.maxPool2Backward, format: f, blocks: kernelBlocks(outputs),
+                 [kernelArg(input, f), kernelArg(gradOutput, f), kernelArg(gradInput, f), .int64(Int64(outputs)),
                   .int32(Int32(e.d)), .int32(Int32(e.h)), .int32(Int32(e.w)), kernelFlag(accumulate)])
     }
 
     public func upsample2Forward(input: TensorRef, output: TensorRef, channels: Int, extent e: Extent3) {
         let outputs = channels * e.doubled.voxels
         guard outputs > 0 else { return }
-        launch1D(.upsample2Forward, blocks: kernelBlocks(outputs),
-                 [kernelArg(input), kernelArg(output), .int64(Int64(outputs)),
+        let f = format(input)
+        launch1D(.upsample2Forward, format: f, blocks: kernelBlocks(outputs),
+                 [kernelArg(input, f), kernelArg(output, f), .int64(Int64(outputs)),
                   .int32(Int32(e.d)), .int32(Int32(e.h)), .int32(Int32(e.w))])
     }
 
@@ -330,8 +354,9 @@ extension CUDABackend {
                                   accumulate: Bool) {
         let inputs = channels * e.voxels
         guard inputs > 0 else { return }
-        launch1D(.upsample2Backward, blocks: kernelBlocks(inputs),
-                 [kernelArg(gradOutput), kernelArg(gradInput), .int64(Int64(inputs)),
+        let f = format(gradOutput)
+        launch1D(.upsample2Backward, format: f, blocks: kernelBlocks(inputs),
+                 [kernelArg(gradOutput, f), kernelArg(gradInput, f), .int64(Int64(inputs)),
                   .int32(Int32(e.d)), .int32(Int32(e.h)), .int32(Int32(e.w)), kernelFlag(accumulate)])
     }
 
@@ -343,10 +368,11 @@ extension CUDABackend {
         let layout = kernelLayout([channels * parts * 4, channels * parts * 8])
         let base = workspace(.reduction, bytes: layout.total)
         let values = base + UInt64(layout.offsets[0]), indices = base + UInt64(layout.offsets[1])
-        launchRows(.globalMaxPartial, blocks: parts, rows: channels,
-                   [kernelArg(input), .pointer(values), .pointer(indices), .int64(Int64(voxels)), .int32(Int32(parts))])
-        launch1D(.globalMaxFinalize, blocks: channels,
-                 [.pointer(values), .pointer(indices), kernelArg(output), .int32(Int32(parts))])
+        let f = format(input)
+        launchRows(.globalMaxPartial, format: f, blocks: parts, rows: channels,
+                   [kernelArg(input, f), .pointer(values), .pointer(indices), .int64(Int64(voxels)), .int32(Int32(parts))])
+        launch1D(.globalMaxFinalize, format: f, blocks: channels,
+                 [.pointer(values), .pointer(indices), kernelArg(output, f), .int32(Int32(parts))])
     }
 
     public func globalMaxBackward(input: TensorRef, output: TensorRef, gradOutput: TensorRef, gradInput: TensorRef,
@@ -357,11 +383,12 @@ extension CUDABackend {
         let base = workspace(.reduction, bytes: layout.total)
         let partial = base + UInt64(layout.offsets[0]), share = base + UInt64(layout.offsets[1])
         let n = Int64(voxels), p = Int32(parts)
-        launchRows(.globalMaxCountPartial, blocks: parts, rows: channels,
-                   [kernelArg(input), kernelArg(output), .pointer(partial), .int64(n), .int32(p)])
-        launch1D(.globalMaxShare, blocks: channels, [.pointer(partial), kernelArg(gradOutput), .pointer(share), .int32(p)])
-        launchRows(.globalMaxBackwardApply, blocks: kernelBlocks(voxels), rows: channels,
-                   [kernelArg(input), kernelArg(output), .pointer(share), kernelArg(gradInput), .int64(n),
+        let f = format(input)
+        launchRows(.globalMaxCountPartial, format: f, blocks: parts, rows: channels,
+                   [kernelArg(input, f), kernelArg(output, f), .pointer(partial), .int64(n), .int32(p)])
+        launch1D(.globalMaxShare, format: f, blocks: channels, [.pointer(partial), kernelArg(gradOutput, f), .pointer(share), .int32(p)])
+        launchRows(.globalMaxBackwardApply, format: f, blocks: kernelBlocks(voxels), rows: channels,
+                   [kernelArg(input, f), kernelArg(output, f), .pointer(share), kernelArg(gradInput, f), .int64(n),
                     kernelFlag(accumulate)])
     }
 
@@ -370,8 +397,9 @@ extension CUDABackend {
     /// output[c, v] += bias[c].
     func addBias(_ output: TensorRef, bias: TensorRef, channels: Int, voxels: Int) {
         guard channels > 0, voxels > 0 else { return }
-        launchRows(.addBias, blocks: kernelBlocks(voxels), rows: channels,
-                   [kernelArg(output), kernelArg(bias), .int64(Int64(voxels))])
+        let f = format(output)
+        launchRows(.addBias, format: f, blocks: kernelBlocks(voxels), rows: channels,
+                   [kernelArg(output, f), kernelArg(bias), .int64(Int64(voxels))])
     }
 
     /// gradBias[c] += sum_v gradOutput[c, v], summed in double in a fixed order.
@@ -379,16 +407,18 @@ extension CUDABackend {
         guard channels > 0 else { return }
         let parts = kernelReductionParts(voxels, rows: channels)
         let partial = workspace(.reduction2, bytes: channels * parts * 8)
-        launchRows(.channelSumPartial, blocks: parts, rows: channels,
-                   [kernelArg(gradOutput), .pointer(partial), .int64(Int64(voxels)), .int32(Int32(parts))])
+        let f = format(gradOutput)
+        launchRows(.channelSumPartial, format: f, blocks: parts, rows: channels,
+                   [kernelArg(gradOutput, f), .pointer(partial), .int64(Int64(voxels)), .int32(Int32(parts))])
         launch1D(.addPartialSums, blocks: channels, [.pointer(partial), kernelArg(gradBias), .int32(Int32(parts))])
     }
 
     public func conv1Forward(input: TensorRef, inChannels: Int, voxels: Int,
                              weight: TensorRef, bias: TensorRef?, output: TensorRef, outChannels: Int) {
         guard outChannels > 0, voxels > 0 else { return }
-        launchRows(.conv1Forward, blocks: kernelBlocks(voxels), rows: outChannels,
-                   [kernelArg(input), kernelArg(weight), bias.map(kernelArg) ?? .pointer(0), kernelArg(output),
+        let f = format(input)
+        launchRows(.conv1Forward, format: f, blocks: kernelBlocks(voxels), rows: outChannels,
+                   [kernelArg(input, f), kernelArg(weight), bias.map { kernelArg($0) } ?? .pointer(0), kernelArg(output, f),
                     .int32(Int32(inChannels)), .int64(Int64(voxels)), kernelFlag(bias != nil)])
     }
 
@@ -396,8 +426,9 @@ extension CUDABackend {
                               gradOutput: TensorRef, outChannels: Int,
                               gradInput: TensorRef?, accumulate: Bool, gradWeight: TensorRef, gradBias: TensorRef?) {
         if let gradInput, inChannels > 0, voxels > 0 {
-            launchRows(.conv1BackwardData, blocks: kernelBlocks(voxels), rows: inChannels,
-                       [kernelArg(gradOutput), kernelArg(weight), kernelArg(gradInput), .int32(Int32(inChannels)),
+            let f = format(gradOutput)
+            launchRows(.conv1BackwardData, format: f, blocks: kernelBlocks(voxels), rows: inChannels,
+                       [kernelArg(gradOutput, f), kernelArg(weight), kernelArg(gradInput, f), .int32(Int32(inChannels)),
                         .int32(Int32(outChannels)), .int64(Int64(voxels)), kernelFlag(accumulate)])
         }
         // gradWeight[co, ci] += sum_v dy[co, v] x[ci, v]: one reduction row per weight.
@@ -405,8 +436,9 @@ extension CUDABackend {
         if rows > 0 {
             let parts = kernelReductionParts(voxels, rows: rows)
             let partial = workspace(.reduction, bytes: rows * parts * 8)
-            launchRows(.conv1WeightPartial, blocks: parts, rows: rows,
-                       [kernelArg(input), kernelArg(gradOutput), .pointer(partial), .int32(Int32(inChannels)),
+            let f = format(input)
+            launchRows(.conv1WeightPartial, format: f, blocks: parts, rows: rows,
+                       [kernelArg(input, f), kernelArg(gradOutput, f), .pointer(partial), .int32(Int32(inChannels)),
                         .int64(Int64(voxels)), .int32(Int32(parts))])
             launch1D(.addPartialSums, blocks: rows, [.pointer(partial), kernelArg(gradWeight), .int32(Int32(parts))])
         }

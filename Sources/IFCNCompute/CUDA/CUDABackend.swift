@@ -1,20 +1,25 @@
 import CCUDA
 import Foundation
 
-/// Device memory of the CUDA backend (float32 elements, zero-initialised like CPUBuffer).
+/// Device memory of the CUDA backend (float32 or bfloat16 elements, zero-initialised like CPUBuffer).
 final class CUDABuffer: DeviceBuffer {
     let count: Int
+    let format: ElementFormat
     let address: UInt64
+    /// Bytes of the allocation (whole 4-byte words, at least one).
+    let bytes: Int
     private let backend: CUDABackend  // strong: the memory must be freed through a live context
 
-    init(count: Int, backend: CUDABackend) {
+    init(count: Int, format: ElementFormat = .fp32, backend: CUDABackend) {
         self.count = count
+        self.format = format
         self.backend = backend
-        address = backend.deviceAllocate(bytes: max(count, 1) * 4)
-        backend.check(ifcn_cu_memset_d32(address, 0, max(count, 1), backend.stream), "cuMemsetD32Async")
+        bytes = (max(count, 1) * format.bytes + 3) / 4 * 4
+        address = backend.deviceAllocate(bytes: bytes)
+        backend.check(ifcn_cu_memset_d32(address, 0, bytes / 4, backend.stream), "cuMemsetD32Async")
     }
 
-    deinit { backend.deviceFree(address, bytes: max(count, 1) * 4) }
+    deinit { backend.deviceFree(address, bytes: bytes) }
 }
 
 /// Pinned (page-locked) host memory with an event recorded after the last copy that reads or writes it, so the
@@ -88,6 +93,8 @@ enum WorkspaceSlot: Int, CaseIterable {
     case stagedInput = 6, stagedOutput = 7, stagedFilter = 8
     /// The training step's scalars (`trainingLoss`), as doubles.
     case stepScalars = 9
+    /// float32 values on their way into or out of a bfloat16 tensor (`upload`, `download`).
+    case conversion = 10
 }
 
 /// Convolution math on the GPU: float32 FMA (reference checks, tests), TF32 tensor cores, or bfloat16 operands.
@@ -119,12 +126,18 @@ public final class CUDABackend: ComputeBackend {
     public let math: GPUMath
     /// Memory order of the operands cuDNN sees (`--gpu-layout`): ifcn's own NCDHW, or channels-last copies.
     public let layout: TensorLayout
+    /// The format of a training network's activations and their gradients (`--gpu-activations`): float32, or
+    /// bfloat16 with bf16 math (PyTorch's bf16 autocast keeps its activations so): half the memory and half the
+    /// bytes every kernel over them moves, and with NCDHW no copies of the convolutions' data operands at all.
+    public let activationFormat: ElementFormat
     /// Which cuDNN algorithms the convolutions may use.
     public let algorithmPolicy: CUDAAlgorithmPolicy
     let context: UnsafeMutableRawPointer
     let stream: UnsafeMutableRawPointer
     let cudnn: UnsafeMutableRawPointer
     private var functions: [CUDAKernel: UnsafeMutableRawPointer] = [:]
+    /// The kernels' instances over bfloat16 activations (`CUDAKernel.bfloat16Instance`).
+    private var bfloat16Functions: [CUDAKernel: UnsafeMutableRawPointer] = [:]
     private var workspaces: [WorkspaceSlot: (address: UInt64, bytes: Int)] = [:]
     /// Pinned host memory `withHostMemory` lends (the MPI allreduce's gradients), grown to the largest tensor.
     private var hostStaging: PinnedSlot?
@@ -156,8 +169,11 @@ public final class CUDABackend: ComputeBackend {
 
     /// Opens device `ordinal` (taken modulo the number of GPUs) and compiles or loads the kernels.
     /// `inventory`: a probe the caller already made (the factory's), else one is made here.
-    public init(deviceOrdinal: Int, math: GPUMath, layout: TensorLayout = .ncdhw, algorithms: CUDAAlgorithmPolicy = .deterministic,
-                inventory probed: CUDAInventory? = nil) throws {
+    public init(deviceOrdinal: Int, math: GPUMath, layout: TensorLayout = .ncdhw, activations: ElementFormat = .fp32,
+                algorithms: CUDAAlgorithmPolicy = .deterministic, inventory probed: CUDAInventory? = nil) throws {
+        if activations == .bf16 && math != .bf16 {
+            throw CUDAError("--gpu-activations bf16 needs --gpu-math bf16 (cuDNN's \(math.rawValue) math takes float32 tensors)")
+        }
         let inventory = probed ?? CUDAInventory.probe()
         guard inventory.usable else {
             throw CUDAError("CUDA is not usable: " + (inventory.problems.isEmpty ? "no GPU" : inventory.problems.joined(separator: "; ")))
@@ -165,6 +181,7 @@ public final class CUDABackend: ComputeBackend {
         device = inventory.devices[deviceOrdinal % inventory.devices.count]
         self.math = math
         self.layout = layout
+        activationFormat = activations
         algorithmPolicy = algorithms
         var ctx: UnsafeMutableRawPointer?
         try CUDAError.check(ifcn_cu_primary_context(Int32(device.ordinal), &ctx), "cuDevicePrimaryCtxRetain")
@@ -181,6 +198,9 @@ public final class CUDABackend: ComputeBackend {
             var f: UnsafeMutableRawPointer?
             try CUDAError.check(ifcn_cu_module_get_function(&f, module, k.rawValue), "cuModuleGetFunction(\(k.rawValue))")
             functions[k] = f!
+            guard let name = k.bfloat16Instance else { continue }
+            try CUDAError.check(ifcn_cu_module_get_function(&f, module, name), "cuModuleGetFunction(\(name))")
+            bfloat16Functions[k] = f!
         }
     }
 
@@ -241,10 +261,26 @@ public final class CUDABackend: ComputeBackend {
 
     public func allocate(_ count: Int) -> any DeviceBuffer { CUDABuffer(count: count, backend: self) }
 
+    public func allocateActivations(_ count: Int) -> any DeviceBuffer {
+        CUDABuffer(count: count, format: activationFormat, backend: self)
+    }
+
     /// Device address of the first element of `t`.
     @inline(__always)
     func pointer(_ t: TensorRef) -> UInt64 {
-        unsafeDowncast(t.buffer, to: CUDABuffer.self).address + UInt64(t.offset * 4)
+        let b = unsafeDowncast(t.buffer, to: CUDABuffer.self)
+        return b.address + UInt64(t.offset * b.format.bytes)
+    }
+
+    /// The format of `t`'s elements.
+    @inline(__always)
+    func format(_ t: TensorRef) -> ElementFormat { unsafeDowncast(t.buffer, to: CUDABuffer.self).format }
+
+    /// The one format of tensors an operation takes together (a copy's two sides).
+    func format(_ tensors: TensorRef...) -> ElementFormat {
+        let f = format(tensors[0])
+        if !tensors.allSatisfy({ format($0) == f }) { fatalError("tensors of one operation in both float32 and bfloat16") }
+        return f
     }
 
     public func makeClock() -> any BackendClock { CUDAEventClock(backend: self) }
@@ -258,10 +294,13 @@ public final class CUDABackend: ComputeBackend {
         bind()
         guard destination.count > 0 else { return }
         let bytes = destination.count * 4
+        // A bfloat16 tensor takes the float32 values through the conversion workspace, rounded there on the device.
+        let address = float32Address(for: destination)
+        defer { narrowIfNeeded(address, into: destination) }
         guard bytes >= CUDABackend.pinnedUploadMinimum else {
             queuedWork += 1
             // From pageable memory the call returns once the source has been staged: the caller may reuse it.
-            check(ifcn_cu_memcpy_htod(pointer(destination), source, bytes, stream), "cuMemcpyHtoDAsync")
+            check(ifcn_cu_memcpy_htod(address, source, bytes, stream), "cuMemcpyHtoDAsync")
             return
         }
         // A large upload from pageable memory would wait for the stream and copy at pageable speed while the device
@@ -274,9 +313,36 @@ public final class CUDABackend: ComputeBackend {
             let chunk = min(bytes - done, CUDABackend.pinnedSlotBytes!)
             let slot = uploadSlots[takeUploadSlot(bytes: chunk)]
             slot.pointer.copyMemory(from: UnsafeRawPointer(source) + done, byteCount: chunk)
-            send(slot, bytes: chunk, to: pointer(destination) + UInt64(done))
+            send(slot, bytes: chunk, to: address + UInt64(done))
             done += chunk
         }
+    }
+
+    /// Where float32 values for `t` go on the device: `t` itself, or for a bfloat16 tensor the conversion workspace.
+    private func float32Address(for t: TensorRef) -> UInt64 {
+        format(t) == .fp32 ? pointer(t) : workspace(.conversion, bytes: t.count * 4)
+    }
+
+    /// For a bfloat16 `t`: rounds the float32 values at `address` (`float32Address(for: t)`) into it.
+    private func narrowIfNeeded(_ address: UInt64, into t: TensorRef) {
+        guard format(t) == .bf16, t.count > 0 else { return }
+        launch(.toBFloat16, grid: kernelBlocks(t.count), block: CUDAKernelSource.blockSize,
+               [.pointer(address), .pointer(pointer(t)), .int64(Int64(t.count))])
+    }
+
+    /// The float32 values of `t`: its own address, or for a bfloat16 tensor its values widened into the conversion
+    /// workspace.
+    private func widened(_ t: TensorRef) -> UInt64 {
+        guard format(t) == .bf16 else { return pointer(t) }
+        let address = workspace(.conversion, bytes: t.count * 4)
+        launch(.fromBFloat16, grid: kernelBlocks(t.count), block: CUDAKernelSource.blockSize,
+               [.pointer(pointer(t)), .pointer(address), .int32(0), .int64(Int64(t.count))])
+        return address
+    }
+
+    /// Blocks of a one-dimensional grid-stride launch over `n` items.
+    func kernelBlocks(_ n: Int) -> Int {
+        max(1, min((n + CUDAKernelSource.blockSize - 1) / CUDAKernelSource.blockSize, 65535))
     }
 
     public var stagesUploads: Bool { CUDABackend.pinnedSlotBytes != nil }
@@ -302,7 +368,9 @@ public final class CUDABackend: ComputeBackend {
         precondition(reservedSlots.contains(staged.slot), "upload of a staged slot \(staged.slot) that holds nothing staged")
         precondition(staged.count == destination.count, "staged upload of \(staged.count) values to a tensor of \(destination.count)")
         reservedSlots.remove(staged.slot)
-        send(uploadSlots[staged.slot], bytes: staged.count * 4, to: pointer(destination))
+        let address = float32Address(for: destination)
+        send(uploadSlots[staged.slot], bytes: staged.count * 4, to: address)
+        narrowIfNeeded(address, into: destination)
     }
 
     /// The next slot in turn that holds no staged upload, once the device has read it, holding at least `bytes`.
@@ -335,7 +403,7 @@ public final class CUDABackend: ComputeBackend {
     public func download(_ source: TensorRef, to destination: UnsafeMutablePointer<Float>) {
         bind()
         guard source.count > 0 else { return }
-        check(ifcn_cu_memcpy_dtoh(destination, pointer(source), source.count * 4, stream), "cuMemcpyDtoHAsync")
+        check(ifcn_cu_memcpy_dtoh(destination, widened(source), source.count * 4, stream), "cuMemcpyDtoHAsync")
         synchronize()
     }
 
@@ -352,7 +420,11 @@ public final class CUDABackend: ComputeBackend {
         download(tensor, to: host)
         let result = try body(host)
         // Pinned already: straight to the device.
-        if tensor.count > 0 { send(slot, bytes: tensor.count * 4, to: pointer(tensor)) }
+        if tensor.count > 0 {
+            let address = float32Address(for: tensor)
+            send(slot, bytes: tensor.count * 4, to: address)
+            narrowIfNeeded(address, into: tensor)
+        }
         synchronize()
         return result
     }
@@ -360,6 +432,11 @@ public final class CUDABackend: ComputeBackend {
     public func fill(_ tensor: TensorRef, value: Float) {
         bind()
         guard tensor.count > 0 else { return }
+        if format(tensor) == .bf16 {
+            launch(.fillBFloat16, grid: kernelBlocks(tensor.count), block: CUDAKernelSource.blockSize,
+                   [.pointer(pointer(tensor)), .float(value), .int64(Int64(tensor.count))])
+            return
+        }
         queuedWork += 1
         check(ifcn_cu_memset_d32(pointer(tensor), value.bitPattern, tensor.count, stream), "cuMemsetD32Async")
     }
@@ -369,13 +446,18 @@ public final class CUDABackend: ComputeBackend {
         bind()
         guard source.count > 0 else { return }
         queuedWork += 1
-        check(ifcn_cu_memcpy_dtod(pointer(destination), pointer(source), source.count * 4, stream), "cuMemcpyDtoDAsync")
+        let bytes = source.count * format(source, destination).bytes
+        check(ifcn_cu_memcpy_dtod(pointer(destination), pointer(source), bytes, stream), "cuMemcpyDtoDAsync")
     }
 
-    /// Queues `kernel` on the stream. `grid` x `gridY` blocks of `block` threads.
-    func launch(_ kernel: CUDAKernel, grid: Int, gridY: Int = 1, block: Int, sharedBytes: Int = 0, _ args: [KernelArg]) {
+    /// Queues `kernel` on the stream, its instance over activations of `format`. `grid` x `gridY` blocks of `block`
+    /// threads.
+    func launch(_ kernel: CUDAKernel, format: ElementFormat = .fp32, grid: Int, gridY: Int = 1, block: Int,
+                sharedBytes: Int = 0, _ args: [KernelArg]) {
         bind()
         precondition(grid > 0 && gridY > 0 && block > 0, "empty launch of \(kernel.rawValue)")
+        let function = format == .fp32 ? functions[kernel] : bfloat16Functions[kernel]
+        guard let function else { fatalError("\(kernel.rawValue) has no instance over bfloat16 activations") }
         // The driver copies each argument by the size of the kernel's parameter: a wrong list is garbage on the GPU,
         // so it stops here, in every build (the check costs a comparison of a few enums per launch).
         let parameters = kernel.parameters
@@ -398,7 +480,7 @@ public final class CUDABackend: ComputeBackend {
             params[i] = slot
         }
         queuedWork += 1
-        check(ifcn_cu_launch(functions[kernel]!, UInt32(grid), UInt32(gridY), 1, UInt32(block), 1, 1,
+        check(ifcn_cu_launch(function, UInt32(grid), UInt32(gridY), 1, UInt32(block), 1, 1,
                              UInt32(sharedBytes), stream, params), "cuLaunchKernel(\(kernel.rawValue))")
     }
 

@@ -119,9 +119,16 @@ extension CUDABackend {
     /// The precision and layout the backend runs its convolutions in.
     public var convolutionVariant: ConvolutionVariant { ConvolutionVariant(math.convolutionPrecision, layout) }
 
-    /// Whether convolutions run on staged copies of their operands (bf16 numbers or channels-last order) rather than
-    /// on ifcn's float32 NCDHW tensors themselves.
-    var stagesConvolutions: Bool { math == .bf16 || layout == .ndhwc }
+    /// The element format cuDNN's tensors take in this math: bfloat16 for bf16, float32 for tf32 and fp32.
+    var convolutionFormat: ElementFormat { math == .bf16 ? .bf16 : .fp32 }
+
+    /// Whether a convolution runs on a staged copy of the operand `t` (channels-last order, or bfloat16 numbers of a
+    /// float32 tensor) rather than on `t` itself: bfloat16 activations in NCDHW are cuDNN's bf16 tensors as they are,
+    /// but where a pass adds its result to them (`accumulating`), it writes a copy that is then added, so that the sum
+    /// is rounded from the bfloat16 result (as PyTorch adds two bfloat16 gradients, and as the NDHWC path does).
+    func stages(_ t: TensorRef, accumulating: Bool = false) -> Bool {
+        layout == .ndhwc || format(t) != convolutionFormat || (accumulating && format(t) == .bf16)
+    }
 
     /// The most workspace one convolution may have: half the free device memory, at most 8 GiB (no 3x3x3 algorithm
     /// of the paper's sizes was seen to want more: 1.5 GiB at most, tf32 NCDHW at 128^3 on an H200).
@@ -259,12 +266,11 @@ extension CUDABackend {
 
     /// One pass of a convolution over `x` [cin, extent], `w` [cout, cin, 3, 3, 3] and `y` [cout, extent]: forward
     /// writes y, backward data writes x from the output gradient in y, backward filter writes w from x and the output
-    /// gradient in y; `accumulate` adds to what the pass writes. Staged (bf16 math, channels-last layout), the pass
-    /// runs on copies of its operands in cuDNN's format (`StagedOperand`), and its result is copied back into the
-    /// float32 NCDHW tensor, adding there when it accumulates.
+    /// gradient in y; `accumulate` adds to what the pass writes. An operand ifcn holds in another order or format than
+    /// cuDNN takes (`stages`) is copied into cuDNN's (`StagedOperand`), and a result so staged is copied back into
+    /// ifcn's tensor, adding there when it accumulates.
     private func runConvolution(_ shape: ConvolutionShape, _ direction: ConvolutionDirection,
                                 x: TensorRef, w: TensorRef, y: TensorRef, accumulate: Bool) {
-        let staged = stagesConvolutions
         // Channels-last copies are not padded to a multiple of 8 channels: on the H200 the network's 2-channel input
         // ran faster unpadded in both tensor-core maths (first layer, 128^3: tf32 forward 0.50 ms against 1.31 padded
         // to 8, backward filter 1.33 against 2.93; bf16 1.41 against 1.66 and 0.59 against 2.04; bench --conv-sweep).
@@ -276,7 +282,7 @@ extension CUDABackend {
         stagedOutputGradient = nil
         func address(_ t: TensorRef, _ operand: StagedOperand, _ slot: WorkspaceSlot, writtenBy pass: ConvolutionDirection,
                      current: Bool = false) -> UInt64 {
-            guard staged else { return pointer(t) }
+            guard stages(t, accumulating: direction == pass && accumulate) else { return pointer(t) }
             let copy = workspace(slot, bytes: max(operand.stagedCount, 1) * convolutionVariant.precision.bytes)
             if direction != pass && !current { stage(t, operand, into: copy) }
             return copy
@@ -286,6 +292,8 @@ extension CUDABackend {
         let ya = address(y, operands.output, .stagedOutput, writtenBy: .forward, current: outputGradientStaged)
         if outputGradientStaged { stagingCopiesReused += 1 }
         // Unstaged, cuDNN adds (beta 1); staged, it writes the copy, and copying back adds.
+        let written = direction == .forward ? y : direction == .backwardData ? x : w
+        let staged = stages(written, accumulating: accumulate)
         let beta: Float = !staged && accumulate ? 1 : 0
         let conv = convolution(shape, direction, x: xa, w: wa, y: ya, outputOverwritten: beta == 0)
         let ws = convolutionWorkspace
@@ -328,6 +336,6 @@ extension CUDABackend {
         runConvolution(shape, .backwardFilter, x: input, w: gradWeight, y: gradOutput, accumulate: true)
         if let gradBias { accumulateBiasGradient(gradOutput: gradOutput, channels: outChannels, voxels: extent.voxels, gradBias: gradBias) }
         // Neither wrote the output gradient: its staged copy stays current for the data-gradient pass.
-        if stagesConvolutions { stagedOutputGradient = (pointer(gradOutput), gradOutput.count, queuedWork) }
+        if stages(gradOutput) { stagedOutputGradient = (pointer(gradOutput), gradOutput.count, queuedWork) }
     }
 }

@@ -21,6 +21,7 @@ enum CUDAKernel: String, CaseIterable {
     case reluBackward = "ifcn_relu_backward"
     case sigmoidForward = "ifcn_sigmoid_forward"
     case scale = "ifcn_scale"
+    case fillBFloat16 = "ifcn_fill_bf16"
     // Staged convolution operands: bf16 copies (--gpu-math bf16) and channels-last copies (--gpu-layout ndhwc),
     // results copied back.
     case toBFloat16 = "ifcn_to_bf16"
@@ -77,6 +78,24 @@ enum CUDAKernel: String, CaseIterable {
 }
 
 extension CUDAKernel {
+    /// The name of the kernel's instance over bfloat16 activations (`--gpu-activations bf16`), which takes the same
+    /// parameters; nil for kernels that touch no activations (parameters, statistics, the scan's volumes) or take
+    /// them in one format only.
+    var bfloat16Instance: String? {
+        switch self {
+        case .reluForward, .reluBackward, .sigmoidForward, .fromBFloat16, .toChannelsLastBFloat16, .fromChannelsLastBFloat16,
+             .segLossPartial, .completenessLoss, .overlapPartial, .channelSumPartial,
+             .batchNormVarPartial, .batchNormApply, .batchNormBackwardPartial, .batchNormBackwardApply,
+             .maxPool2Forward, .maxPool2Backward, .upsample2Forward, .upsample2Backward,
+             .globalMaxPartial, .globalMaxFinalize, .globalMaxCountPartial, .globalMaxShare, .globalMaxBackwardApply,
+             .addBias, .conv1Forward, .conv1BackwardData, .conv1WeightPartial,
+             .extractPatch, .extractMaskPatch, .fragmentSumsPartial, .acceptFragment:
+            return rawValue + "_bf16"
+        default:
+            return nil
+        }
+    }
+
     /// The kinds of the kernel's C parameters, from its definition in `CUDAKernelSource.text`: what a launch passes.
     var parameters: [KernelArg.Kind] {
         guard let kinds = CUDAKernelSource.parameters[self] else {
@@ -93,15 +112,18 @@ enum CUDAKernelSource {
     /// Each kernel's parameter kinds, parsed once from `text`.
     static let parameters: [CUDAKernel: [KernelArg.Kind]] = {
         var out: [CUDAKernel: [KernelArg.Kind]] = [:]
-        for kernel in CUDAKernel.allCases {
-            guard let start = text.range(of: "extern \"C\" __global__ void \(kernel.rawValue)("),
-                  let end = text[start.upperBound...].firstIndex(of: ")") else { continue }
-            let list = text[start.upperBound..<end]
-            let kinds = list.split(separator: ",").map { parameterKind(String($0)) }
-            if kinds.allSatisfy({ $0 != nil }) { out[kernel] = kinds.compactMap { $0 } }
-        }
+        for kernel in CUDAKernel.allCases { out[kernel] = parameterKinds(of: kernel.rawValue) }
         return out
     }()
+
+    /// The parameter kinds of the `extern "C" __global__` function `name` in `text` (nil: none, or a type ifcn does
+    /// not pass).
+    static func parameterKinds(of name: String) -> [KernelArg.Kind]? {
+        guard let start = text.range(of: "extern \"C\" __global__ void \(name)("),
+              let end = text[start.upperBound...].firstIndex(of: ")") else { return nil }
+        let kinds = text[start.upperBound..<end].split(separator: ",").map { parameterKind(String($0)) }
+        return kinds.allSatisfy { $0 != nil } ? kinds.compactMap { $0 } : nil
+    }
 
     /// The kind of one C parameter declaration such as `const float* x` or `long long n` (nil: a type ifcn does not pass).
     static func parameterKind(_ declaration: String) -> KernelArg.Kind? {
@@ -168,27 +190,7 @@ enum CUDAKernelSource {
         *hi = total * (part + 1) / parts;
     }
 
-    // ---------------------------------------------------------------- element-wise
-
-    extern "C" __global__ void ifcn_relu_forward(float* x, long long n) {
-        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) x[i] = ifcn_relu(x[i]);
-    }
-
-    extern "C" __global__ void ifcn_relu_backward(const float* y, float* g, long long n) {
-        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) {
-            if (!(y[i] > 0.0f)) g[i] = 0.0f;
-        }
-    }
-
-    extern "C" __global__ void ifcn_sigmoid_forward(const float* x, float* y, long long n) {
-        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) {
-            y[i] = __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-x[i])));
-        }
-    }
-
-    extern "C" __global__ void ifcn_scale(float* x, float factor, long long n) {
-        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) x[i] = __fmul_rn(x[i], factor);
-    }
+    // ---------------------------------------------------------------- element types
 
     // float32 -> bfloat16 bits, round to nearest, ties to even (BFloat16.round on the CPU); a NaN stays a (quiet) NaN.
     __device__ __forceinline__ unsigned short ifcn_bf16_bits(float v) {
@@ -200,23 +202,76 @@ enum CUDAKernelSource {
     // bfloat16 -> float32 (exact).
     __device__ __forceinline__ float ifcn_bf16_value(unsigned short b) { return __uint_as_float(((unsigned int)b) << 16); }
 
-    extern "C" __global__ void ifcn_to_bf16(const float* x, unsigned short* y, long long n) {
-        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) y[i] = ifcn_bf16_bits(x[i]);
-    }
-
-    // accumulate != 0 adds to y.
-    extern "C" __global__ void ifcn_from_bf16(const unsigned short* x, float* y, int accumulate, long long n) {
-        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) {
-            const float v = ifcn_bf16_value(x[i]);
-            y[i] = accumulate ? __fadd_rn(y[i], v) : v;
-        }
-    }
-
-    // A staged element: float32 as is, or bfloat16.
+    // An element of a tensor held in float32 or in bfloat16 (a staged convolution operand; with --gpu-activations
+    // bf16 a training network's activations and their gradients): read as float, written rounded to nearest even.
     __device__ __forceinline__ void ifcn_put(float* p, float v) { *p = v; }
     __device__ __forceinline__ void ifcn_put(unsigned short* p, float v) { *p = ifcn_bf16_bits(v); }
     __device__ __forceinline__ float ifcn_get(const float* p) { return *p; }
     __device__ __forceinline__ float ifcn_get(const unsigned short* p) { return ifcn_bf16_value(*p); }
+
+    // Kernels over activations come in two instances: `ifcn_name` on float32 tensors and `ifcn_name_bf16` on
+    // bfloat16 ones (--gpu-activations bf16), every activation pointer of the one type, parameters and statistics
+    // float32 in both. Each computes in float what the float32 instance computes and rounds what it writes once.
+
+    // ---------------------------------------------------------------- element-wise
+
+    template <typename A>
+    __device__ void ifcn_relu_forward_t(A* x, long long n) {
+        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) ifcn_put(x + i, ifcn_relu(ifcn_get(x + i)));
+    }
+    extern "C" __global__ void ifcn_relu_forward(float* x, long long n) { ifcn_relu_forward_t(x, n); }
+    extern "C" __global__ void ifcn_relu_forward_bf16(unsigned short* x, long long n) { ifcn_relu_forward_t(x, n); }
+
+    template <typename A>
+    __device__ void ifcn_relu_backward_t(const A* y, A* g, long long n) {
+        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) {
+            if (!(ifcn_get(y + i) > 0.0f)) ifcn_put(g + i, 0.0f);
+        }
+    }
+    extern "C" __global__ void ifcn_relu_backward(const float* y, float* g, long long n) { ifcn_relu_backward_t(y, g, n); }
+    extern "C" __global__ void ifcn_relu_backward_bf16(const unsigned short* y, unsigned short* g, long long n) {
+        ifcn_relu_backward_t(y, g, n);
+    }
+
+    template <typename A>
+    __device__ void ifcn_sigmoid_forward_t(const A* x, A* y, long long n) {
+        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) {
+            ifcn_put(y + i, __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-ifcn_get(x + i)))));
+        }
+    }
+    extern "C" __global__ void ifcn_sigmoid_forward(const float* x, float* y, long long n) { ifcn_sigmoid_forward_t(x, y, n); }
+    extern "C" __global__ void ifcn_sigmoid_forward_bf16(const unsigned short* x, unsigned short* y, long long n) {
+        ifcn_sigmoid_forward_t(x, y, n);
+    }
+
+    // x = value, a bfloat16 activation tensor (a float32 one is filled by cuMemsetD32).
+    extern "C" __global__ void ifcn_fill_bf16(unsigned short* x, float value, long long n) {
+        const unsigned short b = ifcn_bf16_bits(value);
+        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) x[i] = b;
+    }
+
+    extern "C" __global__ void ifcn_scale(float* x, float factor, long long n) {
+        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) x[i] = __fmul_rn(x[i], factor);
+    }
+
+    extern "C" __global__ void ifcn_to_bf16(const float* x, unsigned short* y, long long n) {
+        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) y[i] = ifcn_bf16_bits(x[i]);
+    }
+
+    // accumulate != 0 adds to y (a bfloat16 y holds the sum rounded, as PyTorch adds two bfloat16 gradients).
+    template <typename D>
+    __device__ void ifcn_from_bf16_t(const unsigned short* x, D* y, int accumulate, long long n) {
+        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) {
+            const float v = ifcn_bf16_value(x[i]);
+            ifcn_put(y + i, accumulate ? __fadd_rn(ifcn_get(y + i), v) : v);
+        }
+    }
+    extern "C" __global__ void ifcn_from_bf16(const unsigned short* x, float* y, int accumulate, long long n) {
+        ifcn_from_bf16_t(x, y, accumulate, n);
+    }
+    extern "C" __global__ void ifcn_from_bf16_bf16(const unsigned short* x, unsigned short* y, int accumulate, long long n) {
+        ifcn_from_bf16_t(x, y, accumulate, n);
+    }
 
     // Channels-last staging of a convolution operand: [batches][channels][voxels] (ifcn's layout) to
     // [batches][voxels][stride] (cuDNN's NDHWC; a filter [cout][cin][27] is batches = cout, voxels = 27), with
@@ -240,14 +295,14 @@ enum CUDAKernelSource {
         return t;
     }
 
-    template <typename T>
-    __device__ void ifcn_to_channels_last_tile(const float* x, T* y, int channels, int stride, long long voxels) {
+    template <typename S, typename T>
+    __device__ void ifcn_to_channels_last_tile(const S* x, T* y, int channels, int stride, long long voxels) {
         __shared__ float tile[32][33];
         const ifcn_tile t = ifcn_tile_of_block(voxels);
         for (int r = t.ty; r < 32; r += 8) {
             const int c = t.c0 + r;
             const long long v = t.v0 + t.tx;
-            tile[r][t.tx] = c < channels && v < voxels ? x[(t.b * channels + c) * voxels + v] : 0.0f;
+            tile[r][t.tx] = c < channels && v < voxels ? ifcn_get(x + (t.b * channels + c) * voxels + v) : 0.0f;
         }
         __syncthreads();
         for (int r = t.ty; r < 32; r += 8) {
@@ -259,8 +314,8 @@ enum CUDAKernelSource {
 
     // The way back: [batches][voxels][stride] to [batches][channels][voxels] (channels..stride-1 dropped),
     // added to y when accumulate != 0. Grid: x = tiles of 32 voxels times batches, y = tiles of 32 channels.
-    template <typename T>
-    __device__ void ifcn_from_channels_last_tile(const T* x, float* y, int channels, int stride, long long voxels,
+    template <typename T, typename D>
+    __device__ void ifcn_from_channels_last_tile(const T* x, D* y, int channels, int stride, long long voxels,
                                                  int accumulate) {
         __shared__ float tile[32][33];
         const ifcn_tile t = ifcn_tile_of_block(voxels);
@@ -274,8 +329,8 @@ enum CUDAKernelSource {
             const int c = t.c0 + r;
             const long long v = t.v0 + t.tx;
             if (c < channels && v < voxels) {
-                float* p = y + (t.b * channels + c) * voxels + v;
-                *p = accumulate ? __fadd_rn(*p, tile[t.tx][r]) : tile[t.tx][r];
+                D* p = y + (t.b * channels + c) * voxels + v;
+                ifcn_put(p, accumulate ? __fadd_rn(ifcn_get(p), tile[t.tx][r]) : tile[t.tx][r]);
             }
         }
     }
@@ -289,6 +344,12 @@ enum CUDAKernelSource {
         ifcn_to_channels_last_tile(x, y, channels, stride, voxels);
     }
 
+    // Their instances for bfloat16 activations: bfloat16 on both sides.
+    extern "C" __global__ void ifcn_to_channels_last_bf16_bf16(const unsigned short* x, unsigned short* y, int channels,
+                                                               int stride, long long voxels) {
+        ifcn_to_channels_last_tile(x, y, channels, stride, voxels);
+    }
+
     extern "C" __global__ void ifcn_from_channels_last(const float* x, float* y, int channels, int stride, long long voxels,
                                                        int accumulate) {
         ifcn_from_channels_last_tile(x, y, channels, stride, voxels, accumulate);
@@ -296,6 +357,11 @@ enum CUDAKernelSource {
 
     extern "C" __global__ void ifcn_from_channels_last_bf16(const unsigned short* x, float* y, int channels, int stride,
                                                             long long voxels, int accumulate) {
+        ifcn_from_channels_last_tile(x, y, channels, stride, voxels, accumulate);
+    }
+
+    extern "C" __global__ void ifcn_from_channels_last_bf16_bf16(const unsigned short* x, unsigned short* y, int channels,
+                                                                 int stride, long long voxels, int accumulate) {
         ifcn_from_channels_last_tile(x, y, channels, stride, voxels, accumulate);
     }
 
@@ -322,20 +388,20 @@ enum CUDAKernelSource {
     // Grid: parts blocks. Writes the gradient of the logits and, per block, the partial sums
     // fp = sum w (1-t) s and fn = sum w t (1-s) (each term rounded to float as on the CPU, summed
     // in double) to partial[2 b], partial[2 b + 1].
-    extern "C" __global__ void ifcn_seg_loss_partial(const float* prob, const float* target, const float* weight,
-                                                     float lambda, float* gradLogit, double* partial,
-                                                     long long n, int parts) {
+    template <typename A>
+    __device__ void ifcn_seg_loss_partial_t(const A* prob, const float* target, const float* weight, float lambda,
+                                            A* gradLogit, double* partial, long long n, int parts) {
         __shared__ double sh[IFCN_BLOCK];
         long long lo, hi;
         ifcn_part_range(n, blockIdx.x, parts, &lo, &hi);
         double a = 0.0, b = 0.0;
         for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
-            const float si = prob[i], ti = target[i], wi = weight[i];
+            const float si = ifcn_get(prob + i), ti = target[i], wi = weight[i];
             const float oneMinusT = __fsub_rn(1.0f, ti), oneMinusS = __fsub_rn(1.0f, si);
             a += (double)__fmul_rn(__fmul_rn(wi, oneMinusT), si);
             b += (double)__fmul_rn(__fmul_rn(wi, ti), oneMinusS);
             const float coefficient = __fsub_rn(__fmul_rn(lambda, oneMinusT), ti);
-            gradLogit[i] = __fmul_rn(__fmul_rn(__fmul_rn(wi, coefficient), si), oneMinusS);
+            ifcn_put(gradLogit + i, __fmul_rn(__fmul_rn(__fmul_rn(wi, coefficient), si), oneMinusS));
         }
         a = ifcn_block_sum(a, sh);
         b = ifcn_block_sum(b, sh);
@@ -343,6 +409,16 @@ enum CUDAKernelSource {
             partial[2 * (long long)blockIdx.x] = a;
             partial[2 * (long long)blockIdx.x + 1] = b;
         }
+    }
+    extern "C" __global__ void ifcn_seg_loss_partial(const float* prob, const float* target, const float* weight,
+                                                     float lambda, float* gradLogit, double* partial,
+                                                     long long n, int parts) {
+        ifcn_seg_loss_partial_t(prob, target, weight, lambda, gradLogit, partial, n, parts);
+    }
+    extern "C" __global__ void ifcn_seg_loss_partial_bf16(const unsigned short* prob, const float* target,
+                                                          const float* weight, float lambda, unsigned short* gradLogit,
+                                                          double* partial, long long n, int parts) {
+        ifcn_seg_loss_partial_t(prob, target, weight, lambda, gradLogit, partial, n, parts);
     }
 
     // Grid: 1 block. out[0] = lambda * fp, out[1] = fn.
@@ -359,16 +435,24 @@ enum CUDAKernelSource {
     // Grid: 1 block (thread 0 works). The completeness head, as TrainingScalars.completenessTerms computes it on
     // the host: out[0] = c = sigmoid(logit) in double, out[1] = its binary cross-entropy against label (each log
     // clamped at -100 the way Swift's max(x, -100) does, so a NaN stays NaN), gradLogit[0] = float(c - label).
-    extern "C" __global__ void ifcn_completeness_loss(const float* logit, float label, float* gradLogit, double* out) {
+    template <typename A>
+    __device__ void ifcn_completeness_loss_t(const A* logit, float label, A* gradLogit, double* out) {
         if (threadIdx.x != 0) return;
-        const double c = 1.0 / (1.0 + exp(-(double)logit[0]));
+        const double c = 1.0 / (1.0 + exp(-(double)ifcn_get(logit)));
         const double y = (double)label;
         double logC = log(c), logNotC = log(1.0 - c);
         logC = (-100.0 >= logC) ? -100.0 : logC;
         logNotC = (-100.0 >= logNotC) ? -100.0 : logNotC;
         out[0] = c;
         out[1] = -(y * logC + (1.0 - y) * logNotC);
-        gradLogit[0] = (float)(c - y);
+        ifcn_put(gradLogit, (float)(c - y));
+    }
+    extern "C" __global__ void ifcn_completeness_loss(const float* logit, float label, float* gradLogit, double* out) {
+        ifcn_completeness_loss_t(logit, label, gradLogit, out);
+    }
+    extern "C" __global__ void ifcn_completeness_loss_bf16(const unsigned short* logit, float label,
+                                                           unsigned short* gradLogit, double* out) {
+        ifcn_completeness_loss_t(logit, label, gradLogit, out);
     }
 
     // ---------------------------------------------------------------- overlap counts
@@ -391,14 +475,15 @@ enum CUDAKernelSource {
 
     // Grid: parts blocks. partial[3 * b + k] for block b's range: k = 0 counts prob > 0.5 (NaN does
     // not count), k = 1 target > 0.5, k = 2 both.
-    extern "C" __global__ void ifcn_overlap_partial(const float* prob, const float* target,
-                                                    unsigned long long* partial, long long n, int parts) {
+    template <typename A>
+    __device__ void ifcn_overlap_partial_t(const A* prob, const float* target, unsigned long long* partial,
+                                           long long n, int parts) {
         __shared__ unsigned long long sh[3 * IFCN_BLOCK];
         long long lo, hi;
         ifcn_part_range(n, blockIdx.x, parts, &lo, &hi);
         unsigned long long v[3] = {0ull, 0ull, 0ull};
         for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
-            const bool s = prob[i] > 0.5f, t = target[i] > 0.5f;
+            const bool s = ifcn_get(prob + i) > 0.5f, t = target[i] > 0.5f;
             v[0] += s ? 1ull : 0ull;
             v[1] += t ? 1ull : 0ull;
             v[2] += (s && t) ? 1ull : 0ull;
@@ -407,6 +492,14 @@ enum CUDAKernelSource {
         if (threadIdx.x == 0) {
             for (int k = 0; k < 3; k++) partial[3 * (long long)blockIdx.x + k] = v[k];
         }
+    }
+    extern "C" __global__ void ifcn_overlap_partial(const float* prob, const float* target,
+                                                    unsigned long long* partial, long long n, int parts) {
+        ifcn_overlap_partial_t(prob, target, partial, n, parts);
+    }
+    extern "C" __global__ void ifcn_overlap_partial_bf16(const unsigned short* prob, const float* target,
+                                                         unsigned long long* partial, long long n, int parts) {
+        ifcn_overlap_partial_t(prob, target, partial, n, parts);
     }
 
     // Grid: 1 block. out[k] = sum over blocks of partial[3 * b + k], as double (exact below 2^53).
@@ -425,15 +518,23 @@ enum CUDAKernelSource {
     // ---------------------------------------------------------------- per-row sums
 
     // Grid: (parts, rows). partial[row * parts + b] = sum of x[row, lo..<hi] in double.
-    extern "C" __global__ void ifcn_channel_sum_partial(const float* x, double* partial, long long voxels, int parts) {
+    template <typename A>
+    __device__ void ifcn_channel_sum_partial_t(const A* x, double* partial, long long voxels, int parts) {
         __shared__ double sh[IFCN_BLOCK];
-        const float* xc = x + (long long)blockIdx.y * voxels;
+        const A* xc = x + (long long)blockIdx.y * voxels;
         long long lo, hi;
         ifcn_part_range(voxels, blockIdx.x, parts, &lo, &hi);
         double s = 0.0;
-        for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) s += (double)xc[i];
+        for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) s += (double)ifcn_get(xc + i);
         s = ifcn_block_sum(s, sh);
         if (threadIdx.x == 0) partial[(long long)blockIdx.y * parts + blockIdx.x] = s;
+    }
+    extern "C" __global__ void ifcn_channel_sum_partial(const float* x, double* partial, long long voxels, int parts) {
+        ifcn_channel_sum_partial_t(x, partial, voxels, parts);
+    }
+    extern "C" __global__ void ifcn_channel_sum_partial_bf16(const unsigned short* x, double* partial, long long voxels,
+                                                             int parts) {
+        ifcn_channel_sum_partial_t(x, partial, voxels, parts);
     }
 
     // Grid: rows. dst[row] += float(sum of partial[row * parts ..< (row + 1) * parts]).
@@ -476,24 +577,45 @@ enum CUDAKernelSource {
         return x + (long long)nx * (y + (long long)ny * z);
     }
 
+    // The patches and probabilities below are a network's activations (in bfloat16 in a training network's arena
+    // with --gpu-activations bf16, which validation segments with); the scan, the mask and the labels are not.
+
     // patch[i] = volume at the box's element i, fill outside the scan.
-    extern "C" __global__ void ifcn_extract_patch(const float* volume, float* patch, int p, int nx, int ny, int nz,
-                                                  int ox, int oy, int oz, float fill) {
+    template <typename A>
+    __device__ void ifcn_extract_patch_t(const float* volume, A* patch, int p, int nx, int ny, int nz, int ox, int oy,
+                                         int oz, float fill) {
         const long long n = (long long)p * p * p;
         for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) {
             const long long v = ifcn_box_index(i, p, nx, ny, nz, ox, oy, oz);
-            patch[i] = v < 0 ? fill : volume[v];
+            ifcn_put(patch + i, v < 0 ? fill : volume[v]);
         }
+    }
+    extern "C" __global__ void ifcn_extract_patch(const float* volume, float* patch, int p, int nx, int ny, int nz,
+                                                  int ox, int oy, int oz, float fill) {
+        ifcn_extract_patch_t(volume, patch, p, nx, ny, nz, ox, oy, oz, fill);
+    }
+    extern "C" __global__ void ifcn_extract_patch_bf16(const float* volume, unsigned short* patch, int p, int nx, int ny,
+                                                       int nz, int ox, int oy, int oz, float fill) {
+        ifcn_extract_patch_t(volume, patch, p, nx, ny, nz, ox, oy, oz, fill);
     }
 
     // patch[i] = 1 where the mask byte at the box's element i is set, else 0 (also outside the scan).
-    extern "C" __global__ void ifcn_extract_mask_patch(const unsigned char* mask, float* patch, int p, int nx, int ny,
-                                                       int nz, int ox, int oy, int oz) {
+    template <typename A>
+    __device__ void ifcn_extract_mask_patch_t(const unsigned char* mask, A* patch, int p, int nx, int ny, int nz, int ox,
+                                              int oy, int oz) {
         const long long n = (long long)p * p * p;
         for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) {
             const long long v = ifcn_box_index(i, p, nx, ny, nz, ox, oy, oz);
-            patch[i] = (v >= 0 && mask[v] != 0) ? 1.0f : 0.0f;
+            ifcn_put(patch + i, (v >= 0 && mask[v] != 0) ? 1.0f : 0.0f);
         }
+    }
+    extern "C" __global__ void ifcn_extract_mask_patch(const unsigned char* mask, float* patch, int p, int nx, int ny,
+                                                       int nz, int ox, int oy, int oz) {
+        ifcn_extract_mask_patch_t(mask, patch, p, nx, ny, nz, ox, oy, oz);
+    }
+    extern "C" __global__ void ifcn_extract_mask_patch_bf16(const unsigned char* mask, unsigned short* patch, int p, int nx,
+                                                            int ny, int nz, int ox, int oy, int oz) {
+        ifcn_extract_mask_patch_t(mask, patch, p, nx, ny, nz, ox, oy, oz);
     }
 
     // The splitmix64 finaliser (IFCNSupport's mix64).
@@ -531,8 +653,9 @@ enum CUDAKernelSource {
     // Grid: parts blocks over the box's elements. partial[4 b + k]: over block b's range, the voxels inside the
     // scan with prob > 0.5 (and label 0 when labels is not null): k = 0 their number, 1..3 the sums of x, y, z
     // (integers, exact in double).
-    extern "C" __global__ void ifcn_fragment_sums_partial(const float* prob, const int* labels, double* partial, int p,
-                                                          int nx, int ny, int nz, int ox, int oy, int oz, int parts) {
+    template <typename A>
+    __device__ void ifcn_fragment_sums_partial_t(const A* prob, const int* labels, double* partial, int p, int nx, int ny,
+                                                 int nz, int ox, int oy, int oz, int parts) {
         __shared__ double sh[IFCN_BLOCK];
         long long lo, hi;
         ifcn_part_range((long long)p * p * p, blockIdx.x, parts, &lo, &hi);
@@ -540,7 +663,7 @@ enum CUDAKernelSource {
         const long long pp = (long long)p * p;
         for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
             const long long v = ifcn_box_index(i, p, nx, ny, nz, ox, oy, oz);
-            if (v < 0 || !(prob[i] > 0.5f) || (labels != 0 && labels[v] != 0)) continue;
+            if (v < 0 || !(ifcn_get(prob + i) > 0.5f) || (labels != 0 && labels[v] != 0)) continue;
             c += 1.0;
             sx += (double)(ox + (int)(i % p));
             sy += (double)(oy + (int)((i / p) % p));
@@ -557,6 +680,15 @@ enum CUDAKernelSource {
             partial[4 * (long long)blockIdx.x + 3] = sz;
         }
     }
+    extern "C" __global__ void ifcn_fragment_sums_partial(const float* prob, const int* labels, double* partial, int p,
+                                                          int nx, int ny, int nz, int ox, int oy, int oz, int parts) {
+        ifcn_fragment_sums_partial_t(prob, labels, partial, p, nx, ny, nz, ox, oy, oz, parts);
+    }
+    extern "C" __global__ void ifcn_fragment_sums_partial_bf16(const unsigned short* prob, const int* labels, double* partial,
+                                                               int p, int nx, int ny, int nz, int ox, int oy, int oz,
+                                                               int parts) {
+        ifcn_fragment_sums_partial_t(prob, labels, partial, p, nx, ny, nz, ox, oy, oz, parts);
+    }
 
     // Grid: 1 block. out[k] = sum over blocks of partial[4 b + k].
     extern "C" __global__ void ifcn_fragment_sums_finalize(const double* partial, double* out, int parts) {
@@ -568,15 +700,25 @@ enum CUDAKernelSource {
     }
 
     // For the box elements inside the scan with prob > 0.5: mask = 1, and label where it is 0.
-    extern "C" __global__ void ifcn_accept_fragment(const float* prob, unsigned char* mask, int* labels, int label, int p,
-                                                    int nx, int ny, int nz, int ox, int oy, int oz) {
+    template <typename A>
+    __device__ void ifcn_accept_fragment_t(const A* prob, unsigned char* mask, int* labels, int label, int p, int nx,
+                                           int ny, int nz, int ox, int oy, int oz) {
         const long long n = (long long)p * p * p;
         for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) {
             const long long v = ifcn_box_index(i, p, nx, ny, nz, ox, oy, oz);
-            if (v < 0 || !(prob[i] > 0.5f)) continue;
+            if (v < 0 || !(ifcn_get(prob + i) > 0.5f)) continue;
             mask[v] = 1;
             if (labels[v] == 0) labels[v] = label;
         }
+    }
+    extern "C" __global__ void ifcn_accept_fragment(const float* prob, unsigned char* mask, int* labels, int label, int p,
+                                                    int nx, int ny, int nz, int ox, int oy, int oz) {
+        ifcn_accept_fragment_t(prob, mask, labels, label, p, nx, ny, nz, ox, oy, oz);
+    }
+    extern "C" __global__ void ifcn_accept_fragment_bf16(const unsigned short* prob, unsigned char* mask, int* labels,
+                                                         int label, int p, int nx, int ny, int nz, int ox, int oy,
+                                                         int oz) {
+        ifcn_accept_fragment_t(prob, mask, labels, label, p, nx, ny, nz, ox, oy, oz);
     }
 
     // ---------------------------------------------------------------- batch norm
@@ -590,21 +732,29 @@ enum CUDAKernelSource {
     }
 
     // Grid: (parts, channels). Second pass: partial sums of (x - mean)^2 in double.
-    extern "C" __global__ void ifcn_bn_var_partial(const float* x, const double* stats, double* partial,
-                                                   long long voxels, int parts) {
+    template <typename A>
+    __device__ void ifcn_bn_var_partial_t(const A* x, const double* stats, double* partial, long long voxels, int parts) {
         __shared__ double sh[IFCN_BLOCK];
         const int c = blockIdx.y;
-        const float* xc = x + (long long)c * voxels;
+        const A* xc = x + (long long)c * voxels;
         const double mean = stats[2 * c];
         long long lo, hi;
         ifcn_part_range(voxels, blockIdx.x, parts, &lo, &hi);
         double s = 0.0;
         for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
-            const double d = (double)xc[i] - mean;
+            const double d = (double)ifcn_get(xc + i) - mean;
             s += d * d;
         }
         s = ifcn_block_sum(s, sh);
         if (threadIdx.x == 0) partial[(long long)c * parts + blockIdx.x] = s;
+    }
+    extern "C" __global__ void ifcn_bn_var_partial(const float* x, const double* stats, double* partial,
+                                                   long long voxels, int parts) {
+        ifcn_bn_var_partial_t(x, stats, partial, voxels, parts);
+    }
+    extern "C" __global__ void ifcn_bn_var_partial_bf16(const unsigned short* x, const double* stats, double* partial,
+                                                        long long voxels, int parts) {
+        ifcn_bn_var_partial_t(x, stats, partial, voxels, parts);
     }
 
     // Grid: channels. Biased variance to normalise, unbiased one for running_var (PyTorch),
@@ -660,24 +810,33 @@ enum CUDAKernelSource {
 
     // Grid: (blocks, channels). y = (x - mean[c]) * scale[c] + shift[c] in float, then ReLU if
     // relu != 0. May run in place.
-    extern "C" __global__ void ifcn_bn_apply(const float* x, float* y, const float* mean, const float* scale,
-                                             const float* shift, long long voxels, int relu) {
+    template <typename A>
+    __device__ void ifcn_bn_apply_t(const A* x, A* y, const float* mean, const float* scale, const float* shift,
+                                    long long voxels, int relu) {
         const int c = blockIdx.y;
         const long long base = (long long)c * voxels;
         const float m = mean[c], k = scale[c], b = shift[c];
         for (long long i = ifcn_global_index(); i < voxels; i += ifcn_global_stride()) {
-            const float v = ifcn_bn_affine(x[base + i], m, k, b);
-            y[base + i] = relu ? ifcn_relu(v) : v;
+            const float v = ifcn_bn_affine(ifcn_get(x + base + i), m, k, b);
+            ifcn_put(y + base + i, relu ? ifcn_relu(v) : v);
         }
+    }
+    extern "C" __global__ void ifcn_bn_apply(const float* x, float* y, const float* mean, const float* scale,
+                                             const float* shift, long long voxels, int relu) {
+        ifcn_bn_apply_t(x, y, mean, scale, shift, voxels, relu);
+    }
+    extern "C" __global__ void ifcn_bn_apply_bf16(const unsigned short* x, unsigned short* y, const float* mean,
+                                                  const float* scale, const float* shift, long long voxels, int relu) {
+        ifcn_bn_apply_t(x, y, mean, scale, shift, voxels, relu);
     }
 
     // Grid: (parts, channels). Partial sums of g and g * xhat in double (g masked by the output's sign,
     // ifcn_bn_affine(x) > 0 with the forward pass's scale and shift, when relu != 0), xhat = (x - mean) * invStd
     // in float: partial[2 (c parts + b)], [... + 1].
-    extern "C" __global__ void ifcn_bn_backward_partial(const float* x, const float* dy,
-                                                        const float* mean, const float* invStd, const float* scale,
-                                                        const float* shift, double* partial,
-                                                        long long voxels, int parts, int relu) {
+    template <typename A>
+    __device__ void ifcn_bn_backward_partial_t(const A* x, const A* dy, const float* mean, const float* invStd,
+                                               const float* scale, const float* shift, double* partial,
+                                               long long voxels, int parts, int relu) {
         __shared__ double sh[IFCN_BLOCK];
         const int c = blockIdx.y;
         const long long base = (long long)c * voxels;
@@ -686,10 +845,11 @@ enum CUDAKernelSource {
         ifcn_part_range(voxels, blockIdx.x, parts, &lo, &hi);
         double sg = 0.0, sgx = 0.0;
         for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
-            if (relu && !(ifcn_bn_affine(x[base + i], m, k, b) > 0.0f)) continue;
-            const double gi = (double)dy[base + i];
+            const float xi = ifcn_get(x + base + i);
+            if (relu && !(ifcn_bn_affine(xi, m, k, b) > 0.0f)) continue;
+            const double gi = (double)ifcn_get(dy + base + i);
             sg += gi;
-            sgx += gi * (double)__fmul_rn(__fsub_rn(x[base + i], m), is);
+            sgx += gi * (double)__fmul_rn(__fsub_rn(xi, m), is);
         }
         sg = ifcn_block_sum(sg, sh);
         sgx = ifcn_block_sum(sgx, sh);
@@ -698,6 +858,18 @@ enum CUDAKernelSource {
             partial[k] = sg;
             partial[k + 1] = sgx;
         }
+    }
+    extern "C" __global__ void ifcn_bn_backward_partial(const float* x, const float* dy,
+                                                        const float* mean, const float* invStd, const float* scale,
+                                                        const float* shift, double* partial,
+                                                        long long voxels, int parts, int relu) {
+        ifcn_bn_backward_partial_t(x, dy, mean, invStd, scale, shift, partial, voxels, parts, relu);
+    }
+    extern "C" __global__ void ifcn_bn_backward_partial_bf16(const unsigned short* x, const unsigned short* dy,
+                                                             const float* mean, const float* invStd, const float* scale,
+                                                             const float* shift, double* partial,
+                                                             long long voxels, int parts, int relu) {
+        ifcn_bn_backward_partial_t(x, dy, mean, invStd, scale, shift, partial, voxels, parts, relu);
     }
 
     // Grid: channels. sums[2 c] = sum g, sums[2 c + 1] = sum g xhat; gradGamma += sum g xhat,
@@ -720,10 +892,10 @@ enum CUDAKernelSource {
     // Grid: (blocks, channels). As CPUBackend, in float per element:
     // dx = k (g - mean(g) - xhat mean(g xhat)), k = gamma invStd, xhat = (x - mean) invStd,
     // mean(g) = float(sum g / n), mean(g xhat) = float(sum g xhat / n); g masked as in ifcn_bn_backward_partial.
-    extern "C" __global__ void ifcn_bn_backward_apply(const float* x, const float* dy, float* dx,
-                                                      const float* gamma, const float* mean, const float* invStd,
-                                                      const float* scale, const float* shift,
-                                                      const double* sums, long long voxels, int relu, int accumulate) {
+    template <typename A>
+    __device__ void ifcn_bn_backward_apply_t(const A* x, const A* dy, A* dx, const float* gamma, const float* mean,
+                                             const float* invStd, const float* scale, const float* shift,
+                                             const double* sums, long long voxels, int relu, int accumulate) {
         const int c = blockIdx.y;
         const long long base = (long long)c * voxels;
         const float m = mean[c], is = invStd[c], ks = scale[c], bs = shift[c];
@@ -732,17 +904,32 @@ enum CUDAKernelSource {
         const float mgx = (float)(sums[2 * c + 1] / (double)voxels);
         for (long long i = ifcn_global_index(); i < voxels; i += ifcn_global_stride()) {
             const long long j = base + i;
-            const float gi = relu ? (ifcn_bn_affine(x[j], m, ks, bs) > 0.0f ? dy[j] : 0.0f) : dy[j];
-            const float xhat = __fmul_rn(__fsub_rn(x[j], m), is);
+            const float xj = ifcn_get(x + j), dyj = ifcn_get(dy + j);
+            const float gi = relu ? (ifcn_bn_affine(xj, m, ks, bs) > 0.0f ? dyj : 0.0f) : dyj;
+            const float xhat = __fmul_rn(__fsub_rn(xj, m), is);
             const float v = __fmul_rn(k, __fsub_rn(__fsub_rn(gi, mg), __fmul_rn(xhat, mgx)));
-            dx[j] = accumulate ? __fadd_rn(dx[j], v) : v;
+            ifcn_put(dx + j, accumulate ? __fadd_rn(ifcn_get(dx + j), v) : v);
         }
+    }
+    extern "C" __global__ void ifcn_bn_backward_apply(const float* x, const float* dy, float* dx,
+                                                      const float* gamma, const float* mean, const float* invStd,
+                                                      const float* scale, const float* shift,
+                                                      const double* sums, long long voxels, int relu, int accumulate) {
+        ifcn_bn_backward_apply_t(x, dy, dx, gamma, mean, invStd, scale, shift, sums, voxels, relu, accumulate);
+    }
+    extern "C" __global__ void ifcn_bn_backward_apply_bf16(const unsigned short* x, const unsigned short* dy,
+                                                           unsigned short* dx, const float* gamma, const float* mean,
+                                                           const float* invStd, const float* scale, const float* shift,
+                                                           const double* sums, long long voxels, int relu,
+                                                           int accumulate) {
+        ifcn_bn_backward_apply_t(x, dy, dx, gamma, mean, invStd, scale, shift, sums, voxels, relu, accumulate);
     }
 
     // ---------------------------------------------------------------- pooling, upsampling
 
     // One thread per output element; d, h, w: the input extent. NaN counts as the maximum.
-    extern "C" __global__ void ifcn_maxpool2_forward(const float* x, float* y, long long outputs, int d, int h, int w) {
+    template <typename A>
+    __device__ void ifcn_maxpool2_forward_t(const A* x, A* y, long long outputs, int d, int h, int w) {
         const int od = d / 2, oh = h / 2, ow = w / 2;
         const long long inVoxels = (long long)d * h * w;
         for (long long o = ifcn_global_index(); o < outputs; o += ifcn_global_stride()) {
@@ -751,26 +938,33 @@ enum CUDAKernelSource {
             const int oy = (int)(t % oh); t /= oh;
             const int oz = (int)(t % od);
             const long long c = t / od;
-            const float* xc = x + c * inVoxels;
+            const A* xc = x + c * inVoxels;
             float m = ifcn_neg_inf();
             for (int dz = 0; dz < 2; dz++) {
                 for (int dyy = 0; dyy < 2; dyy++) {
-                    const float* row = xc + ((long long)(2 * oz + dz) * h + 2 * oy + dyy) * w + 2 * ox;
+                    const A* row = xc + ((long long)(2 * oz + dz) * h + 2 * oy + dyy) * w + 2 * ox;
                     for (int dxx = 0; dxx < 2; dxx++) {
-                        const float v = row[dxx];
+                        const float v = ifcn_get(row + dxx);
                         if (v > m || isnan(v)) m = v;
                     }
                 }
             }
-            y[o] = m;
+            ifcn_put(y + o, m);
         }
+    }
+    extern "C" __global__ void ifcn_maxpool2_forward(const float* x, float* y, long long outputs, int d, int h, int w) {
+        ifcn_maxpool2_forward_t(x, y, outputs, d, h, w);
+    }
+    extern "C" __global__ void ifcn_maxpool2_forward_bf16(const unsigned short* x, unsigned short* y, long long outputs, int d, int h, int w) {
+        ifcn_maxpool2_forward_t(x, y, outputs, d, h, w);
     }
 
     // One thread per output element (windows are disjoint: no races). The gradient goes to the
     // first maximum in (dz, dy, dx) order (a later NaN replaces it, as on the CPU); without
     // accumulate the whole window is zeroed first.
-    extern "C" __global__ void ifcn_maxpool2_backward(const float* x, const float* gradOutput, float* gradInput,
-                                                      long long outputs, int d, int h, int w, int accumulate) {
+    template <typename A>
+    __device__ void ifcn_maxpool2_backward_t(const A* x, const A* gradOutput, A* gradInput, long long outputs,
+                                             int d, int h, int w, int accumulate) {
         const int od = d / 2, oh = h / 2, ow = w / 2;
         const long long inVoxels = (long long)d * h * w;
         for (long long o = ifcn_global_index(); o < outputs; o += ifcn_global_stride()) {
@@ -779,29 +973,39 @@ enum CUDAKernelSource {
             const int oy = (int)(t % oh); t /= oh;
             const int oz = (int)(t % od);
             const long long c = t / od;
-            const float* xc = x + c * inVoxels;
-            float* dxc = gradInput + c * inVoxels;
+            const A* xc = x + c * inVoxels;
+            A* dxc = gradInput + c * inVoxels;
             float m = ifcn_neg_inf();
             long long arg = -1;
             for (int dz = 0; dz < 2; dz++) {
                 for (int dyy = 0; dyy < 2; dyy++) {
                     const long long rowIndex = ((long long)(2 * oz + dz) * h + 2 * oy + dyy) * w + 2 * ox;
                     for (int dxx = 0; dxx < 2; dxx++) {
-                        const float v = xc[rowIndex + dxx];
+                        const float v = ifcn_get(xc + rowIndex + dxx);
                         if (arg < 0 || v > m || isnan(v)) {
                             m = v;
                             arg = rowIndex + dxx;
                         }
-                        if (!accumulate) dxc[rowIndex + dxx] = 0.0f;
+                        if (!accumulate) ifcn_put(dxc + rowIndex + dxx, 0.0f);
                     }
                 }
             }
-            dxc[arg] = __fadd_rn(dxc[arg], gradOutput[o]);
+            ifcn_put(dxc + arg, __fadd_rn(ifcn_get(dxc + arg), ifcn_get(gradOutput + o)));
         }
+    }
+    extern "C" __global__ void ifcn_maxpool2_backward(const float* x, const float* gradOutput, float* gradInput,
+                                                      long long outputs, int d, int h, int w, int accumulate) {
+        ifcn_maxpool2_backward_t(x, gradOutput, gradInput, outputs, d, h, w, accumulate);
+    }
+    extern "C" __global__ void ifcn_maxpool2_backward_bf16(const unsigned short* x, const unsigned short* gradOutput,
+                                                           unsigned short* gradInput, long long outputs, int d, int h,
+                                                           int w, int accumulate) {
+        ifcn_maxpool2_backward_t(x, gradOutput, gradInput, outputs, d, h, w, accumulate);
     }
 
     // One thread per output element; d, h, w: the input (low-resolution) extent.
-    extern "C" __global__ void ifcn_upsample2_forward(const float* x, float* y, long long outputs, int d, int h, int w) {
+    template <typename A>
+    __device__ void ifcn_upsample2_forward_t(const A* x, A* y, long long outputs, int d, int h, int w) {
         const int uh = 2 * h, uw = 2 * w, ud = 2 * d;
         const long long inVoxels = (long long)d * h * w;
         for (long long o = ifcn_global_index(); o < outputs; o += ifcn_global_stride()) {
@@ -810,13 +1014,20 @@ enum CUDAKernelSource {
             const int yy = (int)(t % uh); t /= uh;
             const int z = (int)(t % ud);
             const long long c = t / ud;
-            y[o] = x[c * inVoxels + ((long long)(z / 2) * h + yy / 2) * w + xx / 2];
+            ifcn_put(y + o, ifcn_get(x + c * inVoxels + ((long long)(z / 2) * h + yy / 2) * w + xx / 2));
         }
+    }
+    extern "C" __global__ void ifcn_upsample2_forward(const float* x, float* y, long long outputs, int d, int h, int w) {
+        ifcn_upsample2_forward_t(x, y, outputs, d, h, w);
+    }
+    extern "C" __global__ void ifcn_upsample2_forward_bf16(const unsigned short* x, unsigned short* y, long long outputs, int d, int h, int w) {
+        ifcn_upsample2_forward_t(x, y, outputs, d, h, w);
     }
 
     // One thread per input element: the sum of its 2x2x2 block of gradOutput, in the CPU's order.
-    extern "C" __global__ void ifcn_upsample2_backward(const float* gradOutput, float* gradInput, long long inputs,
-                                                       int d, int h, int w, int accumulate) {
+    template <typename A>
+    __device__ void ifcn_upsample2_backward_t(const A* gradOutput, A* gradInput, long long inputs, int d, int h, int w,
+                                              int accumulate) {
         const int uh = 2 * h, uw = 2 * w;
         const long long upVoxels = 8LL * d * h * w;
         for (long long i = ifcn_global_index(); i < inputs; i += ifcn_global_stride()) {
@@ -825,15 +1036,23 @@ enum CUDAKernelSource {
             const int yy = (int)(t % h); t /= h;
             const int z = (int)(t % d);
             const long long c = t / d;
-            const float* r00 = gradOutput + c * upVoxels + ((long long)(2 * z) * uh + 2 * yy) * uw;
-            const float* r01 = r00 + uw;
-            const float* r10 = r00 + (long long)uh * uw;
-            const float* r11 = r10 + uw;
-            const float a = __fadd_rn(__fadd_rn(__fadd_rn(r00[2 * xx], r00[2 * xx + 1]), r01[2 * xx]), r01[2 * xx + 1]);
-            const float b = __fadd_rn(__fadd_rn(__fadd_rn(r10[2 * xx], r10[2 * xx + 1]), r11[2 * xx]), r11[2 * xx + 1]);
+            const A* r00 = gradOutput + c * upVoxels + ((long long)(2 * z) * uh + 2 * yy) * uw + 2 * xx;
+            const A* r01 = r00 + uw;
+            const A* r10 = r00 + (long long)uh * uw;
+            const A* r11 = r10 + uw;
+            const float a = __fadd_rn(__fadd_rn(__fadd_rn(ifcn_get(r00), ifcn_get(r00 + 1)), ifcn_get(r01)), ifcn_get(r01 + 1));
+            const float b = __fadd_rn(__fadd_rn(__fadd_rn(ifcn_get(r10), ifcn_get(r10 + 1)), ifcn_get(r11)), ifcn_get(r11 + 1));
             const float s = __fadd_rn(a, b);
-            gradInput[i] = accumulate ? __fadd_rn(gradInput[i], s) : s;
+            ifcn_put(gradInput + i, accumulate ? __fadd_rn(ifcn_get(gradInput + i), s) : s);
         }
+    }
+    extern "C" __global__ void ifcn_upsample2_backward(const float* gradOutput, float* gradInput, long long inputs,
+                                                       int d, int h, int w, int accumulate) {
+        ifcn_upsample2_backward_t(gradOutput, gradInput, inputs, d, h, w, accumulate);
+    }
+    extern "C" __global__ void ifcn_upsample2_backward_bf16(const unsigned short* gradOutput, unsigned short* gradInput,
+                                                            long long inputs, int d, int h, int w, int accumulate) {
+        ifcn_upsample2_backward_t(gradOutput, gradInput, inputs, d, h, w, accumulate);
     }
 
     // ---------------------------------------------------------------- global max pooling
@@ -870,18 +1089,19 @@ enum CUDAKernelSource {
     // Grid: (parts, channels). Per block: the winning (value, index) of its range, stored in
     // partialValue (float) and partialIndex (double, exact below 2^53). An empty range yields
     // (-inf, voxels), which every real element beats or equals in value.
-    extern "C" __global__ void ifcn_global_max_partial(const float* x, float* partialValue, double* partialIndex,
-                                                       long long voxels, int parts) {
+    template <typename A>
+    __device__ void ifcn_global_max_partial_t(const A* x, float* partialValue, double* partialIndex, long long voxels,
+                                              int parts) {
         __shared__ float sv[IFCN_BLOCK];
         __shared__ long long si[IFCN_BLOCK];
         const int c = blockIdx.y;
-        const float* xc = x + (long long)c * voxels;
+        const A* xc = x + (long long)c * voxels;
         long long lo, hi;
         ifcn_part_range(voxels, blockIdx.x, parts, &lo, &hi);
         float m = ifcn_neg_inf();
         long long arg = voxels;
         for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
-            const float v = xc[i];
+            const float v = ifcn_get(xc + i);
             if (v > m || isnan(v)) {
                 m = v;
                 arg = i;
@@ -894,10 +1114,18 @@ enum CUDAKernelSource {
             partialIndex[k] = (double)arg;
         }
     }
+    extern "C" __global__ void ifcn_global_max_partial(const float* x, float* partialValue, double* partialIndex,
+                                                       long long voxels, int parts) {
+        ifcn_global_max_partial_t(x, partialValue, partialIndex, voxels, parts);
+    }
+    extern "C" __global__ void ifcn_global_max_partial_bf16(const unsigned short* x, float* partialValue, double* partialIndex,
+                                                            long long voxels, int parts) {
+        ifcn_global_max_partial_t(x, partialValue, partialIndex, voxels, parts);
+    }
 
     // Grid: channels. y[c] = the winning value over the partials.
-    extern "C" __global__ void ifcn_global_max_finalize(const float* partialValue, const double* partialIndex,
-                                                        float* y, int parts) {
+    template <typename A>
+    __device__ void ifcn_global_max_finalize_t(const float* partialValue, const double* partialIndex, A* y, int parts) {
         __shared__ float sv[IFCN_BLOCK];
         __shared__ long long si[IFCN_BLOCK];
         const int c = blockIdx.x;
@@ -913,101 +1141,170 @@ enum CUDAKernelSource {
             }
         }
         ifcn_block_max(&m, &arg, sv, si);
-        if (threadIdx.x == 0) y[c] = m;
+        if (threadIdx.x == 0) ifcn_put(y + c, m);
+    }
+    extern "C" __global__ void ifcn_global_max_finalize(const float* partialValue, const double* partialIndex,
+                                                        float* y, int parts) {
+        ifcn_global_max_finalize_t(partialValue, partialIndex, y, parts);
+    }
+    extern "C" __global__ void ifcn_global_max_finalize_bf16(const float* partialValue, const double* partialIndex,
+                                                             unsigned short* y, int parts) {
+        ifcn_global_max_finalize_t(partialValue, partialIndex, y, parts);
     }
 
     // Grid: (parts, channels). Partial counts of x == y[c] (ties), in double (exact integers).
-    extern "C" __global__ void ifcn_global_max_count_partial(const float* x, const float* y, double* partial,
-                                                             long long voxels, int parts) {
+    template <typename A>
+    __device__ void ifcn_global_max_count_partial_t(const A* x, const A* y, double* partial, long long voxels, int parts) {
         __shared__ double sh[IFCN_BLOCK];
         const int c = blockIdx.y;
-        const float* xc = x + (long long)c * voxels;
-        const float yc = y[c];
+        const A* xc = x + (long long)c * voxels;
+        const float yc = ifcn_get(y + c);
         long long lo, hi;
         ifcn_part_range(voxels, blockIdx.x, parts, &lo, &hi);
         double n = 0.0;
         for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
-            if (xc[i] == yc) n += 1.0;
+            if (ifcn_get(xc + i) == yc) n += 1.0;
         }
         n = ifcn_block_sum(n, sh);
         if (threadIdx.x == 0) partial[(long long)c * parts + blockIdx.x] = n;
     }
+    extern "C" __global__ void ifcn_global_max_count_partial(const float* x, const float* y, double* partial,
+                                                             long long voxels, int parts) {
+        ifcn_global_max_count_partial_t(x, y, partial, voxels, parts);
+    }
+    extern "C" __global__ void ifcn_global_max_count_partial_bf16(const unsigned short* x, const unsigned short* y, double* partial,
+                                                                  long long voxels, int parts) {
+        ifcn_global_max_count_partial_t(x, y, partial, voxels, parts);
+    }
 
     // Grid: channels. share[c] = dy[c] / float(max(ties, 1)).
-    extern "C" __global__ void ifcn_global_max_share(const double* partial, const float* gradOutput, float* share,
-                                                     int parts) {
+    template <typename A>
+    __device__ void ifcn_global_max_share_t(const double* partial, const A* gradOutput, float* share, int parts) {
         __shared__ double sh[IFCN_BLOCK];
         const int c = blockIdx.x;
         const double ties = ifcn_sum_partials(partial + (long long)c * parts, parts, 1, sh);
-        if (threadIdx.x == 0) share[c] = __fdiv_rn(gradOutput[c], (float)(ties > 1.0 ? ties : 1.0));
+        if (threadIdx.x == 0) share[c] = __fdiv_rn(ifcn_get(gradOutput + c), (float)(ties > 1.0 ? ties : 1.0));
+    }
+    extern "C" __global__ void ifcn_global_max_share(const double* partial, const float* gradOutput, float* share,
+                                                     int parts) {
+        ifcn_global_max_share_t(partial, gradOutput, share, parts);
+    }
+    extern "C" __global__ void ifcn_global_max_share_bf16(const double* partial, const unsigned short* gradOutput,
+                                                          float* share, int parts) {
+        ifcn_global_max_share_t(partial, gradOutput, share, parts);
     }
 
     // Grid: (blocks, channels). dx = (x == y[c] ? share[c] : 0), added when accumulate != 0.
-    extern "C" __global__ void ifcn_global_max_backward_apply(const float* x, const float* y, const float* share,
-                                                              float* gradInput, long long voxels, int accumulate) {
+    template <typename A>
+    __device__ void ifcn_global_max_backward_apply_t(const A* x, const A* y, const float* share, A* gradInput,
+                                                     long long voxels, int accumulate) {
         const int c = blockIdx.y;
         const long long base = (long long)c * voxels;
-        const float yc = y[c], s = share[c];
+        const float yc = ifcn_get(y + c), s = share[c];
         for (long long i = ifcn_global_index(); i < voxels; i += ifcn_global_stride()) {
-            const float v = x[base + i] == yc ? s : 0.0f;
-            gradInput[base + i] = accumulate ? __fadd_rn(gradInput[base + i], v) : v;
+            const float v = ifcn_get(x + base + i) == yc ? s : 0.0f;
+            ifcn_put(gradInput + base + i, accumulate ? __fadd_rn(ifcn_get(gradInput + base + i), v) : v);
         }
+    }
+    extern "C" __global__ void ifcn_global_max_backward_apply(const float* x, const float* y, const float* share,
+                                                              float* gradInput, long long voxels, int accumulate) {
+        ifcn_global_max_backward_apply_t(x, y, share, gradInput, voxels, accumulate);
+    }
+    extern "C" __global__ void ifcn_global_max_backward_apply_bf16(const unsigned short* x, const unsigned short* y,
+                                                                   const float* share, unsigned short* gradInput,
+                                                                   long long voxels, int accumulate) {
+        ifcn_global_max_backward_apply_t(x, y, share, gradInput, voxels, accumulate);
     }
 
     // ---------------------------------------------------------------- 1x1x1 convolution, bias
 
     // Grid: (blocks, channels). y[c, v] += bias[c].
-    extern "C" __global__ void ifcn_add_bias(float* y, const float* bias, long long voxels) {
+    template <typename A>
+    __device__ void ifcn_add_bias_t(A* y, const float* bias, long long voxels) {
         const int c = blockIdx.y;
         const long long base = (long long)c * voxels;
         const float b = bias[c];
         for (long long i = ifcn_global_index(); i < voxels; i += ifcn_global_stride()) {
-            y[base + i] = __fadd_rn(y[base + i], b);
+            ifcn_put(y + base + i, __fadd_rn(ifcn_get(y + base + i), b));
         }
+    }
+    extern "C" __global__ void ifcn_add_bias(float* y, const float* bias, long long voxels) {
+        ifcn_add_bias_t(y, bias, voxels);
+    }
+    extern "C" __global__ void ifcn_add_bias_bf16(unsigned short* y, const float* bias, long long voxels) {
+        ifcn_add_bias_t(y, bias, voxels);
     }
 
     // Grid: (blocks, cout). y[co, v] = sum_ci w[co, ci] x[ci, v] (float, ci ascending) + bias[co].
-    extern "C" __global__ void ifcn_conv1_forward(const float* x, const float* w, const float* bias, float* y,
-                                                  int cin, long long voxels, int hasBias) {
+    template <typename A>
+    __device__ void ifcn_conv1_forward_t(const A* x, const float* w, const float* bias, A* y, int cin, long long voxels,
+                                         int hasBias) {
         const int co = blockIdx.y;
         const float* wr = w + (long long)co * cin;
         const float b = hasBias ? bias[co] : 0.0f;
         for (long long v = ifcn_global_index(); v < voxels; v += ifcn_global_stride()) {
             float acc = 0.0f;
-            for (int ci = 0; ci < cin; ci++) acc = fmaf(wr[ci], x[(long long)ci * voxels + v], acc);
-            y[(long long)co * voxels + v] = hasBias ? __fadd_rn(acc, b) : acc;
+            for (int ci = 0; ci < cin; ci++) acc = fmaf(wr[ci], ifcn_get(x + (long long)ci * voxels + v), acc);
+            ifcn_put(y + (long long)co * voxels + v, hasBias ? __fadd_rn(acc, b) : acc);
         }
+    }
+    extern "C" __global__ void ifcn_conv1_forward(const float* x, const float* w, const float* bias, float* y,
+                                                  int cin, long long voxels, int hasBias) {
+        ifcn_conv1_forward_t(x, w, bias, y, cin, voxels, hasBias);
+    }
+    extern "C" __global__ void ifcn_conv1_forward_bf16(const unsigned short* x, const float* w, const float* bias,
+                                                       unsigned short* y, int cin, long long voxels, int hasBias) {
+        ifcn_conv1_forward_t(x, w, bias, y, cin, voxels, hasBias);
     }
 
     // Grid: (blocks, cin). dx[ci, v] (+)= sum_co w[co, ci] dy[co, v] (float, co ascending).
-    extern "C" __global__ void ifcn_conv1_backward_data(const float* gradOutput, const float* w, float* gradInput,
-                                                        int cin, int cout, long long voxels, int accumulate) {
+    template <typename A>
+    __device__ void ifcn_conv1_backward_data_t(const A* gradOutput, const float* w, A* gradInput, int cin, int cout,
+                                               long long voxels, int accumulate) {
         const int ci = blockIdx.y;
         for (long long v = ifcn_global_index(); v < voxels; v += ifcn_global_stride()) {
             float acc = 0.0f;
             for (int co = 0; co < cout; co++) {
-                acc = fmaf(w[(long long)co * cin + ci], gradOutput[(long long)co * voxels + v], acc);
+                acc = fmaf(w[(long long)co * cin + ci], ifcn_get(gradOutput + (long long)co * voxels + v), acc);
             }
             const long long j = (long long)ci * voxels + v;
-            gradInput[j] = accumulate ? __fadd_rn(gradInput[j], acc) : acc;
+            ifcn_put(gradInput + j, accumulate ? __fadd_rn(ifcn_get(gradInput + j), acc) : acc);
         }
+    }
+    extern "C" __global__ void ifcn_conv1_backward_data(const float* gradOutput, const float* w, float* gradInput,
+                                                        int cin, int cout, long long voxels, int accumulate) {
+        ifcn_conv1_backward_data_t(gradOutput, w, gradInput, cin, cout, voxels, accumulate);
+    }
+    extern "C" __global__ void ifcn_conv1_backward_data_bf16(const unsigned short* gradOutput, const float* w,
+                                                             unsigned short* gradInput, int cin, int cout,
+                                                             long long voxels, int accumulate) {
+        ifcn_conv1_backward_data_t(gradOutput, w, gradInput, cin, cout, voxels, accumulate);
     }
 
     // Grid: (parts, cout * cin); row r = co * cin + ci. partial[r * parts + b] = sum over the
     // block's range of dy[co, v] * x[ci, v] in double (exact products).
-    extern "C" __global__ void ifcn_conv1_weight_partial(const float* x, const float* gradOutput, double* partial,
-                                                         int cin, long long voxels, int parts) {
+    template <typename A>
+    __device__ void ifcn_conv1_weight_partial_t(const A* x, const A* gradOutput, double* partial, int cin,
+                                                long long voxels, int parts) {
         __shared__ double sh[IFCN_BLOCK];
         const int r = blockIdx.y;
         const int co = r / cin, ci = r % cin;
-        const float* xc = x + (long long)ci * voxels;
-        const float* gc = gradOutput + (long long)co * voxels;
+        const A* xc = x + (long long)ci * voxels;
+        const A* gc = gradOutput + (long long)co * voxels;
         long long lo, hi;
         ifcn_part_range(voxels, blockIdx.x, parts, &lo, &hi);
         double s = 0.0;
-        for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) s += (double)gc[i] * (double)xc[i];
+        for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) s += (double)ifcn_get(gc + i) * (double)ifcn_get(xc + i);
         s = ifcn_block_sum(s, sh);
         if (threadIdx.x == 0) partial[(long long)r * parts + blockIdx.x] = s;
+    }
+    extern "C" __global__ void ifcn_conv1_weight_partial(const float* x, const float* gradOutput, double* partial,
+                                                         int cin, long long voxels, int parts) {
+        ifcn_conv1_weight_partial_t(x, gradOutput, partial, cin, voxels, parts);
+    }
+    extern "C" __global__ void ifcn_conv1_weight_partial_bf16(const unsigned short* x, const unsigned short* gradOutput,
+                                                              double* partial, int cin, long long voxels, int parts) {
+        ifcn_conv1_weight_partial_t(x, gradOutput, partial, cin, voxels, parts);
     }
     """
 }

@@ -139,6 +139,7 @@ public final class ProfilingBackend: ComputeBackend {
 
     public func synchronize() { inner.synchronize() }
     public func allocate(_ count: Int) -> any DeviceBuffer { inner.allocate(count) }
+    public func allocateActivations(_ count: Int) -> any DeviceBuffer { inner.allocateActivations(count) }
     public func upload(_ source: UnsafePointer<Float>, to destination: TensorRef) {
         timed(.memory) { inner.upload(source, to: destination) }
     }

@@ -71,7 +71,7 @@ public final class Network {
         parameters = TensorRef(buffer: backend.allocate(graph.parameters.total))
         gradients = TensorRef(buffer: backend.allocate(graph.parameters.total))
         buffers = TensorRef(buffer: backend.allocate(graph.buffers.total))
-        arena = TensorRef(buffer: use == .training ? backend.allocateActivations(trainingArena!.size) : backend.allocate(graph.arenaSize))
+        arena = TensorRef(buffer: trainingArena.map { backend.allocateActivations($0.size) } ?? backend.allocate(graph.arenaSize))
         savedStats = TensorRef(buffer: backend.allocate(max(graph.savedStatsSize, 1)))
         targetTensor = TensorRef(buffer: backend.allocate(config.voxels))
         weightTensor = TensorRef(buffer: backend.allocate(config.voxels))

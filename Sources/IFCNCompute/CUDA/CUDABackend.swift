@@ -276,13 +276,6 @@ public final class CUDABackend: ComputeBackend {
     @inline(__always)
     func format(_ t: TensorRef) -> ElementFormat { unsafeDowncast(t.buffer, to: CUDABuffer.self).format }
 
-    /// The one format of tensors an operation takes together (a copy's two sides).
-    func format(_ tensors: TensorRef...) -> ElementFormat {
-        let f = format(tensors[0])
-        if !tensors.allSatisfy({ format($0) == f }) { fatalError("tensors of one operation in both float32 and bfloat16") }
-        return f
-    }
-
     public func makeClock() -> any BackendClock { CUDAEventClock(backend: self) }
 
     public func synchronize() {
@@ -446,7 +439,8 @@ public final class CUDABackend: ComputeBackend {
         bind()
         guard source.count > 0 else { return }
         queuedWork += 1
-        let bytes = source.count * format(source, destination).bytes
+        if format(source) != format(destination) { fatalError("a copy between a float32 and a bfloat16 tensor") }
+        let bytes = source.count * format(source).bytes
         check(ifcn_cu_memcpy_dtod(pointer(destination), pointer(source), bytes, stream), "cuMemcpyDtoDAsync")
     }
 

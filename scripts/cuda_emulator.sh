@@ -39,7 +39,7 @@ names=$(grep -o 'extern "C" __global__ void ifcn_[a-z0-9_]*' "$out/kernels.cu" |
   printf ')IFCNKERNELS";\n'
 } > "$out/kernels.cpp"
 
-"$cxx" -std=c++17 -O2 -g -fPIC -shared -ffp-contract=off -Wall -Wno-unused-function \
+"$cxx" -std=c++17 -O2 -g -fPIC -shared -ffp-contract=off -fno-strict-aliasing -Wall -Wno-unused-function \
   -I"$root/Tests/CUDAEmulator" -I"$out" -o "$out/libifcn_cuda_emulator.so.tmp" \
   "$root/Tests/CUDAEmulator/cuda_emulator.cpp" "$out/kernels.cpp" -lpthread
 mv "$out/libifcn_cuda_emulator.so.tmp" "$out/libifcn_cuda_emulator.so"

@@ -416,7 +416,10 @@ for engine, key in (("ifcn", "ifcn"), ("PyTorch", "pytorch")):
 for m, prof in (res.get("ifcn_profile") or {}).items():
     step = prof.get("step") or {}
     parts = sorted((step.get("seconds") or {}).items(), key=lambda kv: -kv[1])
-    print(f"ifcn {m} step by kind ({step.get('clock')}, ms): " + ", ".join(f"{k} {v * 1e3:.1f}" for k, v in parts)
+    moved = step.get("bytes") or {}
+    def rate(k, v):  # the least bytes the calls move over their time (ProfilingBackend's KernelProfile.bytes)
+        return f" ({moved[k] / v / 1e12:.2f} TB/s)" if moved.get(k) and v > 0 else ""
+    print(f"ifcn {m} step by kind ({step.get('clock')}, ms): " + ", ".join(f"{k} {v * 1e3:.1f}{rate(k, v)}" for k, v in parts)
           + f", between kernels {step.get('between_calls_seconds', 0) * 1e3:.1f}, total {step.get('total_seconds', 0) * 1e3:.1f}")
 if sweep:
     base = ((sweep["variants"].get(sweep["baseline"].replace(" ", "_")) or {}).get("deterministic") or {}).get("total_seconds")

@@ -74,18 +74,20 @@ public enum BackendAgreement {
                               gradInput: gx, accumulate: false, gradWeight: gw, gradBias: gb)
             return [("output", y), ("gradInput", gx), ("gradWeight", gw), ("gradBias", gb)]
         }
-        for relu in [false, true] {
-            agree("batch norm train relu=\(relu)") { k in
-                let y = k.activationZeros(c * V), rm = k.t(runMean), rv = k.t(runVar)
+        // A GPU streams batch norm's rows 16 bytes at a time where they are aligned; tensors one element into their
+        // buffers (skew 1) take its element-by-element path.
+        for (relu, skew) in [(false, 0), (true, 0), (true, 1)] {
+            agree("batch norm train relu=\(relu)" + (skew == 0 ? "" : " unaligned")) { k in
+                let y = k.activationZeros(c * V, skew: skew), rm = k.t(runMean), rv = k.t(runVar)
                 let saved = BatchNormSaved(k.zeros(BatchNormSaved.count(channels: c)), channels: c)
-                let xt = k.a(x), g = k.t(gamma)
+                let xt = k.a(x, skew: skew), g = k.t(gamma)
                 k.b.batchNormTrainForward(input: xt, output: y, channels: c, voxels: V, gamma: g, beta: k.t(beta),
                                           runningMean: rm, runningVar: rv, saved: saved, momentum: 0.1, epsilon: 1e-5,
                                           relu: relu)
-                let again = k.activationZeros(c * V)
+                let again = k.activationZeros(c * V, skew: skew)
                 k.b.batchNormRecompute(input: xt, output: again, channels: c, voxels: V, saved: saved, relu: relu)
-                let gx = k.activationZeros(c * V), gg = k.zeros(c), gb = k.zeros(c)
-                k.b.batchNormBackward(input: xt, gradOutput: k.a(dy), gradInput: gx, channels: c, voxels: V,
+                let gx = k.activationZeros(c * V, skew: skew), gg = k.zeros(c), gb = k.zeros(c)
+                k.b.batchNormBackward(input: xt, gradOutput: k.a(dy, skew: skew), gradInput: gx, channels: c, voxels: V,
                                       gamma: g, saved: saved, gradGamma: gg, gradBeta: gb, relu: relu, accumulate: false)
                 return [("output", y), ("recomputed output", again), ("running mean", rm), ("running var", rv),
                         ("gradInput", gx), ("gradGamma", gg), ("gradBeta", gb)]
@@ -199,8 +201,11 @@ public enum BackendAgreement {
         init(_ b: any ComputeBackend, activations: ElementFormat) { self.b = b; self.activations = activations }
         func zeros(_ n: Int) -> TensorRef { TensorRef(buffer: b.allocate(n)) }
         func t(_ v: [Float]) -> TensorRef { filled(zeros(v.count), v) }
-        func activationZeros(_ n: Int) -> TensorRef { TensorRef(buffer: b.allocateActivations(n)) }
-        func a(_ v: [Float]) -> TensorRef { filled(activationZeros(v.count), v.map(narrow)) }
+        /// `skew` elements into its buffer (rows off the buffer's alignment).
+        func activationZeros(_ n: Int, skew: Int = 0) -> TensorRef {
+            TensorRef(buffer: b.allocateActivations(n + skew), offset: skew, count: n)
+        }
+        func a(_ v: [Float], skew: Int = 0) -> TensorRef { filled(activationZeros(v.count, skew: skew), v.map(narrow)) }
         /// A value as the candidate holds an activation.
         func narrow(_ v: Float) -> Float { activations == .bf16 ? BFloat16.round(v) : v }
         private func filled(_ r: TensorRef, _ v: [Float]) -> TensorRef {

@@ -12,6 +12,13 @@
 #include <cmath>
 #include <cstring>
 
+// NVRTC's built-in 16-byte vector type (the kernels stream rows through it; the emulator is compiled with
+// -fno-strict-aliasing, as the kernels read float and bfloat16 rows as its words).
+struct alignas(16) uint4 {
+    unsigned x, y, z, w;
+};
+inline void __stcg(uint4 *p, uint4 v) { *p = v; }
+
 struct ifcn_emulator_dim3 {
     unsigned x, y, z;
 };

@@ -82,7 +82,7 @@ final class CUDAEmulatorTests: XCTestCase {
                 let r = try ifcn(["check-backends", "--backend", "cuda", "--channels", channels, "--extent", extent, "--threads", "2"],
                                  extra: ["IFCN_CUDA_EMULATOR_GUARD": guardPage])
                 XCTAssertEqual(r.status, 0, "guard \(guardPage): \(r.summary)")
-                XCTAssertTrue(r.stdout.contains("46 passed, 0 failed"), r.summary)
+                XCTAssertTrue(r.stdout.contains("53 passed, 0 failed"), r.summary)
             }
         }
     }
@@ -151,7 +151,7 @@ final class CUDAEmulatorTests: XCTestCase {
             let arguments = ["check-backends", "--backend", "cuda", "--gpu-math", math, "--threads", "2"]
             let emulated = try ifcn(arguments, extra: ["IFCN_EMULATE_GPU_MATH": math])
             XCTAssertEqual(emulated.status, 0, emulated.summary)
-            XCTAssertTrue(emulated.stdout.contains("46 passed, 0 failed"), emulated.summary)
+            XCTAssertTrue(emulated.stdout.contains("53 passed, 0 failed"), emulated.summary)
             XCTAssertTrue(emulated.stdout.contains("against the cpu (GPU \(math) convolutions, emulated)"), emulated.summary)
             let float32 = try ifcn(arguments)
             XCTAssertEqual(float32.status, 1, float32.summary)
@@ -502,7 +502,7 @@ final class CUDAEmulatorTests: XCTestCase {
             let r = try ifcn(["check-backends", "--backend", "cuda", "--gpu-layout", "ndhwc", "--channels", channels,
                               "--extent", extent, "--threads", "2"], extra: ["IFCN_CUDA_EMULATOR_GUARD": "front"])
             XCTAssertEqual(r.status, 0, r.summary)
-            XCTAssertTrue(r.stdout.contains("46 passed, 0 failed"), r.summary)
+            XCTAssertTrue(r.stdout.contains("53 passed, 0 failed"), r.summary)
             XCTAssertTrue(r.stdout.contains("fp32 convolutions on channels-last (NDHWC) copies"), r.summary)
         }
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("ifcn-emulator-layout-\(UUID().uuidString)")
@@ -560,7 +560,7 @@ final class CUDAEmulatorTests: XCTestCase {
                                   "--gpu-layout", layout, "--channels", channels, "--extent", extent, "--threads", "2"],
                                  extra: ["IFCN_EMULATE_GPU_MATH": "bf16", "IFCN_CUDA_EMULATOR_GUARD": guardPage])
                 XCTAssertEqual(r.status, 0, r.summary)
-                XCTAssertTrue(r.stdout.contains("46 passed, 0 failed"), r.summary)
+                XCTAssertTrue(r.stdout.contains("53 passed, 0 failed"), r.summary)
                 XCTAssertTrue(r.stdout.contains("bf16 activations against the cpu (GPU bf16 convolutions, emulated)"), r.summary)
             }
         }
@@ -641,7 +641,7 @@ final class CUDAEmulatorTests: XCTestCase {
         for kernel in CUDAKernel.allCases { XCTAssertNotNil(CUDAKernelSource.parameters[kernel], kernel.rawValue) }
         // Each instance over bfloat16 activations takes its float32 instance's parameters (launches pass one list).
         let instances = CUDAKernel.allCases.compactMap { k in k.bfloat16Instance.map { (k, $0) } }
-        XCTAssertEqual(instances.count, 31)
+        XCTAssertEqual(instances.count, 32)
         for (kernel, name) in instances {
             XCTAssertEqual(CUDAKernelSource.parameterKinds(of: name), kernel.parameters, name)
         }

@@ -31,6 +31,13 @@ extension CUDABackend {
 
     fileprivate func kernelFlag(_ b: Bool) -> KernelArg { .int32(b ? 1 : 0) }
 
+    /// Blocks along a row of `voxels` elements for a kernel that streams rows 16 bytes at a time (a thread per
+    /// vector: `ifcn_vec` in the kernel source); its element-by-element fallback strides over the same grid.
+    fileprivate func rowVectorBlocks(_ voxels: Int, _ format: ElementFormat) -> Int {
+        let width = 16 / format.bytes
+        return kernelBlocks((voxels + width - 1) / width)
+    }
+
     /// One launch over (x: blocks, y: rows) with the backend's block size.
     fileprivate func launchRows(_ kernel: CUDAKernel, format: ElementFormat = .fp32, blocks: Int, rows: Int, _ args: [KernelArg]) {
         precondition(rows <= 65535, "\(kernel.rawValue): \(rows) rows exceed the grid's y limit")
@@ -255,19 +262,15 @@ extension CUDABackend {
                                       saved: BatchNormSaved, momentum: Float, epsilon: Float, relu: Bool) {
         guard channels > 0 else { return }
         let parts = kernelReductionParts(voxels, rows: channels)
-        let layout = kernelLayout([channels * parts * 8, channels * 2 * 8])
-        let base = workspace(.reduction, bytes: layout.total)
-        let partial = base + UInt64(layout.offsets[0]), stats = base + UInt64(layout.offsets[1])
+        let partial = workspace(.reduction, bytes: channels * parts * 2 * 8)
         let n = Int64(voxels), p = Int32(parts)
-        // Two passes in double: the mean, then the sum of squared deviations from it.
+        // One pass over the input for both moments (in double, about the channel's first element), then the
+        // statistics, scale and shift per channel.
         let f = format(input)
-        launchRows(.channelSumPartial, format: f, blocks: parts, rows: channels,
+        launchRows(.batchNormStatsPartial, format: f, blocks: parts, rows: channels,
                    [kernelArg(input, f), .pointer(partial), .int64(n), .int32(p)])
-        launch1D(.batchNormMeanFinalize, blocks: channels, [.pointer(partial), .pointer(stats), .int32(p), .int64(n)])
-        launchRows(.batchNormVarPartial, format: f, blocks: parts, rows: channels,
-                   [kernelArg(input, f), .pointer(stats), .pointer(partial), .int64(n), .int32(p)])
-        launch1D(.batchNormTrainFinalize, blocks: channels,
-                 [.pointer(partial), .pointer(stats), kernelArg(gamma), kernelArg(beta),
+        launch1D(.batchNormTrainFinalize, format: f, blocks: channels,
+                 [kernelArg(input, f), .pointer(partial), kernelArg(gamma), kernelArg(beta),
                   kernelArg(runningMean), kernelArg(runningVar), kernelArg(saved.mean), kernelArg(saved.invStd),
                   kernelArg(saved.scale), kernelArg(saved.shift), .int32(p), .int64(n), .float(momentum), .float(epsilon)])
         batchNormRecompute(input: input, output: output, channels: channels, voxels: voxels, saved: saved, relu: relu)
@@ -277,7 +280,7 @@ extension CUDABackend {
                                    saved: BatchNormSaved, relu: Bool) {
         guard channels > 0 else { return }
         let f = format(input)
-        launchRows(.batchNormApply, format: f, blocks: kernelBlocks(voxels), rows: channels,
+        launchRows(.batchNormApply, format: f, blocks: rowVectorBlocks(voxels, f), rows: channels,
                    [kernelArg(input, f), kernelArg(output, f), kernelArg(saved.mean), kernelArg(saved.scale),
                     kernelArg(saved.shift), .int64(Int64(voxels)), kernelFlag(relu)])
     }
@@ -294,7 +297,7 @@ extension CUDABackend {
                  [kernelArg(gamma), kernelArg(beta), kernelArg(runningMean), kernelArg(runningVar),
                   .pointer(mean), .pointer(scale), .pointer(shift), .int32(Int32(channels)), .float(epsilon)])
         let f = format(input)
-        launchRows(.batchNormApply, format: f, blocks: kernelBlocks(voxels), rows: channels,
+        launchRows(.batchNormApply, format: f, blocks: rowVectorBlocks(voxels, f), rows: channels,
                    [kernelArg(input, f), kernelArg(output, f), .pointer(mean), .pointer(scale), .pointer(shift),
                     .int64(Int64(voxels)), kernelFlag(relu)])
     }
@@ -314,7 +317,7 @@ extension CUDABackend {
                     kernelArg(saved.scale), kernelArg(saved.shift), .pointer(partial), .int64(n), .int32(p), kernelFlag(relu)])
         launch1D(.batchNormBackwardFinalize, blocks: channels,
                  [.pointer(partial), kernelArg(gradGamma), kernelArg(gradBeta), .pointer(sums), .int32(p)])
-        launchRows(.batchNormBackwardApply, format: f, blocks: kernelBlocks(voxels), rows: channels,
+        launchRows(.batchNormBackwardApply, format: f, blocks: rowVectorBlocks(voxels, f), rows: channels,
                    [kernelArg(input, f), kernelArg(gradOutput, f), kernelArg(gradInput, f), kernelArg(gamma),
                     kernelArg(saved.mean), kernelArg(saved.invStd), kernelArg(saved.scale), kernelArg(saved.shift),
                     .pointer(sums), .int64(n), kernelFlag(relu), kernelFlag(accumulate)])
@@ -342,11 +345,11 @@ extension CUDABackend {
     }
 
     public func upsample2Forward(input: TensorRef, output: TensorRef, channels: Int, extent e: Extent3) {
-        let outputs = channels * e.doubled.voxels
-        guard outputs > 0 else { return }
+        let inputs = channels * e.voxels
+        guard inputs > 0 else { return }
         let f = format(input)
-        launch1D(.upsample2Forward, format: f, blocks: kernelBlocks(outputs),
-                 [kernelArg(input, f), kernelArg(output, f), .int64(Int64(outputs)),
+        launch1D(.upsample2Forward, format: f, blocks: kernelBlocks(inputs),
+                 [kernelArg(input, f), kernelArg(output, f), .int64(Int64(inputs)),
                   .int32(Int32(e.d)), .int32(Int32(e.h)), .int32(Int32(e.w))])
     }
 

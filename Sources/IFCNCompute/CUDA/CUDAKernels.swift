@@ -51,8 +51,7 @@ enum CUDAKernel: String, CaseIterable {
     case acceptFragment = "ifcn_accept_fragment"
     case sumFinalize = "ifcn_sum_finalize"
     // Batch norm.
-    case batchNormMeanFinalize = "ifcn_bn_mean_finalize"
-    case batchNormVarPartial = "ifcn_bn_var_partial"
+    case batchNormStatsPartial = "ifcn_bn_stats_partial"
     case batchNormTrainFinalize = "ifcn_bn_train_finalize"
     case batchNormEvalPrepare = "ifcn_bn_eval_prepare"
     case batchNormApply = "ifcn_bn_apply"
@@ -85,7 +84,7 @@ extension CUDAKernel {
         switch self {
         case .reluForward, .reluBackward, .sigmoidForward, .fromBFloat16, .toChannelsLastBFloat16, .fromChannelsLastBFloat16,
              .segLossPartial, .completenessLoss, .overlapPartial, .channelSumPartial,
-             .batchNormVarPartial, .batchNormApply, .batchNormBackwardPartial, .batchNormBackwardApply,
+             .batchNormStatsPartial, .batchNormTrainFinalize, .batchNormApply, .batchNormBackwardPartial, .batchNormBackwardApply,
              .maxPool2Forward, .maxPool2Backward, .upsample2Forward, .upsample2Backward,
              .globalMaxPartial, .globalMaxFinalize, .globalMaxCountPartial, .globalMaxShare, .globalMaxBackwardApply,
              .addBias, .conv1Forward, .conv1BackwardData, .conv1WeightPartial,
@@ -212,6 +211,65 @@ enum CUDAKernelSource {
     // Kernels over activations come in two instances: `ifcn_name` on float32 tensors and `ifcn_name_bf16` on
     // bfloat16 ones (--gpu-activations bf16), every activation pointer of the one type, parameters and statistics
     // float32 in both. Each computes in float what the float32 instance computes and rounds what it writes once.
+
+    // 16 bytes of a row per load and store: 4 float32 or 8 bfloat16 elements. Kernels that stream whole
+    // activation rows (batch norm, the per-channel sums) take them so; one element per thread and load keeps too few
+    // bytes in flight for the memory's bandwidth, and half as many with 2-byte elements. A call qualifies when each
+    // of its rows is a multiple of the width and every tensor it streams is 16-byte aligned (the arenas align blocks
+    // to 64 bytes, and a concatenation's halves lie whole rows apart); otherwise the kernel reads element by element,
+    // computing the same values.
+    // (uint4: NVRTC's built-in 16-byte vector type. Stores go through __stcg, which NVRTC always emits as one
+    // 16-byte store; a plain assignment of the uint4 was split into four 4-byte stores in ifcn_bn_apply_bf16.)
+    template <typename A> struct ifcn_vec;
+    template <> struct ifcn_vec<float> {
+        static constexpr int width = 4;
+        static __device__ __forceinline__ void load(const float* p, float* v) {
+            const uint4 a = *(const uint4*)p;
+            v[0] = __uint_as_float(a.x);
+            v[1] = __uint_as_float(a.y);
+            v[2] = __uint_as_float(a.z);
+            v[3] = __uint_as_float(a.w);
+        }
+        static __device__ __forceinline__ void store(float* p, const float* v) {
+            uint4 a;
+            a.x = __float_as_uint(v[0]);
+            a.y = __float_as_uint(v[1]);
+            a.z = __float_as_uint(v[2]);
+            a.w = __float_as_uint(v[3]);
+            __stcg((uint4*)p, a);
+        }
+    };
+    template <> struct ifcn_vec<unsigned short> {
+        static constexpr int width = 8;
+        static __device__ __forceinline__ unsigned int pair(float lo, float hi) {
+            return (unsigned int)ifcn_bf16_bits(lo) | ((unsigned int)ifcn_bf16_bits(hi) << 16);
+        }
+        static __device__ __forceinline__ void load(const unsigned short* p, float* v) {
+            const uint4 a = *(const uint4*)p;
+            const unsigned int w[4] = {a.x, a.y, a.z, a.w};
+            for (int k = 0; k < 4; k++) {
+                v[2 * k] = __uint_as_float(w[k] << 16);
+                v[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
+            }
+        }
+        static __device__ __forceinline__ void store(unsigned short* p, const float* v) {
+            uint4 a;
+            a.x = pair(v[0], v[1]);
+            a.y = pair(v[2], v[3]);
+            a.z = pair(v[4], v[5]);
+            a.w = pair(v[6], v[7]);
+            __stcg((uint4*)p, a);
+        }
+    };
+
+    template <typename A>
+    __device__ __forceinline__ bool ifcn_aligned16(const A* p) { return ((unsigned long long)p & 15ull) == 0; }
+
+    // Whether rows of `voxels` elements starting at p (and at each further row) can be streamed 16 bytes at a time.
+    template <typename A>
+    __device__ __forceinline__ bool ifcn_rows_vectorised(const A* p, long long voxels) {
+        return voxels % ifcn_vec<A>::width == 0 && ifcn_aligned16(p);
+    }
 
     // ---------------------------------------------------------------- element-wise
 
@@ -517,15 +575,26 @@ enum CUDAKernelSource {
 
     // ---------------------------------------------------------------- per-row sums
 
-    // Grid: (parts, rows). partial[row * parts + b] = sum of x[row, lo..<hi] in double.
+    // Grid: (parts, rows). partial[row * parts + b] = sum of x[row, lo..<hi] in double (lo, hi: multiples of the
+    // vector width where the row is streamed 16 bytes at a time).
     template <typename A>
     __device__ void ifcn_channel_sum_partial_t(const A* x, double* partial, long long voxels, int parts) {
         __shared__ double sh[IFCN_BLOCK];
+        constexpr int W = ifcn_vec<A>::width;
         const A* xc = x + (long long)blockIdx.y * voxels;
         long long lo, hi;
-        ifcn_part_range(voxels, blockIdx.x, parts, &lo, &hi);
         double s = 0.0;
-        for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) s += (double)ifcn_get(xc + i);
+        if (ifcn_rows_vectorised(x, voxels)) {
+            ifcn_part_range(voxels / W, blockIdx.x, parts, &lo, &hi);
+            for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
+                float v[W];
+                ifcn_vec<A>::load(xc + i * W, v);
+                for (int k = 0; k < W; k++) s += (double)v[k];
+            }
+        } else {
+            ifcn_part_range(voxels, blockIdx.x, parts, &lo, &hi);
+            for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) s += (double)ifcn_get(xc + i);
+        }
         s = ifcn_block_sum(s, sh);
         if (threadIdx.x == 0) partial[(long long)blockIdx.y * parts + blockIdx.x] = s;
     }
@@ -723,58 +792,76 @@ enum CUDAKernelSource {
 
     // ---------------------------------------------------------------- batch norm
 
-    // Grid: channels. stats[2 c] = mean (double) from the partial sums of ifcn_channel_sum_partial.
-    extern "C" __global__ void ifcn_bn_mean_finalize(const double* partial, double* stats, int parts, long long voxels) {
-        __shared__ double sh[IFCN_BLOCK];
-        const int c = blockIdx.x;
-        const double s = ifcn_sum_partials(partial + (long long)c * parts, parts, 1, sh);
-        if (threadIdx.x == 0) stats[2 * c] = s / (double)voxels;
-    }
-
-    // Grid: (parts, channels). Second pass: partial sums of (x - mean)^2 in double.
+    // Grid: (parts, channels). One pass over x for both moments: partial sums of d and d^2 in double, d = x - K,
+    // K = the channel's first element (a shift inside the data keeps E[d^2] - E[d]^2 clear of cancellation):
+    // partial[2 (c parts + b)], [... + 1].
     template <typename A>
-    __device__ void ifcn_bn_var_partial_t(const A* x, const double* stats, double* partial, long long voxels, int parts) {
+    __device__ void ifcn_bn_stats_partial_t(const A* x, double* partial, long long voxels, int parts) {
         __shared__ double sh[IFCN_BLOCK];
+        constexpr int W = ifcn_vec<A>::width;
         const int c = blockIdx.y;
         const A* xc = x + (long long)c * voxels;
-        const double mean = stats[2 * c];
+        const double shift = voxels > 0 ? (double)ifcn_get(xc) : 0.0;
         long long lo, hi;
-        ifcn_part_range(voxels, blockIdx.x, parts, &lo, &hi);
-        double s = 0.0;
-        for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
-            const double d = (double)ifcn_get(xc + i) - mean;
-            s += d * d;
+        double s = 0.0, q = 0.0;
+        if (ifcn_rows_vectorised(x, voxels)) {
+            ifcn_part_range(voxels / W, blockIdx.x, parts, &lo, &hi);
+            for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
+                float v[W];
+                ifcn_vec<A>::load(xc + i * W, v);
+                for (int k = 0; k < W; k++) {
+                    const double d = (double)v[k] - shift;
+                    s += d;
+                    q += d * d;
+                }
+            }
+        } else {
+            ifcn_part_range(voxels, blockIdx.x, parts, &lo, &hi);
+            for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
+                const double d = (double)ifcn_get(xc + i) - shift;
+                s += d;
+                q += d * d;
+            }
         }
         s = ifcn_block_sum(s, sh);
-        if (threadIdx.x == 0) partial[(long long)c * parts + blockIdx.x] = s;
+        q = ifcn_block_sum(q, sh);
+        if (threadIdx.x == 0) {
+            const long long k = 2 * ((long long)c * parts + blockIdx.x);
+            partial[k] = s;
+            partial[k + 1] = q;
+        }
     }
-    extern "C" __global__ void ifcn_bn_var_partial(const float* x, const double* stats, double* partial,
-                                                   long long voxels, int parts) {
-        ifcn_bn_var_partial_t(x, stats, partial, voxels, parts);
+    extern "C" __global__ void ifcn_bn_stats_partial(const float* x, double* partial, long long voxels, int parts) {
+        ifcn_bn_stats_partial_t(x, partial, voxels, parts);
     }
-    extern "C" __global__ void ifcn_bn_var_partial_bf16(const unsigned short* x, const double* stats, double* partial,
-                                                        long long voxels, int parts) {
-        ifcn_bn_var_partial_t(x, stats, partial, voxels, parts);
+    extern "C" __global__ void ifcn_bn_stats_partial_bf16(const unsigned short* x, double* partial, long long voxels,
+                                                          int parts) {
+        ifcn_bn_stats_partial_t(x, partial, voxels, parts);
     }
 
-    // Grid: channels. Biased variance to normalise, unbiased one for running_var (PyTorch),
-    // running statistics updated in double as on the CPU; stats[2 c + 1] = invStd (double).
-    // For ifcn_bn_apply, as CPUBackend: mean = savedMean = float(mean), scale = float(gamma invStd),
-    // shift = float(beta - (mean - float(mean)) gamma invStd) (the part of the mean below float
-    // resolution goes into the shift).
-    extern "C" __global__ void ifcn_bn_train_finalize(const double* partial, double* stats, const float* gamma,
-                                                      const float* beta, float* runningMean, float* runningVar,
-                                                      float* savedMean, float* savedInvStd, float* scale, float* shift,
-                                                      int parts, long long voxels, float momentum, float epsilon) {
+    // Grid: channels. From ifcn_bn_stats_partial's sums (x: the same tensor, for its shift): mean = K + S1 / n,
+    // biased variance (S2 - S1^2 / n) / n to normalise, the unbiased one for running_var (PyTorch), running
+    // statistics updated in double as on the CPU. For ifcn_bn_apply, as CPUBackend: mean = savedMean = float(mean),
+    // scale = float(gamma invStd), shift = float(beta - (mean - float(mean)) gamma invStd) (the part of the mean
+    // below float resolution goes into the shift).
+    template <typename A>
+    __device__ void ifcn_bn_train_finalize_t(const A* x, const double* partial, const float* gamma, const float* beta,
+                                             float* runningMean, float* runningVar, float* savedMean,
+                                             float* savedInvStd, float* scale, float* shift, int parts,
+                                             long long voxels, float momentum, float epsilon) {
         __shared__ double sh[IFCN_BLOCK];
         const int c = blockIdx.x;
-        const double m2 = ifcn_sum_partials(partial + (long long)c * parts, parts, 1, sh);
+        const double* p = partial + 2 * (long long)c * parts;
+        const double s1 = ifcn_sum_partials(p, parts, 2, sh);
+        const double s2 = ifcn_sum_partials(p + 1, parts, 2, sh);
         if (threadIdx.x != 0) return;
         const double n = (double)voxels;
-        const double mean = stats[2 * c];
-        const double variance = m2 / n;
+        const double offset = __ddiv_rn(s1, n);
+        const double first = voxels > 0 ? (double)ifcn_get(x + (long long)c * voxels) : 0.0;
+        const double mean = __dadd_rn(first, offset);
+        const double difference = __dsub_rn(__ddiv_rn(s2, n), __dmul_rn(offset, offset));
+        const double variance = difference < 0.0 ? 0.0 : difference;  // rounding's negative zeros; NaN stays
         const double invStd = __ddiv_rn(1.0, __dsqrt_rn(__dadd_rn(variance, (double)epsilon)));
-        stats[2 * c + 1] = invStd;
         const float meanF = (float)mean;
         savedMean[c] = meanF;
         savedInvStd[c] = (float)invStd;
@@ -785,6 +872,21 @@ enum CUDAKernelSource {
         const double scaleD = __dmul_rn((double)gamma[c], invStd);
         scale[c] = (float)scaleD;
         shift[c] = (float)__dsub_rn((double)beta[c], __dmul_rn(__dsub_rn(mean, (double)meanF), scaleD));
+    }
+    extern "C" __global__ void ifcn_bn_train_finalize(const float* x, const double* partial, const float* gamma,
+                                                      const float* beta, float* runningMean, float* runningVar,
+                                                      float* savedMean, float* savedInvStd, float* scale, float* shift,
+                                                      int parts, long long voxels, float momentum, float epsilon) {
+        ifcn_bn_train_finalize_t(x, partial, gamma, beta, runningMean, runningVar, savedMean, savedInvStd, scale, shift,
+                                 parts, voxels, momentum, epsilon);
+    }
+    extern "C" __global__ void ifcn_bn_train_finalize_bf16(const unsigned short* x, const double* partial,
+                                                           const float* gamma, const float* beta, float* runningMean,
+                                                           float* runningVar, float* savedMean, float* savedInvStd,
+                                                           float* scale, float* shift, int parts, long long voxels,
+                                                           float momentum, float epsilon) {
+        ifcn_bn_train_finalize_t(x, partial, gamma, beta, runningMean, runningVar, savedMean, savedInvStd, scale, shift,
+                                 parts, voxels, momentum, epsilon);
     }
 
     // Grid: ceil(channels / 256). As CPUBackend.batchNormEvalForward (folded form):
@@ -808,14 +910,27 @@ enum CUDAKernelSource {
         return __fadd_rn(__fmul_rn(__fsub_rn(x, m), k), b);
     }
 
-    // Grid: (blocks, channels). y = (x - mean[c]) * scale[c] + shift[c] in float, then ReLU if
-    // relu != 0. May run in place.
+    // Grid: (blocks, channels), a block per 256 vectors of a row. y = (x - mean[c]) * scale[c] + shift[c] in
+    // float, then ReLU if relu != 0. May run in place.
     template <typename A>
     __device__ void ifcn_bn_apply_t(const A* x, A* y, const float* mean, const float* scale, const float* shift,
                                     long long voxels, int relu) {
+        constexpr int W = ifcn_vec<A>::width;
         const int c = blockIdx.y;
         const long long base = (long long)c * voxels;
         const float m = mean[c], k = scale[c], b = shift[c];
+        if (ifcn_rows_vectorised(x, voxels) && ifcn_aligned16(y)) {
+            for (long long i = ifcn_global_index(); i < voxels / W; i += ifcn_global_stride()) {
+                float v[W];
+                ifcn_vec<A>::load(x + base + i * W, v);
+                for (int e = 0; e < W; e++) {
+                    const float a = ifcn_bn_affine(v[e], m, k, b);
+                    v[e] = relu ? ifcn_relu(a) : a;
+                }
+                ifcn_vec<A>::store(y + base + i * W, v);
+            }
+            return;
+        }
         for (long long i = ifcn_global_index(); i < voxels; i += ifcn_global_stride()) {
             const float v = ifcn_bn_affine(ifcn_get(x + base + i), m, k, b);
             ifcn_put(y + base + i, relu ? ifcn_relu(v) : v);
@@ -830,33 +945,50 @@ enum CUDAKernelSource {
         ifcn_bn_apply_t(x, y, mean, scale, shift, voxels, relu);
     }
 
-    // Grid: (parts, channels). Partial sums of g and g * xhat in double (g masked by the output's sign,
-    // ifcn_bn_affine(x) > 0 with the forward pass's scale and shift, when relu != 0), xhat = (x - mean) * invStd
-    // in float: partial[2 (c parts + b)], [... + 1].
+    // The terms of batch norm's backward sums for one element: g (masked by the output's sign,
+    // ifcn_bn_affine(x) > 0 with the forward pass's scale and shift, when relu != 0) and g * xhat,
+    // xhat = (x - mean) * invStd in float, both in double.
+    __device__ __forceinline__ void ifcn_bn_backward_terms(float xi, float gi, float m, float is, float k, float b,
+                                                           int relu, double* sg, double* sgx) {
+        if (relu && !(ifcn_bn_affine(xi, m, k, b) > 0.0f)) return;
+        const double g = (double)gi;
+        *sg += g;
+        *sgx += g * (double)__fmul_rn(__fsub_rn(xi, m), is);
+    }
+
+    // Grid: (parts, channels). Partial sums of g and g * xhat (ifcn_bn_backward_terms): partial[2 (c parts + b)],
+    // [... + 1].
     template <typename A>
     __device__ void ifcn_bn_backward_partial_t(const A* x, const A* dy, const float* mean, const float* invStd,
                                                const float* scale, const float* shift, double* partial,
                                                long long voxels, int parts, int relu) {
         __shared__ double sh[IFCN_BLOCK];
+        constexpr int W = ifcn_vec<A>::width;
         const int c = blockIdx.y;
         const long long base = (long long)c * voxels;
         const float m = mean[c], is = invStd[c], k = scale[c], b = shift[c];
         long long lo, hi;
-        ifcn_part_range(voxels, blockIdx.x, parts, &lo, &hi);
         double sg = 0.0, sgx = 0.0;
-        for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
-            const float xi = ifcn_get(x + base + i);
-            if (relu && !(ifcn_bn_affine(xi, m, k, b) > 0.0f)) continue;
-            const double gi = (double)ifcn_get(dy + base + i);
-            sg += gi;
-            sgx += gi * (double)__fmul_rn(__fsub_rn(xi, m), is);
+        if (ifcn_rows_vectorised(x, voxels) && ifcn_aligned16(dy)) {
+            ifcn_part_range(voxels / W, blockIdx.x, parts, &lo, &hi);
+            for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
+                float xv[W], gv[W];
+                ifcn_vec<A>::load(x + base + i * W, xv);
+                ifcn_vec<A>::load(dy + base + i * W, gv);
+                for (int e = 0; e < W; e++) ifcn_bn_backward_terms(xv[e], gv[e], m, is, k, b, relu, &sg, &sgx);
+            }
+        } else {
+            ifcn_part_range(voxels, blockIdx.x, parts, &lo, &hi);
+            for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
+                ifcn_bn_backward_terms(ifcn_get(x + base + i), ifcn_get(dy + base + i), m, is, k, b, relu, &sg, &sgx);
+            }
         }
         sg = ifcn_block_sum(sg, sh);
         sgx = ifcn_block_sum(sgx, sh);
         if (threadIdx.x == 0) {
-            const long long k = 2 * ((long long)c * parts + blockIdx.x);
-            partial[k] = sg;
-            partial[k + 1] = sgx;
+            const long long j = 2 * ((long long)c * parts + blockIdx.x);
+            partial[j] = sg;
+            partial[j + 1] = sgx;
         }
     }
     extern "C" __global__ void ifcn_bn_backward_partial(const float* x, const float* dy,
@@ -889,26 +1021,50 @@ enum CUDAKernelSource {
         }
     }
 
-    // Grid: (blocks, channels). As CPUBackend, in float per element:
-    // dx = k (g - mean(g) - xhat mean(g xhat)), k = gamma invStd, xhat = (x - mean) invStd,
-    // mean(g) = float(sum g / n), mean(g xhat) = float(sum g xhat / n); g masked as in ifcn_bn_backward_partial.
+    // One element of batch norm's input gradient, as CPUBackend, in float: k (g - mean(g) - xhat mean(g xhat)),
+    // k = gamma invStd, xhat = (x - mean) invStd, g masked as in ifcn_bn_backward_terms; added to the old value
+    // `old` when accumulate != 0.
+    __device__ __forceinline__ float ifcn_bn_input_gradient(float xj, float dyj, float old, float m, float is, float ks,
+                                                           float bs, float k, float mg, float mgx, int relu,
+                                                           int accumulate) {
+        const float gi = relu ? (ifcn_bn_affine(xj, m, ks, bs) > 0.0f ? dyj : 0.0f) : dyj;
+        const float xhat = __fmul_rn(__fsub_rn(xj, m), is);
+        const float v = __fmul_rn(k, __fsub_rn(__fsub_rn(gi, mg), __fmul_rn(xhat, mgx)));
+        return accumulate ? __fadd_rn(old, v) : v;
+    }
+
+    // Grid: (blocks, channels), a block per 256 vectors of a row. dx (ifcn_bn_input_gradient), with
+    // mean(g) = float(sum g / n), mean(g xhat) = float(sum g xhat / n).
     template <typename A>
     __device__ void ifcn_bn_backward_apply_t(const A* x, const A* dy, A* dx, const float* gamma, const float* mean,
                                              const float* invStd, const float* scale, const float* shift,
                                              const double* sums, long long voxels, int relu, int accumulate) {
+        constexpr int W = ifcn_vec<A>::width;
         const int c = blockIdx.y;
         const long long base = (long long)c * voxels;
         const float m = mean[c], is = invStd[c], ks = scale[c], bs = shift[c];
         const float k = __fmul_rn(gamma[c], is);
         const float mg = (float)(sums[2 * c] / (double)voxels);
         const float mgx = (float)(sums[2 * c + 1] / (double)voxels);
+        if (ifcn_rows_vectorised(x, voxels) && ifcn_aligned16(dy) && ifcn_aligned16(dx)) {
+            for (long long i = ifcn_global_index(); i < voxels / W; i += ifcn_global_stride()) {
+                const long long j = base + i * W;
+                float xv[W], gv[W], dv[W] = {};
+                ifcn_vec<A>::load(x + j, xv);
+                ifcn_vec<A>::load(dy + j, gv);
+                if (accumulate) ifcn_vec<A>::load(dx + j, dv);
+                for (int e = 0; e < W; e++) {
+                    dv[e] = ifcn_bn_input_gradient(xv[e], gv[e], dv[e], m, is, ks, bs, k, mg, mgx, relu, accumulate);
+                }
+                ifcn_vec<A>::store(dx + j, dv);
+            }
+            return;
+        }
         for (long long i = ifcn_global_index(); i < voxels; i += ifcn_global_stride()) {
             const long long j = base + i;
-            const float xj = ifcn_get(x + j), dyj = ifcn_get(dy + j);
-            const float gi = relu ? (ifcn_bn_affine(xj, m, ks, bs) > 0.0f ? dyj : 0.0f) : dyj;
-            const float xhat = __fmul_rn(__fsub_rn(xj, m), is);
-            const float v = __fmul_rn(k, __fsub_rn(__fsub_rn(gi, mg), __fmul_rn(xhat, mgx)));
-            ifcn_put(dx + j, accumulate ? __fadd_rn(ifcn_get(dx + j), v) : v);
+            const float old = accumulate ? ifcn_get(dx + j) : 0.0f;
+            ifcn_put(dx + j, ifcn_bn_input_gradient(ifcn_get(x + j), ifcn_get(dy + j), old, m, is, ks, bs, k, mg, mgx,
+                                                    relu, accumulate));
         }
     }
     extern "C" __global__ void ifcn_bn_backward_apply(const float* x, const float* dy, float* dx,
@@ -1003,43 +1159,50 @@ enum CUDAKernelSource {
         ifcn_maxpool2_backward_t(x, gradOutput, gradInput, outputs, d, h, w, accumulate);
     }
 
-    // One thread per output element; d, h, w: the input (low-resolution) extent.
+    // Where input element i's 2x2x2 block starts in the upsampled tensor (d, h, w: the input extent); its four rows
+    // of two start there, a row (2 w) and a plane (4 h w) further on.
+    __device__ __forceinline__ long long ifcn_upsample_block(long long i, int d, int h, int w) {
+        long long t = i;
+        const int xx = (int)(t % w); t /= w;
+        const int yy = (int)(t % h); t /= h;
+        const int z = (int)(t % d);
+        const long long c = t / d;
+        return c * (8LL * d * h * w) + ((long long)(2 * z) * (2 * h) + 2 * yy) * (2 * w) + 2 * xx;
+    }
+
+    // One thread per input element, writing its 2x2x2 block of outputs (a warp's rows are contiguous). A thread per
+    // output spent more time dividing its index into coordinates than moving its element.
     template <typename A>
-    __device__ void ifcn_upsample2_forward_t(const A* x, A* y, long long outputs, int d, int h, int w) {
-        const int uh = 2 * h, uw = 2 * w, ud = 2 * d;
-        const long long inVoxels = (long long)d * h * w;
-        for (long long o = ifcn_global_index(); o < outputs; o += ifcn_global_stride()) {
-            long long t = o;
-            const int xx = (int)(t % uw); t /= uw;
-            const int yy = (int)(t % uh); t /= uh;
-            const int z = (int)(t % ud);
-            const long long c = t / ud;
-            ifcn_put(y + o, ifcn_get(x + c * inVoxels + ((long long)(z / 2) * h + yy / 2) * w + xx / 2));
+    __device__ void ifcn_upsample2_forward_t(const A* x, A* y, long long inputs, int d, int h, int w) {
+        const long long row = 2LL * w, plane = 4LL * h * w;
+        for (long long i = ifcn_global_index(); i < inputs; i += ifcn_global_stride()) {
+            const float v = ifcn_get(x + i);
+            A* r00 = y + ifcn_upsample_block(i, d, h, w);
+            A* r10 = r00 + plane;
+            ifcn_put(r00, v); ifcn_put(r00 + 1, v);
+            ifcn_put(r00 + row, v); ifcn_put(r00 + row + 1, v);
+            ifcn_put(r10, v); ifcn_put(r10 + 1, v);
+            ifcn_put(r10 + row, v); ifcn_put(r10 + row + 1, v);
         }
     }
-    extern "C" __global__ void ifcn_upsample2_forward(const float* x, float* y, long long outputs, int d, int h, int w) {
-        ifcn_upsample2_forward_t(x, y, outputs, d, h, w);
+    extern "C" __global__ void ifcn_upsample2_forward(const float* x, float* y, long long inputs, int d, int h, int w) {
+        ifcn_upsample2_forward_t(x, y, inputs, d, h, w);
     }
-    extern "C" __global__ void ifcn_upsample2_forward_bf16(const unsigned short* x, unsigned short* y, long long outputs, int d, int h, int w) {
-        ifcn_upsample2_forward_t(x, y, outputs, d, h, w);
+    extern "C" __global__ void ifcn_upsample2_forward_bf16(const unsigned short* x, unsigned short* y, long long inputs,
+                                                           int d, int h, int w) {
+        ifcn_upsample2_forward_t(x, y, inputs, d, h, w);
     }
 
     // One thread per input element: the sum of its 2x2x2 block of gradOutput, in the CPU's order.
     template <typename A>
     __device__ void ifcn_upsample2_backward_t(const A* gradOutput, A* gradInput, long long inputs, int d, int h, int w,
                                               int accumulate) {
-        const int uh = 2 * h, uw = 2 * w;
-        const long long upVoxels = 8LL * d * h * w;
+        const long long row = 2LL * w, plane = 4LL * h * w;
         for (long long i = ifcn_global_index(); i < inputs; i += ifcn_global_stride()) {
-            long long t = i;
-            const int xx = (int)(t % w); t /= w;
-            const int yy = (int)(t % h); t /= h;
-            const int z = (int)(t % d);
-            const long long c = t / d;
-            const A* r00 = gradOutput + c * upVoxels + ((long long)(2 * z) * uh + 2 * yy) * uw + 2 * xx;
-            const A* r01 = r00 + uw;
-            const A* r10 = r00 + (long long)uh * uw;
-            const A* r11 = r10 + uw;
+            const A* r00 = gradOutput + ifcn_upsample_block(i, d, h, w);
+            const A* r01 = r00 + row;
+            const A* r10 = r00 + plane;
+            const A* r11 = r10 + row;
             const float a = __fadd_rn(__fadd_rn(__fadd_rn(ifcn_get(r00), ifcn_get(r00 + 1)), ifcn_get(r01)), ifcn_get(r01 + 1));
             const float b = __fadd_rn(__fadd_rn(__fadd_rn(ifcn_get(r10), ifcn_get(r10 + 1)), ifcn_get(r11)), ifcn_get(r11 + 1));
             const float s = __fadd_rn(a, b);

@@ -6,7 +6,9 @@ public enum KernelKind: String, CaseIterable, Sendable {
     case convolutionForward = "conv3 forward"
     case convolutionBackwardData = "conv3 backward data"
     case convolutionBackwardFilter = "conv3 backward filter"
-    case batchNorm = "batch norm (+ReLU)"
+    /// Batch norm in training (statistics and output), its recomputation, and in inference.
+    case batchNormForward = "batch norm forward (+ReLU)"
+    case batchNormBackward = "batch norm backward"
     case poolingUpsampling = "max pool, upsample"
     /// ReLU alone, sigmoid, 1x1x1 convolutions, the completeness head's global max.
     case otherLayers = "1x1x1 conv, sigmoid, global max, ReLU"
@@ -28,6 +30,10 @@ public struct KernelProfile: Sendable {
     public var seconds: [KernelKind: Double] = [:]
     /// Calls of each kind per span.
     public var calls: [KernelKind: Int] = [:]
+    /// Bytes per span of the activation tensors that calls of each kind read and write, each operand counted once
+    /// (a tensor read and written, twice): the least a kernel can move, so bytes over seconds is the bandwidth a
+    /// one-pass kernel would need. Counted for batch norm and pooling/upsampling, whose time is memory traffic.
+    public var bytes: [KernelKind: Double] = [:]
     /// Calls of each 3x3x3 convolution shape and pass per span (what `ifcn bench --conv-sweep` times).
     public var convolutions: [ConvolutionCall: Int] = [:]
     /// Mean seconds per span from the first mark to the last.
@@ -40,22 +46,26 @@ public struct KernelProfile: Sendable {
     /// The profile as a table: kind, calls, milliseconds per span and share of the total.
     public func table(title: String) -> String {
         var lines = ["\(title): mean of \(spans), \(clock)",
-                     "  " + "kind".padding(toLength: 40, withPad: " ", startingAt: 0) + "calls      ms   share"]
-        func row(_ label: String, _ n: String, _ s: Double) {
+                     "  " + "kind".padding(toLength: 40, withPad: " ", startingAt: 0) + "calls      ms   share    GB/s"]
+        func row(_ label: String, _ n: String, _ s: Double, bytes: Double = 0) {
+            let rate = bytes > 0 && s > 0 ? String(format: " %7.1f", bytes / s / 1e9) : ""
             lines.append("  " + label.padding(toLength: 40, withPad: " ", startingAt: 0) + n.leftPadded(5)
-                         + String(format: " %8.2f %6.1f%%", s * 1e3, total > 0 ? 100 * s / total : 0))
+                         + String(format: " %8.2f %6.1f%%", s * 1e3, total > 0 ? 100 * s / total : 0) + rate)
         }
-        for k in KernelKind.allCases where (calls[k] ?? 0) > 0 { row(k.rawValue, "\(calls[k]!)", seconds[k] ?? 0) }
+        for k in KernelKind.allCases where (calls[k] ?? 0) > 0 {
+            row(k.rawValue, "\(calls[k]!)", seconds[k] ?? 0, bytes: bytes[k] ?? 0)
+        }
         row("between calls", "", between)
         row("total", "", total)
         return lines.joined(separator: "\n")
     }
 
-    /// JSON-ready: seconds and calls per kind, the time between calls and the total, per span.
+    /// JSON-ready: seconds, calls and bytes per kind, the time between calls and the total, per span.
     public var json: [String: Any] {
         ["clock": clock, "spans": spans, "total_seconds": total, "between_calls_seconds": between,
          "seconds": Dictionary(uniqueKeysWithValues: seconds.map { ($0.key.rawValue, $0.value) }),
          "calls": Dictionary(uniqueKeysWithValues: calls.map { ($0.key.rawValue, $0.value) }),
+         "bytes": Dictionary(uniqueKeysWithValues: bytes.map { ($0.key.rawValue, $0.value) }),
          "convolutions": Dictionary(uniqueKeysWithValues: convolutions.map { ($0.key.description, $0.value) })]
     }
 }
@@ -74,6 +84,7 @@ public final class ProfilingBackend: ComputeBackend {
     private let clock: any BackendClock
     private var marks = 0
     private var kinds: [KernelKind] = []
+    private var spanBytes: [KernelKind: Double] = [:]
     private var spanConvolutions: [ConvolutionCall: Int] = [:]
     private var accumulated: KernelProfile
 
@@ -90,7 +101,7 @@ public final class ProfilingBackend: ComputeBackend {
     /// Ends the current span: waits for the backend, adds the span's times to the profile and starts a new one.
     public func collect() {
         inner.synchronize()
-        defer { spanConvolutions.removeAll(keepingCapacity: true) }
+        defer { spanConvolutions.removeAll(keepingCapacity: true); spanBytes.removeAll(keepingCapacity: true) }
         guard marks >= 2 else { marks = 0; kinds.removeAll(keepingCapacity: true); return }
         let n = Double(accumulated.spans)
         func mean(_ old: Double, _ new: Double) -> Double { (old * n + new) / (n + 1) }
@@ -103,6 +114,9 @@ public final class ProfilingBackend: ComputeBackend {
             accumulated.seconds[k] = mean(accumulated.seconds[k] ?? 0, span[k] ?? 0)
         }
         accumulated.calls = count
+        for k in Set(spanBytes.keys).union(accumulated.bytes.keys) {
+            accumulated.bytes[k] = mean(accumulated.bytes[k] ?? 0, spanBytes[k] ?? 0)
+        }
         accumulated.convolutions = spanConvolutions
         accumulated.total = mean(accumulated.total, clock.seconds(from: 0, to: marks - 1))
         accumulated.spans += 1
@@ -118,8 +132,9 @@ public final class ProfilingBackend: ComputeBackend {
     }
 
     @inline(__always)
-    private func timed<R>(_ kind: KernelKind, _ body: () throws -> R) rethrows -> R {
+    private func timed<R>(_ kind: KernelKind, bytes tensors: [TensorRef] = [], _ body: () throws -> R) rethrows -> R {
         guard enabled else { return try body() }
+        if !tensors.isEmpty { spanBytes[kind, default: 0] += Double(tensors.reduce(0) { $0 + $1.count * $1.buffer.format.bytes }) }
         let start = marks  // taken before the call: a call inside `body` (withHostMemory's) gets its own pair
         marks += 2
         kinds.append(kind)
@@ -219,7 +234,7 @@ public final class ProfilingBackend: ComputeBackend {
     public func batchNormTrainForward(input: TensorRef, output: TensorRef, channels: Int, voxels: Int,
                                       gamma: TensorRef, beta: TensorRef, runningMean: TensorRef, runningVar: TensorRef,
                                       saved: BatchNormSaved, momentum: Float, epsilon: Float, relu: Bool) {
-        timed(.batchNorm) {
+        timed(.batchNormForward, bytes: [input, output]) {
             inner.batchNormTrainForward(input: input, output: output, channels: channels, voxels: voxels, gamma: gamma,
                                         beta: beta, runningMean: runningMean, runningVar: runningVar, saved: saved,
                                         momentum: momentum, epsilon: epsilon, relu: relu)
@@ -227,14 +242,14 @@ public final class ProfilingBackend: ComputeBackend {
     }
     public func batchNormRecompute(input: TensorRef, output: TensorRef, channels: Int, voxels: Int,
                                    saved: BatchNormSaved, relu: Bool) {
-        timed(.batchNorm) {
+        timed(.batchNormForward, bytes: [input, output]) {
             inner.batchNormRecompute(input: input, output: output, channels: channels, voxels: voxels, saved: saved, relu: relu)
         }
     }
     public func batchNormEvalForward(input: TensorRef, output: TensorRef, channels: Int, voxels: Int,
                                      gamma: TensorRef, beta: TensorRef, runningMean: TensorRef, runningVar: TensorRef,
                                      epsilon: Float, relu: Bool) {
-        timed(.batchNorm) {
+        timed(.batchNormForward, bytes: [input, output]) {
             inner.batchNormEvalForward(input: input, output: output, channels: channels, voxels: voxels, gamma: gamma,
                                        beta: beta, runningMean: runningMean, runningVar: runningVar, epsilon: epsilon, relu: relu)
         }
@@ -242,7 +257,7 @@ public final class ProfilingBackend: ComputeBackend {
     public func batchNormBackward(input: TensorRef, gradOutput: TensorRef, gradInput: TensorRef,
                                   channels: Int, voxels: Int, gamma: TensorRef, saved: BatchNormSaved,
                                   gradGamma: TensorRef, gradBeta: TensorRef, relu: Bool, accumulate: Bool) {
-        timed(.batchNorm) {
+        timed(.batchNormBackward, bytes: [input, gradOutput, gradInput] + (accumulate ? [gradInput] : [])) {
             inner.batchNormBackward(input: input, gradOutput: gradOutput, gradInput: gradInput,
                                     channels: channels, voxels: voxels, gamma: gamma, saved: saved,
                                     gradGamma: gradGamma, gradBeta: gradBeta, relu: relu, accumulate: accumulate)
@@ -253,20 +268,20 @@ public final class ProfilingBackend: ComputeBackend {
     public func reluBackward(output: TensorRef, grad: TensorRef) { timed(.otherLayers) { inner.reluBackward(output: output, grad: grad) } }
 
     public func maxPool2Forward(input: TensorRef, output: TensorRef, channels: Int, extent: Extent3) {
-        timed(.poolingUpsampling) { inner.maxPool2Forward(input: input, output: output, channels: channels, extent: extent) }
+        timed(.poolingUpsampling, bytes: [input, output]) { inner.maxPool2Forward(input: input, output: output, channels: channels, extent: extent) }
     }
     public func maxPool2Backward(input: TensorRef, output: TensorRef, gradOutput: TensorRef, gradInput: TensorRef,
                                  channels: Int, extent: Extent3, accumulate: Bool) {
-        timed(.poolingUpsampling) {
+        timed(.poolingUpsampling, bytes: [input, output, gradOutput, gradInput] + (accumulate ? [gradInput] : [])) {
             inner.maxPool2Backward(input: input, output: output, gradOutput: gradOutput, gradInput: gradInput,
                                    channels: channels, extent: extent, accumulate: accumulate)
         }
     }
     public func upsample2Forward(input: TensorRef, output: TensorRef, channels: Int, extent: Extent3) {
-        timed(.poolingUpsampling) { inner.upsample2Forward(input: input, output: output, channels: channels, extent: extent) }
+        timed(.poolingUpsampling, bytes: [input, output]) { inner.upsample2Forward(input: input, output: output, channels: channels, extent: extent) }
     }
     public func upsample2Backward(gradOutput: TensorRef, gradInput: TensorRef, channels: Int, extent: Extent3, accumulate: Bool) {
-        timed(.poolingUpsampling) {
+        timed(.poolingUpsampling, bytes: [gradOutput, gradInput] + (accumulate ? [gradInput] : [])) {
             inner.upsample2Backward(gradOutput: gradOutput, gradInput: gradInput, channels: channels, extent: extent,
                                     accumulate: accumulate)
         }

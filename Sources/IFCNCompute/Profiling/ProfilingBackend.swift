@@ -134,7 +134,9 @@ public final class ProfilingBackend: ComputeBackend {
     @inline(__always)
     private func timed<R>(_ kind: KernelKind, bytes tensors: [TensorRef] = [], _ body: () throws -> R) rethrows -> R {
         guard enabled else { return try body() }
-        if !tensors.isEmpty { spanBytes[kind, default: 0] += Double(tensors.reduce(0) { $0 + $1.count * $1.buffer.format.bytes }) }
+        if !tensors.isEmpty {
+            spanBytes[kind, default: 0] += Double(tensors.reduce(0) { $0 + $1.count * $1.buffer.format.bytes })
+        }
         let start = marks  // taken before the call: a call inside `body` (withHostMemory's) gets its own pair
         marks += 2
         kinds.append(kind)
@@ -268,17 +270,22 @@ public final class ProfilingBackend: ComputeBackend {
     public func reluBackward(output: TensorRef, grad: TensorRef) { timed(.otherLayers) { inner.reluBackward(output: output, grad: grad) } }
 
     public func maxPool2Forward(input: TensorRef, output: TensorRef, channels: Int, extent: Extent3) {
-        timed(.poolingUpsampling, bytes: [input, output]) { inner.maxPool2Forward(input: input, output: output, channels: channels, extent: extent) }
+        timed(.poolingUpsampling, bytes: [input, output]) {
+            inner.maxPool2Forward(input: input, output: output, channels: channels, extent: extent)
+        }
     }
     public func maxPool2Backward(input: TensorRef, output: TensorRef, gradOutput: TensorRef, gradInput: TensorRef,
                                  channels: Int, extent: Extent3, accumulate: Bool) {
-        timed(.poolingUpsampling, bytes: [input, output, gradOutput, gradInput] + (accumulate ? [gradInput] : [])) {
+        // The output is not read: the maximum's place is found again in the input.
+        timed(.poolingUpsampling, bytes: [input, gradOutput, gradInput] + (accumulate ? [gradInput] : [])) {
             inner.maxPool2Backward(input: input, output: output, gradOutput: gradOutput, gradInput: gradInput,
                                    channels: channels, extent: extent, accumulate: accumulate)
         }
     }
     public func upsample2Forward(input: TensorRef, output: TensorRef, channels: Int, extent: Extent3) {
-        timed(.poolingUpsampling, bytes: [input, output]) { inner.upsample2Forward(input: input, output: output, channels: channels, extent: extent) }
+        timed(.poolingUpsampling, bytes: [input, output]) {
+            inner.upsample2Forward(input: input, output: output, channels: channels, extent: extent)
+        }
     }
     public func upsample2Backward(gradOutput: TensorRef, gradInput: TensorRef, channels: Int, extent: Extent3, accumulate: Bool) {
         timed(.poolingUpsampling, bytes: [gradOutput, gradInput] + (accumulate ? [gradInput] : [])) {

@@ -120,12 +120,12 @@ extension CUDABackend {
         }
     }
 
-    /// A transposing kernel's grid: x = tiles of 32 voxels times batches, y = tiles of 32 of `channels`.
+    /// A transposing kernel's grid: x = tiles of 64 voxels times batches, y = tiles of 32 of `channels`.
     private func launchTiles(_ kernel: CUDAKernel, format: ElementFormat, _ operand: StagedOperand, channels: Int,
                              _ args: [KernelArg]) {
         let channelTiles = (channels + 31) / 32
         precondition(channelTiles <= 65535, "\(kernel.rawValue): \(channels) channels exceed the grid's y limit")
-        launch(kernel, format: format, grid: (operand.voxels + 31) / 32 * operand.batches, gridY: channelTiles,
+        launch(kernel, format: format, grid: (operand.voxels + 63) / 64 * operand.batches, gridY: channelTiles,
                block: CUDAKernelSource.blockSize, args)
     }
 

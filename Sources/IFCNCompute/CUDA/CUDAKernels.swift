@@ -334,19 +334,21 @@ enum CUDAKernelSource {
     // Channels-last staging of a convolution operand: [batches][channels][voxels] (ifcn's layout) to
     // [batches][voxels][stride] (cuDNN's NDHWC; a filter [cout][cin][27] is batches = cout, voxels = 27), with
     // channels channels..stride-1 zero (where stride > channels: an input padded to more channels; the backend stages
-    // unpadded, stride = channels, since the H200 ran the 2-channel input faster so). A 32x32 tile goes through
-    // shared memory so that reads and writes are both coalesced. Grid: x = tiles of 32 voxels times batches,
-    // y = tiles of 32 channels of `stride`; 256 threads as 8 rows of 32.
+    // unpadded, stride = channels, since the H200 ran the 2-channel input faster so). Two 32x32 tiles, side by side
+    // along the voxels, go through shared memory so that reads and writes are both coalesced; each thread has all 8 of
+    // its reads in flight before it writes (4 left 2-byte bfloat16 reads too few bytes in flight to cover the memory's
+    // latency). Grid: x = tiles of 64 voxels times batches, y = tiles of 32 channels of `stride`; 256 threads as 8
+    // rows of 32.
     struct ifcn_tile {
         long long b, v0;  // batch, first voxel
         int c0, tx, ty;   // first channel; the thread's column and first row
     };
 
     __device__ __forceinline__ ifcn_tile ifcn_tile_of_block(long long voxels) {
-        const long long voxelTiles = (voxels + 31) >> 5;
+        const long long voxelTiles = (voxels + 63) >> 6;
         ifcn_tile t;
         t.b = blockIdx.x / voxelTiles;
-        t.v0 = (blockIdx.x % voxelTiles) * 32;
+        t.v0 = (blockIdx.x % voxelTiles) * 64;
         t.c0 = blockIdx.y * 32;
         t.tx = threadIdx.x & 31;
         t.ty = threadIdx.x >> 5;
@@ -355,40 +357,48 @@ enum CUDAKernelSource {
 
     template <typename S, typename T>
     __device__ void ifcn_to_channels_last_tile(const S* x, T* y, int channels, int stride, long long voxels) {
-        __shared__ float tile[32][33];
+        __shared__ float tile[2][32][33];
         const ifcn_tile t = ifcn_tile_of_block(voxels);
-        for (int r = t.ty; r < 32; r += 8) {
-            const int c = t.c0 + r;
-            const long long v = t.v0 + t.tx;
-            tile[r][t.tx] = c < channels && v < voxels ? ifcn_get(x + (t.b * channels + c) * voxels + v) : 0.0f;
+        for (int k = 0; k < 2; k++) {
+            for (int r = t.ty; r < 32; r += 8) {
+                const int c = t.c0 + r;
+                const long long v = t.v0 + 32 * k + t.tx;
+                tile[k][r][t.tx] = c < channels && v < voxels ? ifcn_get(x + (t.b * channels + c) * voxels + v) : 0.0f;
+            }
         }
         __syncthreads();
-        for (int r = t.ty; r < 32; r += 8) {
-            const long long v = t.v0 + r;
-            const int c = t.c0 + t.tx;
-            if (v < voxels && c < stride) ifcn_put(y + (t.b * voxels + v) * stride + c, tile[t.tx][r]);
+        for (int k = 0; k < 2; k++) {
+            for (int r = t.ty; r < 32; r += 8) {
+                const long long v = t.v0 + 32 * k + r;
+                const int c = t.c0 + t.tx;
+                if (v < voxels && c < stride) ifcn_put(y + (t.b * voxels + v) * stride + c, tile[k][t.tx][r]);
+            }
         }
     }
 
     // The way back: [batches][voxels][stride] to [batches][channels][voxels] (channels..stride-1 dropped),
-    // added to y when accumulate != 0. Grid: x = tiles of 32 voxels times batches, y = tiles of 32 channels.
+    // added to y when accumulate != 0. Grid: x = tiles of 64 voxels times batches, y = tiles of 32 channels.
     template <typename T, typename D>
     __device__ void ifcn_from_channels_last_tile(const T* x, D* y, int channels, int stride, long long voxels,
                                                  int accumulate) {
-        __shared__ float tile[32][33];
+        __shared__ float tile[2][32][33];
         const ifcn_tile t = ifcn_tile_of_block(voxels);
-        for (int r = t.ty; r < 32; r += 8) {
-            const long long v = t.v0 + r;
-            const int c = t.c0 + t.tx;
-            tile[r][t.tx] = v < voxels && c < channels ? ifcn_get(x + (t.b * voxels + v) * stride + c) : 0.0f;
+        for (int k = 0; k < 2; k++) {
+            for (int r = t.ty; r < 32; r += 8) {
+                const long long v = t.v0 + 32 * k + r;
+                const int c = t.c0 + t.tx;
+                tile[k][r][t.tx] = v < voxels && c < channels ? ifcn_get(x + (t.b * voxels + v) * stride + c) : 0.0f;
+            }
         }
         __syncthreads();
-        for (int r = t.ty; r < 32; r += 8) {
-            const int c = t.c0 + r;
-            const long long v = t.v0 + t.tx;
-            if (c < channels && v < voxels) {
-                D* p = y + (t.b * channels + c) * voxels + v;
-                ifcn_put(p, accumulate ? __fadd_rn(ifcn_get(p), tile[t.tx][r]) : tile[t.tx][r]);
+        for (int k = 0; k < 2; k++) {
+            for (int r = t.ty; r < 32; r += 8) {
+                const int c = t.c0 + r;
+                const long long v = t.v0 + 32 * k + t.tx;
+                if (c < channels && v < voxels) {
+                    D* p = y + (t.b * channels + c) * voxels + v;
+                    ifcn_put(p, accumulate ? __fadd_rn(ifcn_get(p), tile[k][t.tx][r]) : tile[k][t.tx][r]);
+                }
             }
         }
     }

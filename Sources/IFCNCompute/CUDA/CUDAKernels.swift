@@ -213,11 +213,11 @@ enum CUDAKernelSource {
     // float32 in both. Each computes in float what the float32 instance computes and rounds what it writes once.
 
     // 16 bytes of a row per load and store: 4 float32 or 8 bfloat16 elements. Kernels that stream whole
-    // activation rows (batch norm, the per-channel sums) take them so; one element per thread and load keeps too few
-    // bytes in flight for the memory's bandwidth, and half as many with 2-byte elements. A call qualifies when each
-    // of its rows is a multiple of the width and every tensor it streams is 16-byte aligned (the arenas align blocks
-    // to 64 bytes, and a concatenation's halves lie whole rows apart); otherwise the kernel reads element by element,
-    // computing the same values.
+    // activation rows (batch norm, the per-channel sums, the 1x1x1 weight gradient) take them so; one element per
+    // thread and load keeps too few bytes in flight for the memory's bandwidth, and half as many with 2-byte
+    // elements. A call qualifies when each of its rows is a multiple of the width and every tensor it streams is
+    // 16-byte aligned (the arenas align blocks to 64 bytes, and a concatenation's halves lie whole rows apart);
+    // otherwise the kernel reads element by element, computing the same values.
     // (uint4: NVRTC's built-in 16-byte vector type. Stores go through __stcg, which NVRTC always emits as one
     // 16-byte store; a plain assignment of the uint4 was split into four 4-byte stores in ifcn_bn_apply_bf16.)
     template <typename A> struct ifcn_vec;
@@ -1455,19 +1455,33 @@ enum CUDAKernelSource {
     }
 
     // Grid: (parts, cout * cin); row r = co * cin + ci. partial[r * parts + b] = sum over the
-    // block's range of dy[co, v] * x[ci, v] in double (exact products).
+    // block's range of dy[co, v] * x[ci, v] in double (exact products), rows streamed 16 bytes at a time where they
+    // can be.
     template <typename A>
     __device__ void ifcn_conv1_weight_partial_t(const A* x, const A* gradOutput, double* partial, int cin,
                                                 long long voxels, int parts) {
         __shared__ double sh[IFCN_BLOCK];
         const int r = blockIdx.y;
         const int co = r / cin, ci = r % cin;
+        constexpr int W = ifcn_vec<A>::width;
         const A* xc = x + (long long)ci * voxels;
         const A* gc = gradOutput + (long long)co * voxels;
         long long lo, hi;
-        ifcn_part_range(voxels, blockIdx.x, parts, &lo, &hi);
         double s = 0.0;
-        for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) s += (double)ifcn_get(gc + i) * (double)ifcn_get(xc + i);
+        if (ifcn_rows_vectorised(x, voxels) && ifcn_aligned16(gradOutput)) {
+            ifcn_part_range(voxels / W, blockIdx.x, parts, &lo, &hi);
+            for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
+                float xv[W], gv[W];
+                ifcn_vec<A>::load(xc + i * W, xv);
+                ifcn_vec<A>::load(gc + i * W, gv);
+                for (int k = 0; k < W; k++) s += (double)gv[k] * (double)xv[k];
+            }
+        } else {
+            ifcn_part_range(voxels, blockIdx.x, parts, &lo, &hi);
+            for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
+                s += (double)ifcn_get(gc + i) * (double)ifcn_get(xc + i);
+            }
+        }
         s = ifcn_block_sum(s, sh);
         if (threadIdx.x == 0) partial[(long long)r * parts + blockIdx.x] = s;
     }

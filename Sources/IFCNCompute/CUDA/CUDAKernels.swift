@@ -271,6 +271,43 @@ enum CUDAKernelSource {
         return voxels % ifcn_vec<A>::width == 0 && ifcn_aligned16(p);
     }
 
+    // A group of N consecutive elements of a row: N = 1 (element by element) or the vector width (16 bytes).
+    template <int N> struct ifcn_group { static constexpr int n = N; };
+
+    template <int N, typename A>
+    __device__ __forceinline__ void ifcn_load_group(const A* p, float* v) {
+        if constexpr (N == 1) v[0] = ifcn_get(p); else ifcn_vec<A>::load(p, v);
+    }
+    template <int N, typename A>
+    __device__ __forceinline__ void ifcn_store_group(A* p, const float* v) {
+        if constexpr (N == 1) ifcn_put(p, v[0]); else ifcn_vec<A>::store(p, v);
+    }
+
+    // The two ways a kernel walks a row of `voxels` elements of type A, in groups of the vector width where
+    // `vectorised`, else of one element; body(ifcn_group<N>(), i) gets each group's first element i.
+    // ifcn_row_part: block blockIdx.x's contiguous part (of `parts`), each thread's groups in order (reductions).
+    template <int N, typename F>
+    __device__ __forceinline__ void ifcn_row_part_in(long long voxels, int parts, F body) {
+        long long lo, hi;
+        ifcn_part_range(voxels / N, blockIdx.x, parts, &lo, &hi);
+        for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) body(ifcn_group<N>(), i * N);
+    }
+    template <typename A, typename F>
+    __device__ __forceinline__ void ifcn_row_part(bool vectorised, long long voxels, int parts, F body) {
+        if (vectorised) ifcn_row_part_in<ifcn_vec<A>::width>(voxels, parts, body);
+        else ifcn_row_part_in<1>(voxels, parts, body);
+    }
+    // ifcn_row_strided: the whole row over the grid's x blocks (element-wise kernels).
+    template <int N, typename F>
+    __device__ __forceinline__ void ifcn_row_strided_in(long long voxels, F body) {
+        for (long long i = ifcn_global_index(); i < voxels / N; i += ifcn_global_stride()) body(ifcn_group<N>(), i * N);
+    }
+    template <typename A, typename F>
+    __device__ __forceinline__ void ifcn_row_strided(bool vectorised, long long voxels, F body) {
+        if (vectorised) ifcn_row_strided_in<ifcn_vec<A>::width>(voxels, body);
+        else ifcn_row_strided_in<1>(voxels, body);
+    }
+
     // ---------------------------------------------------------------- element-wise
 
     template <typename A>
@@ -590,21 +627,14 @@ enum CUDAKernelSource {
     template <typename A>
     __device__ void ifcn_channel_sum_partial_t(const A* x, double* partial, long long voxels, int parts) {
         __shared__ double sh[IFCN_BLOCK];
-        constexpr int W = ifcn_vec<A>::width;
         const A* xc = x + (long long)blockIdx.y * voxels;
-        long long lo, hi;
         double s = 0.0;
-        if (ifcn_rows_vectorised(x, voxels)) {
-            ifcn_part_range(voxels / W, blockIdx.x, parts, &lo, &hi);
-            for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
-                float v[W];
-                ifcn_vec<A>::load(xc + i * W, v);
-                for (int k = 0; k < W; k++) s += (double)v[k];
-            }
-        } else {
-            ifcn_part_range(voxels, blockIdx.x, parts, &lo, &hi);
-            for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) s += (double)ifcn_get(xc + i);
-        }
+        ifcn_row_part<A>(ifcn_rows_vectorised(x, voxels), voxels, parts, [&](auto g, long long i) {
+            constexpr int N = decltype(g)::n;
+            float v[N];
+            ifcn_load_group<N>(xc + i, v);
+            for (int k = 0; k < N; k++) s += (double)v[k];
+        });
         s = ifcn_block_sum(s, sh);
         if (threadIdx.x == 0) partial[(long long)blockIdx.y * parts + blockIdx.x] = s;
     }
@@ -808,31 +838,20 @@ enum CUDAKernelSource {
     template <typename A>
     __device__ void ifcn_bn_stats_partial_t(const A* x, double* partial, long long voxels, int parts) {
         __shared__ double sh[IFCN_BLOCK];
-        constexpr int W = ifcn_vec<A>::width;
         const int c = blockIdx.y;
         const A* xc = x + (long long)c * voxels;
         const double shift = voxels > 0 ? (double)ifcn_get(xc) : 0.0;
-        long long lo, hi;
         double s = 0.0, q = 0.0;
-        if (ifcn_rows_vectorised(x, voxels)) {
-            ifcn_part_range(voxels / W, blockIdx.x, parts, &lo, &hi);
-            for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
-                float v[W];
-                ifcn_vec<A>::load(xc + i * W, v);
-                for (int k = 0; k < W; k++) {
-                    const double d = (double)v[k] - shift;
-                    s += d;
-                    q += d * d;
-                }
-            }
-        } else {
-            ifcn_part_range(voxels, blockIdx.x, parts, &lo, &hi);
-            for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
-                const double d = (double)ifcn_get(xc + i) - shift;
+        ifcn_row_part<A>(ifcn_rows_vectorised(x, voxels), voxels, parts, [&](auto g, long long i) {
+            constexpr int N = decltype(g)::n;
+            float v[N];
+            ifcn_load_group<N>(xc + i, v);
+            for (int k = 0; k < N; k++) {
+                const double d = (double)v[k] - shift;
                 s += d;
                 q += d * d;
             }
-        }
+        });
         s = ifcn_block_sum(s, sh);
         q = ifcn_block_sum(q, sh);
         if (threadIdx.x == 0) {
@@ -925,26 +944,19 @@ enum CUDAKernelSource {
     template <typename A>
     __device__ void ifcn_bn_apply_t(const A* x, A* y, const float* mean, const float* scale, const float* shift,
                                     long long voxels, int relu) {
-        constexpr int W = ifcn_vec<A>::width;
         const int c = blockIdx.y;
         const long long base = (long long)c * voxels;
         const float m = mean[c], k = scale[c], b = shift[c];
-        if (ifcn_rows_vectorised(x, voxels) && ifcn_aligned16(y)) {
-            for (long long i = ifcn_global_index(); i < voxels / W; i += ifcn_global_stride()) {
-                float v[W];
-                ifcn_vec<A>::load(x + base + i * W, v);
-                for (int e = 0; e < W; e++) {
-                    const float a = ifcn_bn_affine(v[e], m, k, b);
-                    v[e] = relu ? ifcn_relu(a) : a;
-                }
-                ifcn_vec<A>::store(y + base + i * W, v);
+        ifcn_row_strided<A>(ifcn_rows_vectorised(x, voxels) && ifcn_aligned16(y), voxels, [&](auto g, long long i) {
+            constexpr int N = decltype(g)::n;
+            float v[N];
+            ifcn_load_group<N>(x + base + i, v);
+            for (int e = 0; e < N; e++) {
+                const float a = ifcn_bn_affine(v[e], m, k, b);
+                v[e] = relu ? ifcn_relu(a) : a;
             }
-            return;
-        }
-        for (long long i = ifcn_global_index(); i < voxels; i += ifcn_global_stride()) {
-            const float v = ifcn_bn_affine(ifcn_get(x + base + i), m, k, b);
-            ifcn_put(y + base + i, relu ? ifcn_relu(v) : v);
-        }
+            ifcn_store_group<N>(y + base + i, v);
+        });
     }
     extern "C" __global__ void ifcn_bn_apply(const float* x, float* y, const float* mean, const float* scale,
                                              const float* shift, long long voxels, int relu) {
@@ -973,26 +985,17 @@ enum CUDAKernelSource {
                                                const float* scale, const float* shift, double* partial,
                                                long long voxels, int parts, int relu) {
         __shared__ double sh[IFCN_BLOCK];
-        constexpr int W = ifcn_vec<A>::width;
         const int c = blockIdx.y;
         const long long base = (long long)c * voxels;
         const float m = mean[c], is = invStd[c], k = scale[c], b = shift[c];
-        long long lo, hi;
         double sg = 0.0, sgx = 0.0;
-        if (ifcn_rows_vectorised(x, voxels) && ifcn_aligned16(dy)) {
-            ifcn_part_range(voxels / W, blockIdx.x, parts, &lo, &hi);
-            for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
-                float xv[W], gv[W];
-                ifcn_vec<A>::load(x + base + i * W, xv);
-                ifcn_vec<A>::load(dy + base + i * W, gv);
-                for (int e = 0; e < W; e++) ifcn_bn_backward_terms(xv[e], gv[e], m, is, k, b, relu, &sg, &sgx);
-            }
-        } else {
-            ifcn_part_range(voxels, blockIdx.x, parts, &lo, &hi);
-            for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
-                ifcn_bn_backward_terms(ifcn_get(x + base + i), ifcn_get(dy + base + i), m, is, k, b, relu, &sg, &sgx);
-            }
-        }
+        ifcn_row_part<A>(ifcn_rows_vectorised(x, voxels) && ifcn_aligned16(dy), voxels, parts, [&](auto g, long long i) {
+            constexpr int N = decltype(g)::n;
+            float xv[N], gv[N];
+            ifcn_load_group<N>(x + base + i, xv);
+            ifcn_load_group<N>(dy + base + i, gv);
+            for (int e = 0; e < N; e++) ifcn_bn_backward_terms(xv[e], gv[e], m, is, k, b, relu, &sg, &sgx);
+        });
         sg = ifcn_block_sum(sg, sh);
         sgx = ifcn_block_sum(sgx, sh);
         if (threadIdx.x == 0) {
@@ -1049,33 +1052,25 @@ enum CUDAKernelSource {
     __device__ void ifcn_bn_backward_apply_t(const A* x, const A* dy, A* dx, const float* gamma, const float* mean,
                                              const float* invStd, const float* scale, const float* shift,
                                              const double* sums, long long voxels, int relu, int accumulate) {
-        constexpr int W = ifcn_vec<A>::width;
         const int c = blockIdx.y;
         const long long base = (long long)c * voxels;
         const float m = mean[c], is = invStd[c], ks = scale[c], bs = shift[c];
         const float k = __fmul_rn(gamma[c], is);
         const float mg = (float)(sums[2 * c] / (double)voxels);
         const float mgx = (float)(sums[2 * c + 1] / (double)voxels);
-        if (ifcn_rows_vectorised(x, voxels) && ifcn_aligned16(dy) && ifcn_aligned16(dx)) {
-            for (long long i = ifcn_global_index(); i < voxels / W; i += ifcn_global_stride()) {
-                const long long j = base + i * W;
-                float xv[W], gv[W], dv[W] = {};
-                ifcn_vec<A>::load(x + j, xv);
-                ifcn_vec<A>::load(dy + j, gv);
-                if (accumulate) ifcn_vec<A>::load(dx + j, dv);
-                for (int e = 0; e < W; e++) {
-                    dv[e] = ifcn_bn_input_gradient(xv[e], gv[e], dv[e], m, is, ks, bs, k, mg, mgx, relu, accumulate);
-                }
-                ifcn_vec<A>::store(dx + j, dv);
-            }
-            return;
-        }
-        for (long long i = ifcn_global_index(); i < voxels; i += ifcn_global_stride()) {
+        const bool vectorised = ifcn_rows_vectorised(x, voxels) && ifcn_aligned16(dy) && ifcn_aligned16(dx);
+        ifcn_row_strided<A>(vectorised, voxels, [&](auto g, long long i) {
+            constexpr int N = decltype(g)::n;
             const long long j = base + i;
-            const float old = accumulate ? ifcn_get(dx + j) : 0.0f;
-            ifcn_put(dx + j, ifcn_bn_input_gradient(ifcn_get(x + j), ifcn_get(dy + j), old, m, is, ks, bs, k, mg, mgx,
-                                                    relu, accumulate));
-        }
+            float xv[N], gv[N], dv[N] = {};
+            ifcn_load_group<N>(x + j, xv);
+            ifcn_load_group<N>(dy + j, gv);
+            if (accumulate) ifcn_load_group<N>(dx + j, dv);
+            for (int e = 0; e < N; e++) {
+                dv[e] = ifcn_bn_input_gradient(xv[e], gv[e], dv[e], m, is, ks, bs, k, mg, mgx, relu, accumulate);
+            }
+            ifcn_store_group<N>(dx + j, dv);
+        });
     }
     extern "C" __global__ void ifcn_bn_backward_apply(const float* x, const float* dy, float* dx,
                                                       const float* gamma, const float* mean, const float* invStd,
@@ -1463,25 +1458,17 @@ enum CUDAKernelSource {
         __shared__ double sh[IFCN_BLOCK];
         const int r = blockIdx.y;
         const int co = r / cin, ci = r % cin;
-        constexpr int W = ifcn_vec<A>::width;
         const A* xc = x + (long long)ci * voxels;
         const A* gc = gradOutput + (long long)co * voxels;
-        long long lo, hi;
         double s = 0.0;
-        if (ifcn_rows_vectorised(x, voxels) && ifcn_aligned16(gradOutput)) {
-            ifcn_part_range(voxels / W, blockIdx.x, parts, &lo, &hi);
-            for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
-                float xv[W], gv[W];
-                ifcn_vec<A>::load(xc + i * W, xv);
-                ifcn_vec<A>::load(gc + i * W, gv);
-                for (int k = 0; k < W; k++) s += (double)gv[k] * (double)xv[k];
-            }
-        } else {
-            ifcn_part_range(voxels, blockIdx.x, parts, &lo, &hi);
-            for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) {
-                s += (double)ifcn_get(gc + i) * (double)ifcn_get(xc + i);
-            }
-        }
+        const bool vectorised = ifcn_rows_vectorised(x, voxels) && ifcn_aligned16(gradOutput);
+        ifcn_row_part<A>(vectorised, voxels, parts, [&](auto g, long long i) {
+            constexpr int N = decltype(g)::n;
+            float xv[N], gv[N];
+            ifcn_load_group<N>(xc + i, xv);
+            ifcn_load_group<N>(gc + i, gv);
+            for (int k = 0; k < N; k++) s += (double)gv[k] * (double)xv[k];
+        });
         s = ifcn_block_sum(s, sh);
         if (threadIdx.x == 0) partial[(long long)r * parts + blockIdx.x] = s;
     }

@@ -420,6 +420,8 @@ struct ifcn_conv3 {
     cudnnFilterDescriptor_t w;
     cudnnConvolutionDescriptor_t conv;
     int algorithm[3];
+    int math[3];       // the math type each direction's algorithm runs under
+    int descriptor_math;  // the math type the precision asks for
     int precision;
 };
 
@@ -439,12 +441,13 @@ int ifcn_conv3_create_variant(ifcn_conv3 **out, int cin, int cout, int d, int h,
     c->algorithm[0] = c->algorithm[1] = c->algorithm[2] = -1;
     c->precision = precision;
     int r;
+    int mathType = precision == 0 ? CUDNN_FMA_MATH : precision == 1 ? CUDNN_DEFAULT_MATH : CUDNN_TENSOR_OP_MATH;
+    c->descriptor_math = c->math[0] = c->math[1] = c->math[2] = mathType;
     int fdims[5] = {cout, cin, 3, 3, 3};
     int pad[3] = {1, 1, 1}, stride[3] = {1, 1, 1}, dilation[3] = {1, 1, 1};
     // bf16 tensors and filters with float32 accumulation (cuDNN's BFLOAT16 configuration); the
     // convolution's compute type is float32 in every precision.
     int type = precision == 2 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
-    int mathType = precision == 0 ? CUDNN_FMA_MATH : precision == 1 ? CUDNN_DEFAULT_MATH : CUDNN_TENSOR_OP_MATH;
     if ((r = p_cudnnCreateTensorDescriptor(&c->x)) || (r = p_cudnnCreateTensorDescriptor(&c->y)) ||
         (r = p_cudnnCreateFilterDescriptor(&c->w)) || (r = p_cudnnCreateConvolutionDescriptor(&c->conv)) ||
         (r = set_tensor(c->x, type, layout, cin, d, h, w)) || (r = set_tensor(c->y, type, layout, cout, d, h, w)) ||
@@ -468,11 +471,13 @@ void ifcn_conv3_destroy(ifcn_conv3 *c) {
     free(c);
 }
 
-// float32 math sums plain float32 products: no FFT or Winograd algorithm, whose transforms round more (cuDNN 9's
+// float32 math sums plain float32 products, under FMA math only (cuDNN lists each algorithm with the math type it ran
+// under): no TF32 tensor cores, and no FFT or Winograd algorithm, whose transforms round more (cuDNN 9's
 // numbering: forward 4 FFT, 5 FFT tiling, 6 Winograd, 7 Winograd non-fused; backward data 2 FFT, 3 FFT tiling,
 // 4 Winograd, 5 Winograd non-fused; backward filter 2 FFT, 4 Winograd, 5 Winograd non-fused, 6 FFT tiling).
-int ifcn_conv3_allows(const ifcn_conv3 *c, int direction, int algorithm) {
+int ifcn_conv3_allows(const ifcn_conv3 *c, int direction, int algorithm, int math_type) {
     if (c->precision != 0) return 1;
+    if (math_type != CUDNN_FMA_MATH) return 0;
     switch (direction) {
     case 0: return algorithm < 4;
     case 1: return algorithm < 2;
@@ -483,9 +488,15 @@ int ifcn_conv3_allows(const ifcn_conv3 *c, int direction, int algorithm) {
 
 // Whether a listed algorithm ran (or would run), is allowed, and gives the same bits on every run where asked.
 static int usable(const ifcn_conv3 *c, int direction, const ifcn_algo_perf *p, int deterministic_only) {
-    return p->status == 0 && ifcn_conv3_allows(c, direction, p->algo) &&
+    return p->status == 0 && ifcn_conv3_allows(c, direction, p->algo, p->mathType) &&
            (!deterministic_only || p->determinism == CUDNN_DETERMINISTIC);
 }
+
+// A search (Find...Ex, the heuristics) runs under the math type the precision asks for: a pass run before it may have
+// left the shared descriptor under its own algorithm's math type (use_math), and cuDNN then lists only what that
+// math type allows (on an H200, bf16 searches left under CUDNN_DEFAULT_MATH by the forward pass's choice chose
+// backward algorithms without tensor cores: the step's weight gradients 6.9 -> 43.8 ms).
+static int search_math(ifcn_conv3 *c) { return p_cudnnSetConvolutionMathType(c->conv, c->descriptor_math); }
 
 // cudnnFind...Ex for one direction: every algorithm cuDNN could run, fastest first.
 static int find_ranked(void *handle, ifcn_conv3 *c, int direction, ifcn_devptr x, ifcn_devptr w, ifcn_devptr y,
@@ -493,6 +504,8 @@ static int find_ranked(void *handle, ifcn_conv3 *c, int direction, ifcn_devptr x
     NEED(1);
     memset(perf, 0, IFCN_MAX_ALGOS * sizeof *perf);
     *count = 0;
+    int r = search_math(c);
+    if (r) return r;
     void *X = (void *)(uintptr_t)x, *W = (void *)(uintptr_t)w, *Y = (void *)(uintptr_t)y, *WS = (void *)(uintptr_t)ws;
     // Direction 0 writes y from (x, w); 1 writes x (dx) from (y (dy), w); 2 writes w (dw) from (x, y (dy)).
     switch (direction) {
@@ -520,6 +533,7 @@ int ifcn_conv3_find_all(void *handle, ifcn_conv3 *c, int direction, ifcn_devptr 
         o->milliseconds = perf[i].time;
         o->workspace_bytes = perf[i].memory;
         o->deterministic = perf[i].determinism == CUDNN_DETERMINISTIC;
+        o->math_type = perf[i].mathType;
     }
     return 0;
 }
@@ -528,6 +542,8 @@ int ifcn_conv3_find_all(void *handle, ifcn_conv3 *c, int direction, ifcn_devptr 
 static int heuristic_ranked(void *handle, ifcn_conv3 *c, int direction, ifcn_algo_perf *perf, int *count) {
     memset(perf, 0, IFCN_MAX_ALGOS * sizeof *perf);
     *count = 0;
+    int r = search_math(c);
+    if (r) return r;
     switch (direction) {
     case 0: return p_cudnnGetConvolutionForwardAlgorithm_v7(handle, c->x, c->w, c->conv, c->y, IFCN_MAX_ALGOS, count, perf);
     case 1: return p_cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, c->w, c->y, c->conv, c->x, IFCN_MAX_ALGOS, count, perf);
@@ -554,14 +570,27 @@ int ifcn_conv3_algorithm(const ifcn_conv3 *c, int direction) {
     return direction >= 0 && direction < 3 ? c->algorithm[direction] : -1;
 }
 
-void ifcn_conv3_set_algorithm(ifcn_conv3 *c, int direction, int algorithm) {
-    if (direction >= 0 && direction < 3) c->algorithm[direction] = algorithm;
+int ifcn_conv3_math_type(const ifcn_conv3 *c, int direction) {
+    return direction >= 0 && direction < 3 ? c->math[direction] : -1;
+}
+
+void ifcn_conv3_set_algorithm(ifcn_conv3 *c, int direction, int algorithm, int math_type) {
+    if (direction < 0 || direction > 2) return;
+    c->algorithm[direction] = algorithm;
+    c->math[direction] = math_type < 0 ? c->descriptor_math : math_type;
+}
+
+// The descriptor's math type for one pass (a host-side field of the descriptor; no device work).
+static int use_math(ifcn_conv3 *c, int direction) {
+    return p_cudnnSetConvolutionMathType(c->conv, c->math[direction]);
 }
 
 int ifcn_conv3_forward(void *handle, ifcn_conv3 *c, ifcn_devptr x, ifcn_devptr w, float beta, ifcn_devptr y,
                        ifcn_devptr ws, size_t ws_bytes) {
     NEED(1);
     const float alpha = 1;
+    int r = use_math(c, 0);
+    if (r) return r;
     return p_cudnnConvolutionForward(handle, &alpha, c->x, (void *)(uintptr_t)x, c->w, (void *)(uintptr_t)w, c->conv,
                                      c->algorithm[0], (void *)(uintptr_t)ws, ws_bytes, &beta, c->y,
                                      (void *)(uintptr_t)y);
@@ -571,6 +600,8 @@ int ifcn_conv3_backward_data(void *handle, ifcn_conv3 *c, ifcn_devptr dy, ifcn_d
                              ifcn_devptr ws, size_t ws_bytes) {
     NEED(1);
     const float alpha = 1;
+    int r = use_math(c, 1);
+    if (r) return r;
     return p_cudnnConvolutionBackwardData(handle, &alpha, c->w, (void *)(uintptr_t)w, c->y, (void *)(uintptr_t)dy,
                                           c->conv, c->algorithm[1], (void *)(uintptr_t)ws, ws_bytes, &beta, c->x,
                                           (void *)(uintptr_t)dx);
@@ -580,6 +611,8 @@ int ifcn_conv3_backward_filter(void *handle, ifcn_conv3 *c, ifcn_devptr x, ifcn_
                                ifcn_devptr ws, size_t ws_bytes) {
     NEED(1);
     const float alpha = 1;
+    int r = use_math(c, 2);
+    if (r) return r;
     return p_cudnnConvolutionBackwardFilter(handle, &alpha, c->x, (void *)(uintptr_t)x, c->y, (void *)(uintptr_t)dy,
                                             c->conv, c->algorithm[2], (void *)(uintptr_t)ws, ws_bytes, &beta, c->w,
                                             (void *)(uintptr_t)dw);

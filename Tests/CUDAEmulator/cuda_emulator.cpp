@@ -19,7 +19,8 @@
 //   or CUDNN_TENSOR_OP_MATH is rounded to TF32 first, as the tensor cores would. Two algorithms per
 //   direction: 0 deterministic without workspace, 1 "non-deterministic" needing a workspace of the
 //   output's size (same arithmetic, reported at half its measured time, so that a choice of the fastest
-//   takes it); a call given less workspace than its algorithm needs fails. Find...Ex writes the output
+//   takes it); a call given less workspace than its algorithm needs fails, as does one under another math
+//   type than the algorithm was listed with (algorithm_math). Find...Ex writes the output
 //   (as cuDNN does) and reports measured times. Two variables stage what a GPU meets at the paper's size
 //   (algorithm_workspace below): a deterministic algorithm needing more than ifcn's first workspace, or none.
 // - NCCL: float32 averages between processes of one host, through files (end of this file).
@@ -1048,6 +1049,15 @@ size_t algorithm_workspace(int algorithm, size_t output_bytes) {
     return algorithm == 1 ? output_bytes : deterministic;
 }
 
+// The math type an algorithm runs under. cuDNN lists each algorithm with the math type it ran it under, which need
+// not be the descriptor's, and a call must run the algorithm under that one (on an H200, cuDNN 9.19 listed bf16
+// NCDHW backward data 3->6 at 16x20x24 as running in Find...Ex, then refused it with CUDNN_STATUS_BAD_PARAM under
+// the descriptor's tensor-op math). The emulator's model of it: on bfloat16 operands its algorithm 0 is an FMA
+// kernel, listed under CUDNN_FMA_MATH whatever the descriptor asks for and refused under any other math type.
+int algorithm_math(const Problem &p, int algorithm) {
+    return p.x.type == DATA_BFLOAT16 && algorithm == 0 ? int(MATH_FMA) : p.c.math;
+}
+
 // cudnnGet...Algorithm_v7: both algorithms, deterministic first, untimed.
 int heuristic(const Problem &p, int requested, int *count, emulated_algo_perf *perf) {
     if (int r = check_shapes(p.x, p.w, p.c, p.y)) return r;
@@ -1055,7 +1065,7 @@ int heuristic(const Problem &p, int requested, int *count, emulated_algo_perf *p
     for (int a = 0; a < 2 && *count < requested; a++)
         perf[(*count)++] =
             emulated_algo_perf{a, 0, -1.0f, algorithm_workspace(a, p.output_bytes()), algorithm_deterministic(a) ? 1 : 0,
-                               p.c.math, {}};
+                               algorithm_math(p, a), {}};
     return 0;
 }
 
@@ -1064,7 +1074,7 @@ int execute(const Problem &p, const void *xp, const void *wp, const void *yp, in
             size_t workspace_bytes, const void *alpha, const void *beta) {
     std::lock_guard<std::mutex> g(big_lock);
     if (int r = check_shapes(p.x, p.w, p.c, p.y)) return r;
-    if (algorithm < 0 || algorithm > 1) return CUDNN_STATUS_BAD_PARAM;
+    if (algorithm < 0 || algorithm > 1 || algorithm_math(p, algorithm) != p.c.math) return CUDNN_STATUS_BAD_PARAM;
     const size_t need = algorithm_workspace(algorithm, p.output_bytes());
     if (workspace_bytes < need) return CUDNN_STATUS_BAD_PARAM;
     if (need) check_range(CUdeviceptr(uintptr_t(workspace)), need, "convolution workspace");
@@ -1084,7 +1094,7 @@ int find(const Problem &p, const void *xp, const void *wp, const void *yp, int r
     std::vector<emulated_algo_perf> found;
     for (int a = 0; a < 2; a++) {
         const size_t need = algorithm_workspace(a, p.output_bytes());
-        emulated_algo_perf r{a, 0, -1.0f, need, algorithm_deterministic(a) ? 1 : 0, p.c.math, {}};
+        emulated_algo_perf r{a, 0, -1.0f, need, algorithm_deterministic(a) ? 1 : 0, algorithm_math(p, a), {}};
         if (need > workspace_bytes) {
             r.status = CUDNN_STATUS_ALLOC_FAILED;
         } else {

@@ -190,15 +190,25 @@ final class CUDAEnvironmentTests: XCTestCase {
                     XCTAssertNotNil(conv)
                     XCTAssertEqual(ifcn_conv3_algorithm(conv, 0), -1)
                     // float32 math runs no FFT or Winograd algorithm (cuDNN 9's numbers per direction, of 8, 6 and 7
-                    // algorithms: cudnn_cnn.h); the others any.
+                    // algorithms: cudnn_cnn.h), and only under FMA math (cudnnMathType_t: 0 default, which allows
+                    // TF32, 1 tensor-op, 3 FMA); the others any algorithm under any math type.
                     let transforms: [[Int32]] = [[4, 5, 6, 7], [2, 3, 4, 5], [2, 4, 5, 6]], counts: [Int32] = [8, 6, 7]
                     for direction in 0..<3 {
                         for algorithm in 0..<counts[direction] {
-                            let allowed = precision != .fp32 || !transforms[direction].contains(algorithm)
-                            XCTAssertEqual(ifcn_conv3_allows(conv, Int32(direction), algorithm) != 0, allowed,
-                                           "\(precision) direction \(direction) algorithm \(algorithm)")
+                            for math: Int32 in [0, 1, 3] {
+                                let allowed = precision != .fp32 || (!transforms[direction].contains(algorithm) && math == 3)
+                                XCTAssertEqual(ifcn_conv3_allows(conv, Int32(direction), algorithm, math) != 0, allowed,
+                                               "\(precision) direction \(direction) algorithm \(algorithm) math \(math)")
+                            }
                         }
                     }
+                    // Each direction runs its algorithm under the math type Find listed it with; -1: the precision's.
+                    let own: Int32 = precision == .fp32 ? 3 : precision == .tf32 ? 0 : 1
+                    XCTAssertEqual((0..<3).map { ifcn_conv3_math_type(conv, $0) }, [own, own, own])
+                    ifcn_conv3_set_algorithm(conv, 1, 1, 0)
+                    ifcn_conv3_set_algorithm(conv, 2, 0, -1)
+                    XCTAssertEqual((0..<3).map { ifcn_conv3_algorithm(conv, $0) }, [-1, 1, 0])
+                    XCTAssertEqual((0..<3).map { ifcn_conv3_math_type(conv, $0) }, [own, 0, own])
                     ifcn_conv3_destroy(conv)
                 }
             }

@@ -87,14 +87,16 @@ int ifcn_cudnn_create(void **handle, void *stream);
 typedef struct ifcn_conv3 ifcn_conv3;
 int ifcn_conv3_create_variant(ifcn_conv3 **conv, int cin, int cout, int d, int h, int w, int precision, int layout);
 void ifcn_conv3_destroy(ifcn_conv3 *conv);
-// One algorithm cudnnFind...Ex tried: its cuDNN status, measured time, workspace and whether it
-// gives the same bits on every run.
+// One algorithm cudnnFind...Ex tried: its cuDNN status, measured time, workspace, whether it
+// gives the same bits on every run, and the math type cuDNN ran it under (cudnnMathType_t), which
+// need not be the one the descriptor was created with: the algorithm must run under it.
 typedef struct {
     int algorithm;
     int status;
     float milliseconds;
     size_t workspace_bytes;
     int deterministic;
+    int math_type;
 } ifcn_conv3_candidate;
 // Benchmarks the algorithms of one direction with cudnnFind...Ex on the given buffers (outputs are
 // scratch: they are overwritten) and lists every one it tried, fastest first (at most `capacity`),
@@ -108,9 +110,10 @@ int ifcn_conv3_find_all(void *handle, ifcn_conv3 *conv, int direction,
 // time them all.
 int ifcn_conv3_workspace_wanted(void *handle, ifcn_conv3 *conv, int direction, size_t bound, int deterministic_only,
                                 size_t *bytes);
-// Whether the convolution's precision allows algorithm `algorithm` of `direction`: float32 math (precision 0) runs
-// no FFT or Winograd algorithm, whose transforms round beyond float32 sums; the tensor-core precisions run any.
-int ifcn_conv3_allows(const ifcn_conv3 *conv, int direction, int algorithm);
+// Whether the convolution's precision allows algorithm `algorithm` of `direction` under math type `math_type`: float32
+// math (precision 0) runs no FFT or Winograd algorithm, whose transforms round beyond float32 sums, and only under
+// FMA math (no TF32 tensor cores); the tensor-core precisions run any.
+int ifcn_conv3_allows(const ifcn_conv3 *conv, int direction, int algorithm, int math_type);
 // y = conv(x, w) + beta * y
 int ifcn_conv3_forward(void *handle, ifcn_conv3 *conv, ifcn_devptr x, ifcn_devptr w, float beta, ifcn_devptr y,
                        ifcn_devptr workspace, size_t workspace_bytes);
@@ -120,9 +123,13 @@ int ifcn_conv3_backward_data(void *handle, ifcn_conv3 *conv, ifcn_devptr dy, ifc
 // dw = corr(x, dy) + beta * dw
 int ifcn_conv3_backward_filter(void *handle, ifcn_conv3 *conv, ifcn_devptr x, ifcn_devptr dy, float beta,
                                ifcn_devptr dw, ifcn_devptr workspace, size_t workspace_bytes);
-// The algorithm chosen per direction (-1 until ifcn_conv3_set_algorithm sets one).
+// The algorithm chosen per direction (-1 until ifcn_conv3_set_algorithm sets one), and the math type it runs under
+// (the candidate's math_type; -1: the descriptor's own). Each pass sets its direction's math type on the shared
+// descriptor before it runs: cuDNN picks an algorithm's kernels by algorithm and math type together, and may refuse
+// (CUDNN_STATUS_BAD_PARAM) an algorithm Find...Ex ran under another math type than the descriptor's.
 int ifcn_conv3_algorithm(const ifcn_conv3 *conv, int direction);
-void ifcn_conv3_set_algorithm(ifcn_conv3 *conv, int direction, int algorithm);
+int ifcn_conv3_math_type(const ifcn_conv3 *conv, int direction);
+void ifcn_conv3_set_algorithm(ifcn_conv3 *conv, int direction, int algorithm, int math_type);
 
 // ---- NCCL (ncclResult_t codes; 0 = ncclSuccess) ----
 #define IFCN_NCCL_UNIQUE_ID_BYTES 128

@@ -75,24 +75,36 @@ public enum CUDAAlgorithmPolicy: String, CaseIterable, Sendable {
     }
 }
 
+/// One cuDNN algorithm choice: the algorithm, the math type Find...Ex ran it under (cudnnMathType_t), and its workspace.
+struct CUDAAlgorithmChoice: Equatable {
+    var algorithm: Int32, mathType: Int32, workspace: Int
+}
+
 /// cuDNN's algorithm choices, kept on disk so a resumed or repeated run uses the same algorithms
 /// (and so computes the same bits) as the first: `<cache folder>/cudnn-algorithms.tsv`, one line
-/// per (GPU, cuDNN version, math, shape, direction) with the algorithm and its workspace bytes.
+/// per (GPU, cuDNN version, math, shape, direction) with the algorithm, its math type and its workspace bytes.
 final class CUDAAlgorithmCache {
+    /// "search3": choices with the math type each algorithm runs under. Lines of earlier searches ("search2": no math
+    /// type, so an algorithm could run under the descriptor's math type where cuDNN refused it) are kept in the file,
+    /// unread.
+    static let generation = "search3"
     private let path: String
     private let prefix: String
-    private var entries: [String: (algorithm: Int32, workspace: Int)] = [:]
+    private var entries: [String: CUDAAlgorithmChoice] = [:]
+    private var otherLines: [Substring] = []
 
     init(device: CUDADeviceInfo, cudnnVersion: Int) {
         path = CUDAKernelCompiler.cacheFolder + "/cudnn-algorithms.tsv"
-        // "search2": choices since the search times every algorithm with the workspace it wants (and float32 math runs
-        // no FFT or Winograd algorithm); those of the search within a fixed workspace before are not reused.
-        prefix = "\(device.name.replacingOccurrences(of: "\t", with: " "))\tcudnn\(cudnnVersion)\tsearch2"
+        prefix = "\(device.name.replacingOccurrences(of: "\t", with: " "))\tcudnn\(cudnnVersion)\t\(Self.generation)"
         if let text = try? String(contentsOfFile: path, encoding: .utf8) {
             for line in text.split(separator: "\n") {
                 let parts = line.split(separator: "\t", omittingEmptySubsequences: false)
-                if parts.count >= 3, let a = Int32(parts[parts.count - 2]), let bytes = Int(parts[parts.count - 1]) {
-                    entries[parts.dropLast(2).joined(separator: "\t")] = (a, bytes)
+                let n = parts.count
+                if n >= 6, parts[2] == Self.generation, let a = Int32(parts[n - 3]), let m = Int32(parts[n - 2]),
+                   let bytes = Int(parts[n - 1]) {
+                    entries[parts.dropLast(3).joined(separator: "\t")] = CUDAAlgorithmChoice(algorithm: a, mathType: m, workspace: bytes)
+                } else {
+                    otherLines.append(line)
                 }
             }
         }
@@ -103,15 +115,17 @@ final class CUDAAlgorithmCache {
             + "\t\(s.inChannels)x\(s.outChannels)x\(s.extent)\t\(d.rawValue)"
     }
 
-    func lookup(_ key: String) -> (algorithm: Int32, workspace: Int)? { entries[key] }
+    func lookup(_ key: String) -> CUDAAlgorithmChoice? { entries[key] }
 
-    func store(_ key: String, _ algorithm: Int32, workspace: Int) {
-        entries[key] = (algorithm, workspace)
-        let text = entries.keys.sorted().map { "\($0)\t\(entries[$0]!.algorithm)\t\(entries[$0]!.workspace)" }
-            .joined(separator: "\n") + "\n"
+    func store(_ key: String, _ choice: CUDAAlgorithmChoice) {
+        entries[key] = choice
+        let lines = otherLines.map(String.init) + entries.keys.sorted().map {
+            let c = entries[$0]!
+            return "\($0)\t\(c.algorithm)\t\(c.mathType)\t\(c.workspace)"
+        }
         try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
                                                  withIntermediateDirectories: true)
-        try? AtomicFile.write(Data(text.utf8), to: path)  // best effort, like the folder above
+        try? AtomicFile.write(Data((lines.joined(separator: "\n") + "\n").utf8), to: path)  // best effort, like the folder above
     }
 }
 
@@ -186,7 +200,7 @@ extension CUDABackend {
         guard ifcn_conv3_algorithm(conv, direction.rawValue) < 0 else { return conv }
         let key = algorithmCache.key(shape, direction, convolutionVariant, algorithmPolicy)
         if let cached = algorithmCache.lookup(key) {
-            ifcn_conv3_set_algorithm(conv, direction.rawValue, cached.algorithm)
+            ifcn_conv3_set_algorithm(conv, direction.rawValue, cached.algorithm, cached.mathType)
             growConvolutionWorkspace(to: cached.workspace)
             return conv
         }
@@ -234,7 +248,7 @@ extension CUDABackend {
             guard r == 0 else { return (r, nil) }
             let chosen = candidates.prefix(Int(count)).first {
                 $0.status == 0 && $0.workspace_bytes <= ws.bytes && (!deterministic || $0.deterministic != 0)
-                    && ifcn_conv3_allows(conv, direction.rawValue, $0.algorithm) != 0
+                    && ifcn_conv3_allows(conv, direction.rawValue, $0.algorithm, $0.math_type) != 0
             }
             return (0, chosen)
         }
@@ -258,9 +272,10 @@ extension CUDABackend {
                        + "\(findBytes >> 20) MiB of workspace (Find: \(String(cString: ifcn_cudnn_error_string(status))))")
         }
         let algorithm = c.algorithm, needed = c.workspace_bytes
-        ifcn_conv3_set_algorithm(conv, direction.rawValue, algorithm)
+        // Under the math type Find ran it with (cuDNN may list an algorithm under another than the descriptor's).
+        ifcn_conv3_set_algorithm(conv, direction.rawValue, algorithm, c.math_type)
         keepConvolutionWorkspace(needed)
-        algorithmCache.store(key, algorithm, workspace: needed)
+        algorithmCache.store(key, CUDAAlgorithmChoice(algorithm: algorithm, mathType: c.math_type, workspace: needed))
         return conv
     }
 

@@ -91,14 +91,14 @@ extension CUDABackend {
         guard found == 0 else { return problem("cudnnFind...Ex", found) }
         // As the backend chooses (float32 math: no FFT or Winograd algorithm).
         let usable = candidates.prefix(Int(count)).filter {
-            $0.status == 0 && $0.workspace_bytes <= workspace.bytes && ifcn_conv3_allows(conv, direction, $0.algorithm) != 0
+            $0.status == 0 && $0.workspace_bytes <= workspace.bytes && ifcn_conv3_allows(conv, direction, $0.algorithm, $0.math_type) != 0
         }
         guard let fastest = usable.first else {
             result.problem = "no algorithm ran within \(workspace.bytes >> 20) MiB of workspace"
             return result
         }
         func time(_ c: ifcn_conv3_candidate) -> AlgorithmTiming? {
-            ifcn_conv3_set_algorithm(conv, direction, c.algorithm)
+            ifcn_conv3_set_algorithm(conv, direction, c.algorithm, c.math_type)
             func run() -> Int32 {
                 switch call.direction {
                 case .forward: return ifcn_conv3_forward(cudnn, conv, x, w, 0, y, workspace.address, workspace.bytes)

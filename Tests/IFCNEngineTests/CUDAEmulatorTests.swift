@@ -463,15 +463,18 @@ final class CUDAEmulatorTests: XCTestCase {
     }
 
     /// Without `--gpu-layout`, the tensor-core maths run their convolutions on channels-last copies (faster on an
-    /// H200, with less workspace: `GPUMath.defaultLayout`) and float32 math on ifcn's own NCDHW tensors; training
-    /// (tf32 by default) too.
+    /// H200, with less workspace: `GPUMath.defaultLayout(activations:)`), float32 math and bf16 math with bfloat16
+    /// activations on ifcn's own NCDHW tensors; training (tf32 by default) too.
     func testEachMathRunsInItsDefaultLayout() throws {
-        XCTAssertEqual(GPUMath.allCases.map(\.defaultLayout), [.ncdhw, .ndhwc, .ndhwc])
+        XCTAssertEqual(GPUMath.allCases.map { $0.defaultLayout() }, [.ncdhw, .ndhwc, .ndhwc])
+        XCTAssertEqual(GPUMath.allCases.map { $0.defaultLayout(activations: .bf16) }, [.ncdhw, .ndhwc, .ncdhw])
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("ifcn-emulator-default-layout-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: work) }
-        for (math, layout) in [("fp32", "ncdhw"), ("tf32", "ndhwc"), ("bf16", "ndhwc")] {
-            let cache = work.appendingPathComponent("cache-\(math)")
-            let r = try ifcn(["bench", "--backend", "cuda", "--gpu-math", math, "--channels", "4", "--patch", "16", "--steps", "1", "--json"],
+        for (math, activations, layout) in [("fp32", "fp32", "ncdhw"), ("tf32", "fp32", "ndhwc"), ("bf16", "fp32", "ndhwc"),
+                                            ("bf16", "bf16", "ncdhw")] {
+            let cache = work.appendingPathComponent("cache-\(math)-\(activations)")
+            let r = try ifcn(["bench", "--backend", "cuda", "--gpu-math", math, "--gpu-activations", activations, "--channels", "4",
+                              "--patch", "16", "--steps", "1", "--json"],
                              extra: ["IFCN_CACHE_DIR": cache.path])
             XCTAssertEqual(r.status, 0, r.summary)
             let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.summary)

@@ -5,6 +5,10 @@
 #   OUT=results scripts/gpu_check.sh -> prints every step and a summary table; JSON in $OUT
 #   OUT=results scripts/gpu_check.sh speed -> only the speed parts (devices, benches, training curves, convolution
 #                                       sweep): for a second run on the same lent machine when the first ran out of time
+#   OUT=results scripts/gpu_check.sh bf16act -> bf16 math with bfloat16 activations alone: its benches (both layouts)
+#                                       next to PyTorch's best (bf16 autocast, channels-last), every kernel against the
+#                                       CPU, and its training curve against fp32 with more seeds (GPU_CHECK_CURVE_SEEDS,
+#                                       default 6 to 11): a short second device run
 # Steps, in this order (a budget guard skips what would not fit, saying so; GPU_CHECK_BUDGET seconds, default 450):
 # ifcn devices; ifcn bench at C=64, P=128 (fp32, tf32, bf16 in their default layouts, with --profile: time per kind of
 # kernel) and bf16 with bfloat16 activations (--gpu-activations bf16, channels-last and NCDHW) next to
@@ -21,8 +25,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 part=${1:-all}
-[[ $part == all || $part == speed ]] || { echo "usage: scripts/gpu_check.sh [all|speed]"; exit 2; }
+[[ $part == all || $part == speed || $part == bf16act ]] || { echo "usage: scripts/gpu_check.sh [all|speed|bf16act]"; exit 2; }
 correctness() { [[ $part == all ]]; }   # the correctness sections run in a full check only
+narrow() { [[ $part == bf16act ]]; }    # bf16 activations' checks alone
 # GPU_CHECK_EMULATOR=DIR: a rehearsal on a machine without a GPU, on the CPU emulator of the NVIDIA libraries
 # (scripts/cuda_emulator.sh DIR; Tests/CUDAEmulator): every section at toy sizes, so that the commands, the files
 # they write and the summary run on real output before a lent device spends its minutes. Its figures measure nothing.
@@ -86,9 +91,10 @@ run_ifcn "$ifcn" devices --json > "$OUT/devices.json" 2>>"$log"
 run_ifcn "$ifcn" devices --compile-kernels 2>&1 | tail -2 | tee -a "$log"
 
 section "bench: ifcn (fp32, tf32, bf16) and PyTorch"
-run_ifcn timeout $(cap 100) "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels $MC --patch $MP --steps $STEPS 2>&1 | tee -a "$log"
+narrow || run_ifcn timeout $(cap 100) "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels $MC --patch $MP --steps $STEPS 2>&1 | tee -a "$log"
 # Each C=64, P=128 run below starts only while 30 s of the budget are left; the comparison with PyTorch comes first.
-for m in fp32 tf32 bf16; do
+ifcn_modes=(fp32 tf32 bf16); narrow && ifcn_modes=()
+for m in ${ifcn_modes[@]+"${ifcn_modes[@]}"}; do
     fits 30 "the ifcn bench ($m)" || continue
     run_paper timeout $(cap 150) "$ifcn" bench --backend cuda --gpu-math $m --variant paper --channels $PC --patch $PP --steps $STEPS --json \
         --profile > "$OUT/bench_ifcn_$m.json" 2> "$OUT/bench_ifcn_$m.err"; echo "exit $?" >> "$OUT/bench_ifcn_$m.err"
@@ -106,7 +112,8 @@ for l in ndhwc ncdhw; do
 done
 # PyTorch in each mode, channels-last (_cl) with the two tensor-core modes: the issue's bar is the best of every mode
 # with channels-last tried. GPU_CHECK_PYTORCH_MODES picks some (a second run on the same card needs not repeat them).
-for m in ${GPU_CHECK_PYTORCH_MODES:-fp32 tf32 bf16 tf32_cl bf16_cl}; do
+torch_modes="fp32 tf32 bf16 tf32_cl bf16_cl"; narrow && torch_modes=bf16_cl   # bf16_cl: PyTorch's best on the H200
+for m in ${GPU_CHECK_PYTORCH_MODES:-$torch_modes}; do
     fits 30 "the PyTorch bench ($m)" || continue
     layout=(); [[ $m == *_cl ]] && layout=(--channels-last)
     timeout $(cap 120) python3 bench/pytorch_step.py --device cuda --mode ${m%_cl} ${layout[@]+"${layout[@]}"} --variant paper \
@@ -114,19 +121,20 @@ for m in ${GPU_CHECK_PYTORCH_MODES:-fp32 tf32 bf16 tf32_cl bf16_cl}; do
 done
 # The tensor-core modes on ifcn's own NCDHW tensors (no copies; their default layout, channels-last, is the one above).
 for m in tf32 bf16; do
+    narrow && continue
     fits 30 "the ifcn NCDHW bench ($m)" || continue
     run_paper timeout $(cap 150) "$ifcn" bench --backend cuda --gpu-math $m --gpu-layout ncdhw --variant paper --channels $PC --patch $PP \
         --steps $STEPS --json --profile > "$OUT/bench_ifcn_${m}_ncdhw.json" 2> "$OUT/bench_ifcn_${m}_ncdhw.err"; echo "exit $?" >> "$OUT/bench_ifcn_${m}_ncdhw.err"
     cat "$OUT/bench_ifcn_${m}_ncdhw.json" | tee -a "$log"; tail -3 "$OUT/bench_ifcn_${m}_ncdhw.err" | tee -a "$log"
 done
 # The same tf32 step with cuDNN's fastest algorithms, deterministic or not (PyTorch's cudnn.benchmark takes those too).
-if fits 30 "the ifcn bench with the fastest algorithms"; then
+if ! narrow && fits 30 "the ifcn bench with the fastest algorithms"; then
 run_paper env IFCN_CUDNN_ALGORITHMS=fastest timeout $(cap 150) "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels $PC \
     --patch $PP --steps $STEPS --json > "$OUT/bench_ifcn_tf32_fastest.json" 2> "$OUT/bench_ifcn_tf32_fastest.err"
 cat "$OUT/bench_ifcn_tf32_fastest.json" | tee -a "$log"; tail -3 "$OUT/bench_ifcn_tf32_fastest.err" | tee -a "$log"
 fi
 # The same tf32 step with its patch uploads straight from pageable memory, as before session 16 (the pinned slots' worth).
-if fits 30 "the ifcn bench with pageable uploads"; then
+if ! narrow && fits 30 "the ifcn bench with pageable uploads"; then
 run_paper env IFCN_CUDA_UPLOAD_SLOT_BYTES=0 timeout $(cap 150) "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels $PC \
     --patch $PP --steps $STEPS --json > "$OUT/bench_ifcn_tf32_pageable.json" 2> "$OUT/bench_ifcn_tf32_pageable.err"
 cat "$OUT/bench_ifcn_tf32_pageable.json" | tee -a "$log"; tail -3 "$OUT/bench_ifcn_tf32_pageable.err" | tee -a "$log"
@@ -157,7 +165,7 @@ done
 fi
 
 section "every kernel on the GPU against the CPU, layer by layer (fp32 math, relL2 <= 1e-5)"
-if correctness && fits 20 "the kernel-by-kernel check"; then
+if (correctness || narrow) && fits 20 "the kernel-by-kernel check"; then
 run_ifcn timeout $(cap 60) "$ifcn" check-backends --backend cuda --threads 8 > "$OUT/check_backends.txt" 2>&1; layers_rc=$?
 run_ifcn timeout $(cap 60) "$ifcn" check-backends --backend cuda --threads 8 --channels 16 --extent 32,32,32 >> "$OUT/check_backends.txt" 2>&1
 layers_rc=$(( layers_rc + $? ))
@@ -173,7 +181,7 @@ grep -E "FAIL|passed" "$OUT/check_backends.txt" | tee -a "$log"
 fi
 
 section "convolution sweep at C=64, P=128: a step's 3x3x3 convolutions as ifcn runs them and in the other precision and layouts (issue 10's levers)"
-if fits 100 "the convolution sweep"; then
+if ! narrow && fits 100 "the convolution sweep"; then
 run_paper timeout $(cap 150) "$ifcn" bench --backend cuda --gpu-math tf32 --variant paper --channels $PC --patch $PP --steps 1 --json \
     --conv-sweep --sweep-seconds 60 > "$OUT/bench_sweep.json" 2> "$OUT/bench_sweep.err"; echo "exit $?" >> "$OUT/bench_sweep.err"
 tail -4 "$OUT/bench_sweep.err" | tee -a "$log"
@@ -183,10 +191,15 @@ section "training curves: tf32 (the training default), bf16 and bf16 with bfloat
 # bench/precision_curves.sh on the GPU, every run side by side, one rank each: fp32, tf32 and bf16 with seed 1 and fp32
 # with seeds 2 and 3 (bench/compare_curves.py: a math matches when its last epochs' loss and validation Dice lie no
 # further from fp32's than the other seeds' do), and with each extra seed the three maths again, paired seed by seed.
+curve_maths=()
+if narrow; then   # bf16 activations against fp32 alone, with other seeds than the full check's
+    curve_maths=(--maths bf16act) CURVE_SEEDS=()
+    for seed in ${GPU_CHECK_CURVE_SEEDS:-6 7 8 9 10 11}; do CURVE_SEEDS+=(--extra-seed "$seed"); done
+fi
 if fits 150 "the training curves"; then
 t0=$(date +%s)
 run_ifcn env IFCN_BIN="$ifcn" timeout $(cap $CURVE_SECONDS) bash bench/precision_curves.sh "$B/curves" --backend cuda --iterations $CURVE_ITERS \
-    --channels $MC --patch $DP ${CURVE_SEEDS[@]+"${CURVE_SEEDS[@]}"} > "$OUT/curves.txt" 2>&1
+    --channels $MC --patch $DP ${curve_maths[@]+"${curve_maths[@]}"} ${CURVE_SEEDS[@]+"${CURVE_SEEDS[@]}"} > "$OUT/curves.txt" 2>&1
 curve_seconds=$(( $(date +%s) - t0 ))
 grep -v "^[0-9:]* training" "$OUT/curves.txt" | tee -a "$log"
 cp "$B"/curves/curves*.json "$OUT/" 2>/dev/null

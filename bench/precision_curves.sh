@@ -7,7 +7,9 @@
 # the CUDA backend's (IFCN_EMULATE_GPU_MATH: every convolution's operands rounded as the GPU rounds them, exact
 # products, float32 sums; docs/ARCHITECTURE.md), so the curves show what the rounding does to training, not a GPU's
 # sum order. With --extra-seed S (repeatable), fp32, tf32 and bf16 also train with seed S, and tf32 and bf16 are judged
-# against fp32 with seed S (the other fp32 seeds its noise); a last table pairs each math with fp32 seed by seed.
+# against fp32 with seed S (the other fp32 seeds its noise); a last table pairs each math with fp32 seed by seed, and
+# with three seeds or more a line per math gives the mean paired difference with its 95 % interval, next to fp32's
+# seed-to-seed standard deviation (the exit status stays the seed-by-seed verdict).
 # With --backend cuda the runs train on the GPU instead, each math as the CUDA backend computes it (--gpu-math, in its
 # default layout), all at once (scripts/gpu_check.sh runs it so on a lent GPU). --maths picks the maths compared with
 # fp32 (default: tf32 bf16 on the CPU, as session 19 measured; tf32 bf16 bf16act on the GPU), among them "bf16act",
@@ -139,7 +141,27 @@ print(f"| mean | {mean(fp32['loss']):.1f} | {mean(fp32['dice']):.3f} | "
 print()
 print(f"fp32 across the {len(seeds)} seeds: loss {min(fp32['loss']):.1f} to {max(fp32['loss']):.1f}, "
       f"val Dice {min(fp32['dice']):.3f} to {max(fp32['dice']):.3f}")
-json.dump({"seeds": seeds, "fp32": fp32, "minus_fp32": diffs}, open(os.path.join(out, "curves_paired.json"), "w"), indent=1)
+# Pooled over the seeds: each math's mean paired difference with its standard error and 95 % interval, against
+# fp32's seed-to-seed standard deviation (all fp32 seeds, 2 and 3 included): how far the math moves training on
+# average, next to how far a change of seed moves it.
+sd = lambda v: (sum((x - mean(v)) ** 2 for x in v) / (len(v) - 1)) ** 0.5
+all_fp32 = {k: [final("fp32", s, key) for s in ["1", "2", "3"] + [s for s in seeds if s != "1"]]
+            for k, key in (("loss", "train_loss"), ("dice", "val_dice"))}
+pooled = {}
+if len(seeds) >= 3:
+    print()
+    for m in maths:
+        pooled[m] = {}
+        cells = []
+        for k, name, fmt in (("loss", "loss", "{:+.1f}"), ("dice", "val Dice", "{:+.3f}")):
+            d = diffs[m][k]
+            se = sd(d) / len(d) ** 0.5
+            pooled[m][k] = {"mean": mean(d), "standard_error": se, "fp32_seed_sd": sd(all_fp32[k])}
+            cells.append(f"{name} {fmt.format(mean(d))} (95 % interval {fmt.format(mean(d) - 2 * se)} to "
+                         f"{fmt.format(mean(d) + 2 * se)}; fp32's seeds: standard deviation {sd(all_fp32[k]):.3g})")
+        print(f"{m} - fp32, mean over {len(seeds)} seeds: " + "; ".join(cells))
+json.dump({"seeds": seeds, "fp32": fp32, "minus_fp32": diffs, "pooled": pooled},
+          open(os.path.join(out, "curves_paired.json"), "w"), indent=1)
 PY
     fi
     exit $status

@@ -79,7 +79,7 @@ for spec in "${runs[@]}"; do
         train=(env IFCN_EMULATE_GPU_MATH=bf16 IFCN_EMULATE_GPU_ACTIVATIONS=bf16 "$ifcn" train --backend cpu --threads 1)
     elif [[ $backend == cpu ]]; then train=(env IFCN_EMULATE_GPU_MATH="$math" "$ifcn" train --backend cpu --threads 1)
     elif [[ $math == bf16act ]]; then train=("$ifcn" train --backend cuda --gpu-math bf16 --gpu-activations bf16)
-    else train=("$ifcn" train --backend cuda --gpu-math "$math"); fi
+    else train=("$ifcn" train --backend cuda --gpu-math "$math" --gpu-activations fp32); fi
     "${train[@]}" --data "$out/data4" --output "$run" --variant paper --channels "$channels" --patch "$patch" \
         --iterations "$iterations" --iters-per-epoch "$per_epoch" --lr-steps "$lr_step" --seed "$seed" \
         --progress-seconds 600 > "$run.txt" 2>&1 &

@@ -96,7 +96,7 @@ narrow || run_ifcn timeout $(cap 100) "$ifcn" bench --backend cuda --gpu-math tf
 ifcn_modes=(fp32 tf32 bf16); narrow && ifcn_modes=()
 for m in ${ifcn_modes[@]+"${ifcn_modes[@]}"}; do
     fits 30 "the ifcn bench ($m)" || continue
-    run_paper timeout $(cap 150) "$ifcn" bench --backend cuda --gpu-math $m --variant paper --channels $PC --patch $PP --steps $STEPS --json \
+    run_paper timeout $(cap 150) "$ifcn" bench --backend cuda --gpu-math $m --gpu-activations fp32 --variant paper --channels $PC --patch $PP --steps $STEPS --json \
         --profile > "$OUT/bench_ifcn_$m.json" 2> "$OUT/bench_ifcn_$m.err"; echo "exit $?" >> "$OUT/bench_ifcn_$m.err"
     cat "$OUT/bench_ifcn_$m.json" | tee -a "$log"; tail -5 "$OUT/bench_ifcn_$m.err" | tee -a "$log"
 done
@@ -123,7 +123,7 @@ done
 for m in tf32 bf16; do
     narrow && continue
     fits 30 "the ifcn NCDHW bench ($m)" || continue
-    run_paper timeout $(cap 150) "$ifcn" bench --backend cuda --gpu-math $m --gpu-layout ncdhw --variant paper --channels $PC --patch $PP \
+    run_paper timeout $(cap 150) "$ifcn" bench --backend cuda --gpu-math $m --gpu-activations fp32 --gpu-layout ncdhw --variant paper --channels $PC --patch $PP \
         --steps $STEPS --json --profile > "$OUT/bench_ifcn_${m}_ncdhw.json" 2> "$OUT/bench_ifcn_${m}_ncdhw.err"; echo "exit $?" >> "$OUT/bench_ifcn_${m}_ncdhw.err"
     cat "$OUT/bench_ifcn_${m}_ncdhw.json" | tee -a "$log"; tail -3 "$OUT/bench_ifcn_${m}_ncdhw.err" | tee -a "$log"
 done
@@ -157,7 +157,7 @@ run_ifcn timeout $(cap 60) "$ifcn" check-reference Tests/IFCNEngineTests/Fixture
 fixtures+=("paper_c4_p32_fp32_ndhwc=$?")
 tail -2 "$OUT/fixture_paper_c4_p32_ndhwc.txt" | sed "s/^/fp32 ndhwc: /" | tee -a "$log"
 for m in tf32 bf16 bf16_act; do   # the speed modes' distance from PyTorch float32 (they are not meant to meet its tolerance)
-    flags=(--gpu-math ${m%_act}); [[ $m == bf16_act ]] && flags+=(--gpu-activations bf16)
+    flags=(--gpu-math ${m%_act} --gpu-activations fp32); [[ $m == bf16_act ]] && flags=(--gpu-math bf16 --gpu-activations bf16)
     run_ifcn timeout $(cap 60) "$ifcn" check-reference Tests/IFCNEngineTests/Fixtures/paper_c4_p32.safetensors --backend cuda "${flags[@]}" \
         --quiet > "$OUT/fixture_paper_c4_p32_$m.txt" 2>&1
     tail -3 "$OUT/fixture_paper_c4_p32_$m.txt" | sed "s/^/$m: /" | tee -a "$log"

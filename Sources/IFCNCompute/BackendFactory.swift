@@ -33,11 +33,13 @@ public enum Backends {
     /// Builds the backend. CPU: `threads` compute threads (default all cores). CUDA: the GPU of
     /// index `localRank` modulo the GPUs visible (`CUDA_VISIBLE_DEVICES` is honoured by the driver),
     /// with `gpuMath` and `gpuLayout` (default: the math's, `GPUMath.defaultLayout(activations:)`) for the convolutions, and a
-    /// training network's activations in `gpuActivations` (bfloat16 only with bf16 math). `note` receives one line
+    /// training network's activations in `gpuActivations` (bfloat16 only with bf16 math; default: the math's,
+    /// `GPUMath.defaultActivations`). `note` receives one line
     /// when auto falls back to the CPU, which ignores the GPU's options.
     public static func make(_ kind: BackendKind, threads: Int? = nil, localRank: Int = Backends.localRank,
-                            gpuMath: GPUMath = .fp32, gpuLayout: TensorLayout? = nil, gpuActivations: ElementFormat = .fp32,
+                            gpuMath: GPUMath = .fp32, gpuLayout: TensorLayout? = nil, gpuActivations: ElementFormat? = nil,
                             note: (String) -> Void = { _ in }) throws -> any ComputeBackend {
+        let gpuActivations = gpuActivations ?? gpuMath.defaultActivations
         let gpuLayout = gpuLayout ?? gpuMath.defaultLayout(activations: gpuActivations)
         _ = try ConvolutionAlgorithm.override()  // a bad IFCN_CONV_ALGORITHM fails here, before any work
         // and a bad IFCN_EMULATE_BF16 or IFCN_EMULATE_GPU_MATH, or both at once

@@ -24,8 +24,9 @@ public struct TrainingOptions: Sendable {
     public var gpuMath: GPUMath = .tf32
     /// Memory order of the convolutions' operands when the backend is CUDA (nil: the math's default layout).
     public var gpuLayout: TensorLayout?
-    /// The format of the training network's activations and their gradients when the backend is CUDA.
-    public var gpuActivations: ElementFormat = .fp32
+    /// The format of the training network's activations and their gradients when the backend is CUDA (nil: the
+    /// math's, `GPUMath.defaultActivations`).
+    public var gpuActivations: ElementFormat? = nil
     /// How gradients are averaged across ranks.
     public var allreduce: AllreduceMethod = .auto
     public var validationCases: Int?

@@ -116,7 +116,8 @@ final class CUDAEmulatorTests: XCTestCase {
     func testReducedPrecisionMathsRunAndStayNearTheFixture() throws {
         var forward: [String: Double] = [:], gradients: [String: Double] = [:]
         for math in ["fp32", "tf32", "bf16", "bf16 activations"] {
-            let flags = math == "bf16 activations" ? ["--gpu-math", "bf16", "--gpu-activations", "bf16"] : ["--gpu-math", math]
+            let flags = math == "bf16 activations" ? ["--gpu-math", "bf16", "--gpu-activations", "bf16"]
+                : ["--gpu-math", math, "--gpu-activations", "fp32"]
             let r = try ifcn(["check-reference", "--backend", "cuda"] + flags + [fixture("paper_c4_p16")])
             XCTAssertTrue(r.stdout.contains("passed,"), r.summary)
             let d = distances(r.stdout)
@@ -148,7 +149,7 @@ final class CUDAEmulatorTests: XCTestCase {
     /// bf16 with bfloat16 activations, against the CPU emulating those too.
     func testCPUEmulationOfTheGPUMathAgreesWithTheGPUPath() throws {
         for math in ["tf32", "bf16"] {
-            let arguments = ["check-backends", "--backend", "cuda", "--gpu-math", math, "--threads", "2"]
+            let arguments = ["check-backends", "--backend", "cuda", "--gpu-math", math, "--gpu-activations", "fp32", "--threads", "2"]
             let emulated = try ifcn(arguments, extra: ["IFCN_EMULATE_GPU_MATH": math])
             XCTAssertEqual(emulated.status, 0, emulated.summary)
             XCTAssertTrue(emulated.stdout.contains("53 passed, 0 failed"), emulated.summary)
@@ -159,8 +160,8 @@ final class CUDAEmulatorTests: XCTestCase {
                 XCTAssertTrue(float32.stdout.contains("FAIL \(pass)"), float32.summary)
             }
         }
-        let step = ["check-reference", "--backend", "cuda", "--gpu-math", "bf16", "--quiet", "--compare-cpu", "--threads", "2",
-                    fixture("paper_c4_p16")]
+        let step = ["check-reference", "--backend", "cuda", "--gpu-math", "bf16", "--gpu-activations", "fp32", "--quiet", "--compare-cpu",
+                    "--threads", "2", fixture("paper_c4_p16")]
         let emulated = try ifcn(step, extra: ["IFCN_EMULATE_GPU_MATH": "bf16"])
         XCTAssertTrue(emulated.stdout.contains("ok   backend agreement with the CPU"), emulated.summary)
         let float32 = try ifcn(step)
@@ -468,6 +469,7 @@ final class CUDAEmulatorTests: XCTestCase {
     func testEachMathRunsInItsDefaultLayout() throws {
         XCTAssertEqual(GPUMath.allCases.map { $0.defaultLayout() }, [.ncdhw, .ndhwc, .ndhwc])
         XCTAssertEqual(GPUMath.allCases.map { $0.defaultLayout(activations: .bf16) }, [.ncdhw, .ndhwc, .ncdhw])
+        XCTAssertEqual(GPUMath.allCases.map(\.defaultActivations), [.fp32, .fp32, .bf16])
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("ifcn-emulator-default-layout-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: work) }
         for (math, activations, layout) in [("fp32", "fp32", "ncdhw"), ("tf32", "fp32", "ndhwc"), ("bf16", "fp32", "ndhwc"),
@@ -516,8 +518,8 @@ final class CUDAEmulatorTests: XCTestCase {
             var weights: [String: Data] = [:]
             for layout in ["ncdhw", "ndhwc"] {
                 let name = "\(math)_\(layout)"
-                let r = try ifcn(["train", "--backend", "cuda", "--gpu-math", math, "--gpu-layout", layout, "--data", path("data"),
-                                  "--output", path(name), "--channels", "4", "--patch", "16", "--iterations", "4",
+                let r = try ifcn(["train", "--backend", "cuda", "--gpu-math", math, "--gpu-activations", "fp32", "--gpu-layout", layout,
+                                  "--data", path("data"), "--output", path(name), "--channels", "4", "--patch", "16", "--iterations", "4",
                                   "--iters-per-epoch", "4", "--seed", "5", "--progress-seconds", "1000",
                                   "--dump-weights", path(name + ".w")])
                 XCTAssertEqual(r.status, 0, r.summary)
@@ -607,7 +609,9 @@ final class CUDAEmulatorTests: XCTestCase {
         let bf16 = ["--gpu-activations", "bf16"]
         let ncdhw = try XCTUnwrap(try train("ncdhw", 6, bf16 + ["--gpu-layout", "ncdhw"], environment: ["IFCN_CUDA_EMULATOR_GUARD": "front"]))
         XCTAssertEqual(try train("ndhwc", 6, bf16 + ["--gpu-layout", "ndhwc"]), ncdhw, "the layout changed the trained weights")
-        XCTAssertNotEqual(try train("float32", 6, ["--gpu-layout", "ncdhw"]), ncdhw, "float32 activations trained the same weights")
+        XCTAssertNotEqual(try train("float32", 6, ["--gpu-activations", "fp32", "--gpu-layout", "ncdhw"]), ncdhw,
+                          "float32 activations trained the same weights")
+        XCTAssertEqual(try train("default", 6, []), ncdhw, "bf16 math's defaults are not bfloat16 activations in NCDHW")
         _ = try train("resumed", 3, bf16 + ["--gpu-layout", "ncdhw"])
         XCTAssertEqual(try train("resumed", 6, bf16 + ["--gpu-layout", "ncdhw", "--resume"]), ncdhw, "the resumed run differs")
         XCTAssertEqual(try train("slots", 6, bf16 + ["--gpu-layout", "ncdhw"], environment: ["IFCN_CUDA_UPLOAD_SLOT_BYTES": "4096"]),

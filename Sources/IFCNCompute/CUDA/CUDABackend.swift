@@ -107,6 +107,11 @@ public enum GPUMath: String, CaseIterable, Sendable {
 }
 
 extension GPUMath {
+    /// The format of a training network's activations unless `--gpu-activations` says otherwise: bfloat16 with bf16
+    /// math, as PyTorch's bf16 autocast keeps them (on an H200 the faster step, in half the memory, and over ten seeds
+    /// a training curve with no offset from fp32's: docs/BENCHMARKS.md, "second device run"), else float32.
+    public var defaultActivations: ElementFormat { self == .bf16 ? .bf16 : .fp32 }
+
     /// The layout of the convolutions' operands unless `--gpu-layout` says otherwise. Measured on an H200 at C=64,
     /// P=128 (`bench --conv-sweep`, cuDNN 9.19, the fastest deterministic algorithm of each convolution of a step):
     /// channels-last copies run the tensor-core maths' convolutions faster than ifcn's NCDHW tensors (tf32 45.1 ms

@@ -8,7 +8,7 @@
 #   OUT=results scripts/gpu_check.sh bf16act -> bf16 math with bfloat16 activations alone: its benches (both layouts)
 #                                       next to PyTorch's best (bf16 autocast, channels-last), every kernel against the
 #                                       CPU, and its training curve against fp32 with more seeds (GPU_CHECK_CURVE_SEEDS,
-#                                       default 6 to 11): a short second device run
+#                                       default 6 to 11; set empty, seed 1 alone): a short second device run
 # Steps, in this order (a budget guard skips what would not fit, saying so; GPU_CHECK_BUDGET seconds, default 450):
 # ifcn devices; ifcn bench at C=64, P=128 (fp32, tf32, bf16 in their default layouts, with --profile: time per kind of
 # kernel) and bf16 with bfloat16 activations (--gpu-activations bf16, channels-last and NCDHW) next to
@@ -194,7 +194,7 @@ section "training curves: tf32 (the training default), bf16 and bf16 with bfloat
 curve_maths=()
 if narrow; then   # bf16 activations against fp32 alone, with other seeds than the full check's
     curve_maths=(--maths bf16act) CURVE_SEEDS=()
-    for seed in ${GPU_CHECK_CURVE_SEEDS:-6 7 8 9 10 11}; do CURVE_SEEDS+=(--extra-seed "$seed"); done
+    for seed in ${GPU_CHECK_CURVE_SEEDS-6 7 8 9 10 11}; do CURVE_SEEDS+=(--extra-seed "$seed"); done   # set empty: none
 fi
 if fits 150 "the training curves"; then
 t0=$(date +%s)

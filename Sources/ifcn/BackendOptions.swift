@@ -16,7 +16,7 @@ struct BackendOptions: ParsableArguments {
     @Option(name: .customLong("gpu-math"), help: "Convolution math on the GPU: fp32, tf32 (tensor cores) or bf16 (bfloat16 operands summed in float32, as PyTorch's bf16 autocast; weights, batch norm, loss and Adam stay float32, activations in bfloat16 unless --gpu-activations fp32).")
     var gpuMath: GPUMath?
 
-    @Option(name: .customLong("gpu-layout"), help: "Memory order of the convolutions' operands on the GPU: ncdhw (ifcn's own tensors, no copies) or ndhwc (channels-last: each convolution runs on channels-last copies of its operands, results copied back). Default: ndhwc with tf32 and bf16 (faster on an H200: docs/BENCHMARKS.md), ncdhw with fp32 and with bf16 with --gpu-activations bf16 (cuDNN then reads ifcn's bfloat16 tensors as they are, faster on an H200 than copies).")
+    @Option(name: .customLong("gpu-layout"), help: "Memory order of the convolutions' operands on the GPU: ncdhw (ifcn's own tensors, no copies) or ndhwc (channels-last: each convolution runs on channels-last copies of its operands, results copied back). Default: ndhwc with tf32 and with bf16 on float32 activations (faster on an H200: docs/BENCHMARKS.md); ncdhw with fp32 and with bf16 on its default bfloat16 activations (cuDNN then reads ifcn's bfloat16 tensors as they are, faster on an H200 than copies).")
     var gpuLayout: TensorLayout?
 
     @Option(name: .customLong("gpu-activations"), help: "Format of a training network's activations and their gradients on the GPU: fp32, or bf16 (with --gpu-math bf16, as PyTorch's bf16 autocast keeps them: half the memory and half the bytes moved; weights, batch-norm statistics, the loss's sums and Adam stay float32). Default: bf16 with --gpu-math bf16, else fp32.")

@@ -1058,9 +1058,15 @@ int algorithm_math(const Problem &p, int algorithm) {
     return p.x.type == DATA_BFLOAT16 && algorithm == 0 ? int(MATH_FMA) : p.c.math;
 }
 
+// A search on bfloat16 operands under FMA math is refused: not cuDNN's behaviour (it would search among its FMA
+// kernels alone, which on an H200 chose a weight gradient 6 times slower than the tensor-core one) but ifcn's rule,
+// that each search runs under the precision's own math type whatever math type the last pass left on the descriptor.
+bool search_refused(const Problem &p) { return p.x.type == DATA_BFLOAT16 && p.c.math == MATH_FMA; }
+
 // cudnnGet...Algorithm_v7: both algorithms, deterministic first, untimed.
 int heuristic(const Problem &p, int requested, int *count, emulated_algo_perf *perf) {
     if (int r = check_shapes(p.x, p.w, p.c, p.y)) return r;
+    if (search_refused(p)) return CUDNN_STATUS_BAD_PARAM;
     *count = 0;
     for (int a = 0; a < 2 && *count < requested; a++)
         perf[(*count)++] =
@@ -1089,6 +1095,7 @@ int find(const Problem &p, const void *xp, const void *wp, const void *yp, int r
          emulated_algo_perf *perf, void *workspace, size_t workspace_bytes) {
     std::lock_guard<std::mutex> g(big_lock);
     if (int r = check_shapes(p.x, p.w, p.c, p.y)) return r;
+    if (search_refused(p)) return CUDNN_STATUS_BAD_PARAM;
     if (workspace_bytes) check_range(CUdeviceptr(uintptr_t(workspace)), workspace_bytes, "Find...Ex workspace");
     p.check_buffers(xp, wp, yp);
     std::vector<emulated_algo_perf> found;

@@ -141,10 +141,13 @@ print(f"| mean | {mean(fp32['loss']):.1f} | {mean(fp32['dice']):.3f} | "
 print()
 print(f"fp32 across the {len(seeds)} seeds: loss {min(fp32['loss']):.1f} to {max(fp32['loss']):.1f}, "
       f"val Dice {min(fp32['dice']):.3f} to {max(fp32['dice']):.3f}")
-# Pooled over the seeds: each math's mean paired difference with its standard error and 95 % interval, against
-# fp32's seed-to-seed standard deviation (all fp32 seeds, 2 and 3 included): how far the math moves training on
-# average, next to how far a change of seed moves it.
+# Pooled over the seeds: each math's mean paired difference with its standard error and 95 % interval (Student's t
+# with n - 1 degrees of freedom), against fp32's seed-to-seed standard deviation (all fp32 seeds, 2 and 3 included):
+# how far the math moves training on average, next to how far a change of seed moves it.
 sd = lambda v: (sum((x - mean(v)) ** 2 for x in v) / (len(v) - 1)) ** 0.5
+T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+t975 = lambda df: T975[df - 1] if df <= len(T975) else 1.96
 all_fp32 = {k: [final("fp32", s, key) for s in ["1", "2", "3"] + [s for s in seeds if s != "1"]]
             for k, key in (("loss", "train_loss"), ("dice", "val_dice"))}
 pooled = {}
@@ -156,9 +159,11 @@ if len(seeds) >= 3:
         for k, name, fmt in (("loss", "loss", "{:+.1f}"), ("dice", "val Dice", "{:+.3f}")):
             d = diffs[m][k]
             se = sd(d) / len(d) ** 0.5
-            pooled[m][k] = {"mean": mean(d), "standard_error": se, "fp32_seed_sd": sd(all_fp32[k])}
-            cells.append(f"{name} {fmt.format(mean(d))} (95 % interval {fmt.format(mean(d) - 2 * se)} to "
-                         f"{fmt.format(mean(d) + 2 * se)}; fp32's seeds: standard deviation {sd(all_fp32[k]):.3g})")
+            half = t975(len(d) - 1) * se
+            pooled[m][k] = {"mean": mean(d), "standard_error": se, "interval95": [mean(d) - half, mean(d) + half],
+                            "fp32_seed_sd": sd(all_fp32[k])}
+            cells.append(f"{name} {fmt.format(mean(d))} (95 % interval {fmt.format(mean(d) - half)} to "
+                         f"{fmt.format(mean(d) + half)}; fp32's seeds: standard deviation {sd(all_fp32[k]):.3g})")
         print(f"{m} - fp32, mean over {len(seeds)} seeds: " + "; ".join(cells))
 json.dump({"seeds": seeds, "fp32": fp32, "minus_fp32": diffs, "pooled": pooled},
           open(os.path.join(out, "curves_paired.json"), "w"), indent=1)

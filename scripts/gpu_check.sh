@@ -10,10 +10,10 @@
 #                                       CPU, and its training curve against fp32 with more seeds (GPU_CHECK_CURVE_SEEDS,
 #                                       default 6 to 11; set empty, seed 1 alone): a short second device run
 # Steps, in this order (a budget guard skips what would not fit, saying so; GPU_CHECK_BUDGET seconds, default 450):
-# ifcn devices; ifcn bench at C=64, P=128 (fp32, tf32, bf16 in their default layouts, with --profile: time per kind of
-# kernel) and bf16 with bfloat16 activations (--gpu-activations bf16, channels-last and NCDHW) next to
+# ifcn devices; ifcn bench at C=64, P=128 (fp32, tf32, and bf16 on float32 activations, in their default layouts, with
+# --profile: time per kind of kernel) and bf16 with bfloat16 activations (bf16's default; channels-last and NCDHW) next to
 # bench/pytorch_step.py --device cuda (fp32, tf32, bf16; tf32 and bf16 channels-last); ifcn's tf32 and
-# bf16 on NCDHW tensors (profiled too), tf32 with IFCN_CUDNN_ALGORITHMS=fastest and with IFCN_CUDA_UPLOAD_SLOT_BYTES=0
+# bf16 (float32 activations) on NCDHW tensors (profiled too), tf32 with IFCN_CUDNN_ALGORITHMS=fastest and with IFCN_CUDA_UPLOAD_SLOT_BYTES=0
 # (uploads from pageable memory); every fixture through check-reference on the GPU (fp32 math), with a bitwise repeat
 # and agreement with the CPU, and paper_c4_p32 on channels-last copies; every kernel against the CPU; the step's
 # convolutions timed in cuDNN as ifcn runs them and as the other precisions and layouts would (bench --conv-sweep);

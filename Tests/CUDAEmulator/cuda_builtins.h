@@ -14,10 +14,22 @@
 
 // NVRTC's built-in 16-byte vector type (the kernels stream rows through it; the emulator is compiled with
 // -fno-strict-aliasing, as the kernels read float and bfloat16 rows as its words).
+// And its 8-byte one (a run of 4 bfloat16 elements in the pooling kernels). The kernels access them through
+// __ldcg and __stcg only, which stop the run on a misaligned address as the GPU would (CUDA_ERROR_MISALIGNED_ADDRESS).
 struct alignas(16) uint4 {
     unsigned x, y, z, w;
 };
-inline void __stcg(uint4 *p, uint4 v) { *p = v; }
+struct alignas(8) uint2 {
+    unsigned x, y;
+};
+[[noreturn]] void ifcn_emulator_misaligned(const void *p, unsigned bytes);
+template <typename V> inline void ifcn_emulator_check_alignment(const V *p) {
+    if (reinterpret_cast<unsigned long long>(p) % sizeof(V) != 0) ifcn_emulator_misaligned(p, sizeof(V));
+}
+inline uint4 __ldcg(const uint4 *p) { ifcn_emulator_check_alignment(p); return *p; }
+inline uint2 __ldcg(const uint2 *p) { ifcn_emulator_check_alignment(p); return *p; }
+inline void __stcg(uint4 *p, uint4 v) { ifcn_emulator_check_alignment(p); *p = v; }
+inline void __stcg(uint2 *p, uint2 v) { ifcn_emulator_check_alignment(p); *p = v; }
 
 struct ifcn_emulator_dim3 {
     unsigned x, y, z;

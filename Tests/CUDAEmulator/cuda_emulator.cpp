@@ -291,6 +291,13 @@ bool run_block_plainly(const ifcn_emulator_dim3 &block) {
 
 }  // namespace
 
+void ifcn_emulator_misaligned(const void *p, unsigned bytes) {
+    char address[32];
+    std::snprintf(address, sizeof address, "%p", p);
+    fatal(std::string("kernel ") + running_kernel + ": a " + std::to_string(bytes) + "-byte access at " + address +
+          ", not aligned to " + std::to_string(bytes) + " bytes (CUDA_ERROR_MISALIGNED_ADDRESS on a GPU)");
+}
+
 void ifcn_emulator_syncthreads() {
     if (!current_fiber)
         fatal(std::string("kernel ") + running_kernel +

@@ -64,21 +64,21 @@ extension CUDABackend {
         let n = tensor.count
         guard n > 0 else { return }
         let f = format(tensor)
-        launch1D(.reluForward, format: f, blocks: kernelBlocks(n), [kernelArg(tensor, f), .int64(Int64(n))])
+        launch1D(.reluForward, format: f, blocks: rowVectorBlocks(n, f), [kernelArg(tensor, f), .int64(Int64(n))])
     }
 
     public func reluBackward(output: TensorRef, grad: TensorRef) {
         let n = grad.count
         guard n > 0 else { return }
         let f = format(output)
-        launch1D(.reluBackward, format: f, blocks: kernelBlocks(n), [kernelArg(output, f), kernelArg(grad, f), .int64(Int64(n))])
+        launch1D(.reluBackward, format: f, blocks: rowVectorBlocks(n, f), [kernelArg(output, f), kernelArg(grad, f), .int64(Int64(n))])
     }
 
     public func sigmoidForward(input: TensorRef, output: TensorRef) {
         let n = input.count
         guard n > 0 else { return }
         let f = format(input)
-        launch1D(.sigmoidForward, format: f, blocks: kernelBlocks(n), [kernelArg(input, f), kernelArg(output, f), .int64(Int64(n))])
+        launch1D(.sigmoidForward, format: f, blocks: rowVectorBlocks(n, f), [kernelArg(input, f), kernelArg(output, f), .int64(Int64(n))])
     }
 
     /// Copies `t` (`operand` in ifcn's order) into `address` as the backend's convolutions take it: bfloat16 (round
@@ -325,11 +325,18 @@ extension CUDABackend {
 
     // MARK: - Pooling and upsampling
 
+    /// Blocks for a pooling or upsampling kernel over `n` elements (outputs of max pooling, inputs of upsampling):
+    /// a thread per 4 neighbouring elements where the extent lets the kernel move them 16 bytes at a time (the
+    /// kernel's `ifcn_pooling_vectorised`), else one per element.
+    fileprivate func poolingBlocks(_ n: Int, groupsOf4: Bool) -> Int {
+        kernelBlocks(groupsOf4 ? (n + 3) / 4 : n)
+    }
+
     public func maxPool2Forward(input: TensorRef, output: TensorRef, channels: Int, extent e: Extent3) {
         let outputs = channels * e.halved.voxels
         guard outputs > 0 else { return }
         let f = format(input)
-        launch1D(.maxPool2Forward, format: f, blocks: kernelBlocks(outputs),
+        launch1D(.maxPool2Forward, format: f, blocks: poolingBlocks(outputs, groupsOf4: e.w % 8 == 0),
                  [kernelArg(input, f), kernelArg(output, f), .int64(Int64(outputs)),
                   .int32(Int32(e.d)), .int32(Int32(e.h)), .int32(Int32(e.w))])
     }
@@ -339,7 +346,7 @@ extension CUDABackend {
         let outputs = channels * e.halved.voxels
         guard outputs > 0 else { return }
         let f = format(input)
-        launch1D(.maxPool2Backward, format: f, blocks: kernelBlocks(outputs),
+        launch1D(.maxPool2Backward, format: f, blocks: poolingBlocks(outputs, groupsOf4: e.w % 8 == 0),
                  [kernelArg(input, f), kernelArg(gradOutput, f), kernelArg(gradInput, f), .int64(Int64(outputs)),
                   .int32(Int32(e.d)), .int32(Int32(e.h)), .int32(Int32(e.w)), kernelFlag(accumulate)])
     }
@@ -348,7 +355,7 @@ extension CUDABackend {
         let inputs = channels * e.voxels
         guard inputs > 0 else { return }
         let f = format(input)
-        launch1D(.upsample2Forward, format: f, blocks: kernelBlocks(inputs),
+        launch1D(.upsample2Forward, format: f, blocks: poolingBlocks(inputs, groupsOf4: e.w % 4 == 0),
                  [kernelArg(input, f), kernelArg(output, f), .int64(Int64(inputs)),
                   .int32(Int32(e.d)), .int32(Int32(e.h)), .int32(Int32(e.w))])
     }
@@ -358,7 +365,7 @@ extension CUDABackend {
         let inputs = channels * e.voxels
         guard inputs > 0 else { return }
         let f = format(gradOutput)
-        launch1D(.upsample2Backward, format: f, blocks: kernelBlocks(inputs),
+        launch1D(.upsample2Backward, format: f, blocks: poolingBlocks(inputs, groupsOf4: e.w % 4 == 0),
                  [kernelArg(gradOutput, f), kernelArg(gradInput, f), .int64(Int64(inputs)),
                   .int32(Int32(e.d)), .int32(Int32(e.h)), .int32(Int32(e.w)), kernelFlag(accumulate)])
     }
@@ -420,7 +427,7 @@ extension CUDABackend {
                              weight: TensorRef, bias: TensorRef?, output: TensorRef, outChannels: Int) {
         guard outChannels > 0, voxels > 0 else { return }
         let f = format(input)
-        launchRows(.conv1Forward, format: f, blocks: kernelBlocks(voxels), rows: outChannels,
+        launchRows(.conv1Forward, format: f, blocks: rowVectorBlocks(voxels, f), rows: outChannels,
                    [kernelArg(input, f), kernelArg(weight), bias.map { kernelArg($0) } ?? .pointer(0), kernelArg(output, f),
                     .int32(Int32(inChannels)), .int64(Int64(voxels)), kernelFlag(bias != nil)])
     }
@@ -430,7 +437,7 @@ extension CUDABackend {
                               gradInput: TensorRef?, accumulate: Bool, gradWeight: TensorRef, gradBias: TensorRef?) {
         if let gradInput, inChannels > 0, voxels > 0 {
             let f = format(gradOutput)
-            launchRows(.conv1BackwardData, format: f, blocks: kernelBlocks(voxels), rows: inChannels,
+            launchRows(.conv1BackwardData, format: f, blocks: rowVectorBlocks(voxels, f), rows: inChannels,
                        [kernelArg(gradOutput, f), kernelArg(weight), kernelArg(gradInput, f), .int32(Int32(inChannels)),
                         .int32(Int32(outChannels)), .int64(Int64(voxels)), kernelFlag(accumulate)])
         }

@@ -218,49 +218,65 @@ enum CUDAKernelSource {
     // elements. A call qualifies when each of its rows is a multiple of the width and every tensor it streams is
     // 16-byte aligned (the arenas align blocks to 64 bytes, and a concatenation's halves lie whole rows apart);
     // otherwise the kernel reads element by element, computing the same values.
-    // (uint4: NVRTC's built-in 16-byte vector type. Stores go through __stcg, which NVRTC always emits as one
-    // 16-byte store; a plain assignment of the uint4 was split into four 4-byte stores in ifcn_bn_apply_bf16.)
-    template <typename A> struct ifcn_vec;
-    template <> struct ifcn_vec<float> {
-        static constexpr int width = 4;
-        static __device__ __forceinline__ void load(const float* p, float* v) {
-            const uint4 a = *(const uint4*)p;
-            v[0] = __uint_as_float(a.x);
-            v[1] = __uint_as_float(a.y);
-            v[2] = __uint_as_float(a.z);
-            v[3] = __uint_as_float(a.w);
+    // (uint4: NVRTC's built-in 16-byte vector type. Loads and stores go through __ldcg and __stcg, which NVRTC
+    // always emits as one 16-byte access (a plain assignment of the uint4 was split into four 4-byte stores in
+    // ifcn_bn_apply_bf16), caching in L2 only, as rows streamed once gain nothing from L1; the CPU emulator checks
+    // each one's alignment, as the GPU would fault on a misaligned one.)
+    // The 16- or 8-byte access itself, as 4-byte words.
+    template <int Bytes> struct ifcn_access;
+    template <> struct ifcn_access<16> {
+        static __device__ __forceinline__ void load(const void* p, unsigned int* w) {
+            const uint4 a = __ldcg((const uint4*)p);
+            w[0] = a.x; w[1] = a.y; w[2] = a.z; w[3] = a.w;
         }
-        static __device__ __forceinline__ void store(float* p, const float* v) {
+        static __device__ __forceinline__ void store(void* p, const unsigned int* w) {
             uint4 a;
-            a.x = __float_as_uint(v[0]);
-            a.y = __float_as_uint(v[1]);
-            a.z = __float_as_uint(v[2]);
-            a.w = __float_as_uint(v[3]);
+            a.x = w[0]; a.y = w[1]; a.z = w[2]; a.w = w[3];
             __stcg((uint4*)p, a);
         }
     };
-    template <> struct ifcn_vec<unsigned short> {
-        static constexpr int width = 8;
-        static __device__ __forceinline__ unsigned int pair(float lo, float hi) {
-            return (unsigned int)ifcn_bf16_bits(lo) | ((unsigned int)ifcn_bf16_bits(hi) << 16);
+    template <> struct ifcn_access<8> {
+        static __device__ __forceinline__ void load(const void* p, unsigned int* w) {
+            const uint2 a = __ldcg((const uint2*)p);
+            w[0] = a.x; w[1] = a.y;
         }
-        static __device__ __forceinline__ void load(const unsigned short* p, float* v) {
-            const uint4 a = *(const uint4*)p;
-            const unsigned int w[4] = {a.x, a.y, a.z, a.w};
-            for (int k = 0; k < 4; k++) {
-                v[2 * k] = __uint_as_float(w[k] << 16);
-                v[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
+        static __device__ __forceinline__ void store(void* p, const unsigned int* w) {
+            uint2 a;
+            a.x = w[0]; a.y = w[1];
+            __stcg((uint2*)p, a);
+        }
+    };
+
+    // `width` consecutive elements of type A in one access of Bytes bytes: a float32 element per word, or two
+    // bfloat16 ones (the first in the low half).
+    template <typename A, int Bytes> struct ifcn_chunk {
+        static constexpr int width = Bytes / (int)sizeof(A);
+        static __device__ __forceinline__ void load(const A* p, float* v) {
+            unsigned int w[Bytes / 4];
+            ifcn_access<Bytes>::load(p, w);
+            for (int k = 0; k < Bytes / 4; k++) {
+                if constexpr (sizeof(A) == 4) {
+                    v[k] = __uint_as_float(w[k]);
+                } else {
+                    v[2 * k] = __uint_as_float(w[k] << 16);
+                    v[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
+                }
             }
         }
-        static __device__ __forceinline__ void store(unsigned short* p, const float* v) {
-            uint4 a;
-            a.x = pair(v[0], v[1]);
-            a.y = pair(v[2], v[3]);
-            a.z = pair(v[4], v[5]);
-            a.w = pair(v[6], v[7]);
-            __stcg((uint4*)p, a);
+        static __device__ __forceinline__ void store(A* p, const float* v) {
+            unsigned int w[Bytes / 4];
+            for (int k = 0; k < Bytes / 4; k++) {
+                if constexpr (sizeof(A) == 4) {
+                    w[k] = __float_as_uint(v[k]);
+                } else {
+                    w[k] = (unsigned int)ifcn_bf16_bits(v[2 * k]) | ((unsigned int)ifcn_bf16_bits(v[2 * k + 1]) << 16);
+                }
+            }
+            ifcn_access<Bytes>::store(p, w);
         }
     };
+    // 16 bytes: the rows' vectors. (8 bytes: the end of a run, below.)
+    template <typename A> using ifcn_vec = ifcn_chunk<A, 16>;
 
     template <typename A>
     __device__ __forceinline__ bool ifcn_aligned16(const A* p) { return ((unsigned long long)p & 15ull) == 0; }
@@ -286,11 +302,19 @@ enum CUDAKernelSource {
     // The two ways a kernel walks a row of `voxels` elements of type A, in groups of the vector width where
     // `vectorised`, else of one element; body(ifcn_group<N>(), i) gets each group's first element i.
     // ifcn_row_part: block blockIdx.x's contiguous part (of `parts`), each thread's groups in order (reductions).
+    // Two groups per iteration while both are in the part, in the same order as one at a time (the sums stay the
+    // same): the second group's loads can then be in flight with the first's, as one load per thread at a time
+    // left a reduction short of the memory's bandwidth.
     template <int N, typename F>
     __device__ __forceinline__ void ifcn_row_part_in(long long voxels, int parts, F body) {
         long long lo, hi;
         ifcn_part_range(voxels / N, blockIdx.x, parts, &lo, &hi);
-        for (long long i = lo + threadIdx.x; i < hi; i += IFCN_BLOCK) body(ifcn_group<N>(), i * N);
+        long long i = lo + threadIdx.x;
+        for (; i + IFCN_BLOCK < hi; i += 2 * IFCN_BLOCK) {
+            body(ifcn_group<N>(), i * N);
+            body(ifcn_group<N>(), (i + IFCN_BLOCK) * N);
+        }
+        if (i < hi) body(ifcn_group<N>(), i * N);
     }
     template <typename A, typename F>
     __device__ __forceinline__ void ifcn_row_part(bool vectorised, long long voxels, int parts, F body) {
@@ -308,20 +332,55 @@ enum CUDAKernelSource {
         else ifcn_row_strided_in<1>(voxels, body);
     }
 
+    // A run of N consecutive elements (N a multiple of 8 bytes' worth), loaded and stored 16 bytes at a time and an
+    // 8-byte access for a remaining half (4 bfloat16 elements: a pooled row of four): the pooling and upsampling
+    // kernels move several outputs per thread so. p: aligned to the run's first 16 or 8 bytes.
+    template <typename A> using ifcn_half_vec = ifcn_chunk<A, 8>;
+
+    template <int N, typename A>
+    __device__ __forceinline__ void ifcn_load_run(const A* p, float* v) {
+        constexpr int W = ifcn_vec<A>::width, H = ifcn_half_vec<A>::width;
+        static_assert(N % H == 0, "a run is a whole number of 8-byte words");
+        for (int k = 0; k + W <= N; k += W) ifcn_vec<A>::load(p + k, v + k);
+        if constexpr (N % W != 0) ifcn_half_vec<A>::load(p + N / W * W, v + N / W * W);
+    }
+    template <int N, typename A>
+    __device__ __forceinline__ void ifcn_store_run(A* p, const float* v) {
+        constexpr int W = ifcn_vec<A>::width, H = ifcn_half_vec<A>::width;
+        static_assert(N % H == 0, "a run is a whole number of 8-byte words");
+        for (int k = 0; k + W <= N; k += W) ifcn_vec<A>::store(p + k, v + k);
+        if constexpr (N % W != 0) ifcn_half_vec<A>::store(p + N / W * W, v + N / W * W);
+    }
+
     // ---------------------------------------------------------------- element-wise
 
+    // The element-wise kernels take the tensor as one row, 16 bytes at a time where it is aligned and a whole
+    // number of vectors long.
     template <typename A>
     __device__ void ifcn_relu_forward_t(A* x, long long n) {
-        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) ifcn_put(x + i, ifcn_relu(ifcn_get(x + i)));
+        ifcn_row_strided<A>(ifcn_rows_vectorised(x, n), n, [&](auto g, long long i) {
+            constexpr int N = decltype(g)::n;
+            float v[N];
+            ifcn_load_group<N>(x + i, v);
+            for (int e = 0; e < N; e++) v[e] = ifcn_relu(v[e]);
+            ifcn_store_group<N>(x + i, v);
+        });
     }
     extern "C" __global__ void ifcn_relu_forward(float* x, long long n) { ifcn_relu_forward_t(x, n); }
     extern "C" __global__ void ifcn_relu_forward_bf16(unsigned short* x, long long n) { ifcn_relu_forward_t(x, n); }
 
     template <typename A>
     __device__ void ifcn_relu_backward_t(const A* y, A* g, long long n) {
-        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) {
-            if (!(ifcn_get(y + i) > 0.0f)) ifcn_put(g + i, 0.0f);
-        }
+        ifcn_row_strided<A>(ifcn_rows_vectorised(y, n) && ifcn_aligned16(g), n, [&](auto group, long long i) {
+            constexpr int N = decltype(group)::n;
+            float yv[N], gv[N];
+            ifcn_load_group<N>(y + i, yv);
+            ifcn_load_group<N>(g + i, gv);
+            for (int e = 0; e < N; e++) {
+                if (!(yv[e] > 0.0f)) gv[e] = 0.0f;
+            }
+            ifcn_store_group<N>(g + i, gv);
+        });
     }
     extern "C" __global__ void ifcn_relu_backward(const float* y, float* g, long long n) { ifcn_relu_backward_t(y, g, n); }
     extern "C" __global__ void ifcn_relu_backward_bf16(const unsigned short* y, unsigned short* g, long long n) {
@@ -330,9 +389,13 @@ enum CUDAKernelSource {
 
     template <typename A>
     __device__ void ifcn_sigmoid_forward_t(const A* x, A* y, long long n) {
-        for (long long i = ifcn_global_index(); i < n; i += ifcn_global_stride()) {
-            ifcn_put(y + i, __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-ifcn_get(x + i)))));
-        }
+        ifcn_row_strided<A>(ifcn_rows_vectorised(x, n) && ifcn_aligned16(y), n, [&](auto g, long long i) {
+            constexpr int N = decltype(g)::n;
+            float v[N];
+            ifcn_load_group<N>(x + i, v);
+            for (int e = 0; e < N; e++) v[e] = __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-v[e])));
+            ifcn_store_group<N>(y + i, v);
+        });
     }
     extern "C" __global__ void ifcn_sigmoid_forward(const float* x, float* y, long long n) { ifcn_sigmoid_forward_t(x, y, n); }
     extern "C" __global__ void ifcn_sigmoid_forward_bf16(const unsigned short* x, unsigned short* y, long long n) {
@@ -1088,29 +1151,66 @@ enum CUDAKernelSource {
 
     // ---------------------------------------------------------------- pooling, upsampling
 
-    // One thread per output element; d, h, w: the input extent. NaN counts as the maximum.
+    // Where input w is a multiple of 8 and the tensors are 16-byte aligned (every level of the network down to 8^3),
+    // a thread takes 4 neighbouring outputs along w of max pooling (their 2x2x2 windows: 4 rows of 8 inputs) or 4
+    // neighbouring inputs of upsampling (their 4 rows of 8 outputs), and moves them 16 bytes (8 for 4 bfloat16
+    // elements) at a time; else a thread takes one, element by element. Both compute the same values in the same
+    // order. (One 2-byte bfloat16 element per access kept too few bytes in flight: about half the bandwidth.)
+    // The launch grid (CUDABackend.poolingGroup) counts groups of 4 where the extent allows them.
+    template <typename A>
+    __device__ __forceinline__ bool ifcn_pooling_vectorised(int w, const A* a, const A* b) {
+        return w % 8 == 0 && ifcn_aligned16(a) && ifcn_aligned16(b);
+    }
+
+    // Output o's coordinates (ox, oy, oz) and channel c in a [c][od][oh][ow] tensor.
+    __device__ __forceinline__ long long ifcn_pooled_window(long long o, int od, int oh, int ow, int h, int w,
+                                                            long long inVoxels) {
+        long long t = o;
+        const int ox = (int)(t % ow); t /= ow;
+        const int oy = (int)(t % oh); t /= oh;
+        const int oz = (int)(t % od);
+        const long long c = t / od;
+        // The window's first input element; its rows (dz, dy) lie (dz h + dy) w further on.
+        return c * inVoxels + ((long long)(2 * oz) * h + 2 * oy) * w + 2 * ox;
+    }
+
+    // One output (N = 1) or 4 neighbouring outputs along w (N = 4) from the window rows at `first`; NaN counts as
+    // the maximum.
+    template <int N, typename A>
+    __device__ __forceinline__ void ifcn_maxpool2_group(const A* first, int h, int w, float* m) {
+        for (int j = 0; j < N; j++) m[j] = ifcn_neg_inf();
+        for (int dz = 0; dz < 2; dz++) {
+            for (int dyy = 0; dyy < 2; dyy++) {
+                const A* row = first + ((long long)dz * h + dyy) * w;
+                float v[2 * N];
+                if constexpr (N == 1) { v[0] = ifcn_get(row); v[1] = ifcn_get(row + 1); } else ifcn_load_run<2 * N>(row, v);
+                for (int j = 0; j < N; j++) {
+                    for (int dxx = 0; dxx < 2; dxx++) {
+                        const float x = v[2 * j + dxx];
+                        if (x > m[j] || isnan(x)) m[j] = x;
+                    }
+                }
+            }
+        }
+    }
+
+    // d, h, w: the input extent.
     template <typename A>
     __device__ void ifcn_maxpool2_forward_t(const A* x, A* y, long long outputs, int d, int h, int w) {
         const int od = d / 2, oh = h / 2, ow = w / 2;
         const long long inVoxels = (long long)d * h * w;
-        for (long long o = ifcn_global_index(); o < outputs; o += ifcn_global_stride()) {
-            long long t = o;
-            const int ox = (int)(t % ow); t /= ow;
-            const int oy = (int)(t % oh); t /= oh;
-            const int oz = (int)(t % od);
-            const long long c = t / od;
-            const A* xc = x + c * inVoxels;
-            float m = ifcn_neg_inf();
-            for (int dz = 0; dz < 2; dz++) {
-                for (int dyy = 0; dyy < 2; dyy++) {
-                    const A* row = xc + ((long long)(2 * oz + dz) * h + 2 * oy + dyy) * w + 2 * ox;
-                    for (int dxx = 0; dxx < 2; dxx++) {
-                        const float v = ifcn_get(row + dxx);
-                        if (v > m || isnan(v)) m = v;
-                    }
-                }
+        if (ifcn_pooling_vectorised(w, x, y)) {
+            for (long long q = ifcn_global_index(); q < outputs / 4; q += ifcn_global_stride()) {
+                float m[4];
+                ifcn_maxpool2_group<4>(x + ifcn_pooled_window(4 * q, od, oh, ow, h, w, inVoxels), h, w, m);
+                ifcn_store_run<4>(y + 4 * q, m);
             }
-            ifcn_put(y + o, m);
+            return;
+        }
+        for (long long o = ifcn_global_index(); o < outputs; o += ifcn_global_stride()) {
+            float m[1];
+            ifcn_maxpool2_group<1>(x + ifcn_pooled_window(o, od, oh, ow, h, w, inVoxels), h, w, m);
+            ifcn_put(y + o, m[0]);
         }
     }
     extern "C" __global__ void ifcn_maxpool2_forward(const float* x, float* y, long long outputs, int d, int h, int w) {
@@ -1120,38 +1220,65 @@ enum CUDAKernelSource {
         ifcn_maxpool2_forward_t(x, y, outputs, d, h, w);
     }
 
-    // One thread per output element (windows are disjoint: no races). The gradient goes to the
-    // first maximum in (dz, dy, dx) order (a later NaN replaces it, as on the CPU); without
-    // accumulate the whole window is zeroed first.
+    // The gradient of one output (N = 1) or of 4 neighbouring ones along w (N = 4), windows at `first` of x and dx
+    // (windows are disjoint: no races). It goes to the window's first maximum in (dz, dy, dx) order (a later NaN
+    // replaces it, as on the CPU), added to the old value with accumulate, else to zero with the rest of the window
+    // zeroed.
+    template <int N, typename A>
+    __device__ __forceinline__ void ifcn_maxpool2_backward_group(const A* xFirst, A* dxFirst, const float* g, int h, int w,
+                                                                 int accumulate) {
+        float m[N];
+        int arg[N];
+        for (int j = 0; j < N; j++) { m[j] = ifcn_neg_inf(); arg[j] = -1; }
+        for (int r = 0; r < 4; r++) {
+            const A* row = xFirst + ((long long)(r >> 1) * h + (r & 1)) * w;
+            float v[2 * N];
+            if constexpr (N == 1) { v[0] = ifcn_get(row); v[1] = ifcn_get(row + 1); } else ifcn_load_run<2 * N>(row, v);
+            for (int j = 0; j < N; j++) {
+                for (int dxx = 0; dxx < 2; dxx++) {
+                    const float x = v[2 * j + dxx];
+                    if (arg[j] < 0 || x > m[j] || isnan(x)) {
+                        m[j] = x;
+                        arg[j] = 2 * r + dxx;
+                    }
+                }
+            }
+        }
+        for (int r = 0; r < 4; r++) {
+            A* row = dxFirst + ((long long)(r >> 1) * h + (r & 1)) * w;
+            float v[2 * N];
+            if (accumulate) {
+                if constexpr (N == 1) { v[0] = ifcn_get(row); v[1] = ifcn_get(row + 1); } else ifcn_load_run<2 * N>(row, v);
+            } else {
+                for (int k = 0; k < 2 * N; k++) v[k] = 0.0f;
+            }
+            for (int j = 0; j < N; j++) {
+                for (int dxx = 0; dxx < 2; dxx++) {
+                    if (arg[j] == 2 * r + dxx) v[2 * j + dxx] = __fadd_rn(v[2 * j + dxx], g[j]);
+                }
+            }
+            if constexpr (N == 1) { ifcn_put(row, v[0]); ifcn_put(row + 1, v[1]); } else ifcn_store_run<2 * N>(row, v);
+        }
+    }
+
     template <typename A>
     __device__ void ifcn_maxpool2_backward_t(const A* x, const A* gradOutput, A* gradInput, long long outputs,
                                              int d, int h, int w, int accumulate) {
         const int od = d / 2, oh = h / 2, ow = w / 2;
         const long long inVoxels = (long long)d * h * w;
-        for (long long o = ifcn_global_index(); o < outputs; o += ifcn_global_stride()) {
-            long long t = o;
-            const int ox = (int)(t % ow); t /= ow;
-            const int oy = (int)(t % oh); t /= oh;
-            const int oz = (int)(t % od);
-            const long long c = t / od;
-            const A* xc = x + c * inVoxels;
-            A* dxc = gradInput + c * inVoxels;
-            float m = ifcn_neg_inf();
-            long long arg = -1;
-            for (int dz = 0; dz < 2; dz++) {
-                for (int dyy = 0; dyy < 2; dyy++) {
-                    const long long rowIndex = ((long long)(2 * oz + dz) * h + 2 * oy + dyy) * w + 2 * ox;
-                    for (int dxx = 0; dxx < 2; dxx++) {
-                        const float v = ifcn_get(xc + rowIndex + dxx);
-                        if (arg < 0 || v > m || isnan(v)) {
-                            m = v;
-                            arg = rowIndex + dxx;
-                        }
-                        if (!accumulate) ifcn_put(dxc + rowIndex + dxx, 0.0f);
-                    }
-                }
+        if (ifcn_pooling_vectorised(w, x, gradInput) && ifcn_aligned16(gradOutput)) {
+            for (long long q = ifcn_global_index(); q < outputs / 4; q += ifcn_global_stride()) {
+                const long long first = ifcn_pooled_window(4 * q, od, oh, ow, h, w, inVoxels);
+                float g[4];
+                ifcn_load_run<4>(gradOutput + 4 * q, g);
+                ifcn_maxpool2_backward_group<4>(x + first, gradInput + first, g, h, w, accumulate);
             }
-            ifcn_put(dxc + arg, __fadd_rn(ifcn_get(dxc + arg), ifcn_get(gradOutput + o)));
+            return;
+        }
+        for (long long o = ifcn_global_index(); o < outputs; o += ifcn_global_stride()) {
+            const long long first = ifcn_pooled_window(o, od, oh, ow, h, w, inVoxels);
+            const float g[1] = {ifcn_get(gradOutput + o)};
+            ifcn_maxpool2_backward_group<1>(x + first, gradInput + first, g, h, w, accumulate);
         }
     }
     extern "C" __global__ void ifcn_maxpool2_backward(const float* x, const float* gradOutput, float* gradInput,
@@ -1175,19 +1302,39 @@ enum CUDAKernelSource {
         return c * (8LL * d * h * w) + ((long long)(2 * z) * (2 * h) + 2 * yy) * (2 * w) + 2 * xx;
     }
 
-    // One thread per input element, writing its 2x2x2 block of outputs (a warp's rows are contiguous). A thread per
-    // output spent more time dividing its index into coordinates than moving its element.
+    // The four output rows of input element i's block (or of 4 neighbouring inputs' blocks): r00, r00 + row,
+    // r00 + plane, r00 + plane + row.
+    __device__ __forceinline__ long long ifcn_upsample_row(int r, int h, int w) {
+        return (r >> 1) * (4LL * h * w) + (r & 1) * (2LL * w);
+    }
+
+    // One input element (N = 1) or 4 neighbouring ones along w (N = 4) written to their 2x2x2 blocks (a warp's rows
+    // are contiguous). A thread per output spent more time dividing its index into coordinates than moving its
+    // element.
+    template <int N, typename A>
+    __device__ __forceinline__ void ifcn_upsample2_forward_group(const float* v, A* block, int h, int w) {
+        float o[2 * N];
+        for (int j = 0; j < N; j++) { o[2 * j] = v[j]; o[2 * j + 1] = v[j]; }
+        for (int r = 0; r < 4; r++) {
+            A* row = block + ifcn_upsample_row(r, h, w);
+            if constexpr (N == 1) { ifcn_put(row, o[0]); ifcn_put(row + 1, o[1]); } else ifcn_store_run<2 * N>(row, o);
+        }
+    }
+
+    // The vectorised path needs input w a multiple of 4 (output rows of 8 aligned elements).
     template <typename A>
     __device__ void ifcn_upsample2_forward_t(const A* x, A* y, long long inputs, int d, int h, int w) {
-        const long long row = 2LL * w, plane = 4LL * h * w;
+        if (ifcn_pooling_vectorised(2 * w, x, y)) {
+            for (long long q = ifcn_global_index(); q < inputs / 4; q += ifcn_global_stride()) {
+                float v[4];
+                ifcn_load_run<4>(x + 4 * q, v);
+                ifcn_upsample2_forward_group<4>(v, y + ifcn_upsample_block(4 * q, d, h, w), h, w);
+            }
+            return;
+        }
         for (long long i = ifcn_global_index(); i < inputs; i += ifcn_global_stride()) {
-            const float v = ifcn_get(x + i);
-            A* r00 = y + ifcn_upsample_block(i, d, h, w);
-            A* r10 = r00 + plane;
-            ifcn_put(r00, v); ifcn_put(r00 + 1, v);
-            ifcn_put(r00 + row, v); ifcn_put(r00 + row + 1, v);
-            ifcn_put(r10, v); ifcn_put(r10 + 1, v);
-            ifcn_put(r10 + row, v); ifcn_put(r10 + row + 1, v);
+            const float v[1] = {ifcn_get(x + i)};
+            ifcn_upsample2_forward_group<1>(v, y + ifcn_upsample_block(i, d, h, w), h, w);
         }
     }
     extern "C" __global__ void ifcn_upsample2_forward(const float* x, float* y, long long inputs, int d, int h, int w) {
@@ -1198,20 +1345,42 @@ enum CUDAKernelSource {
         ifcn_upsample2_forward_t(x, y, inputs, d, h, w);
     }
 
-    // One thread per input element: the sum of its 2x2x2 block of gradOutput, in the CPU's order.
+    // The sum of each block of gradOutput, in the CPU's order: (r00[0] + r00[1] + r01[0] + r01[1]) +
+    // (r10[0] + r10[1] + r11[0] + r11[1]), each sum rounded.
+    template <int N, typename A>
+    __device__ __forceinline__ void ifcn_upsample2_backward_group(const A* block, int h, int w, float* s) {
+        float half[2][N];
+        for (int r = 0; r < 4; r++) {
+            const A* row = block + ifcn_upsample_row(r, h, w);
+            float v[2 * N];
+            if constexpr (N == 1) { v[0] = ifcn_get(row); v[1] = ifcn_get(row + 1); } else ifcn_load_run<2 * N>(row, v);
+            for (int j = 0; j < N; j++) {
+                const float a = (r & 1) ? half[r >> 1][j] : 0.0f;
+                half[r >> 1][j] = (r & 1) ? __fadd_rn(__fadd_rn(a, v[2 * j]), v[2 * j + 1]) : __fadd_rn(v[2 * j], v[2 * j + 1]);
+            }
+        }
+        for (int j = 0; j < N; j++) s[j] = __fadd_rn(half[0][j], half[1][j]);
+    }
+
     template <typename A>
     __device__ void ifcn_upsample2_backward_t(const A* gradOutput, A* gradInput, long long inputs, int d, int h, int w,
                                               int accumulate) {
-        const long long row = 2LL * w, plane = 4LL * h * w;
+        if (ifcn_pooling_vectorised(2 * w, gradOutput, gradInput)) {
+            for (long long q = ifcn_global_index(); q < inputs / 4; q += ifcn_global_stride()) {
+                float s[4], old[4];
+                ifcn_upsample2_backward_group<4>(gradOutput + ifcn_upsample_block(4 * q, d, h, w), h, w, s);
+                if (accumulate) {
+                    ifcn_load_run<4>(gradInput + 4 * q, old);
+                    for (int j = 0; j < 4; j++) s[j] = __fadd_rn(old[j], s[j]);
+                }
+                ifcn_store_run<4>(gradInput + 4 * q, s);
+            }
+            return;
+        }
         for (long long i = ifcn_global_index(); i < inputs; i += ifcn_global_stride()) {
-            const A* r00 = gradOutput + ifcn_upsample_block(i, d, h, w);
-            const A* r01 = r00 + row;
-            const A* r10 = r00 + plane;
-            const A* r11 = r10 + row;
-            const float a = __fadd_rn(__fadd_rn(__fadd_rn(ifcn_get(r00), ifcn_get(r00 + 1)), ifcn_get(r01)), ifcn_get(r01 + 1));
-            const float b = __fadd_rn(__fadd_rn(__fadd_rn(ifcn_get(r10), ifcn_get(r10 + 1)), ifcn_get(r11)), ifcn_get(r11 + 1));
-            const float s = __fadd_rn(a, b);
-            ifcn_put(gradInput + i, accumulate ? __fadd_rn(ifcn_get(gradInput + i), s) : s);
+            float s[1];
+            ifcn_upsample2_backward_group<1>(gradOutput + ifcn_upsample_block(i, d, h, w), h, w, s);
+            ifcn_put(gradInput + i, accumulate ? __fadd_rn(ifcn_get(gradInput + i), s[0]) : s[0]);
         }
     }
     extern "C" __global__ void ifcn_upsample2_backward(const float* gradOutput, float* gradInput, long long inputs,
@@ -1403,18 +1572,26 @@ enum CUDAKernelSource {
         ifcn_add_bias_t(y, bias, voxels);
     }
 
-    // Grid: (blocks, cout). y[co, v] = sum_ci w[co, ci] x[ci, v] (float, ci ascending) + bias[co].
+    // Grid: (blocks, cout), a block per 256 vectors of a row. y[co, v] = sum_ci w[co, ci] x[ci, v] (float, ci
+    // ascending) + bias[co]; a thread computes a vector's worth of neighbouring voxels (16 bytes of each input row
+    // per load, where the rows allow it).
     template <typename A>
     __device__ void ifcn_conv1_forward_t(const A* x, const float* w, const float* bias, A* y, int cin, long long voxels,
                                          int hasBias) {
         const int co = blockIdx.y;
         const float* wr = w + (long long)co * cin;
         const float b = hasBias ? bias[co] : 0.0f;
-        for (long long v = ifcn_global_index(); v < voxels; v += ifcn_global_stride()) {
-            float acc = 0.0f;
-            for (int ci = 0; ci < cin; ci++) acc = fmaf(wr[ci], ifcn_get(x + (long long)ci * voxels + v), acc);
-            ifcn_put(y + (long long)co * voxels + v, hasBias ? __fadd_rn(acc, b) : acc);
-        }
+        ifcn_row_strided<A>(ifcn_rows_vectorised(x, voxels) && ifcn_aligned16(y), voxels, [&](auto g, long long v) {
+            constexpr int N = decltype(g)::n;
+            float acc[N] = {};
+            for (int ci = 0; ci < cin; ci++) {
+                float xv[N];
+                ifcn_load_group<N>(x + (long long)ci * voxels + v, xv);
+                for (int e = 0; e < N; e++) acc[e] = fmaf(wr[ci], xv[e], acc[e]);
+            }
+            for (int e = 0; e < N; e++) acc[e] = hasBias ? __fadd_rn(acc[e], b) : acc[e];
+            ifcn_store_group<N>(y + (long long)co * voxels + v, acc);
+        });
     }
     extern "C" __global__ void ifcn_conv1_forward(const float* x, const float* w, const float* bias, float* y,
                                                   int cin, long long voxels, int hasBias) {
@@ -1425,19 +1602,30 @@ enum CUDAKernelSource {
         ifcn_conv1_forward_t(x, w, bias, y, cin, voxels, hasBias);
     }
 
-    // Grid: (blocks, cin). dx[ci, v] (+)= sum_co w[co, ci] dy[co, v] (float, co ascending).
+    // Grid: (blocks, cin), a block per 256 vectors of a row. dx[ci, v] (+)= sum_co w[co, ci] dy[co, v] (float, co
+    // ascending), a vector's worth of voxels per thread as in ifcn_conv1_forward.
     template <typename A>
     __device__ void ifcn_conv1_backward_data_t(const A* gradOutput, const float* w, A* gradInput, int cin, int cout,
                                                long long voxels, int accumulate) {
         const int ci = blockIdx.y;
-        for (long long v = ifcn_global_index(); v < voxels; v += ifcn_global_stride()) {
-            float acc = 0.0f;
+        const bool vectorised = ifcn_rows_vectorised(gradOutput, voxels) && ifcn_aligned16(gradInput);
+        ifcn_row_strided<A>(vectorised, voxels, [&](auto g, long long v) {
+            constexpr int N = decltype(g)::n;
+            float acc[N] = {};
             for (int co = 0; co < cout; co++) {
-                acc = fmaf(w[(long long)co * cin + ci], ifcn_get(gradOutput + (long long)co * voxels + v), acc);
+                float dy[N];
+                ifcn_load_group<N>(gradOutput + (long long)co * voxels + v, dy);
+                const float wc = w[(long long)co * cin + ci];
+                for (int e = 0; e < N; e++) acc[e] = fmaf(wc, dy[e], acc[e]);
             }
             const long long j = (long long)ci * voxels + v;
-            ifcn_put(gradInput + j, accumulate ? __fadd_rn(ifcn_get(gradInput + j), acc) : acc);
-        }
+            if (accumulate) {
+                float old[N];
+                ifcn_load_group<N>(gradInput + j, old);
+                for (int e = 0; e < N; e++) acc[e] = __fadd_rn(old[e], acc[e]);
+            }
+            ifcn_store_group<N>(gradInput + j, acc);
+        });
     }
     extern "C" __global__ void ifcn_conv1_backward_data(const float* gradOutput, const float* w, float* gradInput,
                                                         int cin, int cout, long long voxels, int accumulate) {

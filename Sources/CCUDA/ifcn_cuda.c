@@ -80,6 +80,7 @@ FN(CUresult, cuEventCreate, (CUevent *, unsigned));
 FN(CUresult, cuEventRecord, (CUevent, CUstream));
 FN(CUresult, cuEventDestroy_v2, (CUevent));
 FN(CUresult, cuEventSynchronize, (CUevent));
+FN(CUresult, cuStreamWaitEvent, (CUstream, CUevent, unsigned));
 // Resolved at open but optional: cuEventElapsedTime_v2 (CUDA 12.8 and later), else the original symbol.
 static CUresult (*p_event_elapsed)(float *, CUevent, CUevent);
 FN(CUresult, cuModuleLoadData, (CUmodule *, const void *));
@@ -161,7 +162,7 @@ static const symbol driver_symbols[] = {
     SYM(cuMemFreeHost), SYM(cuMemcpyHtoDAsync_v2), SYM(cuMemcpyDtoHAsync_v2), SYM(cuMemcpyDtoDAsync_v2),
     SYM(cuMemsetD32Async), SYM(cuStreamCreate), SYM(cuStreamSynchronize), SYM(cuModuleLoadData),
     SYM(cuEventCreate), SYM(cuEventRecord), SYM(cuEventDestroy_v2), SYM(cuEventSynchronize),
-    SYM(cuModuleGetFunction), SYM(cuLaunchKernel),
+    SYM(cuStreamWaitEvent), SYM(cuModuleGetFunction), SYM(cuLaunchKernel),
 };
 static const symbol nvrtc_symbols[] = {
     SYM(nvrtcGetErrorString), SYM(nvrtcVersion), SYM(nvrtcCreateProgram), SYM(nvrtcCompileProgram),
@@ -353,6 +354,7 @@ int ifcn_cu_event_create(void **event) { NEED(0); return p_cuEventCreate(event, 
 int ifcn_cu_event_record(void *event, void *stream) { NEED(0); return p_cuEventRecord(event, stream); }
 int ifcn_cu_event_create_untimed(void **event) { NEED(0); return p_cuEventCreate(event, CU_EVENT_DISABLE_TIMING); }
 int ifcn_cu_event_synchronize(void *event) { NEED(0); return p_cuEventSynchronize(event); }
+int ifcn_cu_stream_wait_event(void *stream, void *event) { NEED(0); return p_cuStreamWaitEvent(stream, event, 0); }
 int ifcn_cu_event_destroy(void *event) { NEED(0); return p_cuEventDestroy_v2(event); }
 int ifcn_cu_event_elapsed(float *milliseconds, void *start, void *end) {
     NEED(0);

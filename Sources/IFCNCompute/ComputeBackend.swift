@@ -30,6 +30,13 @@ public protocol ComputeBackend: AnyObject {
     /// Queues the transfer of a staged upload to `destination` (of the staged count); its memory is free again
     /// once the device has read it.
     func upload(_ staged: StagedUpload, to destination: TensorRef)
+    /// Queues an upload that may run alongside the work queued after it (a GPU's copy engine, while the kernels
+    /// run): the values are in `destination` for the work queued after the next `awaitUploads()`, and the work
+    /// queued in between must not touch `destination` (the work queued before may: the upload waits for it).
+    /// `source` may be reused on return. A backend without a copy engine uploads in order (the default).
+    func uploadAhead(_ source: UnsafePointer<Float>, to destination: TensorRef)
+    /// Makes the work queued from now on wait for every `uploadAhead` so far.
+    func awaitUploads()
     func download(_ source: TensorRef, to destination: UnsafeMutablePointer<Float>)
     /// Lends host memory holding the tensor (the tensor itself on the CPU; a device backend
     /// would stage through host memory and copy changes back). Used for MPI allreduce.
@@ -145,6 +152,11 @@ public protocol ComputeBackend: AnyObject {
     /// Sum of the squared elements in float64 over fixed blocks in a fixed order (the same bits on every
     /// run); not finite exactly when an element is not (the averaged gradient's divergence check).
     func sumOfSquares(_ tensor: TensorRef) -> Double
+}
+
+extension ComputeBackend {
+    public func uploadAhead(_ source: UnsafePointer<Float>, to destination: TensorRef) { upload(source, to: destination) }
+    public func awaitUploads() {}
 }
 
 extension ComputeBackend {

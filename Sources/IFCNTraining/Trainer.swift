@@ -233,13 +233,12 @@ public final class Trainer {
         sample.image.withUnsafeBufferPointer { im in
             sample.memory.withUnsafeBufferPointer { net.setInput(image: im.baseAddress!, memory: $0.baseAddress!, staged: staged) }
         }
+        sample.target.withUnsafeBufferPointer { t in
+            sample.weight.withUnsafeBufferPointer { net.setTargets(target: t.baseAddress!, weight: $0.baseAddress!) }
+        }
         net.forward(training: true)
         net.zeroGradients()
-        let loss = sample.target.withUnsafeBufferPointer { t in
-            sample.weight.withUnsafeBufferPointer {
-                net.backward(target: t.baseAddress!, weight: $0.baseAddress!, completenessLabel: sample.completeness, whileQueued: whileQueued)
-            }
-        }
+        let loss = net.backward(completenessLabel: sample.completeness, whileQueued: whileQueued)
         s.backend.synchronize()  // a device backend queues the backward pass: time it as compute
         let t1 = Date()
         let gradientNormSquared = try s.averaging.average(net.gradients, backend: s.backend, comm: comm)

@@ -60,10 +60,11 @@ struct BenchCommand: ParsableCommand {
         func step() -> (Double, Double, Double) {
             let t0 = DispatchTime.now().uptimeNanoseconds
             split.record(0)
+            target.withUnsafeBufferPointer { t in weight.withUnsafeBufferPointer { net.setTargets(target: t.baseAddress!, weight: $0.baseAddress!) } }
             net.forward(training: true)
             split.record(1)
             net.zeroGradients()
-            target.withUnsafeBufferPointer { t in weight.withUnsafeBufferPointer { _ = net.backward(target: t.baseAddress!, weight: $0.baseAddress!, completenessLabel: 1) } }
+            net.backward(completenessLabel: 1)
             adam.update()
             split.record(2)
             backend.synchronize()
@@ -79,13 +80,15 @@ struct BenchCommand: ParsableCommand {
         var stepTimes: [Double] = [], fwdTrain: [Double] = [], bwd: [Double] = []
         if !forwardOnly { _ = step() }
         let cuda = base as? CUDABackend
-        let staging = (bytes: cuda?.stagingBytes ?? 0, reused: cuda?.stagingCopiesReused ?? 0)
+        let staging = (bytes: cuda?.stagingBytes ?? 0, reused: cuda?.stagingCopiesReused ?? 0, ahead: cuda?.uploadsAheadQueued ?? 0)
         for i in 0..<(forwardOnly ? 0 : steps) {
             let (s, f, b) = step()
             stepTimes.append(s); fwdTrain.append(f); bwd.append(b)
             if !json { StandardError.write("step \(i + 1)/\(steps): \(String(format: "%.3f", s)) s") }
         }
         // What a step's convolutions copy to and from their staged operands (bf16 math, channels-last layout).
+        // Uploads a step queued on the copy engine's stream (the loss's maps, `Network.setTargets`).
+        let uploadsAheadPerStep = forwardOnly ? 0 : cuda.map { ($0.uploadsAheadQueued - staging.ahead) / steps } ?? 0
         let stagingPerStep = forwardOnly ? nil : cuda.map {
             (bytes: ($0.stagingBytes - staging.bytes) / steps, reused: ($0.stagingCopiesReused - staging.reused) / steps)
         }
@@ -132,6 +135,7 @@ struct BenchCommand: ParsableCommand {
                 "gpu_activations": cuda?.activationFormat.rawValue ?? "n/a",
                 "gpu_staging_bytes_per_step": stagingPerStep?.bytes ?? 0,
                 "gpu_staging_copies_reused_per_step": stagingPerStep?.reused ?? 0,
+                "gpu_uploads_ahead_per_step": uploadsAheadPerStep,
                 "gpu_upload_slot_bytes": cuda?.pinnedUploadSlotBytes ?? 0,
                 "device_peak_bytes": cuda?.peakAllocatedBytes ?? 0,
                 "network_bytes": net.allocatedBytes,

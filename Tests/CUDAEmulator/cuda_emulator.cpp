@@ -5,7 +5,9 @@
 // - Driver API: device memory is host memory, each allocation ending at a PROT_NONE guard page, so a
 //   kernel or copy that runs past the end of a buffer stops the process with SIGSEGV (or, with
 //   IFCN_CUDA_EMULATOR_GUARD=front, starting after one, for accesses below the start); streams are
-//   synchronous; events read the host clock. The device is "ifcn CUDA emulator (CPU)", sm_90, 16 GiB;
+//   synchronous, but for a stream that has carried nothing but host-to-device copies (a copy engine's, as the
+//   CUDA backend's uploads ahead): its copies land only once ordered before the work that reads them (below,
+//   "copy streams"); events read the host clock. The device is "ifcn CUDA emulator (CPU)", sm_90, 16 GiB;
 //   IFCN_CUDA_EMULATOR_DEVICES=N shows N of them, so ranks can each have their own.
 // - Kernels: the very source ifcn hands to NVRTC, compiled as host C++ with cuda_builtins.h and
 //   registered by name (scripts/cuda_emulator.sh generates the table). cuLaunchKernel runs the grid block
@@ -32,8 +34,9 @@
 //   (untouched, so it costs no host memory). Results are meaningless; what it shows is that every call of a step
 //   at that size is valid, and what it allocates.
 //
-// Not emulated: NCCL's transport and reduction order, concurrency between streams, real timings, cuDNN's
-// own algorithms and rounding.
+// Not emulated: NCCL's transport and reduction order, concurrency between streams beyond the copy streams' late
+// landing (work queued on another stream before a copy runs at once, so a copy that overwrites what that work
+// still reads is not caught), real timings, cuDNN's own algorithms and rounding.
 #include "cuda_builtins.h"
 #include "kernel_table.h"
 
@@ -494,21 +497,57 @@ static void check_range(CUdeviceptr p, size_t bytes, const char *call) {
               std::to_string(uintptr_t(p) - it->first) + " run past an allocation of " +
               std::to_string(it->second.bytes) + " bytes");
 }
-CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t bytes, void *) {
+// Copy streams: on a GPU a copy queued on another stream than the kernels' may land in device memory at any time
+// until the kernels' stream waits for it (cuStreamWaitEvent on an event recorded after it) or the host
+// synchronises with it. A stream that has carried only host-to-device copies so far is taken for a copy engine's:
+// each of its copies fills the destination with all bits set (NaN) when queued and writes the data only when such
+// a wait or synchronisation covers it, so work that reads the destination without waiting reads NaN. Any other
+// work queued on such a stream lands its copies first and ends its copy-only status.
+struct emulated_stream {
+    bool copies_only = true;
+    struct Deferred { unsigned char *destination; std::vector<unsigned char> data; unsigned long long sequence; };
+    std::vector<Deferred> deferred;
+};
+static void land_copies(void *stream, unsigned long long through) {
+    if (!stream) return;
+    auto *s = static_cast<emulated_stream *>(stream);
+    std::vector<emulated_stream::Deferred> later;
+    for (auto &d : s->deferred) {
+        if (d.sequence <= through) std::memcpy(d.destination, d.data.data(), d.data.size());
+        else later.push_back(std::move(d));
+    }
+    s->deferred.swap(later);
+}
+// Work other than a host-to-device copy queued on `stream`.
+static void queue_work(void *stream) {
+    if (!stream) return;
+    land_copies(stream, ~0ull);
+    static_cast<emulated_stream *>(stream)->copies_only = false;
+}
+CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t bytes, void *stream) {
     std::lock_guard<std::mutex> g(big_lock);
     check_pending_uploads("cuMemcpyHtoDAsync");
     check_range(dst, bytes, "cuMemcpyHtoDAsync");
-    std::memcpy(reinterpret_cast<void *>(uintptr_t(dst)), src, bytes);
+    auto *copies = static_cast<emulated_stream *>(stream);
     work_sequence++;
+    if (copies && copies->copies_only) {
+        const auto *p = static_cast<const unsigned char *>(src);
+        copies->deferred.push_back({reinterpret_cast<unsigned char *>(uintptr_t(dst)),
+                                    std::vector<unsigned char>(p, p + bytes), work_sequence});
+        std::memset(reinterpret_cast<void *>(uintptr_t(dst)), 0xFF, bytes);
+    } else {
+        std::memcpy(reinterpret_cast<void *>(uintptr_t(dst)), src, bytes);
+    }
     if (is_pinned(src, bytes)) {
         const auto *p = static_cast<const unsigned char *>(src);
         pending_uploads.push_back({p, std::vector<unsigned char>(p, p + bytes), work_sequence});
     }
     return CUDA_SUCCESS;
 }
-CUresult cuMemcpyDtoHAsync_v2(void *dst, CUdeviceptr src, size_t bytes, void *) {
+CUresult cuMemcpyDtoHAsync_v2(void *dst, CUdeviceptr src, size_t bytes, void *stream) {
     std::lock_guard<std::mutex> g(big_lock);
     check_pending_uploads("cuMemcpyDtoHAsync");
+    queue_work(stream);
     check_range(src, bytes, "cuMemcpyDtoHAsync");
     work_sequence++;
     if (is_pinned(dst, bytes)) {
@@ -520,28 +559,34 @@ CUresult cuMemcpyDtoHAsync_v2(void *dst, CUdeviceptr src, size_t bytes, void *) 
     }
     return CUDA_SUCCESS;
 }
-CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes, void *) {
+CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes, void *stream) {
     std::lock_guard<std::mutex> g(big_lock);
     check_pending_uploads("cuMemcpyDtoDAsync");
+    queue_work(stream);
     check_range(dst, bytes, "cuMemcpyDtoDAsync (destination)");
     check_range(src, bytes, "cuMemcpyDtoDAsync (source)");
     if (!edges_only())
         std::memmove(reinterpret_cast<void *>(uintptr_t(dst)), reinterpret_cast<const void *>(uintptr_t(src)), bytes);
     return CUDA_SUCCESS;
 }
-CUresult cuMemsetD32Async(CUdeviceptr dst, unsigned value, size_t count, void *) {
+CUresult cuMemsetD32Async(CUdeviceptr dst, unsigned value, size_t count, void *stream) {
     std::lock_guard<std::mutex> g(big_lock);
     check_pending_uploads("cuMemsetD32Async");
+    queue_work(stream);
     check_range(dst, count * 4, "cuMemsetD32Async");
     unsigned *p = reinterpret_cast<unsigned *>(uintptr_t(dst));
     if (!edges_only())
         for (size_t i = 0; i < count; i++) p[i] = value;
     return CUDA_SUCCESS;
 }
-static int stream_tag;
-CUresult cuStreamCreate(void **stream, unsigned) { *stream = &stream_tag; return CUDA_SUCCESS; }
-CUresult cuStreamSynchronize(void *) {
+CUresult cuStreamCreate(void **stream, unsigned) {
     std::lock_guard<std::mutex> g(big_lock);
+    *stream = new emulated_stream;
+    return CUDA_SUCCESS;
+}
+CUresult cuStreamSynchronize(void *stream) {
+    std::lock_guard<std::mutex> g(big_lock);
+    land_copies(stream, ~0ull);
     complete_through(work_sequence, "cuStreamSynchronize");
     return CUDA_SUCCESS;
 }
@@ -550,24 +595,35 @@ struct emulated_event {
     std::chrono::steady_clock::time_point at;
     bool recorded;
     unsigned long long sequence;  // the stream's work it follows
+    void *stream;                 // the stream of its last record
 };
 CUresult cuEventCreate(void **event, unsigned) {
-    *event = new emulated_event{{}, false, 0};
+    *event = new emulated_event{{}, false, 0, nullptr};
     return CUDA_SUCCESS;
 }
-CUresult cuEventRecord(void *event, void *) {
+CUresult cuEventRecord(void *event, void *stream) {
     std::lock_guard<std::mutex> g(big_lock);
     check_pending_uploads("cuEventRecord");
     auto *e = static_cast<emulated_event *>(event);
     e->at = std::chrono::steady_clock::now();
     e->recorded = true;
     e->sequence = work_sequence;
+    e->stream = stream;
+    return CUDA_SUCCESS;
+}
+// `stream` waits for the work before the event's last record: the copies that work holds land now.
+CUresult cuStreamWaitEvent(void *, void *event, unsigned flags) {
+    std::lock_guard<std::mutex> g(big_lock);
+    if (flags != 0) return CUDA_ERROR_INVALID_VALUE;
+    auto *e = static_cast<emulated_event *>(event);
+    if (e->recorded) land_copies(e->stream, e->sequence);
     return CUDA_SUCCESS;
 }
 CUresult cuEventSynchronize(void *event) {
     std::lock_guard<std::mutex> g(big_lock);
     auto *e = static_cast<emulated_event *>(event);
     if (!e->recorded) return CUDA_SUCCESS;  // as the driver: an event never recorded is complete
+    land_copies(e->stream, e->sequence);
     complete_through(e->sequence, "cuEventSynchronize");
     return CUDA_SUCCESS;
 }
@@ -594,9 +650,10 @@ CUresult cuModuleGetFunction(void **function, void *module, const char *name) {
     return CUDA_SUCCESS;
 }
 CUresult cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
-                        unsigned shared_bytes, void *, void **params, void **extra) {
+                        unsigned shared_bytes, void *stream, void **params, void **extra) {
     std::lock_guard<std::mutex> g(big_lock);
     check_pending_uploads("cuLaunchKernel");
+    queue_work(stream);
     work_sequence++;
     auto *entry = static_cast<KernelEntry *>(function);
     if (!entry || extra || shared_bytes) return CUDA_ERROR_INVALID_VALUE;

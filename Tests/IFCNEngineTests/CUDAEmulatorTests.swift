@@ -200,6 +200,15 @@ final class CUDAEmulatorTests: XCTestCase {
         XCTAssertEqual(pageable.status, 0, pageable.summary)
         let pageableJSON = try JSONSerialization.jsonObject(with: Data(pageable.stdout.utf8)) as? [String: Any]
         XCTAssertEqual(pageableJSON?["gpu_upload_slot_bytes"] as? Int, 0, pageable.stdout)
+        XCTAssertEqual(pageableJSON?["gpu_uploads_ahead_per_step"] as? Int, 0, pageable.stdout)
+        // At P=32 the loss's two maps (128 KiB each) go on the copy stream, beside the forward pass (at P=16 they are
+        // below the pinned slots' 64 KiB minimum). The emulator lands such a copy only when the kernels' stream waits
+        // for it, so a loss that read them without `awaitUploads` would read NaN (the fixture tests at P=32 fail so).
+        let ahead = try ifcn(["bench", "--backend", "cuda", "--gpu-math", "fp32", "--channels", "4", "--patch", "32",
+                              "--steps", "2", "--json"])
+        XCTAssertEqual(ahead.status, 0, ahead.summary)
+        let aheadJSON = try JSONSerialization.jsonObject(with: Data(ahead.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(aheadJSON?["gpu_uploads_ahead_per_step"] as? Int, 2, ahead.stdout)
         let sweep = try ifcn(["bench", "--backend", "cuda", "--gpu-math", "tf32", "--channels", "4", "--patch", "16",
                               "--steps", "1", "--conv-sweep", "--sweep-seconds", "120", "--json"])
         XCTAssertEqual(sweep.status, 0, sweep.summary)

@@ -57,6 +57,9 @@ int ifcn_cu_event_elapsed(float *milliseconds, void *start, void *end);
 // ifcn_cu_event_synchronize until the work queued before its record has finished.
 int ifcn_cu_event_create_untimed(void **event);
 int ifcn_cu_event_synchronize(void *event);
+// Work queued on `stream` after this call waits on the device (not the host) until the work queued before the
+// event's last record, on its own stream, has finished.
+int ifcn_cu_stream_wait_event(void *stream, void *event);
 int ifcn_cu_module_load_data(void **module, const void *image);
 int ifcn_cu_module_get_function(void **function, void *module, const char *name);
 int ifcn_cu_launch(void *function, unsigned grid_x, unsigned grid_y, unsigned grid_z,

@@ -44,9 +44,10 @@ final class PinnedSlot {
         event = e!
     }
 
-    /// Marks the copy just queued on the backend's stream: the slot is busy until the stream passes this point.
-    func markQueued() {
-        backend.check(ifcn_cu_event_record(event, backend.stream), "cuEventRecord")
+    /// Marks the copy just queued on `stream` (the backend's, or its copy stream): the slot is busy until that
+    /// stream passes this point.
+    func markQueued(on stream: UnsafeMutableRawPointer? = nil) {
+        backend.check(ifcn_cu_event_record(event, stream ?? backend.stream), "cuEventRecord")
         pending = true
     }
 
@@ -161,6 +162,13 @@ public final class CUDABackend: ComputeBackend {
     private var nextUploadSlot = 0
     /// Slots holding staged uploads (`stageUpload`) not yet sent: the round of the slots passes them by.
     private var reservedSlots = Set<Int>()
+    /// Uploads ahead (`uploadAhead`): a second stream for the copy engine, created on first use, with an event
+    /// marking the work the copies wait for and one marking the copies done; whether `stream` has still to wait
+    /// for copies queued there.
+    private var copies: (stream: UnsafeMutableRawPointer, before: UnsafeMutableRawPointer, done: UnsafeMutableRawPointer)?
+    private var uploadsAheadPending = false
+    /// Copies queued on the copy stream so far.
+    public private(set) var uploadsAheadQueued = 0
     /// The training step's scalars (`trainingLoss`): written on the device, copied into pinned host memory
     /// behind an event, read once per step by `readTrainingScalars`.
     var trainingScalarsTransfer: PinnedSlot?
@@ -222,6 +230,7 @@ public final class CUDABackend: ComputeBackend {
         for c in convolutions.values { ifcn_conv3_destroy(c) }
         bind()
         _ = ifcn_cu_stream_synchronize(stream)
+        if let c = copies { _ = ifcn_cu_stream_synchronize(c.stream) }
         for slot in uploadSlots + [trainingScalarsTransfer, hostStaging].compactMap({ $0 }) { slot.release() }
     }
 
@@ -269,6 +278,7 @@ public final class CUDABackend: ComputeBackend {
     func deviceFree(_ address: UInt64, bytes: Int) {
         bind()
         _ = ifcn_cu_stream_synchronize(stream)
+        if let c = copies { _ = ifcn_cu_stream_synchronize(c.stream) }  // a copy ahead may still write there
         _ = ifcn_cu_mem_free(address)
         allocatedBytes -= bytes
     }
@@ -294,6 +304,7 @@ public final class CUDABackend: ComputeBackend {
 
     public func synchronize() {
         bind()
+        awaitUploads()
         check(ifcn_cu_stream_synchronize(stream), "cuStreamSynchronize")
     }
 
@@ -378,6 +389,47 @@ public final class CUDABackend: ComputeBackend {
         let address = float32Address(for: destination)
         send(uploadSlots[staged.slot], bytes: staged.count * 4, to: address)
         narrowIfNeeded(address, into: destination)
+    }
+
+    /// On the copy stream, from a pinned slot (the host copies `source` there now): the copy waits for the work
+    /// queued so far, which may still read `destination`, and then runs beside what is queued after it, until
+    /// `awaitUploads`. A float32 tensor that fits a slot; others go in order through `upload`.
+    public func uploadAhead(_ source: UnsafePointer<Float>, to destination: TensorRef) {
+        bind()
+        let bytes = destination.count * 4
+        guard format(destination) == .fp32, let slotBytes = CUDABackend.pinnedSlotBytes,
+              bytes >= CUDABackend.pinnedUploadMinimum, bytes <= slotBytes else {
+            upload(source, to: destination)
+            return
+        }
+        let c = copyStream()
+        check(ifcn_cu_event_record(c.before, stream), "cuEventRecord")
+        check(ifcn_cu_stream_wait_event(c.stream, c.before), "cuStreamWaitEvent")
+        let slot = uploadSlots[takeUploadSlot(bytes: bytes)]
+        slot.pointer.copyMemory(from: source, byteCount: bytes)
+        queuedWork += 1
+        check(ifcn_cu_memcpy_htod(pointer(destination), slot.pointer, bytes, c.stream), "cuMemcpyHtoDAsync")
+        slot.markQueued(on: c.stream)
+        check(ifcn_cu_event_record(c.done, c.stream), "cuEventRecord")
+        uploadsAheadPending = true
+        uploadsAheadQueued += 1
+    }
+
+    public func awaitUploads() {
+        guard uploadsAheadPending, let c = copies else { return }
+        bind()
+        check(ifcn_cu_stream_wait_event(stream, c.done), "cuStreamWaitEvent")
+        uploadsAheadPending = false
+    }
+
+    private func copyStream() -> (stream: UnsafeMutableRawPointer, before: UnsafeMutableRawPointer, done: UnsafeMutableRawPointer) {
+        if let c = copies { return c }
+        var s: UnsafeMutableRawPointer?, before: UnsafeMutableRawPointer?, done: UnsafeMutableRawPointer?
+        check(ifcn_cu_stream_create(&s), "cuStreamCreate")
+        check(ifcn_cu_event_create_untimed(&before), "cuEventCreate")
+        check(ifcn_cu_event_create_untimed(&done), "cuEventCreate")
+        copies = (s!, before!, done!)
+        return copies!
     }
 
     /// The next slot in turn that holds no staged upload, once the device has read it, holding at least `bytes`.

@@ -21,7 +21,9 @@
 # against an uninterrupted one; two-rank training with per-epoch validation on the VerSe scans (two ranks on one GPU:
 # MPI); NCCL with one rank against MPI, bit for bit; the VerSe scans segmented on the GPU and on the CPU (label maps
 # compared, also with --scan-statistics); a paper-size model's seconds per scan (segment_seconds); TFLOP/s of each
-# step against the card's peak; cuDNN's algorithm choices (cudnn-algorithms.tsv, in details.tar.gz).
+# step against the card's peak; cuDNN's algorithm choices (cudnn-algorithms.tsv, in details.tar.gz). The summary ends
+# the table with issue 10's bar ("issue 10: ..."; "issue10" in gpu_check.json): ifcn's fastest step against PyTorch's
+# fastest (at most 0.7x) and its peak device memory against that PyTorch step's (no more).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 part=${1:-all}
@@ -426,6 +428,20 @@ for engine, key in (("ifcn", "ifcn"), ("PyTorch", "pytorch")):
         layout = (res.get("ifcn_layout_by_mode") or {}).get(m) if key == "ifcn" and "NCDHW" not in m else None
         print(f"| {engine} | {m}{f' ({layout})' if layout else ''} | {v:.4f} | {(res.get(key + '_forward') or {}).get(m, float('nan')):.4f} | "
               f"{t if t is not None else ''} | {share} | {memory:.0f} |")
+# Issue 10's bar: ifcn's fastest step against PyTorch's fastest (at most 0.7x), and its peak device memory against
+# that PyTorch step's (no more).
+if res["ifcn"] and res["pytorch"]:
+    im, it = min(res["ifcn"].items(), key=lambda kv: kv[1])
+    pm, pt = min(res["pytorch"].items(), key=lambda kv: kv[1])
+    ib = (res.get("ifcn_peak_bytes_by_mode") or {}).get(im) or 0
+    pb = (res.get("pytorch_peak_bytes_by_mode") or {}).get(pm) or 0
+    res["issue10"] = {"ifcn_mode": im, "ifcn_step_seconds": it, "pytorch_mode": pm, "pytorch_step_seconds": pt,
+                      "step_ratio": it / pt, "ifcn_peak_bytes": ib, "pytorch_peak_bytes": pb,
+                      "speed_met": it / pt <= 0.7, "memory_met": 0 < ib <= pb}
+    json.dump(res, open(os.path.join(out, "gpu_check.json"), "w"), indent=1, sort_keys=True)
+    print(f"issue 10: ifcn's fastest step ({im}) {it:.4f} s = {it / pt:.3f}x PyTorch's fastest ({pm}, {pt:.4f} s): "
+          f"{'met' if it / pt <= 0.7 else 'NOT met'} (at most 0.7x); peak {ib / 2**20:.0f} MiB against {pb / 2**20:.0f}: "
+          f"{'met' if 0 < ib <= pb else 'NOT met'} (no more)")
 for m, prof in (res.get("ifcn_profile") or {}).items():
     step = prof.get("step") or {}
     parts = sorted((step.get("seconds") or {}).items(), key=lambda kv: -kv[1])

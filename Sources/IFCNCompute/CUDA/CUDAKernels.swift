@@ -1151,18 +1151,19 @@ enum CUDAKernelSource {
 
     // ---------------------------------------------------------------- pooling, upsampling
 
-    // Where input w is a multiple of 8 and the tensors are 16-byte aligned (every level of the network down to 8^3),
-    // a thread takes 4 neighbouring outputs along w of max pooling (their 2x2x2 windows: 4 rows of 8 inputs) or 4
-    // neighbouring inputs of upsampling (their 4 rows of 8 outputs), and moves them 16 bytes (8 for 4 bfloat16
-    // elements) at a time; else a thread takes one, element by element. Both compute the same values in the same
-    // order. (One 2-byte bfloat16 element per access kept too few bytes in flight: about half the bandwidth.)
-    // The launch grid (CUDABackend.poolingGroup) counts groups of 4 where the extent allows them.
+    // Where the rows of the larger tensor are a multiple of 8 elements long (max pooling's input, upsampling's
+    // output: every level of the network down to 8^3) and the tensors are 16-byte aligned, a thread takes 4
+    // neighbouring outputs along w of max pooling (their 2x2x2 windows: 4 rows of 8 inputs) or 4 neighbouring inputs
+    // of upsampling (their 4 rows of 8 outputs), and moves them 16 bytes (8 for 4 bfloat16 elements) at a time; else
+    // a thread takes one, element by element. Both compute the same values in the same order. (One 2-byte bfloat16
+    // element per access kept too few bytes in flight: about half the bandwidth.) The launch grid
+    // (CUDABackend.poolingBlocks) counts groups of 4 where the extent allows them.
     template <typename A>
-    __device__ __forceinline__ bool ifcn_pooling_vectorised(int w, const A* a, const A* b) {
-        return w % 8 == 0 && ifcn_aligned16(a) && ifcn_aligned16(b);
+    __device__ __forceinline__ bool ifcn_pooling_vectorised(int largerRow, const A* a, const A* b) {
+        return largerRow % 8 == 0 && ifcn_aligned16(a) && ifcn_aligned16(b);
     }
 
-    // Output o's coordinates (ox, oy, oz) and channel c in a [c][od][oh][ow] tensor.
+    // The first input element of output o's window (o: an index into [c][od][oh][ow]).
     __device__ __forceinline__ long long ifcn_pooled_window(long long o, int od, int oh, int ow, int h, int w,
                                                             long long inVoxels) {
         long long t = o;
@@ -1321,7 +1322,7 @@ enum CUDAKernelSource {
         }
     }
 
-    // The vectorised path needs input w a multiple of 4 (output rows of 8 aligned elements).
+    // The vector path needs output rows of a multiple of 8 elements (input w a multiple of 4).
     template <typename A>
     __device__ void ifcn_upsample2_forward_t(const A* x, A* y, long long inputs, int d, int h, int w) {
         if (ifcn_pooling_vectorised(2 * w, x, y)) {

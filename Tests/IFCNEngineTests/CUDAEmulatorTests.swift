@@ -67,6 +67,57 @@ final class CUDAEmulatorTests: XCTestCase {
         return out
     }
 
+    /// The kernels' 16- and 8-byte accesses (`__ldcg`, `__stcg`) are checked for alignment by the emulator, as the
+    /// GPU faults on a misaligned one: a program built on the emulator's built-ins and library runs aligned accesses
+    /// through, and stops at a misaligned load and a misaligned store with the emulator's message.
+    func testAMisalignedVectorAccessStopsTheEmulator() throws {
+        let lib = try emulator()
+        let compiler = try XCTUnwrap(["c++", "g++", "clang++"].lazy.compactMap { TestPaths.tool($0) }.first)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ifcn-misaligned-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let source = """
+            #include "cuda_builtins.h"
+            #include <cstdio>
+            #include <cstdlib>
+            #include <cstring>
+            // access OFFSET load16|store16|load8: one access at OFFSET bytes into a 16-byte aligned buffer.
+            int main(int argc, char** argv) {
+                alignas(16) static unsigned char buffer[64];
+                unsigned char* p = buffer + std::atoi(argv[1]);
+                if (std::strcmp(argv[2], "store16") == 0) __stcg((uint4*)p, uint4{1, 2, 3, 4});
+                if (std::strcmp(argv[2], "load8") == 0) {
+                    const uint2 b = __ldcg((const uint2*)p);
+                    std::printf("read %u\\n", b.x + b.y);
+                } else {
+                    const uint4 a = __ldcg((const uint4*)p);
+                    std::printf("read %u\\n", a.x + a.y + a.z + a.w);
+                }
+                return 0;
+            }
+            """
+        try source.write(to: dir.appendingPathComponent("access.cpp"), atomically: true, encoding: .utf8)
+        let build = try ProcessRunner.run(compiler, ["-std=c++17", "-I", TestPaths.repositoryRoot.appendingPathComponent("Tests/CUDAEmulator").path,
+                                                     "-o", dir.appendingPathComponent("access").path, dir.appendingPathComponent("access.cpp").path,
+                                                     lib.appendingPathComponent("libifcn_cuda_emulator.so").path,
+                                                     "-Wl,-rpath," + lib.path, "-lpthread"], timeout: 120)
+        XCTAssertEqual(build.status, 0, build.summary)
+        let program = dir.appendingPathComponent("access")
+        // Aligned: 16-byte accesses at 0 and 16, an 8-byte one at 8.
+        for (offset, mode, read) in [("0", "store16", "read 10"), ("16", "load16", "read 0"), ("8", "load8", "read 0")] {
+            let r = try ProcessRunner.run(program, [offset, mode], timeout: 30)
+            XCTAssertEqual(r.status, 0, r.summary)
+            XCTAssertTrue(r.stdout.contains(read), r.summary)
+        }
+        // Misaligned: a 16-byte access at 8 (load and store), at 4, an 8-byte one at 4.
+        for (offset, mode, bytes) in [("8", "load16", 16), ("8", "store16", 16), ("4", "load16", 16), ("4", "load8", 8)] {
+            let r = try ProcessRunner.run(program, [offset, mode], timeout: 30)
+            XCTAssertNotEqual(r.status, 0, "\(offset) \(mode): \(r.summary)")
+            XCTAssertTrue(r.stderr.contains("a \(bytes)-byte access at ") && r.stderr.contains("not aligned to \(bytes) bytes")
+                          && r.stderr.contains("CUDA_ERROR_MISALIGNED_ADDRESS"), "\(offset) \(mode): \(r.summary)")
+        }
+    }
+
     func testDevicesFindsTheEmulatedGPU() throws {
         let r = try ifcn(["devices"])
         XCTAssertEqual(r.status, 0, r.summary)

@@ -10,17 +10,11 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root/.build/cuda-emulator}
 mkdir -p "$out"
-cxx=${CXX:-}
-if [ -z "$cxx" ]; then
-  for c in c++ g++ clang++; do command -v "$c" >/dev/null 2>&1 && { cxx=$c; break; }; done
-fi
-[ -n "$cxx" ] || { echo "cuda_emulator.sh: no C++ compiler (set CXX)" >&2; exit 1; }
+. "$root/scripts/cuda_source.sh"
+cxx=$(cuda_source_cxx cuda_emulator.sh)
 
-# The kernel source is the Swift string literal CUDAKernelSource.text: its lines less the literal's 4-space
-# indentation, without a final newline (it holds no backslash, so no escape changes a character).
 swift_source=$root/Sources/IFCNCompute/CUDA/CUDAKernels.swift
-awk '/static let text: String = """/ { on = 1; next } on && /^    """/ { exit } on { sub(/^    /, ""); print }' \
-  "$swift_source" > "$out/kernels.cu"
+cuda_source_kernels < "$swift_source" > "$out/kernels.cu"
 [ -s "$out/kernels.cu" ] || { echo "cuda_emulator.sh: no kernel source found in $swift_source" >&2; exit 1; }
 names=$(grep -o 'extern "C" __global__ void ifcn_[a-z0-9_]*' "$out/kernels.cu" | awk '{ print $5 }')
 [ -n "$names" ] || { echo "cuda_emulator.sh: no kernels in $out/kernels.cu" >&2; exit 1; }

@@ -9,15 +9,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 rev=${1:-HEAD}
 out=${2:-$root/.build/kernel-ab}
 mkdir -p "$out"
-cxx=${CXX:-}
-if [ -z "$cxx" ]; then
-  for c in c++ g++ clang++; do command -v "$c" >/dev/null 2>&1 && { cxx=$c; break; }; done
-fi
-[ -n "$cxx" ] || { echo "kernel_ab.sh: no C++ compiler (set CXX)" >&2; exit 1; }
-source_of() {  # the kernel source in CUDAKernels.swift, as scripts/cuda_emulator.sh takes it, without extern "C"
-  awk '/static let text: String = """/ { on = 1; next } on && /^    """/ { exit } on { sub(/^    /, ""); print }' \
-    | sed 's/extern "C" //'
-}
+. "$root/scripts/cuda_source.sh"
+cxx=$(cuda_source_cxx kernel_ab.sh)
+source_of() { cuda_source_kernels | sed 's/extern "C" //'; }  # without extern "C": both sources in one program
 kernels=Sources/IFCNCompute/CUDA/CUDAKernels.swift
 git -C "$root" show "$rev:$kernels" | source_of > "$out/old.cu"
 source_of < "$root/$kernels" > "$out/new.cu"

@@ -407,9 +407,7 @@ public final class CUDABackend: ComputeBackend {
         check(ifcn_cu_stream_wait_event(c.stream, c.before), "cuStreamWaitEvent")
         let slot = uploadSlots[takeUploadSlot(bytes: bytes)]
         slot.pointer.copyMemory(from: source, byteCount: bytes)
-        queuedWork += 1
-        check(ifcn_cu_memcpy_htod(pointer(destination), slot.pointer, bytes, c.stream), "cuMemcpyHtoDAsync")
-        slot.markQueued(on: c.stream)
+        send(slot, bytes: bytes, to: pointer(destination), on: c.stream)
         check(ifcn_cu_event_record(c.done, c.stream), "cuEventRecord")
         uploadsAheadPending = true
         uploadsAheadQueued += 1
@@ -452,11 +450,12 @@ public final class CUDABackend: ComputeBackend {
         return index
     }
 
-    /// Queues the copy of a slot's first `bytes` to device `address`; the slot is busy until the device has read it.
-    private func send(_ slot: PinnedSlot, bytes: Int, to address: UInt64) {
+    /// Queues the copy of a slot's first `bytes` to device `address` on `other` (default: the backend's stream);
+    /// the slot is busy until the device has read it.
+    private func send(_ slot: PinnedSlot, bytes: Int, to address: UInt64, on other: UnsafeMutableRawPointer? = nil) {
         queuedWork += 1
-        check(ifcn_cu_memcpy_htod(address, slot.pointer, bytes, stream), "cuMemcpyHtoDAsync")
-        slot.markQueued()
+        check(ifcn_cu_memcpy_htod(address, slot.pointer, bytes, other ?? stream), "cuMemcpyHtoDAsync")
+        slot.markQueued(on: other)
     }
 
     public func download(_ source: TensorRef, to destination: UnsafeMutablePointer<Float>) {
